@@ -62,6 +62,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("opensearch_version", "2.19.1", "OpenSearch version the project installs from Maven Central for its own node."),
     Setting("knn_plugin_version", "2.19.1.0", "Version of the opensearch-knn plugin zip installed beside it."),
     Setting("opensearch_heap", "2g", "JVM heap of the project's own OpenSearch node (-Xms/-Xmx)."),
+    Setting("opensearch_dir", "", "Install, data and logs of the project's own node; empty: /var/lib/shopsearch/opensearch as root (the service user cannot enter root's home), else <home>/opensearch."),
     Setting("opensearch_user", "shopsearch", "Unprivileged system user that runs OpenSearch when started as root (created if missing)."),
     Setting("java_home", "", "Java for OpenSearch; empty means the default JVM (Java 17 for OpenSearch 2.19)."),
     Setting("startup_timeout", 180, "Seconds to wait for a service to become healthy before failing with its log tail."),

@@ -73,6 +73,8 @@ class Layout:
 
 
 def layout(settings: Settings) -> Layout:
+    if settings.opensearch_dir:
+        return Layout(Path(os.path.expanduser(settings.opensearch_dir)))
     # root's home is not traversable by the service user, so as root the node lives in /var/lib.
     if os.geteuid() == 0:
         return Layout(Path("/var/lib/shopsearch/opensearch"))

@@ -27,7 +27,7 @@ def code_fingerprint() -> str:
     """A hash of the names, sizes and mtimes of the Python files the worker imports."""
     import shopsearch.workers as workers_pkg
     h = hashlib.sha256()
-    for root in {_PACKAGE_ROOT, Path(workers_pkg.__file__).resolve().parent}:
+    for root in sorted({_PACKAGE_ROOT, Path(workers_pkg.__file__).resolve().parent}):
         for p in sorted(root.rglob("*.py")):
             st = p.stat()
             h.update(f"{p}:{st.st_size}:{st.st_mtime_ns}".encode())

@@ -1,0 +1,70 @@
+"""Session fixtures: the project's own services, started (or reused) once, never mocked.
+
+If a service cannot start, every test that needs it fails with the service's log tail; nothing
+is skipped.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from shopsearch import services as services_mod
+from shopsearch.settings import load_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def settings():
+    return load_settings()
+
+
+@pytest.fixture(scope="session")
+def services(settings):
+    try:
+        return services_mod.up(settings)
+    except services_mod.ServiceError as e:
+        pytest.fail(f"the project's services could not start:\n{e}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def client(services, settings):
+    from shopsearch.cluster import connect
+    return connect(settings)
+
+
+@pytest.fixture(scope="session")
+def encoder(settings):
+    from shopsearch.encoders import text_encoder
+    return text_encoder(settings)
+
+
+@pytest.fixture(scope="session")
+def celery_app(services, settings):
+    from shopsearch.workers.app import make_app
+    return make_app(settings)
+
+
+@pytest.fixture
+def catalogue(client):
+    """A fresh catalogue name; its index versions are deleted afterwards."""
+    name = f"test_{uuid.uuid4().hex[:10]}"
+    yield name
+    client.indices.delete(index=f"{name}-v*", ignore_unavailable=True, allow_no_indices=True)
+
+
+def fashion_rows(limit: int, where=lambda row: True) -> list[dict]:
+    """Real rows of the shared Myntra catalogue."""
+    import csv
+    out = []
+    with open(DATA / "fashion" / "products.tsv", encoding="utf-8", newline="") as f:
+        for row in csv.DictReader(f, delimiter="\t"):
+            if where(row):
+                out.append(row)
+                if len(out) >= limit:
+                    break
+    return out
