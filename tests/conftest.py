@@ -68,3 +68,18 @@ def fashion_rows(limit: int, where=lambda row: True) -> list[dict]:
                 if len(out) >= limit:
                     break
     return out
+
+
+@pytest.fixture(scope="session")
+def proxy_url(services, settings):
+    """The middleware served over real HTTP (werkzeug's threaded server) on a free port."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from shopsearch.plugin.app import create_app
+    server = make_server("127.0.0.1", 0, create_app(settings), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()

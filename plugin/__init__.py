@@ -1,0 +1,1 @@
+"""The Flask middleware in front of OpenSearch (installed as ``shopsearch.plugin``)."""

@@ -1,0 +1,25 @@
+"""``/healthz``: the proxy, the cluster behind it."""
+
+from __future__ import annotations
+
+import requests
+from flask import Blueprint, Flask, current_app, jsonify
+
+bp = Blueprint("health", __name__)
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
+
+
+@bp.get("/healthz")
+def healthz():
+    settings = current_app.config["SHOPSEARCH"]
+    report = {"proxy": "ok"}
+    try:
+        r = current_app.extensions["shopsearch.upstream"].get(settings.opensearch_url.rstrip("/") + "/_cluster/health", timeout=3)
+        report["cluster"] = r.json().get("status", "unknown")
+    except (requests.RequestException, ValueError) as e:
+        report["cluster"] = f"unreachable: {e.__class__.__name__}"
+    healthy = report["cluster"] in ("green", "yellow")
+    return jsonify(status="ok" if healthy else "degraded", **report), 200 if healthy else 503

@@ -1,0 +1,60 @@
+"""Transparent pass-through: any OpenSearch REST request is forwarded and its answer returned as is.
+
+Bodies (JSON, NDJSON ``_bulk``/``_msearch``) are sent byte for byte; responses are streamed back
+without decoding, so compressed and chunked answers arrive unchanged.
+"""
+
+from __future__ import annotations
+
+import requests
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
+
+bp = Blueprint("passthrough", __name__)
+
+METHODS = ["GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS"]
+# hop-by-hop headers (RFC 9110 §7.6.1) and those the HTTP layer recomputes are not forwarded
+_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+        "transfer-encoding", "upgrade", "host", "content-length"}
+
+
+def init_app(app: Flask) -> None:
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=64)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    app.extensions["shopsearch.upstream"] = session
+    app.register_blueprint(bp)
+
+
+def upstream_url(path: str) -> str:
+    base = current_app.config["SHOPSEARCH"].opensearch_url.rstrip("/")
+    url = f"{base}/{path}"
+    if request.query_string:
+        url += "?" + request.query_string.decode("latin-1")
+    return url
+
+
+@bp.route("/", defaults={"path": ""}, methods=METHODS)
+@bp.route("/<path:path>", methods=METHODS)
+def forward(path: str) -> Response:
+    session: requests.Session = current_app.extensions["shopsearch.upstream"]
+    headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
+    try:
+        upstream = session.request(request.method, upstream_url(path), data=request.get_data(),
+                                   headers=headers, stream=True, allow_redirects=False, timeout=(5, 120))
+    except requests.ConnectionError:
+        return jsonify(error="opensearch_unavailable",
+                       message="OpenSearch cannot be reached; the proxy will recover when it is back."), 503
+    except requests.Timeout:
+        return jsonify(error="opensearch_timeout", message="OpenSearch did not answer in time."), 504
+    out_headers = [(k, v) for k, v in upstream.raw.headers.items() if k.lower() not in _HOP]
+    if "content-length" in upstream.headers:
+        out_headers.append(("Content-Length", upstream.headers["content-length"]))
+
+    def body():
+        try:
+            yield from upstream.raw.stream(64 * 1024, decode_content=False)
+        finally:
+            upstream.close()
+
+    return Response(body(), status=upstream.status_code, headers=out_headers, direct_passthrough=True)
