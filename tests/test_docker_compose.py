@@ -1,0 +1,421 @@
+"""Static validation of docker/ (compose.yaml, Dockerfile, .env.example).
+
+This machine has no Docker engine, so the deployment is checked by reading the files: structure,
+the OpenSearch cluster's discovery settings, variable interpolation, service dependencies, the GPU
+reservation, the module paths the commands name, the Dockerfile's inputs and the SHOPSEARCH_*
+names. Where `docker compose` works, `docker compose config -q` runs as well. No service fixture.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import shlex
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from shopsearch.settings import SETTINGS
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCKER = ROOT / "docker"
+COMPOSE_FILE = DOCKER / "compose.yaml"
+ENV_EXAMPLE = DOCKER / ".env.example"
+DOCKERFILE = DOCKER / "Dockerfile"
+
+OPENSEARCH_NODES = ("opensearch-1", "opensearch-2", "opensearch-3")
+APP_SERVICES = ("proxy", "worker-cpu", "worker-gpu")
+
+# Compose interpolation: `$$` (a literal dollar), `${NAME}`, `${NAME:-default}`, `${NAME-default}`,
+# `${NAME:?message}`, `${NAME?message}`, `${NAME:+alt}`, `${NAME+alt}`, and bare `$NAME`.
+_VAR = re.compile(
+    r"\$(?:(?P<escaped>\$)"
+    r"|\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}"
+    r"|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))"
+)
+
+
+# ------------------------------------------------------------------------------------- helpers
+
+def _strings(node):
+    """Every string scalar (keys and values) of a parsed YAML document."""
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for k, v in node.items():
+            yield from _strings(k)
+            yield from _strings(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _strings(v)
+
+
+def _variables(text: str) -> list[tuple[str, str | None, str | None]]:
+    """(name, operator, argument) of each interpolation in text; `$$` escapes are skipped."""
+    out = []
+    for m in _VAR.finditer(text):
+        if m["escaped"]:
+            continue
+        if m["braced"]:
+            out.append((m["braced"], m["op"], m["arg"]))
+        else:
+            out.append((m["bare"], None, None))
+    return out
+
+
+def _interpolate(text: str, env: dict[str, str]) -> str:
+    """Resolve text as Compose would, given env (raises on a `?` operator with no value)."""
+    def sub(m: re.Match) -> str:
+        if m["escaped"]:
+            return "$"
+        name = m["braced"] or m["bare"]
+        op, arg = m["op"], m["arg"] or ""
+        value = env.get(name)
+        set_, nonempty = value is not None, bool(value)
+        if op in (":-", "-"):
+            return value if (nonempty if op == ":-" else set_) else arg
+        if op in (":?", "?"):
+            if not (nonempty if op == ":?" else set_):
+                raise AssertionError(f"required variable {name} is not set: {arg}")
+            return value
+        if op in (":+", "+"):
+            return arg if (nonempty if op == ":+" else set_) else ""
+        return value or ""
+    return _VAR.sub(sub, text)
+
+
+def _resolve(node, env):
+    if isinstance(node, str):
+        return _interpolate(node, env)
+    if isinstance(node, dict):
+        return {_resolve(k, env): _resolve(v, env) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_resolve(v, env) for v in node]
+    return node
+
+
+def _environment(service: dict) -> dict[str, str]:
+    """A service's `environment`, in either the mapping or the list form, as a dict of strings."""
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+    return {str(k): "" if v is None else str(v) for k, v in env.items()}
+
+
+def _command(service: dict) -> list[str]:
+    cmd = service.get("command")
+    return shlex.split(cmd) if isinstance(cmd, str) else list(cmd or [])
+
+
+def _option(argv: list[str], flag: str) -> str:
+    assert flag in argv, f"{flag} missing from {argv}"
+    return argv[argv.index(flag) + 1]
+
+
+def _env_file(path: Path) -> dict[str, str]:
+    values = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        assert "=" in line, f"{path.name}: not NAME=value: {line!r}"
+        name, value = line.split("=", 1)
+        values[name.strip()] = value.strip()
+    return values
+
+
+def _dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with line continuations joined and comments dropped."""
+    out, buf = [], ""
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if line.startswith("#") or not line:
+            continue
+        if line.endswith("\\"):
+            buf += line[:-1] + " "
+            continue
+        buf += line
+        keyword, _, args = buf.partition(" ")
+        out.append((keyword.upper(), args.strip()))
+        buf = ""
+    return out
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    with open(COMPOSE_FILE, encoding="utf-8") as f:
+        doc = yaml.safe_load(f)
+    assert isinstance(doc, dict) and isinstance(doc.get("services"), dict), "compose.yaml has no services"
+    return doc
+
+
+@pytest.fixture(scope="module")
+def env_example() -> dict[str, str]:
+    return _env_file(ENV_EXAMPLE)
+
+
+@pytest.fixture(scope="module")
+def resolved(compose, env_example) -> dict:
+    """compose.yaml interpolated with .env.example, as `docker compose --env-file` would."""
+    return _resolve(compose, env_example)
+
+
+@pytest.fixture(scope="module")
+def resolved_defaults(compose, env_example) -> dict:
+    """compose.yaml interpolated with only the required variables set: the defaults in effect."""
+    required = {name for s in _strings(compose) for name, op, _ in _variables(s) if op in (":?", "?")}
+    return _resolve(compose, {name: env_example[name] for name in required})
+
+
+# ---------------------------------------------------------------------------------------- tests
+
+def test_every_service_has_an_image_or_a_build(compose):
+    for name, service in compose["services"].items():
+        assert service.get("image") or service.get("build"), f"service {name} has neither image nor build"
+    assert set(OPENSEARCH_NODES) | {"redis", *APP_SERVICES} <= set(compose["services"])
+
+
+def test_app_services_build_from_docker_dockerfile_with_the_repo_root_as_context(compose):
+    for name in APP_SERVICES:
+        build = compose["services"][name]["build"]
+        context = (COMPOSE_FILE.parent / build["context"]).resolve()
+        assert context == ROOT, name
+        assert (context / build["dockerfile"]).resolve() == DOCKERFILE.resolve(), name
+
+
+def test_opensearch_nodes_form_one_cluster(resolved):
+    services = resolved["services"]
+    envs = {n: _environment(services[n]) for n in OPENSEARCH_NODES}
+    for key in ("cluster.name", "discovery.seed_hosts", "cluster.initial_cluster_manager_nodes"):
+        values = {n: env.get(key) for n, env in envs.items()}
+        assert len(set(values.values())) == 1 and None not in values.values(), f"nodes disagree on {key}: {values}"
+    any_env = envs[OPENSEARCH_NODES[0]]
+    assert any_env["cluster.name"] == "shopsearch"
+    seeds = any_env["discovery.seed_hosts"].split(",")
+    managers = any_env["cluster.initial_cluster_manager_nodes"].split(",")
+    node_names = [env["node.name"] for env in envs.values()]
+    assert len(set(node_names)) == len(node_names), node_names
+    for service_name, env in envs.items():
+        # the seed hosts are resolved by the compose network: service name == hostname == node name
+        assert env["node.name"] == service_name
+        assert service_name in seeds, f"{service_name} is not a seed host {seeds}"
+        assert env["node.name"] in managers, f"{service_name} is not an initial cluster manager {managers}"
+        assert env["DISABLE_SECURITY_PLUGIN"] == "true" and env["DISABLE_INSTALL_DEMO_CONFIG"] == "true"
+        assert re.fullmatch(r"-Xms(\S+) -Xmx\1", env["OPENSEARCH_JAVA_OPTS"]), env["OPENSEARCH_JAVA_OPTS"]
+        service = resolved["services"][service_name]
+        assert service["image"] == "opensearchproject/opensearch:2.19.1"
+        assert service["ulimits"]["memlock"] == {"soft": -1, "hard": -1}
+        assert int(service["ulimits"]["nofile"]["soft"]) >= 65536
+        assert "_cluster/health" in " ".join(service["healthcheck"]["test"])
+        data_volume = service["volumes"][0].split(":")[0]
+        assert data_volume in resolved["volumes"], f"{service_name}: {data_volume} is not a named volume"
+
+
+def test_only_the_first_opensearch_node_is_published_on_loopback_by_default(resolved_defaults):
+    services = resolved_defaults["services"]
+    assert [n for n in OPENSEARCH_NODES if services[n].get("ports")] == ["opensearch-1"]
+    assert services["opensearch-1"]["ports"] == ["127.0.0.1:9200:9200"]
+
+
+def test_every_variable_used_is_listed_in_env_example_and_vice_versa(compose, env_example):
+    used = {name for s in _strings(compose) for name, _, _ in _variables(s)}
+    assert used, "compose.yaml reads no variables?"
+    missing = used - set(env_example)
+    assert not missing, f"variables read by compose.yaml but absent from .env.example: {sorted(missing)}"
+    unused = set(env_example) - used
+    assert not unused, f"variables in .env.example that compose.yaml never reads: {sorted(unused)}"
+
+
+def test_required_variables_have_a_value_in_env_example(compose, env_example):
+    required = {name for s in _strings(compose) for name, op, _ in _variables(s) if op in (":?", "?")}
+    assert "SHOPSEARCH_ADMIN_TOKEN" in required
+    for name in required:
+        assert env_example.get(name), f"{name} is required by compose.yaml but empty in .env.example"
+
+
+def test_depends_on_targets_exist_and_wait_for_health(resolved):
+    services = resolved["services"]
+    for name, service in services.items():
+        deps = service.get("depends_on") or {}
+        targets = deps if isinstance(deps, list) else list(deps)
+        for target in targets:
+            assert target in services, f"{name} depends on unknown service {target}"
+            assert services[target].get("healthcheck"), f"{name} waits for {target}, which has no healthcheck"
+            if isinstance(deps, dict):
+                assert deps[target].get("condition") == "service_healthy", f"{name} -> {target}"
+    for name in APP_SERVICES:
+        assert {"opensearch-1", "redis"} <= set(services[name]["depends_on"]), name
+    # a service outside the default profile must not be a dependency of one inside it
+    for name, service in services.items():
+        for target in service.get("depends_on") or {}:
+            assert not services[target].get("profiles") or service.get("profiles"), f"{name} -> {target}"
+
+
+def test_named_volumes_are_declared_and_models_is_shared(resolved):
+    declared = set(resolved.get("volumes") or {})
+    for name, service in resolved["services"].items():
+        for volume in service.get("volumes") or []:
+            source = volume.split(":")[0] if isinstance(volume, str) else volume["source"]
+            if not source.startswith((".", "/")):
+                assert source in declared, f"{name} mounts undeclared volume {source}"
+    for name in APP_SERVICES:
+        assert "models:/models" in resolved["services"][name]["volumes"], name
+    assert resolved["services"]["redis"]["image"] == "redis:7"
+    assert "--appendonly" in _command(resolved["services"]["redis"])
+
+
+def test_worker_gpu_reserves_an_nvidia_device_and_is_behind_the_gpu_profile(resolved):
+    gpu = resolved["services"]["worker-gpu"]
+    devices = gpu["deploy"]["resources"]["reservations"]["devices"]
+    assert any(d.get("driver") == "nvidia" and "gpu" in d.get("capabilities", []) and int(d.get("count", 0)) >= 1
+               for d in devices), devices
+    assert gpu.get("profiles") == ["gpu"]
+    assert _environment(gpu)["SHOPSEARCH_DEVICE"] == "cuda"
+    assert _environment(resolved["services"]["worker-cpu"])["SHOPSEARCH_DEVICE"] == "cpu"
+    for name, service in resolved["services"].items():
+        if name != "worker-gpu":
+            assert not service.get("profiles"), f"{name} should run without any profile"
+
+
+def test_worker_commands_name_the_celery_app_and_its_queues(resolved, resolved_defaults):
+    module = importlib.import_module("shopsearch.workers.app")
+    from celery import Celery
+    assert isinstance(module.app, Celery)
+    known_queues = {r["queue"] for r in module.TASK_ROUTES.values()} | {module.app.conf.task_default_queue}
+
+    def queues(doc, name):
+        argv = _command(doc["services"][name])
+        assert argv[:2] == ["celery", "-A"] and argv[2] == "shopsearch.workers.app" and argv[3] == "worker", argv
+        return set(_option(argv, "-Q").split(","))
+
+    for doc in (resolved, resolved_defaults):
+        assert queues(doc, "worker-gpu") == {"encode"}
+        cpu = queues(doc, "worker-cpu")
+        assert cpu <= known_queues, cpu - known_queues
+        assert {"ingest", "celery"} <= cpu
+    # without the gpu profile nobody else consumes `encode`: the CPU worker must, by default
+    assert "encode" in queues(resolved_defaults, "worker-cpu")
+    assert "encode" in queues(resolved, "worker-cpu"), ".env.example is for the CPU-only case"
+    assert int(_option(_command(resolved["services"]["worker-cpu"]), "-c")) >= 1
+    # unique node names when scaled: %h is the container hostname
+    assert _option(_command(resolved["services"]["worker-cpu"]), "-n") == "cpu@%h"
+    assert _option(_command(resolved["services"]["worker-gpu"]), "-n") == "gpu@%h"
+
+
+def test_proxy_runs_the_flask_app_factory_under_gunicorn(resolved):
+    proxy = resolved["services"]["proxy"]
+    argv = _command(proxy)
+    assert argv[0] == "gunicorn" and _option(argv, "-b") == "0.0.0.0:8000"
+    assert int(_option(argv, "-w")) >= 1
+    assert argv[-1] == "shopsearch.plugin.app:create_app()"
+    assert "/healthz" in " ".join(proxy["healthcheck"]["test"])
+    assert any(str(p).endswith(":8000") for p in proxy["ports"])
+    # shopsearch.plugin is a declared package mapped to an existing directory (the app module may
+    # not exist yet, so only its name is checked above)
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    setuptools_cfg = pyproject["tool"]["setuptools"]
+    assert "shopsearch.plugin" in setuptools_cfg["packages"]
+    assert (ROOT / setuptools_cfg["package-dir"]["shopsearch.plugin"]).is_dir()
+
+
+def test_proxy_and_workers_share_the_connection_settings(resolved):
+    expected = {
+        "SHOPSEARCH_OPENSEARCH_URL": "http://opensearch-1:9200",
+        "SHOPSEARCH_REDIS_URL": "redis://redis:6379/0",
+        "SHOPSEARCH_RESULT_BACKEND": "redis://redis:6379/1",
+    }
+    for name in APP_SERVICES:
+        env = _environment(resolved["services"][name])
+        for key, value in expected.items():
+            assert env.get(key) == value, (name, key, env.get(key))
+        assert env.get("SHOPSEARCH_ADMIN_TOKEN"), name
+
+
+def test_every_shopsearch_variable_is_a_real_setting(compose, env_example):
+    known = {s.env for s in SETTINGS}
+    names = set()
+    for service in compose["services"].values():
+        names |= {k for k in _environment(service) if k.startswith("SHOPSEARCH_")}
+    names |= {n for s in _strings(compose) for n, _, _ in _variables(s) if n.startswith("SHOPSEARCH_")}
+    names |= {n for n in env_example if n.startswith("SHOPSEARCH_")}
+    for keyword, args in _dockerfile_instructions(DOCKERFILE):
+        if keyword == "ENV":
+            names |= set(re.findall(r"\b(SHOPSEARCH_[A-Z0-9_]+)=", args))
+    # SHOPSEARCH_IMAGE names the image tag for compose only; it is never read by shopsearch
+    names.discard("SHOPSEARCH_IMAGE")
+    assert names, "no SHOPSEARCH_* variables found"
+    unknown = names - known
+    assert not unknown, f"SHOPSEARCH_* names that are not settings in shopsearch/settings.py: {sorted(unknown)}"
+
+
+def test_dockerfile_installs_the_lock_then_the_project_as_non_root(compose):
+    instructions = _dockerfile_instructions(DOCKERFILE)
+    keywords = [k for k, _ in instructions]
+    assert instructions[0] == ("FROM", "python:3.11-slim")
+    copies = [args.split() for k, args in instructions if k == "COPY"]
+    sources = [src for args in copies for src in args[:-1] if not src.startswith("--")]
+    for src in sources:
+        if not any(ch in src for ch in "*?["):  # globs may match nothing (optional files)
+            assert (ROOT / src).exists(), f"the Dockerfile copies {src}, which is not in the repository"
+    assert "requirements.lock" in sources
+    runs = [args for k, args in instructions if k == "RUN"]
+    lock_install = next(i for i, r in enumerate(runs) if "pip install -r" in r and "requirements.lock" in r)
+    project_install = next(i for i, r in enumerate(runs) if "pip install --no-deps" in r)
+    assert lock_install < project_install
+    env = " ".join(args for k, args in instructions if k == "ENV")
+    assert "HF_HUB_OFFLINE=1" in env
+    users = [args for k, args in instructions if k == "USER"]
+    assert users and users[-1] not in ("root", "0"), "the image must run as a non-root user"
+    assert keywords.index("USER") > max(i for i, k in enumerate(keywords) if k == "RUN")
+
+
+def test_the_files_pyproject_needs_to_build_are_copied_into_the_image():
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    setuptools_cfg = pyproject["tool"]["setuptools"]
+    copied = {Path(src).as_posix().rstrip("/")
+              for k, args in _dockerfile_instructions(DOCKERFILE) if k == "COPY"
+              for src in args.split()[:-1] if not src.startswith("--")}
+    assert "pyproject.toml" in copied
+    package_dirs = dict(setuptools_cfg["package-dir"])
+    for package in setuptools_cfg["packages"]:
+        # a package lives under its mapped directory, or under its parent's mapping
+        parts = package.split(".")
+        for i in range(len(parts), 0, -1):
+            if ".".join(parts[:i]) in package_dirs:
+                directory = Path(package_dirs[".".join(parts[:i])], *parts[i:])
+                break
+        else:
+            directory = Path(*parts)
+        assert (ROOT / directory).is_dir(), f"pyproject.toml package {package}: {directory} does not exist"
+        assert directory.parts[0] in copied, f"the Dockerfile does not copy {directory.parts[0]} ({package})"
+    for package, patterns in setuptools_cfg.get("package-data", {}).items():
+        for pattern in patterns:
+            top = (package_dirs.get(package) or package.replace(".", "/")).split("/")[0]
+            assert top in copied, f"package data {package}:{pattern} is not copied"
+    readme = pyproject["project"].get("readme")
+    if isinstance(readme, str):
+        # copied literally (then it must exist) or through a glob (optional while it is absent)
+        assert readme in copied or any(Path(readme).match(c) for c in copied), f"{readme} is not copied"
+        if readme in copied:
+            assert (ROOT / readme).is_file()
+
+
+def test_docker_compose_config_when_docker_compose_is_available(compose):
+    """`docker compose config -q` where an engine-side Compose exists; the static checks always run."""
+    assert COMPOSE_FILE.is_file() and ENV_EXAMPLE.is_file() and DOCKERFILE.is_file()
+    docker = shutil.which("docker")
+    if docker is None:
+        return
+    probe = subprocess.run([docker, "compose", "version"], capture_output=True, text=True, timeout=60)
+    if probe.returncode != 0:
+        return  # the docker CLI without the compose plugin (the case on the development machine)
+    for profile_args in ([], ["--profile", "gpu"]):
+        result = subprocess.run(
+            [docker, "compose", "-f", str(COMPOSE_FILE), "--env-file", str(ENV_EXAMPLE), *profile_args, "config", "-q"],
+            capture_output=True, text=True, timeout=120, cwd=ROOT,
+        )
+        assert result.returncode == 0, result.stderr
