@@ -156,5 +156,58 @@ def index_delete(settings: Settings, catalogue: str, index_name: str, force: boo
     click.echo(f"deleted {index_name}")
 
 
+# --- ingest ---------------------------------------------------------------------------------
+
+@main.command("ingest")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--catalogue", required=True, help="Catalogue (alias) to ingest into; created when missing.")
+@click.option("--mapping", help="Built-in mapping name or a JSON mapping file (default: by catalogue name).")
+@click.option("--images", type=click.Path(exists=True, file_okay=False), help="Directory image paths are relative to.")
+@click.option("--limit", type=int, help="Read at most N records.")
+@click.option("--chunk-size", type=int, default=256, show_default=True, help="Items per Celery chunk.")
+@pass_settings
+@_fail_cleanly
+def ingest_cmd(settings: Settings, path: str, catalogue: str, mapping: str | None, images: str | None,
+               limit: int | None, chunk_size: int) -> None:
+    """Clean, encode and index a catalogue file through the Celery workers."""
+    from tqdm import tqdm
+
+    from .workers.ingest import run_ingest
+    bar = tqdm(total=0, unit="item", desc="encode+index")
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        summary = run_ingest(settings, path, catalogue, mapping, images, limit, chunk_size, on_progress=progress)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    finally:
+        bar.close()
+    rows = [("read", summary.read), ("accepted", summary.accepted),
+            *((f"rejected: {r}", n) for r, n in sorted(summary.rejected.items())),
+            ("superseded (same id later)", summary.superseded), ("skipped unchanged", summary.skipped_unchanged),
+            ("encoded", summary.encoded), ("indexed", summary.indexed), ("failed", len(summary.failed)),
+            ("image unreadable (text only)", summary.image_unreadable), ("duplicate groups", summary.duplicate_groups)]
+    click.echo(f"\n{summary.catalogue} -> {summary.index} in {summary.seconds}s")
+    for name, n in rows:
+        click.echo(f"  {name:30} {n:>8}")
+    click.echo(f"  dead letters: {summary.dead_letters}")
+    sys.exit(0 if summary.complete else 1)
+
+
+# --- demo -----------------------------------------------------------------------------------
+
+@main.command("demo")
+@click.option("--no-serve", is_flag=True, help="Exit after the example queries instead of serving.")
+@pass_settings
+@_fail_cleanly
+def demo_cmd(settings: Settings, no_serve: bool) -> None:
+    """Start everything, ingest the fashion sample, serve the proxy, show example queries."""
+    from .demo import run_demo
+    run_demo(settings, serve=not no_serve)
+
+
 if __name__ == "__main__":
     main()

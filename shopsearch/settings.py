@@ -57,6 +57,7 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     # where things live
     Setting("home", "~/.cache/shopsearch", "Directory outside the clone for downloads, the Python environment, service data, logs, models and dead letters."),
+    Setting("data_dir", "", "The shared public data sets (empty: ../shared/data beside the repository); the demo reads the fashion catalogue there."),
     # OpenSearch
     Setting("opensearch_url", "http://127.0.0.1:9200", "The OpenSearch cluster shopsearch talks to (and the proxy forwards to)."),
     Setting("opensearch_version", "2.19.1", "OpenSearch version the project installs from Maven Central for its own node."),

@@ -1,14 +1,108 @@
-"""Celery tasks. Each takes ids or small JSON payloads, never objects."""
+"""Celery tasks. Each takes ids or small JSON payloads, never objects.
+
+Ingest is a chain per chunk: ``shopsearch.encode.chunk`` (encode queue, GPU workers when
+present) -> ``shopsearch.ingest.write`` (ingest queue). Both are acknowledged late and
+idempotent (document id = catalogue id), so a chunk whose worker died is simply run again.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import time
+from functools import lru_cache, wraps
+
+from opensearchpy.exceptions import ConnectionError as OSConnectionError
+from opensearchpy.exceptions import ConnectionTimeout
+
+from shopsearch.settings import load_settings
 
 from .app import app
+
+log = logging.getLogger("shopsearch.workers")
+
+
+@lru_cache(maxsize=1)
+def _settings():
+    return load_settings()
+
+
+@lru_cache(maxsize=1)
+def _client():
+    from shopsearch.cluster import connect
+    return connect(_settings(), timeout=120)
+
+
+def timed(fn):
+    """One wrapper for timing and logging every task."""
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            log.info("task %s took %.2fs", fn.__name__, time.perf_counter() - start)
+    return wrapper
 
 
 @app.task(name="shopsearch.ping")
 def ping(payload: dict | None = None) -> dict:
     """Answer with the worker's pid and host: proves a task crossed the broker into the worker."""
     return {"pid": os.getpid(), "host": socket.gethostname(), "echo": payload}
+
+
+@app.task(name="shopsearch.encode.chunk", acks_late=True)
+@timed
+def encode_chunk(payload: dict) -> dict:
+    """Encode one chunk of clean items with the model recorded for its index."""
+    from shopsearch.encoders import text_encoder
+    from shopsearch.images import image_encoder
+
+    from .encode import encode_items, load_projection
+    settings = _settings()
+    encoder = text_encoder(settings.replace(text_model=payload["model"]))
+    projection = load_projection(payload.get("projection"))
+    images = image_encoder(settings.device) if projection is not None else None
+    vectors = encode_items(payload["items"], encoder, images, projection, payload.get("alpha", 0.7))
+    return {**payload, "vectors": vectors, "model_version": encoder.version}
+
+
+@app.task(name="shopsearch.ingest.write", acks_late=True, autoretry_for=(OSConnectionError, ConnectionTimeout),
+          retry_backoff=2, retry_backoff_max=60, max_retries=8)
+@timed
+def write_chunk(encoded: dict) -> dict:
+    """Bulk-write an encoded chunk; returns counts and per-item failures."""
+    from .encode import unpack
+    from .index_write import document, write_documents
+    v, dim = encoded["vectors"], encoded["vectors"]["dim"]
+    text, image, fused = unpack(v["text"], dim), unpack(v["image"], dim), unpack(v["fused"], dim)
+    docs = []
+    for k, item in enumerate(encoded["items"]):
+        item = {**item, "flags": v["flags"][k]}
+        docs.append(document(item, text[k], image[k], fused[k], v["has_image"][k], encoded["model_version"]))
+    indexed, failures = write_documents(_client(), encoded["index"], docs)
+    return {"chunk": encoded["chunk"], "indexed": indexed, "failures": failures,
+            "image_unreadable": [i["id"] for i, f in zip(encoded["items"], v["flags"]) if "image_unreadable" in f]}
+
+
+@app.task(name="shopsearch.encode.fit_projection", acks_late=True)
+@timed
+def fit_projection(payload: dict) -> dict:
+    """Learn the image -> text projection from (text, image path) pairs; saves it, returns its path."""
+    from pathlib import Path
+
+    from shopsearch.encoders import text_encoder
+    from shopsearch.fusion import train_projection
+    from shopsearch.images import image_encoder
+
+    from .encode import item_text
+    settings = _settings()
+    encoder = text_encoder(settings.replace(text_model=payload["model"]))
+    feats, ok = image_encoder(settings.device).encode_paths([i["image"] for i in payload["items"]])
+    keep = [k for k, good in enumerate(ok) if good]
+    texts = encoder.encode([item_text(payload["items"][k]) for k in keep])
+    projection = train_projection(texts, feats[keep], seed=payload.get("seed", 0))
+    path = Path(settings.home_path, "models", "projections", f"{payload['index']}-{projection.version}.npz")
+    projection.save(path)
+    return {"path": str(path), "version": projection.version, "pairs": len(keep), "meta": projection.meta}

@@ -1,0 +1,44 @@
+"""Shopper query building and fusion: pure functions on plain data.
+
+A shopper search runs two retrievals over the same filters, BM25 and k-NN, then fuses them by
+min-max normalising each list's scores and mixing them with the vector weight ``w``::
+
+    fused(d) = (1 - w) * minmax(bm25)(d) + w * minmax(knn)(d)      (missing from a list: 0)
+
+>>> fuse_minmax({"a": 10.0, "b": 5.0}, {"b": 0.9, "c": 0.7}, 0.5)
+[('b', 0.5), ('a', 0.5), ('c', 0.0)]
+"""
+
+from __future__ import annotations
+
+TEXT_FIELDS = ["title^3", "title.zh^3", "brand.text^2", "description", "description.zh"]
+
+
+def bm25_body(q: str, size: int, filters: list[dict] | None = None) -> dict:
+    """A BM25 ``multi_match`` over the English and Chinese text fields."""
+    must = {"multi_match": {"query": q, "fields": TEXT_FIELDS, "type": "best_fields"}}
+    return {"size": size, "_source": {"excludes": ["*_vector"]},
+            "query": {"bool": {"must": [must], "filter": filters or []}}}
+
+
+def knn_body(vector: list[float], size: int, k: int, filters: list[dict] | None = None, field: str = "fused_vector") -> dict:
+    """A k-NN query with the filters applied inside the k-NN search (Lucene efficient filtering)."""
+    knn: dict = {"vector": vector, "k": k}
+    if filters:
+        knn["filter"] = {"bool": {"filter": filters}}
+    return {"size": size, "_source": {"excludes": ["*_vector"]}, "query": {"knn": {field: knn}}}
+
+
+def minmax(scores: dict[str, float]) -> dict[str, float]:
+    """Scores scaled to [0, 1]; a single score (or all equal) becomes 1."""
+    if not scores:
+        return {}
+    lo, hi = min(scores.values()), max(scores.values())
+    return {d: (s - lo) / (hi - lo) if hi > lo else 1.0 for d, s in scores.items()}
+
+
+def fuse_minmax(bm25: dict[str, float], knn: dict[str, float], vector_weight: float) -> list[tuple[str, float]]:
+    """Weighted min-max fusion, best first; ties broken by id for determinism."""
+    a, b = minmax(bm25), minmax(knn)
+    fused = {d: (1 - vector_weight) * a.get(d, 0.0) + vector_weight * b.get(d, 0.0) for d in set(a) | set(b)}
+    return sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
