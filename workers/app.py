@@ -32,8 +32,8 @@ def make_app(settings: Settings | None = None) -> Celery:
         accept_content=["json"],
         result_expires=24 * 3600,
         broker_connection_retry_on_startup=True,
-        # a late-acked task is redelivered when its worker dies; an hour covers the longest chunk
-        broker_transport_options={"visibility_timeout": 3600},
+        # a late-acked task is redelivered this long after its worker died; it must exceed the longest chunk
+        broker_transport_options={"visibility_timeout": settings.task_visibility_timeout},
         worker_hijack_root_logger=False,
     )
     return app

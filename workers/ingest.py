@@ -101,8 +101,8 @@ def plan(path: Path, mapping_name: str, images: Path | None, limit: int | None, 
 
 def run_ingest(settings: Settings, path: str | Path, catalogue: str, mapping: str | None = None,
                images: str | Path | None = None, limit: int | None = None, chunk_size: int = 256,
-               on_progress: Callable[[int, int], None] | None = None, app=None) -> Summary:
-    """Ingest a catalogue file into the live index of ``catalogue`` (created when missing)."""
+               on_progress: Callable[[int, int], None] | None = None, app=None, index: str | None = None) -> Summary:
+    """Ingest a catalogue file into ``index``, or the live index of ``catalogue`` (created when missing)."""
     from celery import chain
 
     from .app import make_app
@@ -112,11 +112,14 @@ def run_ingest(settings: Settings, path: str | Path, catalogue: str, mapping: st
     path = Path(path)
     app = app or make_app(settings)
     client = connect(settings, timeout=120)
-    try:
-        index, index_mapping = live_meta(client, catalogue)
-    except LookupError:
-        create_catalogue_version(client, settings, catalogue)
-        index, index_mapping = live_meta(client, catalogue)
+    if index is not None:
+        index_mapping = client.indices.get_mapping(index=index)[index]["mappings"]
+    else:
+        try:
+            index, index_mapping = live_meta(client, catalogue)
+        except LookupError:
+            create_catalogue_version(client, settings, catalogue)
+            index, index_mapping = live_meta(client, catalogue)
     meta = index_mapping.get("_meta", {})
     summary = Summary(catalogue, index, uuid.uuid4().hex[:12])
     dead: list[dict] = []

@@ -50,8 +50,7 @@ def start(settings: Settings) -> dict:
     d = _dir(settings)
     d.mkdir(parents=True, exist_ok=True)
     pidfile, log, state_file = d / "worker.pid", d / "worker.log", d / "state.json"
-    want = {"code": code_fingerprint(), "broker": settings.redis_url, "queues": settings.worker_queues,
-            "concurrency": settings.worker_concurrency, "opensearch": settings.opensearch_url}
+    want = {"code": code_fingerprint(), "settings": _settings_env(settings)}
     pid = read_pid(pidfile)
     if pid:
         try:
