@@ -197,6 +197,30 @@ def ingest_cmd(settings: Settings, path: str, catalogue: str, mapping: str | Non
     sys.exit(0 if summary.complete else 1)
 
 
+# --- bench --------------------------------------------------------------------------------
+
+@main.group()
+def bench() -> None:
+    """Benchmarks: commands that print figures measured side by side in one run."""
+
+
+@bench.command("ingest")
+@click.option("--catalogue", type=click.Choice(["homedepot", "fashion", "instacart"]), default="homedepot", show_default=True)
+@click.option("--limit", type=int, help="Only the first N records.")
+@click.option("--keep", is_flag=True, help="Keep the benchmark's index version instead of deleting it.")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False), help="Write the figures to this file.")
+@pass_settings
+@_fail_cleanly
+def bench_ingest_cmd(settings: Settings, catalogue: str, limit: int | None, keep: bool, json_file: str | None) -> None:
+    """Raw encoder vs full pipeline vs unchanged re-ingest (items/s)."""
+    from .bench_ingest import bench_ingest
+    figures = bench_ingest(settings, catalogue, limit, keep, echo=click.echo)
+    _print(figures)
+    if json_file:
+        with open(json_file, "w", encoding="utf-8") as f:
+            json.dump(figures, f, indent=2)
+
+
 # --- demo -----------------------------------------------------------------------------------
 
 @main.command("demo")
