@@ -99,6 +99,24 @@ def plan(path: Path, mapping_name: str, images: Path | None, limit: int | None, 
     return kept
 
 
+def _dispatch_and_wait(todo, index, meta, projection, chunk_size, summary, on_progress, encode_chunk, write_chunk, chain):
+    """Send every chunk as an encode -> write chain, then collect the outcomes in order."""
+    pending = []
+    for n, start in enumerate(range(0, len(todo), chunk_size)):
+        payload = {"index": index, "chunk": n, "model": meta["model"], "projection": projection,
+                   "items": todo[start:start + chunk_size]}
+        pending.append((len(payload["items"]), chain(encode_chunk.s(payload), write_chunk.s()).apply_async()))
+    done = 0
+    for size, result in pending:
+        outcome = result.get(timeout=24 * 3600, propagate=True)
+        summary.indexed += outcome["indexed"]
+        summary.failed.extend(outcome["failures"])
+        summary.image_unreadable += len(outcome["image_unreadable"])
+        done += size
+        if on_progress:
+            on_progress(done, len(todo))
+
+
 def run_ingest(settings: Settings, path: str | Path, catalogue: str, mapping: str | None = None,
                images: str | Path | None = None, limit: int | None = None, chunk_size: int = 256,
                on_progress: Callable[[int, int], None] | None = None, app=None, index: str | None = None) -> Summary:
@@ -148,21 +166,15 @@ def run_ingest(settings: Settings, path: str | Path, catalogue: str, mapping: st
     summary.encoded = len(todo)
 
     projection = meta.get("projection", {}).get("path")
-    pending = []
-    for n, start in enumerate(range(0, len(todo), chunk_size)):
-        payload = {"index": index, "chunk": n, "model": meta["model"], "projection": projection,
-                   "items": todo[start:start + chunk_size]}
-        pending.append((len(payload["items"]), chain(encode_chunk.s(payload), write_chunk.s()).apply_async()))
-    done = 0
-    for size, result in pending:
-        outcome = result.get(timeout=24 * 3600, propagate=True)
-        summary.indexed += outcome["indexed"]
-        summary.failed.extend(outcome["failures"])
-        summary.image_unreadable += len(outcome["image_unreadable"])
-        done += size
-        if on_progress:
-            on_progress(done, len(todo))
-    client.indices.refresh(index=index)
+    if todo:
+        # no refreshes while bulk-writing: fewer, larger segments, so Lucene rebuilds fewer HNSW graphs in merges
+        client.indices.put_settings(index=index, body={"index": {"refresh_interval": "-1"}})
+    try:
+        _dispatch_and_wait(todo, index, meta, projection, chunk_size, summary, on_progress, encode_chunk, write_chunk, chain)
+    finally:
+        if todo:
+            client.indices.put_settings(index=index, body={"index": {"refresh_interval": "1s"}})
+        client.indices.refresh(index=index)
 
     dl_dir = settings.home_path / "deadletters" / catalogue
     dl_dir.mkdir(parents=True, exist_ok=True)
