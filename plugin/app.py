@@ -1,6 +1,7 @@
 """App factory: ``create_app(settings)``; serve with ``gunicorn 'shopsearch.plugin.app:create_app()'``.
 
-Blueprints per concern: ``health`` (/healthz), ``shop`` (/shop/<catalogue>/search), and ``passthrough`` (every other path, forwarded to
+Boundary modules first (``errors``, ``observability``, ``safety``, ``openapi``), then blueprints
+per concern: ``health`` (/healthz), ``shop`` (/shop/<catalogue>/search), and ``passthrough`` (every other path, forwarded to
 OpenSearch unchanged). The pass-through is registered last: Werkzeug prefers the more specific
 routes of the other blueprints over its catch-all.
 """
@@ -11,13 +12,17 @@ from flask import Flask
 
 from shopsearch.settings import Settings, load_settings
 
-from . import health, passthrough, shop
+from . import errors, health, observability, openapi, passthrough, safety, shop
 
 
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or load_settings()
     app = Flask("shopsearch.plugin")
     app.config["SHOPSEARCH"] = settings
+    errors.init_app(app)          # the one table from exceptions to JSON answers
+    observability.init_app(app)   # request ids, access log, /metrics (first hook: refused requests count too)
+    safety.init_app(app)          # body limit, pass-through deny list
+    openapi.init_app(app)         # /openapi.json
     health.init_app(app)
     shop.init_app(app)
     passthrough.init_app(app)

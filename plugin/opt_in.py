@@ -1,0 +1,75 @@
+"""Opt-in rewriting of a normal ``POST /<catalogue>/_search``: a body with ``"ext": {"shopsearch": {...}}``
+is answered by the shopper search, in OpenSearch's own response shape, so an existing client adopts
+shopsearch by adding one field. Everything else in such a body is only read for the query text.
+
+``ext.shopsearch`` accepts the shopper parameters (``q``, ``user``, ``strategy``, ``vector_weight``,
+filters, ``explain``); ``size`` and ``from`` come from the body as usual. Without ``q`` the text of
+the body's ``match`` / ``multi_match`` / ``query_string`` / ``simple_query_string`` query is used.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+_SEARCH_PATH = re.compile(r"^(?P<catalogue>[a-z0-9][a-z0-9_]*)/_search$")
+
+
+def opt_in_request(method: str, path: str, raw_body: bytes) -> tuple[str, dict] | None:
+    """``(catalogue, shopper args)`` when this request opts in, else None (pure)."""
+    m = _SEARCH_PATH.match(path)
+    if method != "POST" or not m or b'"shopsearch"' not in raw_body:
+        return None
+    try:
+        body = json.loads(raw_body)
+    except ValueError:
+        return None  # not ours to judge: OpenSearch answers malformed bodies itself
+    ext = (body.get("ext") or {}).get("shopsearch") if isinstance(body, dict) else None
+    if not isinstance(ext, dict):
+        return None
+    args = dict(ext)
+    if "q" not in args:
+        text = query_text(body.get("query") or {})
+        if text:
+            args["q"] = text
+    size = body.get("size", 10)
+    start = body.get("from", 0)
+    args.setdefault("size", size)
+    if isinstance(size, int) and size > 0 and isinstance(start, int):
+        args.setdefault("page", start // size)
+    return m.group("catalogue"), args
+
+
+def query_text(query: dict) -> str | None:
+    """The shopper's words in a simple OpenSearch query (pure).
+
+    >>> query_text({"match": {"title": {"query": "red dress"}}})
+    'red dress'
+    """
+    if not isinstance(query, dict):
+        return None
+    for kind in ("multi_match", "query_string", "simple_query_string"):
+        if kind in query and isinstance(query[kind], dict):
+            return query[kind].get("query")
+    if "match" in query and isinstance(query["match"], dict) and query["match"]:
+        value = next(iter(query["match"].values()))
+        return value.get("query") if isinstance(value, dict) else value
+    if "bool" in query and isinstance(query["bool"], dict):
+        for clause in ("must", "should"):
+            for sub in query["bool"].get(clause) or []:
+                found = query_text(sub)
+                if found:
+                    return found
+    return None
+
+
+def as_opensearch_response(result: dict) -> dict:
+    """A shopper search result in the shape of an OpenSearch ``_search`` answer."""
+    hits = [{"_index": result["index"], "_id": h["id"], "_score": h["score"],
+             "_source": {k: v for k, v in h.items() if k not in ("id", "score", "explain")},
+             **({"_explanation": h["explain"]} if "explain" in h else {})} for h in result["hits"]]
+    return {"took": int(result.get("took_ms", 0)), "timed_out": False,
+            "hits": {"total": {"value": result["total"], "relation": "eq"},
+                     "max_score": hits[0]["_score"] if hits else None, "hits": hits},
+            "ext": {"shopsearch": {k: result.get(k) for k in ("strategy", "model_version", "degraded", "reason",
+                                                                "filters_applied", "explain") if k in result}}}

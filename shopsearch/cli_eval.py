@@ -1,0 +1,109 @@
+"""``shopsearch eval``: relevance on human judgments through the production query path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from .settings import Settings
+
+
+def _searcher(settings: Settings):
+    from .cluster import connect
+    from .search import Searcher
+    # identical requests are not answered from the result cache: each query is measured for real
+    return Searcher(connect(settings, timeout=120), settings.replace(result_cache_seconds=0))
+
+
+def _bar(total_label: str):
+    from tqdm import tqdm
+    bar = tqdm(total=0, unit="search", desc=total_label)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+    return bar, progress
+
+
+@click.group("eval")
+def eval_group() -> None:
+    """Measure relevance on human judgments, the same way every time."""
+
+
+@eval_group.command("search")
+@click.option("--catalogue", required=True)
+@click.option("--judgments", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--strategies", default="bm25,dense,hybrid,hybrid-rrf", show_default=True)
+@click.option("--limit-queries", type=int, help="A deterministic sample of N queries.")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False))
+@click.option("--report", "report_dir", type=click.Path(file_okay=False))
+@click.pass_obj
+def eval_search(settings: Settings, catalogue: str, judgments: str, strategies: str, limit_queries: int | None,
+                json_file: str | None, report_dir: str | None) -> None:
+    """Run every judged query once per strategy against the whole catalogue and score it."""
+    from .evaluate import evaluate, load_judgments
+    from .report import write_report
+    from .search import STRATEGIES, SearchError, SearchRequest
+    names = [s.strip() for s in strategies.split(",") if s.strip()]
+    unknown = [s for s in names if s not in STRATEGIES]
+    if unknown:
+        raise click.ClickException(f"unknown strategies {unknown}; known: {', '.join(STRATEGIES)}")
+    searcher = _searcher(settings)
+    try:
+        searcher.live(catalogue)
+    except SearchError as e:
+        raise click.ClickException(f"{e} (ingest it first: shopsearch ingest ... --catalogue {catalogue})") from None
+
+    def search(query: str, strategy: str) -> list[str]:
+        return [h["id"] for h in searcher.search(catalogue, SearchRequest(q=query, size=100, strategy=strategy))["hits"]]
+
+    judged = load_judgments(judgments)
+    bar, progress = _bar("eval")
+    try:
+        result = evaluate(judged, names, search, limit_queries=limit_queries, progress=progress)
+    finally:
+        bar.close()
+    doc = result.to_json(catalogue, judgments)
+    _print_table(doc)
+    if json_file:
+        Path(json_file).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    if report_dir:
+        titles = _titles(searcher, catalogue, result)
+        click.echo(f"report: {write_report(result, report_dir, catalogue, titles=titles)}")
+
+
+def _titles(searcher, catalogue: str, result) -> dict[str, str]:
+    """Titles of the products the report shows (only those, fetched in one mget)."""
+    wanted = set()
+    for per_strategy in result.top.values():
+        for ids in per_strategy:
+            wanted.update(ids[:5])
+    if not wanted:
+        return {}
+    docs = searcher.client.mget(index=catalogue, body={"ids": sorted(wanted)}, _source_includes=["title"])["docs"]
+    return {d["_id"]: d["_source"]["title"] for d in docs if d.get("found")}
+
+
+def _print_table(doc: dict) -> None:
+    click.echo(f"\n{doc['catalogue']}: {doc['queries']} queries scored")
+    click.echo(f"{'strategy':12} {'nDCG@10':>8} {'cond.nDCG':>9} {'R@100':>7} {'MRR':>7} {'p50ms':>7} {'p95ms':>7}  nDCG@10 vs bm25 [95% CI]")
+    for name, m in doc["strategies"].items():
+        ratio = m["vs_bm25"].get("ndcg@10") or [None, None, None]
+        ci = f"{ratio[0]:.3f} [{ratio[1]:.3f}, {ratio[2]:.3f}]" if ratio[0] is not None else "-"
+        click.echo(f"{name:12} {m['ndcg@10']:8.4f} {m['condensed_ndcg@10']:9.4f} {m['recall@100']:7.4f} {m['mrr']:7.4f} "
+                   f"{m['p50_ms']:7.1f} {m['p95_ms']:7.1f}  {ci}")
+
+
+@eval_group.command("pairs")
+@click.option("--pairs", "pairs_file", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--model", help="Text model (default: the text_model setting).")
+@click.pass_obj
+def eval_pairs(settings: Settings, pairs_file: str, model: str | None) -> None:
+    """How well an encoder orders real query-title pairs by human label (AUC 2 vs 0, Spearman)."""
+    from .encoders import text_encoder
+    from .evaluate import score_pairs
+    encoder = text_encoder(settings.replace(text_model=model) if model else settings)
+    result = score_pairs(pairs_file, encoder.encode)
+    click.echo(json.dumps({"model": encoder.version, **result}, indent=2))

@@ -1,0 +1,39 @@
+"""Personalisation boost: parameters for the stored Painless script, built from a shopper profile.
+
+The script (``mappings/scripts/personalise.painless``) runs after fusion over the fused
+candidates: ``final = fused + min(max_boost, boost)`` where ``boost`` adds the cosine of the
+profile vector and the item's fused vector, the shopper's category and brand affinities and a
+price-band match, each with its weight. Every input is a parameter; shoppers never send scripts.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+SCRIPT_ID = "shopsearch-personalise-v1"
+DEFAULT_WEIGHTS = {"w_vector": 0.3, "w_category": 0.3, "w_brand": 0.2, "w_price": 0.1}
+
+
+def facet_key(value: str) -> str:
+    """The form the ``facet`` normaliser gives a keyword (width folded, lower case, trimmed)."""
+    return unicodedata.normalize("NFKC", value).lower().strip()
+
+
+def script_params(profile: dict, fused: dict[str, float], max_boost: float, weights: dict | None = None) -> dict:
+    """Params of the stored script for one shopper and one candidate list (pure).
+
+    >>> p = script_params({"categories": {"Shoes": 1.0}}, {"a": 0.5}, 0.3)
+    >>> p["categories"], p["max_boost"]
+    ({'shoes': 1.0}, 0.3)
+    """
+    w = {**DEFAULT_WEIGHTS, **(weights or {})}
+    band = profile.get("price_band")
+    return {
+        "fused": {str(k): float(v) for k, v in fused.items()},
+        "vector": [float(x) for x in profile["vector"]] if profile.get("vector") else None,
+        "categories": {facet_key(k): float(v) for k, v in (profile.get("categories") or {}).items()},
+        "brands": {facet_key(k): float(v) for k, v in (profile.get("brands") or {}).items()},
+        "price_band": [float(band[0]), float(band[1])] if band else None,
+        "max_boost": float(max_boost),
+        **{k: float(v) for k, v in w.items()},
+    }

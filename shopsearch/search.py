@@ -1,0 +1,268 @@
+"""The shopper search: one object used by the proxy and by ``shopsearch eval`` alike.
+
+Stages, in order (each a pure function elsewhere; this module does the I/O between them):
+
+1. resolve the catalogue's live index and its ``_meta`` (model, version) — caches are emptied
+   when the alias has moved;
+2. understand the query (``understand.py``): normalise, SKU check, facet filters;
+3. build BM25 and k-NN requests (``query.py``) with the same filters, k-NN filtered inside;
+4. run both in one ``_msearch``; fuse (min-max weighted, or RRF);
+5. personalise: the stored Painless script over the fused candidates (``personalise.py``);
+6. respond, with per-item components when ``explain`` is asked.
+
+Failures degrade instead of failing: no query vector (encoder error or timeout) or a k-NN error
+gives BM25 results with ``degraded`` and the reason.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import json
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+
+from opensearchpy import NotFoundError, OpenSearch
+
+from .caches import LRU, TTLCache
+from .encoders import EncoderError, text_encoder
+from .index_mapping import load_script
+from .indices import live_index
+from .personalise import SCRIPT_ID, script_params
+from .query import bm25_body, fuse_minmax, fuse_rrf, knn_body, plain_bm25_body, request_filters
+from .settings import Settings
+from .understand import Facets, understand
+
+STRATEGIES = ("bm25", "dense", "hybrid", "hybrid-rrf")
+
+
+class SearchError(Exception):
+    """A shopper search that cannot be answered; ``status`` is the HTTP status to use."""
+
+    def __init__(self, message: str, status: int = 400, code: str = "bad_request", field: str | None = None):
+        super().__init__(message)
+        self.status, self.code, self.field = status, code, field
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    q: str
+    user: str | None = None
+    size: int = 10
+    page: int = 0
+    strategy: str = "hybrid"
+    vector_weight: float | None = None
+    price_min: float | None = None
+    price_max: float | None = None
+    category: str | None = None
+    brand: str | None = None
+    colour: str | None = None
+    in_stock: bool | None = None
+    explain: bool = False
+
+    def cache_key(self, index: str) -> str:
+        return hashlib.sha256(json.dumps([index, asdict(self)], sort_keys=True, default=str).encode()).hexdigest()
+
+
+@dataclass
+class Live:
+    index: str
+    meta: dict
+    facets: Facets
+    checked: float = field(default_factory=time.monotonic)
+
+
+class Searcher:
+    """Holds the client, caches and settings of one process's query path."""
+
+    def __init__(self, client: OpenSearch, settings: Settings):
+        self.client, self.settings = client, settings
+        self.vectors = LRU(settings.query_cache_size)
+        self.results = TTLCache(1000, settings.result_cache_seconds)
+        self.profiles = TTLCache(10000, 30.0)
+        self._live: dict[str, Live] = {}
+        self._lock = threading.Lock()
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="encode")
+        self._script_ready = False
+
+    # --- 1. the live index ---------------------------------------------------------------
+    def live(self, catalogue: str) -> Live:
+        cached = self._live.get(catalogue)
+        if cached and time.monotonic() - cached.checked < 1.0:
+            return cached
+        index = live_index(self.client, catalogue)
+        if index is None:
+            raise SearchError(f"catalogue {catalogue!r} has no live index", 404, "not_found")
+        if cached and cached.index == index:
+            cached.checked = time.monotonic()
+            return cached
+        meta = self.client.indices.get_mapping(index=index)[index]["mappings"].get("_meta", {})
+        live = Live(index, meta, self._facets(index))
+        with self._lock:
+            if cached is not None:  # the alias moved: nothing cached for the old version may answer
+                self.vectors.clear()
+                self.results.clear()
+            self._live[catalogue] = live
+        return live
+
+    def _facets(self, index: str) -> Facets:
+        aggs = {f: {"terms": {"field": f, "size": 300}} for f in ("colour", "brand", "gender", "category")}
+        found = self.client.search(index=index, body={"size": 0, "aggs": aggs})["aggregations"]
+        return Facets.from_values(**{f: [b["key"] for b in found[f]["buckets"]] for f in aggs})
+
+    # --- 3. the query vector -------------------------------------------------------------
+    def query_vector(self, live: Live, text: str) -> tuple[list[float], bool]:
+        """The query's vector from the encoder recorded for the index, and whether it came from the cache."""
+        key = (live.meta.get("model_version"), text)
+        cached = self.vectors.get(key)
+        if cached is not None:
+            return cached, True
+        encoder = text_encoder(self.settings.replace(text_model=live.meta.get("model", self.settings.text_model)))
+        if live.meta.get("model_version") and encoder.version != live.meta["model_version"]:
+            raise SearchError(f"index {live.index} was encoded with {live.meta['model_version']}, but the query "
+                              f"encoder is {encoder.version}: reindex, or restore that model", 409, "model_mismatch")
+        vector = self._pool.submit(encoder.encode, [text]).result(timeout=self.settings.encode_timeout)[0].tolist()
+        self.vectors.put(key, vector)
+        return vector, False
+
+    # --- the search ----------------------------------------------------------------------
+    def search(self, catalogue: str, req: SearchRequest) -> dict:
+        if req.strategy not in STRATEGIES:
+            raise SearchError(f"unknown strategy {req.strategy!r}; one of {', '.join(STRATEGIES)}", field="strategy")
+        live = self.live(catalogue)
+        key = req.cache_key(live.index)
+        cached = self.results.get(key)
+        if cached is not None:
+            return {**cached, "cached": True}
+        started = time.perf_counter()
+        out = self._search(live, req)
+        out.update(took_ms=round((time.perf_counter() - started) * 1000, 2), cached=False)
+        self.results.put(key, out)
+        return out
+
+    def _search(self, live: Live, req: SearchRequest) -> dict:
+        s = self.settings
+        depth = max(s.candidate_depth, (req.page + 1) * req.size)
+        if req.strategy == "bm25":  # the baseline: the plain query a shop sends without shopsearch
+            body = plain_bm25_body(req.q, depth)
+            hits = self.client.search(index=live.index, body=body)["hits"]["hits"]
+            ranked = [(h["_id"], h["_score"]) for h in hits]
+            return self._respond(live, req, ranked, {h["_id"]: h["_source"] for h in hits}, {}, [body], None, [])
+        understood = understand(req.q, live.facets)
+        filters = request_filters(req.price_min, req.price_max, req.category, req.brand, req.colour, req.in_stock)
+        filters += understood.filters
+        weight = s.vector_weight if req.vector_weight is None else req.vector_weight
+        lexical = bm25_body(understood.text, depth, filters)
+        degraded = None
+        vector, vector_cached = None, False
+        if req.strategy != "bm25" and not understood.sku and weight > 0:
+            try:
+                vector, vector_cached = self.query_vector(live, understood.text)
+            except concurrent.futures.TimeoutError:
+                degraded = f"query encoding took longer than {s.encode_timeout}s"
+            except (EncoderError, OSError, RuntimeError) as e:
+                degraded = f"query encoder failed: {e}"
+        bodies = [lexical]
+        if vector is not None:
+            bodies.append(knn_body(vector, depth, depth, filters))
+        lines = []
+        for body in bodies:
+            lines += [{"index": live.index}, body]
+        responses = self.client.msearch(body=lines)["responses"]
+        if "error" in responses[0]:
+            raise SearchError(f"OpenSearch rejected the query: {responses[0]['error'].get('reason', responses[0]['error'])}", 502, "upstream_error")
+        bm25_hits = responses[0]["hits"]["hits"]
+        knn_hits = []
+        if vector is not None:
+            if "error" in responses[1]:
+                degraded = f"k-NN search failed: {responses[1]['error'].get('reason', responses[1]['error'])}"
+            else:
+                knn_hits = responses[1]["hits"]["hits"]
+        sources = {h["_id"]: h["_source"] for h in bm25_hits + knn_hits}
+        components = {"bm25": {h["_id"]: h["_score"] for h in bm25_hits}, "vector": {h["_id"]: h["_score"] for h in knn_hits}}
+        if req.strategy == "dense" and knn_hits:
+            ranked = [(h["_id"], h["_score"]) for h in knn_hits]
+        elif req.strategy == "dense" or not knn_hits:
+            ranked = [(h["_id"], h["_score"]) for h in bm25_hits]
+        elif req.strategy == "hybrid-rrf" or (req.strategy == "hybrid" and s.fusion == "rrf"):
+            ranked = fuse_rrf([h["_id"] for h in bm25_hits], [h["_id"] for h in knn_hits], weight, s.rrf_k)
+        else:
+            ranked = fuse_minmax(components["bm25"], components["vector"], weight)
+        ranked = ranked[:depth]
+        applied = list(understood.applied) + (["sku: lexical only"] if understood.sku else [])
+        if req.user:
+            ranked, boosts, body = self._personalise(live, req.user, ranked)
+            if body is not None:
+                bodies.append(body)
+            components["boost"] = boosts
+        out = self._respond(live, req, ranked, sources, components, bodies, degraded, applied)
+        out["vector_cached"] = vector_cached
+        return out
+
+    # --- 5. personalise ------------------------------------------------------------------
+    def profile(self, catalogue: str, user: str) -> dict | None:
+        key = (catalogue, user)
+        found = self.profiles.get(key)
+        if found is not None:
+            return found or None
+        try:
+            doc = self.client.get(index=self.settings.profiles_index, id=f"{catalogue}:{user}")["_source"]
+        except NotFoundError:
+            doc = {}
+        self.profiles.put(key, doc)
+        return doc or None
+
+    def ensure_script(self) -> None:
+        if not self._script_ready:
+            self.client.put_script(id=SCRIPT_ID, body={"script": {"lang": "painless", "source": load_script("personalise")}})
+            self._script_ready = True
+
+    def _personalise(self, live: Live, user: str, ranked: list[tuple[str, float]]):
+        profile = self.profile(live.meta.get("catalogue", ""), user)
+        if not profile or not ranked:
+            return ranked, {}, None  # cold start: unpersonalised, never an error
+        if profile.get("model_version") and profile["model_version"] != live.meta.get("model_version"):
+            profile = {**profile, "vector": None}  # a profile vector from another model is not comparable
+        self.ensure_script()
+        fused = dict(ranked)
+        params = script_params(profile, fused, self.settings.personalise_max_boost)
+        body = {"size": len(ranked), "_source": False,
+                "query": {"script_score": {"query": {"ids": {"values": list(fused)}}, "script": {"id": SCRIPT_ID, "params": params}}}}
+        hits = self.client.search(index=live.index, body=body)["hits"]["hits"]
+        final = {h["_id"]: h["_score"] for h in hits}
+        boosts = {d: round(final.get(d, s) - s, 6) for d, s in ranked}
+        reranked = sorted(((d, final.get(d, s)) for d, s in ranked), key=lambda kv: (-kv[1], kv[0]))
+        shown = {**body, "query": {"script_score": {**body["query"]["script_score"],
+                                                    "script": {"id": SCRIPT_ID, "params": {**params, "fused": f"<{len(fused)} candidates>"}}}}}
+        return reranked, boosts, shown
+
+    # --- 6. respond ----------------------------------------------------------------------
+    def _respond(self, live, req, ranked, sources, components, bodies, degraded, applied) -> dict:
+        page = ranked[req.page * req.size:(req.page + 1) * req.size]
+        hits = []
+        for d, score in page:
+            hit = {"id": d, "score": round(float(score), 6), **{k: v for k, v in sources.get(d, {}).items() if not k.endswith("_vector")}}
+            if req.explain:
+                hit["explain"] = {"bm25": components.get("bm25", {}).get(d), "vector": components.get("vector", {}).get(d),
+                                  "fused": round(float(score) - components.get("boost", {}).get(d, 0.0), 6),
+                                  "boost": components.get("boost", {}).get(d, 0.0)}
+            hits.append(hit)
+        out = {"catalogue": live.meta.get("catalogue"), "index": live.index, "model_version": live.meta.get("model_version"),
+               "q": req.q, "strategy": req.strategy, "total": len(ranked), "hits": hits,
+               "degraded": degraded is not None, "filters_applied": applied}
+        if degraded:
+            out["reason"] = degraded
+        if req.explain:
+            out["explain"] = {"requests": [_shorten(b) for b in bodies]}
+        return out
+
+
+def _shorten(body: dict) -> dict:
+    """A request for ``explain``, with the query vector elided."""
+    text = json.dumps(body)
+    if '"vector": [' not in text:
+        return body
+    knn = body["query"]["knn"]
+    field_name = next(iter(knn))
+    return {**body, "query": {"knn": {field_name: {**knn[field_name], "vector": f"<{len(knn[field_name]['vector'])} floats>"}}}}

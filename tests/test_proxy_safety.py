@@ -1,0 +1,392 @@
+"""The middleware's boundary: what it refuses, how errors look, what it measures and documents.
+
+Apps are built with ``create_app`` and served with Flask's test client; the OpenSearch behind
+the pass-through is the project's real node.
+"""
+
+import json
+import logging
+
+import opensearchpy
+import pytest
+from flask import Blueprint, abort, g
+from prometheus_client.parser import text_string_to_metric_families
+from werkzeug.exceptions import MethodNotAllowed
+
+from shopsearch.plugin import errors, observability, openapi, safety
+from shopsearch.plugin.app import create_app
+from shopsearch.plugin.errors import ERRORS, BadRequest, NotFound, Unavailable
+from shopsearch.plugin.safety import DenyList, parse_json_body, reject_scripts, require_admin_token
+
+TOKEN = "s3cret-token"
+BODY_LIMIT = 4096
+DENIED = "is denied by the proxy's deny list (setting passthrough_deny"
+
+probe = Blueprint("test_probe", __name__)
+RAISES = {
+    "bad_request": lambda: BadRequest("size must be an integer", field="size"),
+    "not_found": lambda: NotFound("catalogue 'nope' has no live index"),
+    "unavailable": lambda: Unavailable("the encoder is warming up", retry_after=5),
+    "opensearch_down": lambda: opensearchpy.ConnectionError("N/A", "secret-host:9200 refused", None),
+    "bug": lambda: RuntimeError("secret internals"),
+}
+
+
+@probe.post("/probe/json")
+def echo_json():
+    body = parse_json_body(required=True)
+    reject_scripts(body)
+    return body
+
+
+@probe.get("/probe/raise/<kind>")
+def raise_kind(kind):
+    raise RAISES[kind]()
+
+
+@probe.get("/probe/abort/<int:status>")
+def abort_with(status):
+    if status == 405:
+        raise MethodNotAllowed(valid_methods=["POST"])
+    abort(status)
+
+
+@probe.get("/probe/search")
+def fake_search():
+    g.strategy = "hybrid"
+    observability.count_degraded("encoder_timeout")
+    observability.count_cache("query_vector", hit=True)
+    return {"hits": []}
+
+
+@probe.get("/admin/test-probe")
+@require_admin_token
+def admin_probe():
+    return {"ok": True}
+
+
+def build_app(settings, **changes):
+    """create_app, plus this feature's modules if create_app does not wire them yet."""
+    app = create_app(settings.replace(**changes))
+    for module in (errors, observability, safety, openapi):
+        if module.EXTENSION not in app.extensions:
+            module.init_app(app)
+    app.register_blueprint(probe)
+    return app
+
+
+@pytest.fixture(scope="module")
+def app(services, settings):
+    return build_app(settings, admin_token=TOKEN, max_body_bytes=BODY_LIMIT)
+
+
+@pytest.fixture
+def http(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def index(client, catalogue):
+    """A real index holding one product."""
+    name = f"{catalogue}-v1"
+    client.index(index=name, id="1", body={"title": "black running shoes"}, refresh=True)
+    return name
+
+
+def assert_error(response, status, error, *, message=""):
+    body = response.get_json()
+    assert response.status_code == status, body
+    assert response.mimetype == "application/json"
+    assert body["error"] == error and message in body.get("message", "")
+    assert body["request_id"] == response.headers["X-Request-Id"]
+    return body
+
+
+# --- body size ----------------------------------------------------------------------------
+
+def test_the_body_limit_defaults_to_10_mib(services, settings):
+    assert build_app(settings).config["MAX_CONTENT_LENGTH"] == 10 * 1024 * 1024
+
+
+def test_an_oversized_body_is_413_json_naming_the_setting(http):
+    r = http.post("/probe/json", data=json.dumps({"q": "x" * BODY_LIMIT}), content_type="application/json")
+    assert_error(r, 413, "request_entity_too_large", message="max_body_bytes")
+
+
+def test_an_oversized_bulk_never_reaches_opensearch(http, client, index):
+    bulk = "".join(f'{{"index": {{"_id": "{i}"}}}}\n{{"title": "{"y" * 100}"}}\n' for i in range(2, 60))
+    r = http.post(f"/{index}/_bulk?refresh=true", data=bulk, content_type="application/x-ndjson")
+    assert_error(r, 413, "request_entity_too_large")
+    assert client.count(index=index)["count"] == 1
+
+
+# --- pass-through deny list ---------------------------------------------------------------
+
+def test_a_denied_path_is_403_and_the_index_is_untouched(http, client, index):
+    r = http.post(f"/{index}/_delete_by_query?refresh=true", json={"query": {"match_all": {}}})
+    assert_error(r, 403, "forbidden", message=DENIED)
+    assert client.count(index=index)["count"] == 1
+
+
+@pytest.mark.parametrize("method,path", [
+    ("POST", "/products/_update_by_query"),
+    ("PUT", "/_cluster/settings"),
+    ("GET", "/_cluster/settings"),
+    ("POST", "/_nodes/node-1/_shutdown"),
+    ("GET", "/_snapshot/backups/nightly"),
+    ("POST", "/products/_DELETE_BY_QUERY/"),
+    ("POST", "/admin/_delete_by_query"),  # no admin route answers it: it would be forwarded
+    ("POST", "/shop/products/_delete_by_query"),
+])
+def test_denied_paths_are_refused_whatever_their_prefix(http, method, path):
+    assert_error(http.open(path, method=method, json={}), 403, "forbidden", message=DENIED)
+
+
+# The test client sends no Accept-Encoding; say "identity" so OpenSearch answers uncompressed.
+PLAIN = {"Accept-Encoding": "identity"}
+
+
+def test_allowed_pass_through_still_reaches_opensearch(http, index):
+    r = http.get(f"/{index}/_count", headers=PLAIN)
+    assert r.status_code == 200 and r.get_json()["count"] == 1
+    assert r.headers["X-Request-Id"]
+
+
+def test_the_deny_list_is_the_setting(services, settings, index):
+    http = build_app(settings, passthrough_deny="_count").test_client()
+    assert_error(http.get(f"/{index}/_count"), 403, "forbidden", message="pattern '_count'")
+    assert http.get(f"/{index}/_search", headers=PLAIN).status_code == 200
+
+
+def test_an_empty_deny_list_forwards_everything(services, settings, index):
+    r = build_app(settings, passthrough_deny="").test_client().post(f"/{index}/_delete_by_query", json={},
+                                                                     headers=PLAIN)
+    assert "request_id" not in r.get_json()  # OpenSearch's own answer, whatever it is
+
+
+@pytest.mark.parametrize("path,pattern", [
+    ("/idx/_delete_by_query", "_delete_by_query"),
+    ("/_nodes/a/_shutdown", "_nodes/*/_shutdown"),
+    ("/_snapshot", "_snapshot"),
+    ("/idx/_search", None),
+    ("/_nodes/stats", None),
+    ("/_cluster/health", None),
+    ("/idx/_doc/_delete_by_query_not", None),
+])
+def test_deny_patterns_match_whole_path_segments(path, pattern):
+    deny = DenyList.parse("_delete_by_query, _update_by_query,_cluster/settings,_nodes/*/_shutdown,_snapshot")
+    assert deny.match(path) == pattern
+
+
+# --- JSON bodies and scripts --------------------------------------------------------------
+
+@pytest.mark.parametrize("body,message", [
+    ('{"q": ', "the body is not valid JSON: Expecting value (line 1, column 7)"),
+    ("[1, 2]", "the body must be a JSON object, not an array"),
+    ('"shoes"', "the body must be a JSON object, not a string"),
+    ('{"size": NaN}', "NaN is not a JSON number"),
+    (b'{"q": "\xff"}', "the body is not UTF-8 text"),
+    ("", "a JSON object body is required"),
+])
+def test_a_malformed_body_is_400_with_a_clear_message(http, body, message):
+    assert_error(http.post("/probe/json", data=body, content_type="application/json"), 400, "bad_request",
+                 message=message)
+
+
+def test_a_json_object_body_is_accepted_whatever_its_content_type(http):
+    r = http.post("/probe/json", data='{"q": "red shoes"}', content_type="application/x-www-form-urlencoded")
+    assert r.status_code == 200 and r.get_json() == {"q": "red shoes"}
+
+
+def test_an_absent_optional_body_is_an_empty_object(app):
+    with app.test_request_context("/probe/json", method="POST"):
+        assert parse_json_body() == {}
+
+
+@pytest.mark.parametrize("body", [
+    {"query": {"script": {"script": {"source": "doc['price'].value > 10"}}}},
+    {"query": {"function_score": {"script_score": {"script": "1"}}}},
+    {"script_fields": {"double": {"script": "doc['price'].value * 2"}}},
+    {"runtime_mappings": {"cheap": {"type": "boolean"}}},
+    {"aggs": {"total": {"scripted_metric": {"map_script": "state.x = 1"}}}},
+    {"aggs": {"ratio": {"bucket_script": {"buckets_path": {}}}}},
+    {"sort": [{"_script": {"type": "number"}}]},
+    {"filters": [{"stored_script": "delete-everything"}]},
+    {"boost": {"source": "Math.log(doc['sales'].value)", "lang": "painless"}},
+    {"template": {"id": "my-search-template", "params": {"q": "shoes"}}},
+    {"Script": "1"},
+])
+def test_scripts_are_refused_anywhere_in_a_body(body):
+    with pytest.raises(BadRequest, match="scripts are not accepted here"):
+        reject_scripts(body)
+
+
+@pytest.mark.parametrize("body", [
+    {"q": "red shoes", "size": 10},
+    {"q": "script kiddie t-shirt", "category": "scripts"},
+    {"q": "shoes", "source": "newsletter", "lang": "en"},
+    {"query": {"match": {"description": "painless"}}},
+    {"_source": ["title", "price"]},
+])
+def test_ordinary_bodies_pass_the_script_check(body):
+    reject_scripts(body)
+
+
+def test_a_script_in_a_request_is_400_naming_the_field(http):
+    r = http.post("/probe/json", json={"q": "shoes", "sort": [{"_script": {"script": "1"}}]})
+    body = assert_error(r, 400, "bad_request", message="scripts are not accepted here")
+    assert body["field"] == "sort[0]._script"
+
+
+# --- admin token --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("headers,status", [
+    ({}, 401),
+    ({"Authorization": "Bearer wrong"}, 401),
+    ({"X-Admin-Token": "wrong"}, 401),
+    ({"Authorization": f"Basic {TOKEN}"}, 401),
+    ({"Authorization": f"Bearer {TOKEN}"}, 200),
+    ({"Authorization": f"bearer {TOKEN}"}, 200),
+    ({"X-Admin-Token": TOKEN}, 200),
+])
+def test_admin_routes_need_the_right_token(http, headers, status):
+    r = http.get("/admin/test-probe", headers=headers)
+    if status == 200:
+        assert r.status_code == 200 and r.get_json() == {"ok": True}
+    else:
+        assert_error(r, 401, "unauthorized")
+        assert r.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_admin_routes_are_403_when_no_token_is_configured(services, settings):
+    r = build_app(settings, admin_token="").test_client().get("/admin/test-probe",
+                                                             headers={"Authorization": "Bearer "})
+    assert_error(r, 403, "forbidden", message="set SHOPSEARCH_ADMIN_TOKEN")
+
+
+# --- errors and request ids ---------------------------------------------------------------
+
+@pytest.mark.parametrize("kind,status,error,message", [
+    ("bad_request", 400, "bad_request", "size must be an integer"),
+    ("not_found", 404, "not_found", "catalogue 'nope' has no live index"),
+    ("unavailable", 503, "unavailable", "the encoder is warming up"),
+    ("opensearch_down", 503, "opensearch_unavailable", "OpenSearch cannot be reached"),
+])
+def test_internal_exceptions_become_their_table_row(http, kind, status, error, message):
+    body = assert_error(http.get(f"/probe/raise/{kind}"), status, error, message=message)
+    assert "secret-host" not in json.dumps(body)
+
+
+def test_no_row_of_the_error_table_is_shadowed_by_an_earlier_one():
+    for i, later in enumerate(ERRORS):
+        assert not any(issubclass(later.exception, earlier.exception) for earlier in ERRORS[:i]), later
+
+
+def test_error_details_travel_in_fields_and_headers(http):
+    assert http.get("/probe/raise/bad_request").get_json()["field"] == "size"
+    assert http.get("/probe/raise/unavailable").headers["Retry-After"] == "5"
+
+
+def test_an_unknown_exception_is_a_generic_500_logged_under_its_request_id(http, caplog):
+    caplog.set_level(logging.ERROR, logger="shopsearch.errors")
+    r = http.get("/probe/raise/bug")
+    body = assert_error(r, 500, "internal")
+    assert "Traceback" not in r.get_data(as_text=True) and "secret internals" not in r.get_data(as_text=True)
+    logged = [rec for rec in caplog.records if rec.name == "shopsearch.errors"]
+    assert body["request_id"] in logged[-1].getMessage() and logged[-1].exc_info[1].args == ("secret internals",)
+
+
+@pytest.mark.parametrize("status,error", [(404, "not_found"), (405, "method_not_allowed"), (400, "bad_request")])
+def test_http_errors_are_json_too(http, status, error):
+    r = http.get(f"/probe/abort/{status}")
+    assert_error(r, status, error)
+    if status == 405:
+        assert r.headers["Allow"] == "POST"
+
+
+@pytest.mark.parametrize("incoming,kept", [("checkout-42.a:b", True), ("x" * 129, False), ("a b;<c>", False)])
+def test_a_sane_request_id_is_echoed_and_others_are_replaced(http, incoming, kept):
+    rid = http.get("/healthz", headers={"X-Request-Id": incoming}).headers["X-Request-Id"]
+    assert (rid == incoming) if kept else (len(rid) == 32 and int(rid, 16) >= 0)
+
+
+def test_a_request_without_an_id_gets_a_fresh_one(http):
+    first, second = (http.get("/healthz").headers["X-Request-Id"] for _ in range(2))
+    assert len(first) == 32 and first != second
+
+
+# --- access log and metrics ---------------------------------------------------------------
+
+def test_each_request_writes_one_json_access_line(http, caplog):
+    caplog.set_level(logging.INFO, logger="shopsearch.access")
+    r = http.get("/probe/search", headers={"X-Request-Id": "req-1"})
+    line = json.loads([rec for rec in caplog.records if rec.name == "shopsearch.access"][-1].getMessage())
+    assert r.status_code == 200
+    assert line["request_id"] == "req-1" and line["status"] == 200 and line["strategy"] == "hybrid"
+    assert line["method"] == "GET" and line["path"] == "/probe/search" and line["route"] == "/probe/search"
+    assert line["endpoint"] == "test_probe.fake_search" and line["duration_ms"] >= 0
+
+
+def scrape(http) -> dict:
+    r = http.get("/metrics")
+    assert r.status_code == 200 and r.mimetype == "text/plain"
+    return {f.name: f.samples for f in text_string_to_metric_families(r.get_data(as_text=True))}
+
+
+def test_metrics_count_requests_by_route_never_by_raw_path(services, settings, index):
+    http = build_app(settings).test_client()
+    for _ in range(3):
+        http.get("/healthz")
+    http.get(f"/{index}/_count")
+    http.get("/probe/search")
+    families = scrape(http)
+    requests_total = {(s.labels["route"], s.labels["method"], s.labels["status"], s.labels["strategy"]): s.value
+                      for s in families["shopsearch_requests"] if s.name == "shopsearch_requests_total"}
+    assert requests_total[("/healthz", "GET", "200", "none")] == 3
+    assert requests_total[("passthrough", "GET", "200", "none")] == 1
+    assert requests_total[("/probe/search", "GET", "200", "hybrid")] == 1
+    assert not any(index in route for route, *_ in requests_total)
+    counts = {s.labels["route"]: s.value for s in families["shopsearch_request_seconds"]
+              if s.name == "shopsearch_request_seconds_count"}
+    assert counts["/healthz"] == 3
+    degraded = [s for s in families["shopsearch_degraded"] if s.name == "shopsearch_degraded_total"]
+    cache = [s for s in families["shopsearch_cache"] if s.name == "shopsearch_cache_total"]
+    assert [(s.labels, s.value) for s in degraded] == [({"reason": "encoder_timeout"}, 1.0)]
+    assert [(s.labels, s.value) for s in cache] == [({"cache": "query_vector", "result": "hit"}, 1.0)]
+
+
+def test_each_app_has_its_own_metrics(services, settings):
+    busy, fresh = build_app(settings).test_client(), build_app(settings).test_client()
+    busy.get("/healthz")
+    samples = scrape(fresh).get("shopsearch_requests", [])
+    assert not any(s.labels.get("route") == "/healthz" for s in samples)
+
+
+# --- OpenAPI ------------------------------------------------------------------------------
+
+def resolve(doc, ref):
+    node = doc
+    for part in ref.removeprefix("#/").split("/"):
+        node = node[part]
+    return node
+
+
+def test_openapi_describes_the_shop_search_and_every_ref_resolves(http):
+    r = http.get("/openapi.json")
+    doc = r.get_json()
+    assert r.status_code == 200 and doc["openapi"].startswith("3.1")
+    search = doc["paths"]["/shop/{catalogue}/search"]
+    assert {"get", "post"} <= search.keys()
+    strategy = next(p for p in search["get"]["parameters"] if p["name"] == "strategy")
+    assert strategy["schema"]["enum"] == ["bm25", "dense", "hybrid", "hybrid-rrf"]
+    assert {"/healthz", "/metrics", "/admin/status", "/{path}"} <= doc["paths"].keys()
+    assert {"error", "message", "request_id", "field"} <= doc["components"]["schemas"]["Error"]["properties"].keys()
+    stack = [doc]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if "$ref" in node:
+                resolve(doc, node["$ref"])
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)

@@ -1,0 +1,141 @@
+"""Shopper search through the middleware: hybrid ranking, filters, SKU queries, personalisation, degradation."""
+
+import pytest
+
+from shopsearch.profiles import put_profile
+from shopsearch.query import bm25_body
+from shopsearch.search import SearchRequest, Searcher
+from shopsearch.services import opensearch
+from shopsearch.workers.ingest import run_ingest
+
+from .conftest import DATA
+
+
+@pytest.fixture(scope="module")
+def shop(services, settings, client):
+    """Real Myntra products: 400 plain rows and the 100 rich ones (with prices), in one catalogue."""
+    name = "test_shop_search"
+    client.indices.delete(index=f"{name}-v*", ignore_unavailable=True, allow_no_indices=True)
+    run_ingest(settings, DATA / "fashion" / "products.tsv", name, mapping="fashion", limit=400)
+    run_ingest(settings, DATA / "fashion" / "rich_products.jsonl", name, mapping="fashion_rich")
+    yield name
+    client.indices.delete(index=f"{name}-v*", ignore_unavailable=True, allow_no_indices=True)
+
+
+@pytest.fixture
+def web(proxy_url):
+    import requests
+    session = requests.Session()
+
+    def get(path, **params):
+        return session.get(f"{proxy_url}{path}", params=params, timeout=60)
+    get.post = lambda path, **kw: session.post(f"{proxy_url}{path}", timeout=60, **kw)
+    return get
+
+
+def ids(response):
+    return [h["id"] for h in response.json()["hits"]]
+
+
+def test_hybrid_finds_what_bm25_misses_on_a_semantic_query(web, shop):
+    hybrid = web(f"/shop/{shop}/search", q="footwear for jogging", size=5)
+    bm25 = web(f"/shop/{shop}/search", q="footwear for jogging", size=5, strategy="bm25")
+    assert hybrid.status_code == bm25.status_code == 200
+    assert ids(hybrid) != ids(bm25)
+    assert sum("Shoes" in (h.get("category") or "") for h in hybrid.json()["hits"]) >= 3
+
+
+def test_hybrid_equals_lexical_ranking_when_the_vector_weight_is_zero(web, shop, client):
+    r = web(f"/shop/{shop}/search", q="formal shirt", size=10, vector_weight=0)
+    assert r.json()["filters_applied"] == []
+    direct = client.search(index=shop, body=bm25_body("formal shirt", 10))["hits"]["hits"]
+    assert ids(r) == [h["_id"] for h in direct]
+
+
+def test_filters_narrow_the_results(web, shop, client):
+    buckets = client.search(index=shop, body={"size": 0, "aggs": {"c": {"terms": {"field": "colour", "size": 100}}}})
+    colour, count = next((b["key"], b["doc_count"]) for b in buckets["aggregations"]["c"]["buckets"] if 5 <= b["doc_count"] <= 50)
+    everything = web(f"/shop/{shop}/search", q="shirt", size=100).json()
+    narrowed = web(f"/shop/{shop}/search", q="shirt", size=100, colour=colour).json()
+    assert 0 < narrowed["total"] <= count < everything["total"]
+    assert all(h["colour"].lower() == colour for h in narrowed["hits"])
+    cheap = web(f"/shop/{shop}/search", q="shirt", size=50, price_max=500).json()
+    assert cheap["hits"] and all(h["price"] <= 500 for h in cheap["hits"])
+
+
+def test_a_colour_named_in_the_query_becomes_a_filter(web, shop):
+    r = web(f"/shop/{shop}/search", q="black watch", size=20).json()
+    assert r["hits"] and all(h["colour"] == "Black" for h in r["hits"])
+    assert any("colour" in a for a in r["filters_applied"])
+
+
+def test_sku_like_queries_skip_knn(web, shop):
+    r = web(f"/shop/{shop}/search", q="MX-5020", explain="true").json()
+    assert "sku: lexical only" in r["filters_applied"]
+    assert all("knn" not in str(req["query"]) for req in r["explain"]["requests"])
+
+
+def test_a_category_affinity_lifts_that_category_for_that_shopper_only(web, shop, client, settings, encoder):
+    put_profile(client, settings, shop, "alice", {"categories": {"Watches": 1.0}, "model_version": encoder.version}, refresh=True)
+    plain = web(f"/shop/{shop}/search", q="black", size=10, user="bob").json()
+    personal = web(f"/shop/{shop}/search", q="black", size=10, user="alice", explain="true").json()
+    watches = lambda r: sum(h.get("category") == "Watches" for h in r["hits"])
+    assert watches(personal) > watches(plain)
+    boosted = [h for h in personal["hits"] if h.get("category") == "Watches"]
+    assert boosted and all(h["explain"]["boost"] > 0 for h in boosted)
+    assert all(h["explain"]["boost"] <= settings.personalise_max_boost + 1e-9 for h in personal["hits"])
+    assert web(f"/shop/{shop}/search", q="black", size=10, user="bob").json()["hits"] == plain["hits"]
+
+
+def test_explain_shows_component_scores_and_the_requests(web, shop):
+    r = web(f"/shop/{shop}/search", q="sports shoes", explain="true").json()
+    assert set(r["hits"][0]["explain"]) == {"bm25", "vector", "fused", "boost"}
+    assert len(r["explain"]["requests"]) == 2
+
+
+def test_an_encoder_that_times_out_degrades_to_bm25(client, settings, shop):
+    slow = Searcher(client, settings.replace(encode_timeout=1e-6, result_cache_seconds=0))
+    r = slow.search(shop, SearchRequest(q="comfortable sneakers for running"))
+    assert r["degraded"] is True and "encoding" in r["reason"] and r["hits"]
+
+
+@pytest.mark.parametrize("params,field", [
+    ({"q": ""}, "q"), ({"q": "x", "size": "many"}, "size"), ({"q": "x", "size": 0}, "size"),
+    ({"q": "x", "vector_weight": 3}, "vector_weight"), ({"q": "x", "strategy": "magic"}, "strategy"),
+    ({"q": "x", "in_stock": "perhaps"}, "in_stock"), ({"q": "x", "script": "doc"}, "script"),
+])
+def test_bad_parameters_get_a_400_naming_the_field(web, shop, params, field):
+    r = web(f"/shop/{shop}/search", **params)
+    assert r.status_code == 400 and field in r.json()["message"]
+
+
+def test_a_non_object_body_is_a_400(web, shop):
+    r = web.post(f"/shop/{shop}/search", data="[1, 2", headers={"content-type": "application/json"})
+    assert r.status_code == 400
+
+
+def test_an_unknown_catalogue_is_a_404(web):
+    assert web("/shop/no_such_catalogue/search", q="x").status_code == 404
+
+
+def test_cluster_down_gives_503_and_search_recovers_after_restart(web, shop, settings):
+    opensearch.stop(settings)
+    try:
+        assert web(f"/shop/{shop}/search", q="watch for men").status_code == 503
+        assert web("/_cluster/health").status_code == 503
+    finally:
+        opensearch.start(settings)
+    r = web(f"/shop/{shop}/search", q="watch for men")
+    assert r.status_code == 200 and r.json()["hits"]
+
+
+def test_a_normal_search_opts_in_with_one_ext_field(proxy_url, shop):
+    from opensearchpy import OpenSearch
+    via_proxy = OpenSearch(hosts=[proxy_url], timeout=60)
+    body = {"size": 5, "query": {"match": {"title": "footwear for jogging"}}, "ext": {"shopsearch": {"strategy": "hybrid"}}}
+    rewritten = via_proxy.search(index=shop, body=body)
+    assert rewritten["ext"]["shopsearch"]["strategy"] == "hybrid"
+    assert len(rewritten["hits"]["hits"]) == 5
+    assert sum("Shoes" in (h["_source"].get("category") or "") for h in rewritten["hits"]["hits"]) >= 3
+    plain = via_proxy.search(index=shop, body={"size": 5, "query": {"match": {"title": "footwear for jogging"}}})
+    assert "ext" not in plain  # without the field the request passes through untouched
