@@ -107,3 +107,55 @@ def eval_pairs(settings: Settings, pairs_file: str, model: str | None) -> None:
     encoder = text_encoder(settings.replace(text_model=model) if model else settings)
     result = score_pairs(pairs_file, encoder.encode)
     click.echo(json.dumps({"model": encoder.version, **result}, indent=2))
+
+
+@eval_group.command("tune")
+@click.option("--catalogue", required=True)
+@click.option("--judgments", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--validation-fraction", type=float, default=0.5, show_default=True)
+@click.option("--limit-queries", type=int, help="A deterministic sample of N queries (before the split).")
+@click.pass_obj
+def eval_tune(settings: Settings, catalogue: str, judgments: str, validation_fraction: float, limit_queries: int | None) -> None:
+    """Search fusion settings (method, vector weight, k) on one part of the judgments, validate on the other.
+
+    Each query's BM25 and k-NN candidates are retrieved once, through the shopper search's own
+    retrieval, then fused offline for every setting with the same fusion functions. Only the
+    judgments file given is read.
+    """
+    from .evaluate import load_judgments, select_queries, split_queries
+    from .metrics import ndcg_at_k
+    from .query import rank
+    judged = load_judgments(judgments)
+    queries = select_queries(judged, limit_queries)
+    validation, tuning = split_queries(queries, validation_fraction)
+    searcher = _searcher(settings)
+    depth = 200
+    candidates = {}
+    bar, progress = _bar("retrieve")
+    try:
+        for n, q in enumerate(tuning + validation, 1):
+            candidates[q] = searcher.candidates(catalogue, q, depth)
+            progress(n, len(tuning) + len(validation))
+    finally:
+        bar.close()
+
+    def score(part, method, weight, k):
+        values = []
+        for q in part:
+            bm25, knn = candidates[q]
+            ranked = [d for d, _ in rank(method, bm25[:k], knn[:k], weight, settings.rrf_k)]
+            v = ndcg_at_k(ranked, judged[q], 10)
+            if v is not None:
+                values.append(v)
+        return sum(values) / max(len(values), 1)
+
+    grid = [(m, w, k) for m in ("minmax", "rrf") for w in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9) for k in (50, 100, 200)]
+    results = sorted(((score(tuning, *g), g) for g in grid), reverse=True)
+    click.echo(f"{len(tuning)} tuning queries, {len(validation)} validation queries; nDCG@10 on the tuning part:")
+    for value, (m, w, k) in results[:8]:
+        click.echo(f"  fusion={m:6} vector_weight={w:.1f} k={k:<3}  {value:.4f}")
+    value, (m, w, k) = results[0]
+    click.echo(f"best: SHOPSEARCH_FUSION={m} SHOPSEARCH_VECTOR_WEIGHT={w} SHOPSEARCH_CANDIDATE_DEPTH={k}")
+    click.echo(f"  tuning nDCG@10 {value:.4f}; validation nDCG@10 {score(validation, m, w, k):.4f} "
+               f"(current settings: {score(validation, settings.fusion, settings.vector_weight, settings.candidate_depth):.4f}; "
+               f"k-NN alone: {score(validation, 'dense', 1.0, k):.4f}; lexical alone: {score(validation, 'minmax', 0.0, k):.4f})")

@@ -6,7 +6,7 @@ min-max normalising each list's scores and mixing them with the vector weight ``
     fused(d) = (1 - w) * minmax(bm25)(d) + w * minmax(knn)(d)      (missing from a list: 0)
 
 >>> fuse_minmax({"a": 10.0, "b": 5.0}, {"b": 0.9, "c": 0.7}, 0.5)
-[('b', 0.5), ('a', 0.5), ('c', 0.0)]
+[('a', 0.5), ('b', 0.5), ('c', 0.0)]
 """
 
 from __future__ import annotations
@@ -80,3 +80,18 @@ def request_filters(price_min: float | None = None, price_max: float | None = No
     if in_stock is not None:
         out.append({"term": {"in_stock": in_stock}})
     return out
+
+
+def rank(method: str, bm25: list[tuple[str, float]], knn: list[tuple[str, float]], vector_weight: float,
+         rrf_k: int = 60) -> list[tuple[str, float]]:
+    """One ranked list from the two candidate lists: ``dense`` (k-NN alone), ``minmax`` or ``rrf``.
+
+    Without k-NN candidates (a SKU query, or a degraded search) the BM25 list is the answer.
+    """
+    if not knn:
+        return list(bm25)
+    if method == "dense":
+        return list(knn)
+    if method == "rrf":
+        return fuse_rrf([d for d, _ in bm25], [d for d, _ in knn], vector_weight, rrf_k)
+    return fuse_minmax(dict(bm25), dict(knn), vector_weight)

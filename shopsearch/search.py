@@ -30,7 +30,7 @@ from .encoders import EncoderError, text_encoder
 from .index_mapping import load_script
 from .indices import live_index
 from .personalise import SCRIPT_ID, script_params
-from .query import bm25_body, fuse_minmax, fuse_rrf, knn_body, plain_bm25_body, request_filters
+from .query import bm25_body, knn_body, plain_bm25_body, rank, request_filters
 from .settings import Settings
 from .understand import Facets, understand
 
@@ -63,6 +63,18 @@ class SearchRequest:
 
     def cache_key(self, index: str) -> str:
         return hashlib.sha256(json.dumps([index, asdict(self)], sort_keys=True, default=str).encode()).hexdigest()
+
+
+@dataclass
+class Retrieved:
+    """What retrieval found for one query, before fusion."""
+    applied: list = field(default_factory=list)
+    bodies: list = field(default_factory=list)
+    bm25: list = field(default_factory=list)
+    knn: list = field(default_factory=list)
+    sources: dict = field(default_factory=dict)
+    degraded: str | None = None
+    vector_cached: bool = False
 
 
 @dataclass
@@ -149,56 +161,59 @@ class Searcher:
             hits = self.client.search(index=live.index, body=body)["hits"]["hits"]
             ranked = [(h["_id"], h["_score"]) for h in hits]
             return self._respond(live, req, ranked, {h["_id"]: h["_source"] for h in hits}, {}, [body], None, [])
-        understood = understand(req.q, live.facets)
-        filters = request_filters(req.price_min, req.price_max, req.category, req.brand, req.colour, req.in_stock)
-        filters += understood.filters
         weight = s.vector_weight if req.vector_weight is None else req.vector_weight
-        lexical = bm25_body(understood.text, depth, filters)
-        degraded = None
-        vector, vector_cached = None, False
-        if req.strategy != "bm25" and not understood.sku and weight > 0:
-            try:
-                vector, vector_cached = self.query_vector(live, understood.text)
-            except concurrent.futures.TimeoutError:
-                degraded = f"query encoding took longer than {s.encode_timeout}s"
-            except (EncoderError, OSError, RuntimeError) as e:
-                degraded = f"query encoder failed: {e}"
-        bodies = [lexical]
-        if vector is not None:
-            bodies.append(knn_body(vector, depth, depth, filters))
-        lines = []
-        for body in bodies:
-            lines += [{"index": live.index}, body]
-        responses = self.client.msearch(body=lines)["responses"]
-        if "error" in responses[0]:
-            raise SearchError(f"OpenSearch rejected the query: {responses[0]['error'].get('reason', responses[0]['error'])}", 502, "upstream_error")
-        bm25_hits = responses[0]["hits"]["hits"]
-        knn_hits = []
-        if vector is not None:
-            if "error" in responses[1]:
-                degraded = f"k-NN search failed: {responses[1]['error'].get('reason', responses[1]['error'])}"
-            else:
-                knn_hits = responses[1]["hits"]["hits"]
-        sources = {h["_id"]: h["_source"] for h in bm25_hits + knn_hits}
-        components = {"bm25": {h["_id"]: h["_score"] for h in bm25_hits}, "vector": {h["_id"]: h["_score"] for h in knn_hits}}
-        if req.strategy == "dense" and knn_hits:
-            ranked = [(h["_id"], h["_score"]) for h in knn_hits]
-        elif req.strategy == "dense" or not knn_hits:
-            ranked = [(h["_id"], h["_score"]) for h in bm25_hits]
-        elif req.strategy == "hybrid-rrf" or (req.strategy == "hybrid" and s.fusion == "rrf"):
-            ranked = fuse_rrf([h["_id"] for h in bm25_hits], [h["_id"] for h in knn_hits], weight, s.rrf_k)
-        else:
-            ranked = fuse_minmax(components["bm25"], components["vector"], weight)
-        ranked = ranked[:depth]
-        applied = list(understood.applied) + (["sku: lexical only"] if understood.sku else [])
+        filters = request_filters(req.price_min, req.price_max, req.category, req.brand, req.colour, req.in_stock)
+        got = self._retrieve(live, req.q, depth, filters, want_vector=req.strategy == "dense" or weight > 0)
+        fusion = "rrf" if req.strategy == "hybrid-rrf" or (req.strategy == "hybrid" and s.fusion == "rrf") else "minmax"
+        ranked = rank("dense" if req.strategy == "dense" else fusion, got.bm25, got.knn, weight, s.rrf_k)[:depth]
+        components = {"bm25": dict(got.bm25), "vector": dict(got.knn)}
+        bodies = list(got.bodies)
         if req.user:
             ranked, boosts, body = self._personalise(live, req.user, ranked)
             if body is not None:
                 bodies.append(body)
             components["boost"] = boosts
-        out = self._respond(live, req, ranked, sources, components, bodies, degraded, applied)
-        out["vector_cached"] = vector_cached
+        out = self._respond(live, req, ranked, got.sources, components, bodies, got.degraded, got.applied)
+        out["vector_cached"] = got.vector_cached
         return out
+
+    def _retrieve(self, live: Live, q: str, depth: int, filters: list[dict], want_vector: bool = True) -> "Retrieved":
+        """Stages 2-4 up to fusion: understand, build, and run BM25 and k-NN in one ``_msearch``."""
+        understood = understand(q, live.facets)
+        filters = filters + understood.filters
+        got = Retrieved(applied=list(understood.applied) + (["sku: lexical only"] if understood.sku else []))
+        vector = None
+        if want_vector and not understood.sku:
+            try:
+                vector, got.vector_cached = self.query_vector(live, understood.text)
+            except concurrent.futures.TimeoutError:
+                got.degraded = f"query encoding took longer than {self.settings.encode_timeout}s"
+            except (EncoderError, OSError, RuntimeError) as e:
+                got.degraded = f"query encoder failed: {e}"
+        got.bodies = [bm25_body(understood.text, depth, filters)]
+        if vector is not None:
+            got.bodies.append(knn_body(vector, depth, depth, filters))
+        lines = []
+        for body in got.bodies:
+            lines += [{"index": live.index}, body]
+        responses = self.client.msearch(body=lines)["responses"]
+        if "error" in responses[0]:
+            raise SearchError(f"OpenSearch rejected the query: {responses[0]['error'].get('reason', responses[0]['error'])}", 502, "upstream_error")
+        bm25_hits, knn_hits = responses[0]["hits"]["hits"], []
+        if vector is not None:
+            if "error" in responses[1]:
+                got.degraded = f"k-NN search failed: {responses[1]['error'].get('reason', responses[1]['error'])}"
+            else:
+                knn_hits = responses[1]["hits"]["hits"]
+        got.sources = {h["_id"]: h["_source"] for h in bm25_hits + knn_hits}
+        got.bm25 = [(h["_id"], h["_score"]) for h in bm25_hits]
+        got.knn = [(h["_id"], h["_score"]) for h in knn_hits]
+        return got
+
+    def candidates(self, catalogue: str, q: str, depth: int) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
+        """The BM25 and k-NN candidate lists of a query before fusion (``eval tune`` fuses them offline)."""
+        got = self._retrieve(self.live(catalogue), q, depth, [])
+        return got.bm25, got.knn
 
     # --- 5. personalise ------------------------------------------------------------------
     def profile(self, catalogue: str, user: str) -> dict | None:

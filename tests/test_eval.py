@@ -91,3 +91,10 @@ def test_eval_pairs_scores_real_chinese_pairs(tmp_path):
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output[result.output.index("{"):])
     assert doc["pairs"] == 300 and 0.5 < doc["auc_2_vs_0"] <= 1.0
+
+
+def test_tune_prints_the_best_fusion_settings_with_validation_scores(judged_slice):
+    catalogue, judgments = judged_slice
+    result = CliRunner().invoke(main, ["eval", "tune", "--catalogue", catalogue, "--judgments", str(judgments)])
+    assert result.exit_code == 0, result.output
+    assert "best: SHOPSEARCH_FUSION=" in result.output and "validation nDCG@10" in result.output
