@@ -12,7 +12,7 @@ from flask import Flask
 
 from shopsearch.settings import Settings, load_settings
 
-from . import errors, health, observability, openapi, passthrough, safety, shop
+from . import admin, errors, events, health, observability, openapi, passthrough, recommend, safety, shop
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -25,5 +25,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     openapi.init_app(app)         # /openapi.json
     health.init_app(app)
     shop.init_app(app)
+    recommend.init_app(app)       # /shop/<catalogue>/recommend/...
+    events.init_app(app)          # query ids, impressions and POST /events, through a buffered writer
+    admin.init_app(app)           # /admin: token required
     passthrough.init_app(app)
     return app

@@ -69,8 +69,12 @@ def forward(path: str) -> Response:
 
 def _shopper_search(catalogue: str, args: dict) -> Response:
     """A ``_search`` that opted in with ``ext.shopsearch``: answered by the shopper search."""
+    from .events import record_search
     from .safety import reject_scripts
     from .shop import parse_search_request, searcher
     reject_scripts(args)
-    result = searcher().search(catalogue, parse_search_request(args))  # errors: plugin/errors.py
-    return jsonify(as_opensearch_response(result))
+    req = parse_search_request(args)
+    result = searcher().search(catalogue, req)  # errors: plugin/errors.py
+    answer = as_opensearch_response(result)
+    answer["ext"]["shopsearch"]["query_id"] = record_search(catalogue, req.user, result)
+    return jsonify(answer)

@@ -14,6 +14,7 @@ from flask import Blueprint, Flask, current_app, g, jsonify, request
 from shopsearch.cluster import connect
 from shopsearch.search import SearchError, SearchRequest, Searcher
 
+from .events import record_search
 from .safety import reject_scripts
 
 bp = Blueprint("shop", __name__, url_prefix="/shop")
@@ -87,4 +88,5 @@ def search(catalogue: str):
         args = request.args.to_dict()
     req = parse_search_request(args)
     g.strategy = req.strategy
-    return jsonify(searcher().search(catalogue, req))
+    result = searcher().search(catalogue, req)
+    return jsonify({**result, "query_id": record_search(catalogue, req.user, result)})

@@ -239,6 +239,48 @@ def bench_query_cmd(settings: Settings, catalogue: str, clients: int, seconds: f
             json.dump(figures, f, indent=2)
 
 
+# --- simulate and profiles -------------------------------------------------------------------
+
+@main.group()
+def simulate() -> None:
+    """Simulated shoppers, for training and tests (never for evaluation)."""
+
+
+@simulate.command("clicks")
+@click.option("--catalogue", required=True)
+@click.option("--judgments", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--sessions", type=int, default=1000, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--proxy", help="URL of a running proxy (default: the middleware in-process).")
+@pass_settings
+@_fail_cleanly
+def simulate_clicks_cmd(settings: Settings, catalogue: str, judgments: str, sessions: int, seed: int, proxy: str | None) -> None:
+    """Send judged queries through the shopper search and post clicks from a position-based model."""
+    from tqdm import tqdm
+
+    from .simulate import simulate_clicks
+    with tqdm(total=sessions, unit="session") as bar:
+        counts = simulate_clicks(settings, catalogue, judgments, sessions, seed, proxy,
+                                 progress=lambda done, total: bar.update(done - bar.n))
+    _print(counts)
+
+
+@main.group()
+def profiles() -> None:
+    """Shopper profiles built from click logs."""
+
+
+@profiles.command("update")
+@click.option("--catalogue", required=True)
+@click.option("--since", help="Only shoppers with events received after this ISO time.")
+@pass_settings
+@_fail_cleanly
+def profiles_update_cmd(settings: Settings, catalogue: str, since: str | None) -> None:
+    """Update the profiles of shoppers with new events (through the Celery task)."""
+    from .workers.app import make_app
+    _print(make_app(settings).send_task("shopsearch.profiles.update", args=[catalogue, None, since]).get(timeout=3600))
+
+
 # --- demo -----------------------------------------------------------------------------------
 
 @main.command("demo")

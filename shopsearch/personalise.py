@@ -2,16 +2,16 @@
 
 The script (``mappings/scripts/personalise.painless``) runs after fusion over the fused
 candidates: ``final = fused + min(max_boost, boost)`` where ``boost`` adds the cosine of the
-profile vector and the item's fused vector, the shopper's category and brand affinities and a
-price-band match, each with its weight. Every input is a parameter; shoppers never send scripts.
+profile vector and the item's fused vector, the shopper's category, brand and item affinities
+(the last is "buy again": products this shopper interacted with) and a price-band match, each with its weight. Every input is a parameter; shoppers never send scripts.
 """
 
 from __future__ import annotations
 
 import unicodedata
 
-SCRIPT_ID = "shopsearch-personalise-v1"
-DEFAULT_WEIGHTS = {"w_vector": 0.3, "w_category": 0.3, "w_brand": 0.2, "w_price": 0.1}
+SCRIPT_ID = "shopsearch-personalise-v2"
+DEFAULT_WEIGHTS = {"w_vector": 0.3, "w_category": 0.3, "w_brand": 0.2, "w_item": 0.3, "w_price": 0.1}
 
 
 def facet_key(value: str) -> str:
@@ -33,6 +33,7 @@ def script_params(profile: dict, fused: dict[str, float], max_boost: float, weig
         "vector": [float(x) for x in profile["vector"]] if profile.get("vector") else None,
         "categories": {facet_key(k): float(v) for k, v in (profile.get("categories") or {}).items()},
         "brands": {facet_key(k): float(v) for k, v in (profile.get("brands") or {}).items()},
+        "items": {str(k): float(v) for k, v in (profile.get("items") or {}).items()},
         "price_band": [float(band[0]), float(band[1])] if band else None,
         "max_boost": float(max_boost),
         **{k: float(v) for k, v in w.items()},

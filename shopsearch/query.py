@@ -14,11 +14,32 @@ from __future__ import annotations
 TEXT_FIELDS = ["title^3", "title.zh^3", "brand.text^2", "description", "description.zh"]
 
 
-def bm25_body(q: str, size: int, filters: list[dict] | None = None) -> dict:
-    """A BM25 ``multi_match`` over the English and Chinese text fields."""
+def bm25_body(q: str, size: int, filters: list[dict] | None = None, boosts: list[dict] | None = None) -> dict:
+    """A BM25 ``multi_match`` over the English and Chinese text fields; ``boosts`` are optional should clauses."""
     must = {"multi_match": {"query": q, "fields": TEXT_FIELDS, "type": "best_fields"}}
-    return {"size": size, "_source": {"excludes": ["*_vector"]},
-            "query": {"bool": {"must": [must], "filter": filters or []}}}
+    query: dict = {"must": [must], "filter": filters or []}
+    if boosts:
+        query["should"] = boosts
+    return {"size": size, "_source": {"excludes": ["*_vector"]}, "query": {"bool": query}}
+
+
+def split_understood_filters(clauses: list[dict], mode: str) -> tuple[list[dict], list[dict]]:
+    """``(filters, boosts)`` from the clauses query understanding found, by the ``query_filters`` mode.
+
+    ``boost``: facet terms (colour, brand, gender) only lift matching items, because catalogues'
+    facet data is often sparse (a product with no colour is not a wrong answer to "white door");
+    a price named in the query still filters. ``filter``: every clause filters. ``off``: none.
+
+    >>> split_understood_filters([{"term": {"colour": "Black"}}, {"range": {"price": {"lte": 50}}}], "boost")
+    ([{'range': {'price': {'lte': 50}}}], [{'constant_score': {'filter': {'term': {'colour': 'Black'}}, 'boost': 1.0}}])
+    """
+    if mode == "off":
+        return [], []
+    if mode == "filter":
+        return list(clauses), []
+    filters = [c for c in clauses if "range" in c]
+    boosts = [{"constant_score": {"filter": c, "boost": 1.0}} for c in clauses if "range" not in c]
+    return filters, boosts
 
 
 def knn_body(vector: list[float], size: int, k: int, filters: list[dict] | None = None, field: str = "fused_vector") -> dict:

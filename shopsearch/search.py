@@ -30,7 +30,7 @@ from .encoders import EncoderError, text_encoder
 from .index_mapping import load_script
 from .indices import live_index
 from .personalise import SCRIPT_ID, script_params
-from .query import bm25_body, knn_body, plain_bm25_body, rank, request_filters
+from .query import bm25_body, knn_body, plain_bm25_body, rank, request_filters, split_understood_filters
 from .settings import Settings
 from .understand import Facets, understand
 
@@ -180,7 +180,8 @@ class Searcher:
     def _retrieve(self, live: Live, q: str, depth: int, filters: list[dict], want_vector: bool = True) -> "Retrieved":
         """Stages 2-4 up to fusion: understand, build, and run BM25 and k-NN in one ``_msearch``."""
         understood = understand(q, live.facets)
-        filters = filters + understood.filters
+        hard, boosts = split_understood_filters(understood.filters, self.settings.query_filters)
+        filters = filters + hard
         got = Retrieved(applied=list(understood.applied) + (["sku: lexical only"] if understood.sku else []))
         vector = None
         if want_vector and not understood.sku:
@@ -190,7 +191,7 @@ class Searcher:
                 got.degraded = f"query encoding took longer than {self.settings.encode_timeout}s"
             except (EncoderError, OSError, RuntimeError) as e:
                 got.degraded = f"query encoder failed: {e}"
-        got.bodies = [bm25_body(understood.text, depth, filters)]
+        got.bodies = [bm25_body(understood.text, depth, filters, boosts)]
         if vector is not None:
             got.bodies.append(knn_body(vector, depth, depth, filters))
         lines = []
@@ -221,9 +222,11 @@ class Searcher:
         found = self.profiles.get(key)
         if found is not None:
             return found or None
+        from .events import pseudonym
+        from .profiles import get_profile
         try:
-            doc = self.client.get(index=self.settings.profiles_index, id=f"{catalogue}:{user}")["_source"]
-        except NotFoundError:
+            doc = get_profile(self.client, self.settings, catalogue, pseudonym(user, self.settings.pseudonym_salt)) or {}
+        except NotFoundError:  # no profiles index yet
             doc = {}
         self.profiles.put(key, doc)
         return doc or None
@@ -273,11 +276,11 @@ class Searcher:
         return out
 
 
-def _shorten(body: dict) -> dict:
-    """A request for ``explain``, with the query vector elided."""
-    text = json.dumps(body)
-    if '"vector": [' not in text:
-        return body
-    knn = body["query"]["knn"]
-    field_name = next(iter(knn))
-    return {**body, "query": {"knn": {field_name: {**knn[field_name], "vector": f"<{len(knn[field_name]['vector'])} floats>"}}}}
+def _shorten(body):
+    """A request for ``explain``, with every vector elided (k-NN query vectors, profile vectors)."""
+    if isinstance(body, dict):
+        return {k: (f"<{len(v)} floats>" if k == "vector" and isinstance(v, list) and len(v) > 8 else _shorten(v))
+                for k, v in body.items()}
+    if isinstance(body, list):
+        return [_shorten(v) for v in body]
+    return body

@@ -81,6 +81,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("batch_size", 64, "Encoder batch size on CPU (doubled automatically on CUDA)."),
     # query path
     Setting("fusion", "minmax", "Default fusion of BM25 and k-NN: minmax (weighted min-max) or rrf (reciprocal rank)."),
+    Setting("query_filters", "boost", "What facets named in the query text do: boost (colour/brand/gender lift matching items; prices still filter), filter (all filter) or off."),
     Setting("vector_weight", 0.3, "Default weight of the k-NN list in fusion (0: BM25 only, 1: vectors only)."),
     Setting("candidate_depth", 100, "How many candidates each of BM25 and k-NN contributes before fusion (also k of k-NN)."),
     Setting("rrf_k", 60, "The k constant of reciprocal rank fusion."),
@@ -89,6 +90,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("encode_timeout", 2.0, "Seconds a query encoding may take before the search degrades to BM25."),
     Setting("query_cache_size", 10000, "Query vectors kept in the LRU cache (per model version)."),
     Setting("result_cache_seconds", 30.0, "Seconds an identical shopper request is answered from the result cache (0 disables)."),
+    # click logs and profiles
+    Setting("ubi_queries_index", "ubi_queries", "Index of recorded shopper queries and the impressions served (UBI shape)."),
+    Setting("ubi_events_index", "ubi_events", "Index of click, add-to-cart and purchase events (UBI shape)."),
+    Setting("pseudonym_salt", "change-me", "Secret salt of the HMAC that turns shopper ids into the pseudonyms stored in events and profiles."),
+    Setting("event_flush_seconds", 1.0, "How often the middleware's buffered writer sends recorded queries and events to OpenSearch."),
+    Setting("profile_half_life_days", 30.0, "Half-life of an event's weight in a shopper profile."),
     # proxy
     Setting("proxy_host", "127.0.0.1", "Address the middleware listens on."),
     Setting("proxy_port", 8000, "Port the middleware listens on."),

@@ -63,10 +63,16 @@ def test_filters_narrow_the_results(web, shop, client):
     assert cheap["hits"] and all(h["price"] <= 500 for h in cheap["hits"])
 
 
-def test_a_colour_named_in_the_query_becomes_a_filter(web, shop):
-    r = web(f"/shop/{shop}/search", q="black watch", size=20).json()
-    assert r["hits"] and all(h["colour"] == "Black" for h in r["hits"])
+def test_a_colour_named_in_the_query_lifts_matching_items_by_default(web, shop):
+    r = web(f"/shop/{shop}/search", q="black watch", size=5, vector_weight=0).json()
     assert any("colour" in a for a in r["filters_applied"])
+    assert all(h["colour"] == "Black" for h in r["hits"])
+
+
+def test_with_query_filters_set_to_filter_a_named_colour_filters(client, settings, shop):
+    strict = Searcher(client, settings.replace(query_filters="filter", result_cache_seconds=0))
+    r = strict.search(shop, SearchRequest(q="black watch", size=30))
+    assert r["hits"] and all(h["colour"] == "Black" for h in r["hits"])
 
 
 def test_sku_like_queries_skip_knn(web, shop):

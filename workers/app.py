@@ -13,6 +13,7 @@ from shopsearch.settings import Settings, load_settings
 
 TASK_ROUTES = {
     "shopsearch.ingest.*": {"queue": "ingest"},
+    "shopsearch.profiles.*": {"queue": "ingest"},
     "shopsearch.encode.*": {"queue": "encode"},
 }
 

@@ -106,3 +106,12 @@ def fit_projection(payload: dict) -> dict:
     path = Path(settings.home_path, "models", "projections", f"{payload['index']}-{projection.version}.npz")
     projection.save(path)
     return {"path": str(path), "version": projection.version, "pairs": len(keep), "meta": projection.meta}
+
+
+@app.task(name="shopsearch.profiles.update", acks_late=True, autoretry_for=(OSConnectionError, ConnectionTimeout),
+          retry_backoff=2, max_retries=5)
+@timed
+def update_profiles_task(catalogue: str, users: list[str] | None = None, since: str | None = None) -> dict:
+    """Update shopper profiles from click logs (on demand, or periodically with ``since``)."""
+    from .profiles import update_profiles
+    return update_profiles(_client(), _settings(), catalogue, users, since)

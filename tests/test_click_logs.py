@@ -1,0 +1,141 @@
+"""Click logs, profiles and personalisation, end to end through the middleware and the real worker."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+import requests
+
+from shopsearch.events import pseudonym
+from shopsearch.plugin.app import create_app
+from shopsearch.services.process import wait_until
+from shopsearch.workers.ingest import run_ingest
+
+from .conftest import DATA
+
+TOKEN = "test-admin-token"
+RUN = uuid.uuid4().hex[:8]  # shopper ids unique to this run: click logs persist between runs
+
+
+def shopper(name: str) -> str:
+    return f"{name}-{RUN}"
+
+
+@pytest.fixture(scope="module")
+def store(services, settings, client):
+    name = "test_click_logs"
+    client.indices.delete(index=f"{name}-v*", ignore_unavailable=True, allow_no_indices=True)
+    run_ingest(settings, DATA / "fashion" / "products.tsv", name, mapping="fashion", limit=400)
+    yield name
+    client.indices.delete(index=f"{name}-v*", ignore_unavailable=True, allow_no_indices=True)
+
+
+@pytest.fixture(scope="module")
+def app(settings, store):
+    return create_app(settings.replace(admin_token=TOKEN, event_flush_seconds=0.2, result_cache_seconds=0))
+
+
+@pytest.fixture
+def web(app):
+    return app.test_client()
+
+
+def stored_events(client, settings, user):
+    client.indices.refresh(index=settings.ubi_events_index)
+    body = {"query": {"term": {"user_id": pseudonym(user, settings.pseudonym_salt)}}, "size": 1000}
+    return [h["_source"] for h in client.search(index=settings.ubi_events_index, body=body)["hits"]["hits"]]
+
+
+def flush(app):
+    app.extensions["shopsearch.events"].flush()
+
+
+def test_search_events_profile_personalised_search_for_that_shopper_only(web, app, store, client, settings):
+    first = web.get(f"/shop/{store}/search", query_string={"q": "black", "size": 20, "user": shopper("carol")}).get_json()
+    assert first["query_id"]
+    watches = [h for h in web.get(f"/shop/{store}/search", query_string={"q": "watch", "size": 5}).get_json()["hits"]
+               if h.get("category") == "Watches"]
+    events = [{"query_id": first["query_id"], "user_id": shopper("carol"), "action_name": action, "object_id": w["id"], "position": n}
+              for n, w in enumerate(watches, 1) for action in ("click", "purchase")]
+    r = web.post("/events", json={"events": events})
+    assert r.status_code == 202 and r.get_json()["accepted"] == len(events)
+    flush(app)
+    update = web.post(f"/admin/profiles/{store}/update", json={"users": [shopper("carol")], "wait": True},
+                      headers={"Authorization": f"Bearer {TOKEN}"})
+    assert update.status_code == 200 and update.get_json()["profiles_updated"] == 1
+    plain = web.get(f"/shop/{store}/search", query_string={"q": "black", "size": 10, "user": shopper("dave")}).get_json()
+    personal = web.get(f"/shop/{store}/search", query_string={"q": "black", "size": 10, "user": shopper("carol"), "explain": "true"}).get_json()
+    count = lambda res: sum(h.get("category") == "Watches" for h in res["hits"])
+    assert count(personal) > count(plain)
+    assert any(h["explain"]["boost"] > 0 for h in personal["hits"])
+    unaffected = web.get(f"/shop/{store}/search", query_string={"q": "black", "size": 10, "user": shopper("dave")}).get_json()
+    assert [h["id"] for h in unaffected["hits"]] == [h["id"] for h in plain["hits"]]
+
+
+@pytest.mark.parametrize("event,field", [
+    ({"action_name": "click", "object_id": "1"}, "user_id"),
+    ({"user_id": "u", "object_id": "1"}, "action_name"),
+    ({"user_id": "u", "action_name": "teleport", "object_id": "1"}, "action_name"),
+    ({"user_id": "u", "action_name": "click", "object_id": "1", "position": "first"}, "position"),
+    ({"user_id": "u", "action_name": "click", "object_id": "1", "timestamp": "yesterday-ish"}, "timestamp"),
+    ({"user_id": "u", "action_name": "click", "object_id": "1", "colour": "red"}, "colour"),
+])
+def test_a_bad_event_is_a_400_naming_the_field(web, event, field):
+    r = web.post("/events", json=[{"user_id": "ok", "action_name": "click", "object_id": "9"}, event])
+    assert r.status_code == 400
+    assert field in r.get_json()["field"] and r.get_json()["field"].startswith("events[1]")
+
+
+def test_a_huge_batch_is_refused_whole(web, client, settings):
+    events = [{"user_id": "huge", "action_name": "click", "object_id": str(i)} for i in range(1001)]
+    r = web.post("/events", json=events)
+    assert r.status_code == 400 and r.get_json()["field"] == "events"
+
+
+def test_unknown_query_ids_are_accepted_but_flagged_and_duplicates_stored_once(web, app, client, settings):
+    event = {"query_id": "no-such-query", "user_id": shopper("erin"), "action_name": "click", "object_id": "42",
+             "position": 3, "timestamp": "2026-11-01T10:00:00Z"}
+    r = web.post("/events", json=[event, event])
+    assert r.status_code == 202 and len(r.get_json()["unknown_query_ids"]) == 1
+    web.post("/events", json=event)
+    flush(app)
+    stored = stored_events(client, settings, shopper("erin"))
+    assert len(stored) == 1 and stored[0]["unknown_query_id"] is True
+    assert stored[0]["user_id"] != shopper("erin")  # only the pseudonym is stored
+
+
+def test_forgetting_a_shopper_removes_events_queries_and_profile(web, app, store, client, settings):
+    web.get(f"/shop/{store}/search", query_string={"q": "shoes", "user": shopper("frank")})
+    web.post("/events", json={"user_id": shopper("frank"), "action_name": "purchase", "object_id": "15970", "catalogue": store})
+    flush(app)
+    web.post(f"/admin/profiles/{store}/update", json={"users": [shopper("frank")], "wait": True}, headers={"X-Admin-Token": TOKEN})
+    assert stored_events(client, settings, shopper("frank"))
+    assert web.delete(f"/admin/users/{shopper('frank')}").status_code in (401, 403)
+    r = web.delete(f"/admin/users/{shopper('frank')}", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert r.status_code == 200
+    assert stored_events(client, settings, shopper("frank")) == []
+    who = pseudonym(shopper("frank"), settings.pseudonym_salt)
+    for index in (settings.ubi_queries_index, settings.profiles_index):
+        client.indices.refresh(index=index)
+        assert client.count(index=index, body={"query": {"term": {"user_id" if "ubi" in index else "user": who}}})["count"] == 0
+
+
+def test_events_buffered_when_the_middleware_stops_are_all_stored(services, settings, client, tmp_path):
+    port = 18000 + os.getpid() % 1000
+    env = {**os.environ, "SHOPSEARCH_EVENT_FLUSH_SECONDS": "3600", "SHOPSEARCH_PROXY_PORT": str(port)}
+    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-w", "1", "-b", f"127.0.0.1:{port}", "--graceful-timeout", "30",
+                             "shopsearch.plugin.app:create_app()"], env=env, stdout=open(tmp_path / "log", "wb"), stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).ok, 120, "proxy",
+                   log=tmp_path / "log", alive=lambda: proc.poll() is None)
+        events = [{"user_id": shopper("grace"), "action_name": "click", "object_id": str(i), "position": 1} for i in range(50)]
+        assert requests.post(f"http://127.0.0.1:{port}/events", json=events, timeout=30).status_code == 202
+        assert stored_events(client, settings, shopper("grace")) == []  # still in the buffer: the flush interval is an hour
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    assert len(stored_events(client, settings, shopper("grace"))) == 50
