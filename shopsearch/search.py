@@ -32,7 +32,7 @@ from .indices import live_index
 from .personalise import SCRIPT_ID, script_params
 from .query import bm25_body, knn_body, plain_bm25_body, rank, request_filters, split_understood_filters
 from .settings import Settings
-from .understand import Facets, understand
+from .understand import Facets, normalise_query, understand
 
 STRATEGIES = ("bm25", "dense", "hybrid", "hybrid-rrf")
 
@@ -182,16 +182,19 @@ class Searcher:
         understood = understand(q, live.facets)
         hard, boosts = split_understood_filters(understood.filters, self.settings.query_filters)
         filters = filters + hard
+        # words that only lift (boost mode) stay in the text: titles often say "white" where the
+        # colour facet is empty; words that filter are enforced by the filter instead
+        text = understood.text if self.settings.query_filters == "filter" else normalise_query(q)
         got = Retrieved(applied=list(understood.applied) + (["sku: lexical only"] if understood.sku else []))
         vector = None
         if want_vector and not understood.sku:
             try:
-                vector, got.vector_cached = self.query_vector(live, understood.text)
+                vector, got.vector_cached = self.query_vector(live, text)
             except concurrent.futures.TimeoutError:
                 got.degraded = f"query encoding took longer than {self.settings.encode_timeout}s"
             except (EncoderError, OSError, RuntimeError) as e:
                 got.degraded = f"query encoder failed: {e}"
-        got.bodies = [bm25_body(understood.text, depth, filters, boosts)]
+        got.bodies = [bm25_body(text, depth, filters, boosts)]
         if vector is not None:
             got.bodies.append(knn_body(vector, depth, depth, filters))
         lines = []

@@ -145,3 +145,18 @@ def test_a_normal_search_opts_in_with_one_ext_field(proxy_url, shop):
     assert sum("Shoes" in (h["_source"].get("category") or "") for h in rewritten["hits"]["hits"]) >= 3
     plain = via_proxy.search(index=shop, body={"size": 5, "query": {"match": {"title": "footwear for jogging"}}})
     assert "ext" not in plain  # without the field the request passes through untouched
+
+
+def test_caches_are_emptied_when_the_alias_moves_to_a_new_version(client, settings, catalogue):
+    import time
+
+    from shopsearch.catalogue_index import create_catalogue_version
+    run_ingest(settings, DATA / "fashion" / "products.tsv", catalogue, mapping="fashion", limit=50)
+    searcher = Searcher(client, settings)
+    first = searcher.search(catalogue, SearchRequest(q="shirt"))
+    assert len(searcher.vectors) == 1 and searcher.search(catalogue, SearchRequest(q="shirt"))["cached"] is True
+    new = create_catalogue_version(client, settings, catalogue)  # empty, and now live
+    time.sleep(1.1)  # the live index is re-checked at most once a second
+    after = searcher.search(catalogue, SearchRequest(q="shirt"))
+    assert after["cached"] is False and after["index"] == new != first["index"]
+    assert after["hits"] == [] and after["vector_cached"] is False
