@@ -24,7 +24,8 @@ from shopsearch.cluster import connect
 from shopsearch.settings import Settings
 
 from .catalogue import BUILTIN_MAPPINGS, detect_format, load_mapping, read_source_items
-from .clean import clean_item, dedupe
+from .clean import clean_item
+from .dedupe import dedupe
 from .index_write import existing_hashes
 from .normalise import fit_catalogue_scales, normalise_item
 
