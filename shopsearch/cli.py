@@ -270,15 +270,17 @@ def profiles() -> None:
     """Shopper profiles built from click logs."""
 
 
-@profiles.command("update")
+@profiles.command("update", help="Update shopper profiles and product popularity from click logs.")
 @click.option("--catalogue", required=True)
 @click.option("--since", help="Only shoppers with events received after this ISO time.")
 @pass_settings
 @_fail_cleanly
 def profiles_update_cmd(settings: Settings, catalogue: str, since: str | None) -> None:
-    """Update the profiles of shoppers with new events (through the Celery task)."""
+    """Update the profiles of shoppers with new events, and product popularity (Celery tasks)."""
     from .workers.app import make_app
-    _print(make_app(settings).send_task("shopsearch.profiles.update", args=[catalogue, None, since]).get(timeout=3600))
+    app = make_app(settings)
+    _print({"profiles": app.send_task("shopsearch.profiles.update", args=[catalogue, None, since]).get(timeout=3600),
+            "popularity": app.send_task("shopsearch.profiles.popularity", args=[catalogue]).get(timeout=3600)})
 
 
 # --- demo -----------------------------------------------------------------------------------

@@ -116,3 +116,16 @@ def rank(method: str, bm25: list[tuple[str, float]], knn: list[tuple[str, float]
     if method == "rrf":
         return fuse_rrf([d for d, _ in bm25], [d for d, _ in knn], vector_weight, rrf_k)
     return fuse_minmax(dict(bm25), dict(knn), vector_weight)
+
+
+def add_popularity(ranked: list[tuple[str, float]], sources: dict[str, dict], weight: float) -> list[tuple[str, float]]:
+    """Fused scores plus ``weight * popularity_norm`` (missing popularity adds nothing), best first.
+
+    >>> [(d, round(s, 2)) for d, s in add_popularity([("a", 0.5), ("b", 0.45)], {"b": {"popularity_norm": 1.0}}, 0.1)]
+    [('b', 0.55), ('a', 0.5)]
+    """
+    popular = {d: float((sources.get(d) or {}).get("popularity_norm") or 0.0) for d, _ in ranked}
+    if weight <= 0 or not any(popular.values()):
+        return ranked  # nothing to add: the fused order stays exactly as it was
+    scored = [(d, s + weight * popular[d]) for d, s in ranked]
+    return sorted(scored, key=lambda kv: (-kv[1], kv[0]))

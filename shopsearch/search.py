@@ -30,7 +30,8 @@ from .encoders import EncoderError, text_encoder
 from .index_mapping import load_script
 from .indices import live_index
 from .personalise import SCRIPT_ID, script_params
-from .query import bm25_body, knn_body, plain_bm25_body, rank, request_filters, split_understood_filters
+from .query import (add_popularity, bm25_body, knn_body, plain_bm25_body, rank, request_filters,
+                    split_understood_filters)
 from .settings import Settings
 from .understand import Facets, normalise_query, understand
 
@@ -166,6 +167,7 @@ class Searcher:
         got = self._retrieve(live, req.q, depth, filters, want_vector=req.strategy == "dense" or weight > 0)
         fusion = "rrf" if req.strategy == "hybrid-rrf" or (req.strategy == "hybrid" and s.fusion == "rrf") else "minmax"
         ranked = rank("dense" if req.strategy == "dense" else fusion, got.bm25, got.knn, weight, s.rrf_k)[:depth]
+        ranked = add_popularity(ranked, got.sources, s.popularity_weight)  # part of "fused" in explain
         components = {"bm25": dict(got.bm25), "vector": dict(got.knn)}
         bodies = list(got.bodies)
         if req.user:

@@ -84,6 +84,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("query_filters", "boost", "What facets named in the query text do: boost (colour/brand/gender lift matching items; prices still filter), filter (all filter) or off."),
     Setting("vector_weight", 0.3, "Default weight of the k-NN list in fusion (0: BM25 only, 1: vectors only)."),
     Setting("candidate_depth", 100, "How many candidates each of BM25 and k-NN contributes before fusion (also k of k-NN)."),
+    Setting("popularity_weight", 0.1, "Weight of an item's popularity (from click logs or the catalogue) added to its fused score."),
     Setting("rrf_k", 60, "The k constant of reciprocal rank fusion."),
     Setting("personalise_max_boost", 0.3, "Upper bound of the personalisation boost added to a fused score (fused scores lie in [0, 1])."),
     Setting("profiles_index", "shopsearch-profiles", "Index holding shopper profiles."),

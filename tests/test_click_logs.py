@@ -27,11 +27,15 @@ def shopper(name: str) -> str:
 
 @pytest.fixture(scope="module")
 def store(services, settings, client):
-    name = "test_click_logs"
-    client.indices.delete(index=f"{name}-v*", ignore_unavailable=True, allow_no_indices=True)
+    name = f"test_click_logs_{RUN}"  # its click logs must not meet those of earlier runs
     run_ingest(settings, DATA / "fashion" / "products.tsv", name, mapping="fashion", limit=400)
     yield name
     client.indices.delete(index=f"{name}-v*", ignore_unavailable=True, allow_no_indices=True)
+    from opensearchpy import helpers
+    for index in (settings.ubi_events_index, settings.ubi_queries_index):
+        client.indices.refresh(index=index)
+        hits = helpers.scan(client, index=index, query={"query": {"term": {"catalogue": name}}}, _source=False)
+        helpers.bulk(client, ({"_op_type": "delete", "_index": index, "_id": h["_id"]} for h in hits), raise_on_error=False)
 
 
 @pytest.fixture(scope="module")
@@ -139,3 +143,19 @@ def test_events_buffered_when_the_middleware_stops_are_all_stored(services, sett
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
     assert len(stored_events(client, settings, shopper("grace"))) == 50
+
+
+def test_popularity_from_click_logs_lifts_what_shoppers_buy_for_everyone(web, app, store, client, settings, celery_app):
+    from shopsearch.search import SearchRequest, Searcher
+    searcher = Searcher(client, settings.replace(popularity_weight=0.3, result_cache_seconds=0))
+    before = [h["id"] for h in searcher.search(store, SearchRequest(q="shirt", size=40))["hits"]]
+    target = before[-1]
+    buys = [{"user_id": shopper(f"buyer{n}"), "action_name": "purchase", "object_id": target, "catalogue": store}
+            for n in range(5)]
+    assert web.post("/events", json=buys).status_code == 202
+    flush(app)
+    counts = celery_app.send_task("shopsearch.profiles.popularity", args=[store]).get(timeout=120)
+    assert counts["products_updated"] >= 1
+    assert client.get(index=store, id=target)["_source"]["popularity_norm"] > 0
+    after = [h["id"] for h in searcher.search(store, SearchRequest(q="shirt", size=40))["hits"]]
+    assert after.index(target) < before.index(target)

@@ -115,3 +115,12 @@ def update_profiles_task(catalogue: str, users: list[str] | None = None, since: 
     """Update shopper profiles from click logs (on demand, or periodically with ``since``)."""
     from .profiles import update_profiles
     return update_profiles(_client(), _settings(), catalogue, users, since)
+
+
+@app.task(name="shopsearch.profiles.popularity", acks_late=True, autoretry_for=(OSConnectionError, ConnectionTimeout),
+          retry_backoff=2, max_retries=5)
+@timed
+def update_popularity_task(catalogue: str) -> dict:
+    """Recount product popularity from click logs."""
+    from .popularity import update_popularity
+    return update_popularity(_client(), _settings(), catalogue)
