@@ -100,13 +100,14 @@ def plan(path: Path, mapping_name: str, images: Path | None, limit: int | None, 
     return kept
 
 
-def _dispatch_and_wait(todo, index, meta, projection, chunk_size, summary, on_progress, encode_chunk, write_chunk, chain):
-    """Send every chunk as an encode -> write chain, then collect the outcomes in order."""
+def _dispatch_and_wait(app, todo, index, meta, projection, chunk_size, summary, on_progress):
+    """Send every chunk as an encode -> write chain (routed by name to its queue), then collect the outcomes in order."""
     pending = []
     for n, start in enumerate(range(0, len(todo), chunk_size)):
         payload = {"index": index, "chunk": n, "model": meta["model"], "projection": projection,
                    "items": todo[start:start + chunk_size]}
-        pending.append((len(payload["items"]), chain(encode_chunk.s(payload), write_chunk.s()).apply_async()))
+        job = app.signature("shopsearch.encode.chunk", args=[payload]) | app.signature("shopsearch.ingest.write")
+        pending.append((len(payload["items"]), job.apply_async()))
     done = 0
     for size, result in pending:
         outcome = result.get(timeout=24 * 3600, propagate=True)
@@ -122,10 +123,7 @@ def run_ingest(settings: Settings, path: str | Path, catalogue: str, mapping: st
                images: str | Path | None = None, limit: int | None = None, chunk_size: int = 256,
                on_progress: Callable[[int, int], None] | None = None, app=None, index: str | None = None) -> Summary:
     """Ingest a catalogue file into ``index``, or the live index of ``catalogue`` (created when missing)."""
-    from celery import chain
-
     from .app import make_app
-    from .tasks import encode_chunk, write_chunk
 
     started = time.perf_counter()
     path = Path(path)
@@ -171,7 +169,7 @@ def run_ingest(settings: Settings, path: str | Path, catalogue: str, mapping: st
         # no refreshes while bulk-writing: fewer, larger segments, so Lucene rebuilds fewer HNSW graphs in merges
         client.indices.put_settings(index=index, body={"index": {"refresh_interval": "-1"}})
     try:
-        _dispatch_and_wait(todo, index, meta, projection, chunk_size, summary, on_progress, encode_chunk, write_chunk, chain)
+        _dispatch_and_wait(app, todo, index, meta, projection, chunk_size, summary, on_progress)
     finally:
         if todo:
             client.indices.put_settings(index=index, body={"index": {"refresh_interval": "1s"}})
