@@ -11,7 +11,7 @@ import time
 from opensearchpy import OpenSearch
 
 from .encoders import text_encoder
-from .index_mapping import check_text_dimension, products_body
+from .index_mapping import products_body
 from .indices import create_version, live_index
 from .settings import Settings
 
@@ -34,10 +34,3 @@ def live_meta(client: OpenSearch, catalogue: str) -> tuple[str, dict]:
         raise LookupError(f"catalogue {catalogue!r} has no live index: run `shopsearch index create {catalogue}`")
     mapping = client.indices.get_mapping(index=index)[index]["mappings"]
     return index, mapping
-
-
-def check_live_dimensions(client: OpenSearch, settings: Settings, catalogue: str) -> None:
-    """Start-up check: the live index's text vectors fit the encoder recorded for it."""
-    index, mapping = live_meta(client, catalogue)
-    encoder = text_encoder(settings.replace(text_model=mapping.get("_meta", {}).get("model", settings.text_model)))
-    check_text_dimension(index, mapping, encoder.name, encoder.dimension)

