@@ -10,12 +10,9 @@
 from __future__ import annotations
 
 import time
-from collections import Counter
-from pathlib import Path
 
 from .catalogue_index import create_catalogue_version
 from .cluster import connect
-from .demo import data_dir
 from .encoders import text_encoder
 from .settings import Settings
 
@@ -30,8 +27,8 @@ def bench_ingest(settings: Settings, catalogue: str, limit: int | None = None, k
     from .workers.ingest import Summary, plan, run_ingest
 
     rel, mapping, images = SOURCES[catalogue]
-    path = data_dir(settings) / rel
-    image_dir = data_dir(settings) / images if images else None
+    path = settings.data_path / rel
+    image_dir = settings.data_path / images if images else None
     items = plan(path, mapping, image_dir, limit, Summary(catalogue, "", ""), [])
     texts = [item_text(i) for i in items]
     encoder = text_encoder(settings)

@@ -22,12 +22,10 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import requests
 
-from .demo import data_dir
 from .metrics import percentile
 from .query import plain_bm25_body
 from .services.process import wait_until
@@ -40,10 +38,10 @@ BENCH_USERS = 20
 def load_queries(settings: Settings) -> list[str]:
     """Distinct real shopper queries, in a fixed shuffled order."""
     seen: dict[str, None] = {}
-    with open(data_dir(settings) / "homedepot" / "judgments.tsv", encoding="utf-8", newline="") as f:
+    with open(settings.data_path / "homedepot" / "judgments.tsv", encoding="utf-8", newline="") as f:
         for row in csv.DictReader(f, delimiter="\t"):
             seen.setdefault(row["query"].strip(), None)
-    with open(data_dir(settings) / "wands" / "queries.tsv", encoding="utf-8", newline="") as f:
+    with open(settings.data_path / "wands" / "queries.tsv", encoding="utf-8", newline="") as f:
         for row in csv.DictReader(f, delimiter="\t"):
             seen.setdefault(row["query"].strip(), None)
     queries = [q for q in seen if q]

