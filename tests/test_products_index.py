@@ -1,6 +1,5 @@
 """The products mapping from mappings/: real fashion products, MiniLM vectors, k-NN and BM25, Chinese."""
 
-import numpy as np
 import pytest
 from opensearchpy import helpers
 
