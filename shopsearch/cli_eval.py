@@ -37,11 +37,12 @@ def eval_group() -> None:
 @click.option("--judgments", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--strategies", default="bm25,dense,hybrid,hybrid-rrf", show_default=True)
 @click.option("--limit-queries", type=int, help="A deterministic sample of N queries.")
+@click.option("--index", help="Evaluate this version of the catalogue (e.g. a candidate not yet behind the alias).")
 @click.option("--json", "json_file", type=click.Path(dir_okay=False))
 @click.option("--report", "report_dir", type=click.Path(file_okay=False))
 @click.pass_obj
 def eval_search(settings: Settings, catalogue: str, judgments: str, strategies: str, limit_queries: int | None,
-                json_file: str | None, report_dir: str | None) -> None:
+                index: str | None, json_file: str | None, report_dir: str | None) -> None:
     """Run every judged query once per strategy against the whole catalogue and score it."""
     from .evaluate import evaluate, load_judgments
     from .report import write_report
@@ -52,12 +53,12 @@ def eval_search(settings: Settings, catalogue: str, judgments: str, strategies: 
         raise click.ClickException(f"unknown strategies {unknown}; known: {', '.join(STRATEGIES)}")
     searcher = _searcher(settings)
     try:
-        searcher.live(catalogue)
+        searcher.pinned(catalogue, index) if index else searcher.live(catalogue)
     except SearchError as e:
         raise click.ClickException(f"{e} (ingest it first: shopsearch ingest ... --catalogue {catalogue})") from None
 
     def search(query: str, strategy: str) -> list[str]:
-        return [h["id"] for h in searcher.search(catalogue, SearchRequest(q=query, size=100, strategy=strategy))["hits"]]
+        return [h["id"] for h in searcher.search(catalogue, SearchRequest(q=query, size=100, strategy=strategy), index)["hits"]]
 
     judged = load_judgments(judgments)
     bar, progress = _bar("eval")
@@ -72,6 +73,74 @@ def eval_search(settings: Settings, catalogue: str, judgments: str, strategies: 
     if report_dir:
         titles = _titles(searcher, catalogue, result)
         click.echo(f"report: {write_report(result, report_dir, catalogue, titles=titles)}")
+
+
+@eval_group.command("split")
+@click.option("--judgments", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--valid-fraction", default=0.3, show_default=True, type=click.FloatRange(0, 1))
+@click.option("--seed", default=0, show_default=True)
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
+def eval_split(judgments: str, valid_fraction: float, seed: int, out_dir: str) -> None:
+    """Split a judgments file by query into train.tsv and valid.tsv (no query in both).
+
+    Clicks are simulated from train.tsv only; the fine-tuning gate and the final evaluation read
+    valid.tsv, so a model is never judged on the queries it learnt from.
+    """
+    import csv
+    from .evaluate import split_queries
+    with open(judgments, newline="", encoding="utf-8") as f:
+        reader = csv.reader(f, delimiter="\t")
+        header = next(reader)
+        rows = list(reader)
+    valid, _ = split_queries((r[0] for r in rows), valid_fraction, seed)
+    valid_set = set(valid)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, keep in (("train.tsv", lambda q: q not in valid_set), ("valid.tsv", lambda q: q in valid_set)):
+        part = [r for r in rows if keep(r[0])]
+        with open(out / name, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f, delimiter="\t", lineterminator="\n")
+            w.writerow(header)
+            w.writerows(part)
+        click.echo(f"{out / name}: {len({r[0] for r in part})} queries, {len(part)} judgments")
+
+
+@eval_group.command("personalisation")
+@click.option("--orders", "orders_file", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Instacart order_lines.tsv (products.tsv and aisles.tsv beside it).")
+@click.option("--catalogue", default="instacart", show_default=True)
+@click.option("--limit-users", type=int, help="The first N shoppers only (a quick run).")
+@click.option("--ablation", is_flag=True, help="Also score with each profile feature switched off.")
+@click.option("--proxy", help="Send events and searches to a running proxy (URL) instead of the in-process middleware.")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False))
+@click.pass_obj
+def eval_personalisation(settings: Settings, orders_file: str, catalogue: str, limit_users: int | None, ablation: bool,
+                         proxy: str | None, json_file: str | None) -> None:
+    """Replay real order histories as purchase events and score personalised search on the last orders."""
+    from tqdm import tqdm
+    from .eval_personal import run
+    bars: dict[str, tqdm] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        bar = bars.get(stage) or bars.setdefault(stage, tqdm(total=total, desc=stage, unit="step"))
+        bar.update(done - bar.n)
+    try:
+        doc = run(settings, orders_file, catalogue, proxy=proxy, limit_users=limit_users, ablation=ablation,
+                  progress=progress)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    finally:
+        for bar in bars.values():
+            bar.close()
+    click.echo(f"users {doc['users']}, targets {doc['targets']}")
+    click.echo("| ranking | MRR | HitRate@10 |\n|---|---|---|")
+    rows = [("unpersonalised", doc["unpersonalised"]), ("personalised", doc["personalised"])]
+    rows += list(doc.get("ablation", {}).items())
+    for name, m in rows:
+        click.echo(f"| {name} | {m['mrr']:.4f} | {m['hit@10']:.4f} |")
+    click.echo(f"personalised / unpersonalised MRR: {doc['ratio_mrr']}")
+    if json_file:
+        Path(json_file).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
 
 
 def _titles(searcher, catalogue: str, result) -> dict[str, str]:

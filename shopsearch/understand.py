@@ -196,6 +196,7 @@ class Understood:
     sku: bool = False
     applied: list[str] = field(default_factory=list)
     category_hint: str | None = None
+    browse: str | None = None  # the query names this category and nothing else: show the category
 
 
 def _number(s: str) -> int | float:
@@ -284,8 +285,11 @@ def extract_filters(q: str, facets: Facets) -> Understood:
     ``q`` should be normalised. If nothing but filter words is left, the text stays ``q``.
 
     >>> u = extract_filters("黑色运动鞋", Facets.from_values(colour=["Black"], category=["Sports Shoes"]))
-    >>> u.text, u.filters, u.category_hint
-    ('运动鞋', [{'term': {'colour': 'Black'}}], 'Sports Shoes')
+    >>> u.text, u.filters, u.category_hint, u.browse
+    ('运动鞋', [{'term': {'colour': 'Black'}}], 'Sports Shoes', 'Sports Shoes')
+    >>> extract_filters("fresh fruits", Facets.from_values(category=["fresh fruits"])).browse
+    'fresh fruits'
+    >>> extract_filters("dried fruits snack", Facets.from_values(category=["fresh fruits"])).browse
     """
     price_spans, bounds = find_price(q)
     masked = "".join(" " if any(s <= i < e for s, e in price_spans) else c for i, c in enumerate(q))
@@ -307,7 +311,11 @@ def extract_filters(q: str, facets: Facets) -> Understood:
         applied.append(f"price {asked} (from {', '.join(repr(q[s:e]) for s, e in price_spans)})")
     removed = price_spans + [(s, e) for s, e, f, _ in matches if f != "category"]
     text = remove_spans(q, removed) if removed else q
-    return Understood(text=text or q, filters=filters, applied=applied, category_hint=hint)
+    browse = None
+    if hint is not None and not remove_spans(q, price_spans + [(s, e) for s, e, _, _ in matches]):
+        browse = hint
+        applied.append(f"browse: {hint} (the query names a category and nothing else)")
+    return Understood(text=text or q, filters=filters, applied=applied, category_hint=hint, browse=browse)
 
 
 def understand(q: str, facets: Facets) -> Understood:

@@ -94,9 +94,18 @@ def test_a_category_affinity_lifts_that_category_for_that_shopper_only(web, shop
 
 
 def test_explain_shows_component_scores_and_the_requests(web, shop):
-    r = web(f"/shop/{shop}/search", q="sports shoes", explain="true").json()
+    r = web(f"/shop/{shop}/search", q="comfortable sneakers", explain="true").json()
     assert set(r["hits"][0]["explain"]) == {"bm25", "vector", "fused", "boost"}
     assert len(r["explain"]["requests"]) == 2
+
+
+def test_a_query_that_only_names_a_category_shows_that_category_popular_first(web, shop):
+    r = web(f"/shop/{shop}/search", q="sports shoes", size=50, explain="true").json()
+    assert any(a.lower().startswith("browse: sports shoes") for a in r["filters_applied"])
+    assert r["hits"] and all(h["category"].lower() == "sports shoes" for h in r["hits"])
+    assert len(r["explain"]["requests"]) == 3  # BM25 and k-NN inside the category, and its most popular
+    popular = r["explain"]["requests"][2]
+    assert popular["sort"][0] == {"popularity_norm": {"order": "desc", "missing": "_last"}}
 
 
 def test_an_encoder_that_times_out_degrades_to_bm25(client, settings, shop):

@@ -112,8 +112,12 @@ def fit_rating_scale(ratings: Iterable[Any] = (), scale: float = 5.0) -> dict:
 
 
 def fit_popularity_scale(counts: Iterable[Any]) -> dict:
-    """Log-scaled robust min-max over sales/view counts, which are heavy-tailed like prices."""
-    return fit_scale(counts, "log_minmax")
+    """Log-scaled min-max over sales/view counts, which are heavy-tailed like prices.
+
+    Unlike prices, the whole range is kept (no percentile clipping): the best sellers are the
+    tail, and clipping them to 1 would tie exactly the products a popularity ranking must order.
+    """
+    return fit_scale(counts, "log_minmax", low_pct=0, high_pct=100)
 
 
 def fit_catalogue_scales(items: list[dict]) -> dict[str, dict]:

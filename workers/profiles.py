@@ -19,7 +19,10 @@ from shopsearch.profiles import get_profile, put_profile
 from shopsearch.settings import Settings
 from shopsearch.ubi import user_events
 
-ITEMS_KEPT = 200
+ITEMS_KEPT = 500
+# Every item a shopper bought or clicked keeps at least this affinity, so an old purchase still
+# outranks a stranger's favourite (buy again); above it, affinities keep their decayed order.
+ITEM_FLOOR = 0.3
 
 
 def users_with_events(client: OpenSearch, settings: Settings, catalogue: str, since: str | None) -> list[str]:
@@ -87,7 +90,7 @@ def update_profiles(client: OpenSearch, settings: Settings, catalogue: str, user
         affinities = item_affinities(previous, events, now, settings.profile_half_life_days)
         top = max(affinities.values(), default=0.0) or 1.0
         profile["stats"]["items"] = affinities
-        profile["items"] = {k: round(v / top, 6) for k, v in affinities.items()}
+        profile["items"] = {k: round(ITEM_FLOOR + (1 - ITEM_FLOOR) * v / top, 6) for k, v in affinities.items()}
         profile["model_version"] = model_version
         put_profile(client, settings, catalogue, who, profile, pseudonymous=True)
         updated += 1
