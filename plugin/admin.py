@@ -2,7 +2,14 @@
 
 * ``DELETE /admin/users/<id>`` — forget a shopper: their events, recorded queries and profiles;
 * ``POST /admin/profiles/<catalogue>/update`` — rebuild profiles now (``{"users": [...]}`` of shop
-  ids, or every shopper with events since ``{"since": ISO time}``), through the Celery task.
+  ids, or every shopper with events since ``{"since": ISO time}``), through the Celery task;
+* ``POST /admin/catalogues/<catalogue>/reindex`` — build, verify and swap in a new version
+  (``{"model": ..., "source": ..., "mapping": ..., "swap": true}``) through the Celery task
+  ``shopsearch.rollout.reindex`` on the ``rollout`` queue: 202 with the task id, 503 when no
+  worker consumes that queue;
+* ``POST /admin/catalogues/<catalogue>/promote`` (``{"index": "vN"}``) and
+  ``POST /admin/catalogues/<catalogue>/rollback`` — move the alias (see ``shopsearch.rollout``);
+* ``GET /admin/status[?catalogue=...]`` — alias -> index -> model, versions, rollout states, events.
 """
 
 from __future__ import annotations
@@ -12,8 +19,8 @@ from flask import Blueprint, Flask, current_app, jsonify, request
 from shopsearch.events import pseudonym
 from shopsearch.ubi import forget_user
 
-from .errors import BadRequest
-from .safety import require_admin_token
+from .errors import BadRequest, NotFound, Unavailable
+from .safety import parse_json_body, require_admin_token
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 bp.before_request(require_admin_token)
@@ -61,3 +68,75 @@ def update_profiles(catalogue: str):
         return jsonify(result)
     searcher.profiles.clear()
     return jsonify(task_id=task.id), 202
+
+
+# --- model rollout ---------------------------------------------------------------------------
+
+def _rollout_call(fn, *args):
+    """Run a rollout function, its refusals translated for the error table."""
+    from shopsearch.indices import IndexVersionError
+    from shopsearch.rollout import RolloutError, RolloutNotFound
+    try:
+        return fn(current_app.config["SHOPSEARCH"], *args, client=_client())
+    except RolloutNotFound as e:
+        raise NotFound(str(e)) from None
+    except (RolloutError, IndexVersionError) as e:
+        raise BadRequest(str(e)) from None
+
+
+def _optional_string(body: dict, name: str) -> str | None:
+    value = body.get(name)
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        raise BadRequest(f"{name} must be a non-empty string", field=name)
+    return value
+
+
+@bp.post("/catalogues/<catalogue>/reindex")
+def reindex(catalogue: str):
+    from pathlib import Path
+
+    from shopsearch.indices import IndexVersionError, check_catalogue_name
+    from shopsearch.rollout import ROLLOUT_QUEUE, resolve_model
+    from shopsearch.workers.app import make_app
+    settings = current_app.config["SHOPSEARCH"]
+    try:
+        check_catalogue_name(catalogue)
+    except IndexVersionError as e:
+        raise BadRequest(str(e), field="catalogue") from None
+    body = parse_json_body()
+    model, source, mapping = (_optional_string(body, n) for n in ("model", "source", "mapping"))
+    swap = body.get("swap", True)
+    if not isinstance(swap, bool):
+        raise BadRequest("swap must be true or false", field="swap")
+    if source is not None and not Path(source).expanduser().is_file():
+        raise BadRequest(f"source file {source} does not exist on the server", field="source")
+    app = make_app(settings)
+    replies = app.control.inspect(timeout=1.0).active_queues() or {}
+    if not any(q["name"] == ROLLOUT_QUEUE for queues in replies.values() for q in queues):
+        raise Unavailable(f"no Celery worker consumes the {ROLLOUT_QUEUE!r} queue: add it to worker_queues "
+                          f"(e.g. 'encode;celery,ingest;{ROLLOUT_QUEUE}') and run `shopsearch services up`", retry_after=30)
+    task = app.send_task("shopsearch.rollout.reindex", queue=ROLLOUT_QUEUE, kwargs={
+        "catalogue": catalogue, "model": resolve_model(settings, model), "source": source, "mapping": mapping, "swap": swap})
+    return jsonify(task_id=task.id, catalogue=catalogue), 202
+
+
+@bp.post("/catalogues/<catalogue>/promote")
+def promote(catalogue: str):
+    from shopsearch.rollout import promote as promote_version
+    index = parse_json_body(required=True).get("index")
+    if not isinstance(index, str) or not index.strip():
+        raise BadRequest("index must name a version (<catalogue>-vN, vN or N)", field="index")
+    return jsonify(_rollout_call(promote_version, catalogue, index))
+
+
+@bp.post("/catalogues/<catalogue>/rollback")
+def rollback(catalogue: str):
+    from shopsearch.rollout import rollback as rollback_alias
+    return jsonify(_rollout_call(rollback_alias, catalogue))
+
+
+@bp.get("/status")
+def status():
+    from shopsearch.rollout import status as rollout_status
+    catalogue = request.args.get("catalogue") or None
+    return jsonify(_rollout_call(rollout_status, catalogue))

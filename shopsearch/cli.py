@@ -299,5 +299,8 @@ from .cli_eval import eval_group  # noqa: E402
 
 main.add_command(eval_group)
 
+from .cli_admin import register as register_admin  # noqa: E402
+register_admin(main)
+
 if __name__ == "__main__":
     main()

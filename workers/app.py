@@ -15,6 +15,8 @@ TASK_ROUTES = {
     "shopsearch.ingest.*": {"queue": "ingest"},
     "shopsearch.profiles.*": {"queue": "ingest"},
     "shopsearch.encode.*": {"queue": "encode"},
+    "shopsearch.rollout.*": {"queue": "rollout"},
+    "shopsearch.finetune.*": {"queue": "rollout"},
 }
 
 

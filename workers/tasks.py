@@ -124,3 +124,25 @@ def update_popularity_task(catalogue: str) -> dict:
     """Recount product popularity from click logs."""
     from .popularity import update_popularity
     return update_popularity(_client(), _settings(), catalogue)
+
+
+# The rollout coordinator waits for the encode -> write chains it dispatches, so it must never
+# hold a process those chains need: with the default workers (encode; celery,ingest, one process
+# each) a coordinator on ``celery`` or ``ingest`` would block the only process that writes its
+# chunks. It is routed to a queue of its own, ``rollout``, consumed by a worker of its own
+# (worker_queues ``encode;celery,ingest;rollout``), and refuses to start in a worker that also
+# consumes a chunk queue. It is acknowledged early, unlike the chunks: it can run longer than
+# the broker's visibility timeout (a late ack would let Redis hand it to a second coordinator
+# meanwhile), and nothing is lost with it: its state is in the new version's ``_meta.rollout``,
+# so sending it again resumes where it stopped.
+@app.task(name="shopsearch.rollout.reindex", queue="rollout", acks_late=False)
+@timed
+def reindex_task(catalogue: str, model: str | None = None, source: str | None = None, mapping: str | None = None,
+                 swap: bool = True, limit: int | None = None) -> dict:
+    """Build, verify and (unless ``swap`` is false) swap in a new version of ``catalogue``; see ``shopsearch.rollout``."""
+    from celery.result import allow_join_result
+
+    from shopsearch.rollout import check_coordinator_queues, reindex
+    check_coordinator_queues(app.amqp.queues.consume_from)
+    with allow_join_result():  # waiting on chunk results is this task's job, in a process of its own
+        return reindex(_settings(), catalogue, model, source, mapping, limit=limit, swap=swap, client=_client())
