@@ -1,11 +1,13 @@
-"""``shopsearch bench query``: query latency and throughput, four modes side by side in one run.
+"""``shopsearch bench query``: query latency and throughput, the modes side by side in one run.
 
 Modes, each for ``seconds`` with ``clients`` concurrent clients:
 
 * ``direct_bm25`` — the plain ``multi_match`` straight to OpenSearch;
 * ``proxy_passthrough`` — the same request through the proxy's pass-through;
 * ``proxy_hybrid`` — ``/shop/<catalogue>/search`` (BM25 + k-NN fused);
-* ``proxy_hybrid_personalised`` — the same with a shopper whose profile is stored.
+* ``proxy_hybrid_personalised`` — the same with a shopper whose profile is stored;
+* ``proxy_hybrid_rerank`` — strategy ``hybrid-rerank``: the fused head re-ordered by the
+  cross-encoder trained with the live model (skipped, and said so, when there is none).
 
 Query texts are real (Home Depot judgments and WANDS queries). Each mode draws from its own slice
 of the shuffled queries and no text repeats within a mode, so no cache can flatter a figure; the
@@ -31,7 +33,7 @@ from .query import plain_bm25_body
 from .services.process import wait_until
 from .settings import Settings
 
-MODES = ("direct_bm25", "proxy_passthrough", "proxy_hybrid", "proxy_hybrid_personalised")
+MODES = ("direct_bm25", "proxy_passthrough", "proxy_hybrid", "proxy_hybrid_personalised", "proxy_hybrid_rerank")
 BENCH_USERS = 20
 
 
@@ -154,9 +156,18 @@ def bench_query(settings: Settings, catalogue: str, clients: int = 16, seconds: 
             "proxy_hybrid": lambda s, q: s.get(f"{proxy}/shop/{catalogue}/search", params={"q": q}, timeout=30),
             "proxy_hybrid_personalised": lambda s, q: s.get(f"{proxy}/shop/{catalogue}/search",
                                                             params={"q": q, "user": rng.choice(users)}, timeout=30),
+            "proxy_hybrid_rerank": lambda s, q: s.get(f"{proxy}/shop/{catalogue}/search",
+                                                      params={"q": q, "strategy": "hybrid-rerank"}, timeout=30),
         }
         results = {}
+        for _ in range(proxy_workers * 2):  # load the re-ranker in each worker, or learn there is none
+            probe = requests.get(f"{proxy}/shop/{catalogue}/search", params={"q": "warm up", "strategy": "hybrid-rerank"}, timeout=120)
+        if probe.status_code != 200:
+            results["proxy_hybrid_rerank"] = {"skipped": probe.json().get("message", probe.text)}
+            echo(f"{'proxy_hybrid_rerank':27} skipped: {results['proxy_hybrid_rerank']['skipped']}")
         for mode in MODES:
+            if mode in results:
+                continue
             results[mode] = _run_mode(modes[mode], slices[mode], clients, seconds)
             m = results[mode]
             echo(f"{mode:27} p50 {m['p50_ms']:7.1f} ms  p95 {m['p95_ms']:7.1f}  p99 {m['p99_ms']:7.1f}  "

@@ -1,4 +1,4 @@
-"""``shopsearch reindex | promote | rollback | status``: model rollout from the command line.
+"""``shopsearch reindex | promote | rollback | status | finetune | models``: models and rollout from the command line.
 
 ``register(group)`` adds the commands to the ``shopsearch`` group (``cli.py`` calls it). The
 rollout itself is ``shopsearch.rollout``; these commands run it in this process (like
@@ -121,6 +121,71 @@ def status_cmd(settings: Settings, catalogue: str | None, as_json: bool) -> None
 
 
 COMMANDS = (reindex_cmd, promote_cmd, rollback_cmd, status_cmd)
+
+
+@click.command("finetune")
+@click.option("--catalogue", required=True, help="Catalogue whose click logs train the model.")
+@click.option("--judgments", type=click.Path(exists=True, dir_okay=False),
+              help="Validation judgments for the gate (never the training clicks' queries). Required unless --resume.")
+@click.option("--since", help="Only clicks on searches from this ISO date-time on.")
+@click.option("--until", help="Only clicks on searches before this ISO date-time.")
+@click.option("--epochs", default=1, show_default=True)
+@click.option("--batch-size", default=32, show_default=True)
+@click.option("--max-pairs", type=int, help="Train on at most N (query, clicked item) pairs.")
+@click.option("--limit-queries", type=int, help="Gate on a deterministic sample of N validation queries.")
+@click.option("--no-rerank", is_flag=True, help="Do not train the cross-encoder re-ranker.")
+@click.option("--rerank-max-steps", type=int, default=300, show_default=True, help="Training steps of the re-ranker (16 rows each).")
+@click.option("--no-promote", is_flag=True, help="Stop after the gate; promote later with shopsearch promote.")
+@click.option("--shuffle-labels", is_flag=True, help="Train on shuffled query-item pairs (a deliberately worse model, to test the gate).")
+@click.option("--resume", "version", help="Resume an interrupted run by its version (steps already done are skipped).")
+@click.option("--celery", "via_celery", is_flag=True, help="Run the loop as a Celery chain on the rollout worker and wait.")
+@click.pass_obj
+@_fail_cleanly
+def finetune_cmd(settings: Settings, catalogue: str, judgments: str | None, since: str | None, until: str | None,
+                 epochs: int, batch_size: int, max_pairs: int | None, limit_queries: int | None, no_rerank: bool,
+                 rerank_max_steps: int,
+                 no_promote: bool, shuffle_labels: bool, version: str | None, via_celery: bool) -> None:
+    """Learn from click logs: collect -> train -> reindex -> gate -> swap (see shopsearch/finetune_loop.py)."""
+    from .finetune_loop import run
+    kwargs = dict(version=version, since=since, until=until, epochs=epochs, batch_size=batch_size, max_pairs=max_pairs,
+                  limit_queries=limit_queries, rerank=not no_rerank, rerank_max_steps=rerank_max_steps,
+                  promote=not no_promote, shuffle_labels=shuffle_labels)
+    try:
+        if via_celery:
+            from .finetune_loop import load_state, start_chain
+            last = start_chain(settings, catalogue, judgments, **kwargs).get(timeout=24 * 3600)
+            state = load_state(settings, last["version"])
+        else:
+            state = run(settings, catalogue, judgments, echo=click.echo, **kwargs)
+    except (LookupError, ValueError) as e:
+        raise click.ClickException(str(e)) from None
+    _print({"version": state["version"], "steps": state["steps"]})
+
+
+@click.command("models")
+@click.option("--json", "as_json", is_flag=True, help="Print the registry entries as JSON.")
+@click.pass_obj
+def models_cmd(settings: Settings, as_json: bool) -> None:
+    """List the fine-tuned models of the registry with their gate numbers and status."""
+    from .registry import ModelRegistry
+    models = ModelRegistry(settings.models_path).list()
+    if as_json:
+        _print(models)
+        return
+    if not models:
+        click.echo(f"no models in {settings.models_path}")
+        return
+    click.echo("| version | status | catalogue | base | pairs | live nDCG@10 | candidate nDCG@10 | gate |")
+    click.echo("|---|---|---|---|---|---|---|---|")
+    for m in models:
+        gate = m.get("gate") or {}
+        numbers = gate.get("numbers") or {}
+        click.echo(f"| {m['version']} | {m['status']} | {m.get('catalogue')} | {m.get('base_version')} | "
+                   f"{(m.get('data') or {}).get('pairs_train')} | {numbers.get('live_ndcg@10')} | "
+                   f"{numbers.get('candidate_ndcg@10')} | {gate.get('decision')} |")
+
+
+COMMANDS = COMMANDS + (finetune_cmd, models_cmd)
 
 
 def register(group: click.Group) -> None:

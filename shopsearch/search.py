@@ -308,11 +308,11 @@ class Searcher:
             return ranked, {}
         reranker = self.reranker(live.meta)
         head = ranked[:n]
-        texts = {d: item_text(sources.get(d, {})) for d, _ in head}
-        ordered = reranker.rerank(normalise_query(q), head, texts, n)
+        scores = reranker.score(normalise_query(q), [item_text(sources.get(d, {})) for d, _ in head])
+        ce = {d: v for (d, _), v in zip(head, scores)}
+        ordered = sorted(head, key=lambda kv: -ce[kv[0]])  # stable: equal scores keep the fused order
         lo, hi = min(v for _, v in head), max(v for _, v in head)
-        ce = {d: v for d, v in ordered}
-        top, bottom = max(ce.values()), min(ce.values())
+        top, bottom = max(scores), min(scores)
         spread = [(d, lo + (hi - lo) * ((ce[d] - bottom) / (top - bottom) if top > bottom else 1.0)) for d, _ in ordered]
         return spread + ranked[n:], {d: round(v, 6) for d, v in ce.items()}
 

