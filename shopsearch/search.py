@@ -30,8 +30,8 @@ from .encoders import EncoderError, text_encoder
 from .index_mapping import MappingError, check_text_dimension, load_script
 from .indices import live_index
 from .personalise import SCRIPT_ID, parse_weights, script_params
-from .query import (add_popularity, blend_browse, bm25_body, category_clause, knn_body, personal_body, plain_bm25_body,
-                    popular_body, rank, request_filters, split_understood_filters)
+from .query import (add_popularity, blend_browse, bm25_body, category_clause, knn_body, minmax, personal_body,
+                    plain_bm25_body, popular_body, rank, request_filters, split_understood_filters)
 from .settings import Settings
 from .understand import Facets, normalise_query, understand
 
@@ -300,8 +300,9 @@ class Searcher:
             raise SearchError(f"re-ranker {path} cannot be loaded: {e}", 409, "no_reranker") from None
 
     def _rerank(self, live: Live, q: str, ranked: list[tuple[str, float]], sources: dict):
-        """The head of the fused list re-ordered by the cross-encoder, its scores spread over the head's
-        fused range (so a later boost still means the same); returns the ranking and the CE scores."""
+        """The head of the fused list re-ordered by ``(1 - w) * fused + w * cross-encoder`` (both min-max
+        scaled within the head, ``w`` = ``rerank_weight``), spread over the head's fused range (so a
+        later boost still means the same); returns the ranking and the cross-encoder scores."""
         from .workers.encode import item_text
         n = min(self.settings.rerank_depth, len(ranked))
         if n < 2:
@@ -310,10 +311,12 @@ class Searcher:
         head = ranked[:n]
         scores = reranker.score(normalise_query(q), [item_text(sources.get(d, {})) for d, _ in head])
         ce = {d: v for (d, _), v in zip(head, scores)}
-        ordered = sorted(head, key=lambda kv: -ce[kv[0]])  # stable: equal scores keep the fused order
+        w = self.settings.rerank_weight
+        fused_part, ce_part = minmax(dict(head)), minmax(ce)
+        mixed = {d: (1 - w) * fused_part[d] + w * ce_part[d] for d, _ in head}
+        ordered = sorted(head, key=lambda kv: -mixed[kv[0]])  # stable: equal scores keep the fused order
         lo, hi = min(v for _, v in head), max(v for _, v in head)
-        top, bottom = max(scores), min(scores)
-        spread = [(d, lo + (hi - lo) * ((ce[d] - bottom) / (top - bottom) if top > bottom else 1.0)) for d, _ in ordered]
+        spread = [(d, lo + (hi - lo) * mixed[d]) for d, _ in ordered]
         return spread + ranked[n:], {d: round(v, 6) for d, v in ce.items()}
 
     # --- 5. personalise ------------------------------------------------------------------
@@ -369,7 +372,7 @@ class Searcher:
                     hit["explain"]["rerank"] = components["rerank"].get(d)
             hits.append(hit)
         out = {"catalogue": live.meta.get("catalogue"), "index": live.index, "model_version": live.meta.get("model_version"),
-               "q": req.q, "strategy": req.strategy, "total": len(ranked), "hits": hits,
+               "q": req.q, "strategy": req.strategy, "total": len(ranked), "page": req.page, "size": req.size, "hits": hits,
                "degraded": degraded is not None, "filters_applied": applied}
         if degraded:
             out["reason"] = degraded

@@ -25,12 +25,17 @@ def ensure_ubi_indices(client: OpenSearch, settings: Settings) -> None:
 
 
 def query_document(query_id: str, user: str | None, catalogue: str, result: dict) -> dict:
-    """The ``ubi_queries`` document of one shopper search (pure)."""
+    """The ``ubi_queries`` document of one shopper search (pure); positions count from the first page.
+
+    >>> query_document("q", None, "c", {"page": 1, "size": 2, "hits": [{"id": "a"}]})["impressions"]
+    [{'object_id': 'a', 'position': 3}]
+    """
+    first = 1 + int(result.get("page") or 0) * int(result.get("size") or 0)
     return {"query_id": query_id, "user_id": user, "catalogue": catalogue, "index": result.get("index"),
             "model_version": result.get("model_version"), "user_query": result.get("q"),
             "strategy": result.get("strategy"), "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "query_response_hit_ids": [h["id"] for h in result.get("hits", [])],
-            "impressions": [{"object_id": h["id"], "position": n} for n, h in enumerate(result.get("hits", []), 1)]}
+            "impressions": [{"object_id": h["id"], "position": n} for n, h in enumerate(result.get("hits", []), first)]}
 
 
 def recorded_queries(client: OpenSearch, settings: Settings, ids: list[str]) -> dict[str, str]:

@@ -34,7 +34,7 @@ def _write_tsv(path, header, rows):
 
 @pytest.fixture(scope="module")
 def world(services, settings, client, tmp_path_factory):
-    """A catalogue of the products judged for 60 queries plus 200 others, with clicks on half the queries."""
+    """A catalogue of the products judged for 60 queries plus 100 others, with clicks on 60 % of the queries."""
     tmp = tmp_path_factory.mktemp("loop")
     with open(DATA / "homedepot" / "judgments.tsv", newline="", encoding="utf-8") as f:
         reader = csv.reader(f, delimiter="\t")
@@ -49,14 +49,16 @@ def world(services, settings, client, tmp_path_factory):
     with open(DATA / "homedepot" / "products.tsv", newline="", encoding="utf-8") as f:
         reader = csv.reader(f, delimiter="\t")
         p_header = next(reader)
-        products = [r for n, r in enumerate(reader) if r[0] in wanted or n < 200]
+        products = [r for n, r in enumerate(reader) if r[0] in wanted or n < 100]
     _write_tsv(tmp / "products.tsv", p_header, products)
     for side in ("colors.tsv", "materials.tsv"):  # the homedepot mapping joins them (read in place)
         (tmp / side).symlink_to(DATA / "homedepot" / side)
     name = f"test_loop_{uuid.uuid4().hex[:8]}"
     summary = run_ingest(settings, tmp / "products.tsv", name, mapping="homedepot")
     assert summary.complete
-    loop_settings = settings.replace(models_dir=str(tmp / "models"))
+    # on 24 validation queries over 400 products BM25 decides most of a hybrid ranking: the gate
+    # compares the encoders themselves (dense), where a better or worse model shows
+    loop_settings = settings.replace(models_dir=str(tmp / "models"), gate_strategy="dense")
     counts = simulate_clicks(loop_settings, name, str(tmp / "train.tsv"), sessions=400, seed=0)
     assert counts["click"] > 50
     yield {"catalogue": name, "settings": loop_settings, "dir": tmp}
@@ -64,8 +66,9 @@ def world(services, settings, client, tmp_path_factory):
 
 
 def _run(world, **kwargs):
-    return finetune_loop.run(world["settings"], world["catalogue"], world["dir"] / "valid.tsv", epochs=1,
-                             echo=lambda line: None, **kwargs)
+    kwargs.setdefault("epochs", 1)
+    return finetune_loop.run(world["settings"], world["catalogue"], world["dir"] / "valid.tsv",
+                             rerank_max_steps=40, echo=lambda line: None, **kwargs)
 
 
 def test_a_model_trained_on_shuffled_clicks_is_rejected_and_the_alias_stays(world, client):
@@ -77,30 +80,34 @@ def test_a_model_trained_on_shuffled_clicks_is_rejected_and_the_alias_stays(worl
     assert live_index(client, world["catalogue"]) == before
     entry = ModelRegistry(world["settings"].models_path).load(state["version"])
     assert entry["status"] == "rejected" and entry["gate"]["decision"] == "reject"
-    world["shuffled"] = gate["candidate_ndcg@10"]
+    world["shuffled_version"] = state["version"]
 
 
 def test_a_model_trained_on_the_clicks_passes_the_gate_and_goes_live(world, client):
-    state = _run(world, stop_after="reindex")  # as if the process died after the reindex
+    """A bad model went live (the shuffled one, promoted by hand); learning from the clicks repairs it."""
+    from shopsearch.rollout import promote
+    bad = finetune_loop.load_state(world["settings"], world["shuffled_version"])
+    promote(world["settings"], world["catalogue"], bad["steps"]["reindex"]["index"])
+
+    state = _run(world, stop_after="reindex", epochs=2)  # as if the process died after the reindex
     assert set(state["steps"]) == {"collect", "train", "reindex"}
+    assert state["base_version"].startswith(world["shuffled_version"] + "@")  # learns from the live model
     trained_at = state["steps"]["train"]["at"]
     summary = state["steps"]["collect"]["summary"]
-    assert summary["pairs_train"] > 0 and summary["queries_valid"] >= 0 and "propensities" in summary
+    assert summary["pairs_train"] > 0 and "propensities" in summary
 
     state = _run(world, version=state["version"])  # resumed: nothing is trained again
     assert state["steps"]["train"]["at"] == trained_at
     gate = state["steps"]["gate"]
-    assert gate["candidate_ndcg@10"] > world.get("shuffled", 0.0)
-    assert gate["decision"] == finetune_loop.gate_decision(gate["live_ndcg@10"], gate["candidate_ndcg@10"],
-                                                          world["settings"].gate_margin)["decision"]
-    entry = ModelRegistry(world["settings"].models_path).load(state["version"])
-    assert entry["files"] and set(entry["parts"]) == {"bi-encoder", "cross-encoder"}
-    assert ModelRegistry(world["settings"].models_path).verify_hashes(state["version"])["ok"]
-    if gate["decision"] == "promote":
-        assert live_index(client, world["catalogue"]) == state["steps"]["reindex"]["index"]
-        meta = client.indices.get_mapping(index=state["steps"]["reindex"]["index"])
-        assert next(iter(meta.values()))["mappings"]["_meta"]["model_version"].startswith(state["version"] + "@")
-        assert entry["status"] == "promoted"
+    assert gate["decision"] == "promote", gate
+    assert gate["candidate_ndcg@10"] > gate["live_ndcg@10"] * (1 + world["settings"].gate_margin)
+    assert live_index(client, world["catalogue"]) == state["steps"]["reindex"]["index"]
+    meta = client.indices.get_mapping(index=state["steps"]["reindex"]["index"])
+    assert next(iter(meta.values()))["mappings"]["_meta"]["model_version"].startswith(state["version"] + "@")
+    registry = ModelRegistry(world["settings"].models_path)
+    entry = registry.load(state["version"])
+    assert entry["status"] == "promoted" and entry["gate"]["decision"] == "accept"
+    assert set(entry["parts"]) == {"bi-encoder", "cross-encoder"} and registry.verify_hashes(state["version"])["ok"]
     world["trained"] = state["version"]
 
 
