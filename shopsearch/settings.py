@@ -105,6 +105,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("pseudonym_salt", "change-me", "Secret salt of the HMAC that turns shopper ids into the pseudonyms stored in events and profiles."),
     Setting("event_flush_seconds", 1.0, "How often the middleware's buffered writer sends recorded queries and events to OpenSearch."),
     Setting("profile_half_life_days", 30.0, "Half-life of an event's weight in a shopper profile."),
+    Setting("profile_update_seconds", 900, "Every this many seconds, celery beat (in the worker that consumes the celery queue) updates the profiles of shoppers with new events and recounts popularity, per catalogue; 0 turns the schedule off."),
     # proxy
     Setting("proxy_host", "127.0.0.1", "Address the middleware listens on."),
     Setting("proxy_port", 8000, "Port the middleware listens on."),

@@ -158,3 +158,21 @@ def test_popularity_from_click_logs_lifts_what_shoppers_buy_for_everyone(web, ap
     assert client.get(index=store, id=target)["_source"]["popularity_norm"] > 0
     after = [h["id"] for h in searcher.search(store, SearchRequest(q="shirt", size=40))["hits"]]
     assert after.index(target) < before.index(target)
+
+
+def test_the_periodic_run_updates_profiles_of_shoppers_with_new_events(web, app, store, client, settings, celery_app):
+    from shopsearch.profiles import get_profile
+    from shopsearch.workers.app import beat_schedule
+    schedule = beat_schedule(settings)["profiles-periodic"]
+    assert schedule["task"] == "shopsearch.profiles.update_recent"
+    assert schedule["schedule"] == settings.profile_update_seconds > 0
+    who = shopper(f"periodic-{uuid.uuid4().hex[:6]}")
+    item = client.search(index=store, body={"size": 1, "query": {"match_all": {}}})["hits"]["hits"][0]["_id"]
+    assert web.post("/events", json={"user_id": who, "action_name": "purchase", "object_id": item,
+                                     "catalogue": store}).status_code == 202
+    flush(app)
+    # what beat sends every profile_update_seconds, sent now: the shopper's profile appears
+    done = celery_app.send_task(schedule["task"], args=schedule["args"]).get(timeout=300)
+    assert done[store]["profiles_updated"] >= 1 and "popularity" in done[store]
+    profile = get_profile(client, settings, store, pseudonym(who, settings.pseudonym_salt))
+    assert profile and item in profile["items"]

@@ -20,6 +20,21 @@ TASK_ROUTES = {
 }
 
 
+def beat_schedule(settings: Settings) -> dict:
+    """The periodic tasks (pure): profiles and popularity of every catalogue with new events.
+
+    >>> beat_schedule(Settings({"profile_update_seconds": 0}))
+    {}
+    >>> beat_schedule(Settings({"profile_update_seconds": 60}))["profiles-periodic"]["schedule"]
+    60.0
+    """
+    seconds = settings.profile_update_seconds
+    if seconds <= 0:
+        return {}
+    return {"profiles-periodic": {"task": "shopsearch.profiles.update_recent", "schedule": float(seconds),
+                                  "args": [2 * seconds]}}
+
+
 def make_app(settings: Settings | None = None) -> Celery:
     settings = settings or load_settings()
     app = Celery("shopsearch", broker=settings.redis_url, backend=settings.result_backend,
@@ -38,6 +53,7 @@ def make_app(settings: Settings | None = None) -> Celery:
         # a late-acked task is redelivered this long after its worker died; it must exceed the longest chunk
         broker_transport_options={"visibility_timeout": settings.task_visibility_timeout},
         worker_hijack_root_logger=False,
+        beat_schedule=beat_schedule(settings),
     )
     return app
 

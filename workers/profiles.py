@@ -44,6 +44,18 @@ def users_with_events(client: OpenSearch, settings: Settings, catalogue: str, si
             return users
 
 
+def recent_catalogues(client: OpenSearch, settings: Settings, since: str) -> list[str]:
+    """Catalogues with events received after ``since`` (that still have a live index)."""
+    from shopsearch.indices import live_index
+    if not client.indices.exists(index=settings.ubi_events_index):
+        return []
+    client.indices.refresh(index=settings.ubi_events_index)
+    res = client.search(index=settings.ubi_events_index, body={
+        "size": 0, "query": {"range": {"received_at": {"gt": since}}},
+        "aggs": {"c": {"terms": {"field": "catalogue", "size": 1000}}}})
+    return [b["key"] for b in res["aggregations"]["c"]["buckets"] if live_index(client, b["key"])]
+
+
 def item_features(client: OpenSearch, index: str, ids: list[str]) -> dict[str, dict]:
     if not ids:
         return {}

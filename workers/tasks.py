@@ -164,3 +164,23 @@ def finetune_step(version: str, step: str, models_dir: str | None = None) -> dic
         settings = _settings().replace(models_dir=models_dir) if models_dir else _settings()
         state = run(settings, "", version=version, stop_after=step)
     return {"version": version, "step": step, "done": step in state["steps"], "result": state["steps"].get(step)}
+
+
+@app.task(name="shopsearch.profiles.update_recent", acks_late=True, autoretry_for=(OSConnectionError, ConnectionTimeout),
+          retry_backoff=2, max_retries=5)
+@timed
+def update_recent_task(window_seconds: float) -> dict:
+    """The periodic run (celery beat): for every catalogue with events received in the last
+    ``window_seconds`` (twice the period, so a late run misses nothing), update those shoppers'
+    profiles and recount popularity. A profile only takes events newer than itself, so the
+    overlap counts nothing twice; after beat was down longer, ``shopsearch profiles update``
+    catches up."""
+    from .popularity import update_popularity
+    from .profiles import recent_catalogues, update_profiles
+    client, settings = _client(), _settings()
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - window_seconds))
+    out = {}
+    for catalogue in recent_catalogues(client, settings, since):
+        profiles = update_profiles(client, settings, catalogue, since=since)
+        out[catalogue] = {**profiles, "popularity": update_popularity(client, settings, catalogue)}
+    return out

@@ -83,6 +83,9 @@ def _start_one(settings: Settings, group: str) -> None:
     argv = [sys.executable, "-m", "celery", "-A", "shopsearch.workers.app", "worker",
             "-n", node_name(group), "-Q", group, "-c", str(settings.worker_concurrency),
             "--pidfile", str(pidfile), "--loglevel", "INFO", "--without-gossip", "--without-mingle"]
+    if "celery" in group.split(",") and settings.profile_update_seconds > 0:
+        # one beat per deployment: embedded in the worker of the default queue (schedule in workers/app.py)
+        argv += ["-B", "--schedule", str(_dir(settings) / "beat-schedule")]
     pidfile.unlink(missing_ok=True)
     proc = spawn(argv, log, env=env)
     state_file.write_text(json.dumps(want))
