@@ -196,7 +196,7 @@ class Understood:
     sku: bool = False
     applied: list[str] = field(default_factory=list)
     category_hint: str | None = None
-    browse: str | None = None  # the query names this category and nothing else: show the category
+    browse: str | None = None  # the query names this category and nothing else (no colour, brand, price): show it
 
 
 def _number(s: str) -> int | float:
@@ -286,7 +286,9 @@ def extract_filters(q: str, facets: Facets) -> Understood:
 
     >>> u = extract_filters("黑色运动鞋", Facets.from_values(colour=["Black"], category=["Sports Shoes"]))
     >>> u.text, u.filters, u.category_hint, u.browse
-    ('运动鞋', [{'term': {'colour': 'Black'}}], 'Sports Shoes', 'Sports Shoes')
+    ('运动鞋', [{'term': {'colour': 'Black'}}], 'Sports Shoes', None)
+    >>> extract_filters("运动鞋", Facets.from_values(colour=["Black"], category=["Sports Shoes"])).browse
+    'Sports Shoes'
     >>> extract_filters("fresh fruits", Facets.from_values(category=["fresh fruits"])).browse
     'fresh fruits'
     >>> extract_filters("dried fruits snack", Facets.from_values(category=["fresh fruits"])).browse
@@ -312,7 +314,7 @@ def extract_filters(q: str, facets: Facets) -> Understood:
     removed = price_spans + [(s, e) for s, e, f, _ in matches if f != "category"]
     text = remove_spans(q, removed) if removed else q
     browse = None
-    if hint is not None and not remove_spans(q, price_spans + [(s, e) for s, e, _, _ in matches]):
+    if hint is not None and not values and not price_spans and not remove_spans(q, [(s, e) for s, e, _, _ in matches]):
         browse = hint
         applied.append(f"browse: {hint} (the query names a category and nothing else)")
     return Understood(text=text or q, filters=filters, applied=applied, category_hint=hint, browse=browse)
