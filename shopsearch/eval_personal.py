@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from .events import format_timestamp
+from .middleware_client import middleware
 from .personalise import FEATURES
 from .settings import Settings
 
@@ -129,45 +130,17 @@ def _drop_profiles(client, settings: Settings, catalogue: str, users: list[str])
                               for u in users], raise_on_error=False, refresh=True)
 
 
-class Middleware:
-    """The middleware's routes: in process (``create_app`` with these settings) or a running proxy."""
+def _post_events(mw, events: list[dict]) -> None:
+    status = mw.post("/events", {"events": events})
+    if status != 202:
+        raise RuntimeError(f"POST /events answered {status}")
 
-    def __init__(self, settings: Settings, proxy: str | None = None):
-        self.proxy = proxy.rstrip("/") if proxy else None
-        if self.proxy:
-            import requests
-            self.http = requests.Session()
-        else:
-            from .plugin.app import create_app
-            self.app = create_app(settings)
-            self.http = self.app.test_client()
 
-    def post_events(self, events: list[dict]) -> None:
-        url = "/events"
-        r = self.http.post(self.proxy + url if self.proxy else url, json={"events": events})
-        if r.status_code != 202:
-            raise RuntimeError(f"POST /events answered {r.status_code}: {r.text if self.proxy else r.get_data(as_text=True)}")
-
-    def search(self, catalogue: str, q: str, user: str | None) -> list[str]:
-        params = {"q": q, "size": DEPTH, **({"user": user} if user else {})}
-        url = f"/shop/{catalogue}/search"
-        if self.proxy:
-            r = self.http.get(self.proxy + url, params=params)
-            body = r.json()
-        else:
-            r = self.http.get(url, query_string=params)
-            body = r.get_json()
-        if r.status_code != 200:
-            raise RuntimeError(f"search {q!r} answered {r.status_code}: {body}")
-        return [h["id"] for h in body["hits"]]
-
-    def flush(self) -> None:
-        if not self.proxy:
-            self.app.extensions["shopsearch.events"].flush()
-
-    def close(self) -> None:
-        if not self.proxy:
-            self.app.extensions["shopsearch.events"].close()
+def _search(mw, catalogue: str, q: str, user: str | None) -> list[str]:
+    body = mw.get(f"/shop/{catalogue}/search", {"q": q, "size": DEPTH, **({"user": user} if user else {})})
+    if not isinstance(body, dict) or "hits" not in body:
+        raise RuntimeError(f"search {q!r} answered {body}")
+    return [h["id"] for h in body["hits"]]
 
 
 def run(settings: Settings, orders_path: str | Path, catalogue: str = "instacart", proxy: str | None = None,
@@ -195,7 +168,7 @@ def run(settings: Settings, orders_path: str | Path, catalogue: str = "instacart
     orders = load_orders(orders_path, limit_users)
     aisle_of = aisle_names(data_dir)
     wanted = targets(orders, aisle_of)
-    middleware = Middleware(settings, proxy)
+    mw = middleware(settings, proxy)
     clock = time.perf_counter()
     replayed = 0
     last_at = datetime.now(timezone.utc).replace(microsecond=0)
@@ -204,15 +177,15 @@ def run(settings: Settings, orders_path: str | Path, catalogue: str = "instacart
         for n, (user, history) in enumerate(orders.items(), 1):
             batch += replay_events(user, history, catalogue, last_at)
             while len(batch) >= EVENT_BATCH:
-                middleware.post_events(batch[:EVENT_BATCH])
+                _post_events(mw, batch[:EVENT_BATCH])
                 replayed += EVENT_BATCH
                 batch = batch[EVENT_BATCH:]
             if progress:
                 progress("replay", n, len(orders))
         if batch:
-            middleware.post_events(batch)
+            _post_events(mw, batch)
             replayed += len(batch)
-        middleware.flush()
+        mw.flush()
         timings["replay_s"] = round(time.perf_counter() - clock, 1)
 
         clock = time.perf_counter()
@@ -227,24 +200,24 @@ def run(settings: Settings, orders_path: str | Path, catalogue: str = "instacart
         plain_cache: dict[str, list[str]] = {}
         aisles = sorted({a for _, _, a in wanted})
         for n, aisle in enumerate(aisles, 1):
-            plain_cache[aisle] = middleware.search(catalogue, aisle, None)
+            plain_cache[aisle] = _search(mw, catalogue, aisle, None)
             if progress:
                 progress("search", n, len(aisles))
         unpersonalised = score((plain_cache[a], p) for _, p, a in wanted)
 
-        def personalised_run(mw: Middleware, label: str) -> dict:
+        def personalised_run(target, label: str) -> dict:
             cache: dict[tuple[str, str], list[str]] = {}
             pairs = sorted({(u, a) for u, _, a in wanted})
             for n, (u, a) in enumerate(pairs, 1):
-                cache[(u, a)] = mw.search(catalogue, a, shopper_id(u))
+                cache[(u, a)] = _search(target, catalogue, a, shopper_id(u))
                 if progress:
                     progress(label, n, len(pairs))
             return score((cache[(u, a)], p) for u, p, a in wanted)
 
-        personalised = personalised_run(middleware, "personalised")
+        personalised = personalised_run(mw, "personalised")
         timings["search_s"] = round(time.perf_counter() - clock, 1)
     finally:
-        middleware.close()
+        mw.close()
 
     doc = {"users": len(orders), "targets": len(wanted), "unpersonalised": unpersonalised,
            "personalised": personalised,
@@ -258,9 +231,9 @@ def run(settings: Settings, orders_path: str | Path, catalogue: str = "instacart
         doc["ablation"] = {}
         for feature in FEATURES:
             variant = settings.replace(personalise_weights=f"{settings.personalise_weights},{feature}=0")
-            mw = Middleware(variant)
+            variant_mw = middleware(variant)
             try:
-                doc["ablation"][f"without {feature}"] = personalised_run(mw, f"without {feature}")
+                doc["ablation"][f"without {feature}"] = personalised_run(variant_mw, f"without {feature}")
             finally:
-                mw.close()
+                variant_mw.close()
     return doc

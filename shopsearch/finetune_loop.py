@@ -36,10 +36,6 @@ RERANK_MAX_STEPS = 900
 CROSS_ENCODER_PARAMS = {"lr": 5e-5, "head_lr": 1e-2, "random_negatives": 2, "max_negatives": 2}
 
 
-class GateRejected(Exception):
-    """The candidate did not beat the live model: nothing was promoted."""
-
-
 def gate_decision(live: float, candidate: float, margin: float) -> dict:
     """Whether ``candidate`` nDCG@10 beats ``live`` by the relative ``margin`` (pure).
 
@@ -227,8 +223,6 @@ def _load_state(home: Path) -> dict:
 
 
 def _save_state(home: Path, state: dict) -> None:
-    import json
+    from .registry import _write_json_atomic
     home.mkdir(parents=True, exist_ok=True)
-    tmp = home / ".loop.json.tmp"
-    tmp.write_text(json.dumps(state, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
-    tmp.replace(home / "loop.json")
+    _write_json_atomic(home / "loop.json", state)

@@ -45,15 +45,12 @@ class RegistryError(LookupError):
 
 
 def models_dir(settings=None, models_dir: str | os.PathLike | None = None) -> Path:
-    """``models_dir`` if given, else the ``models_dir`` setting, else ``<home>/models``."""
+    """``models_dir`` if given, else the settings' registry (``Settings.models_path``)."""
     if models_dir:
         return Path(os.path.expanduser(str(models_dir)))
-    configured = getattr(settings, "models_dir", None) if settings is not None else None
-    if configured:
-        return Path(os.path.expanduser(str(configured)))
     if settings is None:
         raise ValueError("give settings or models_dir")
-    return settings.home_path / "models"
+    return settings.models_path
 
 
 def now_iso() -> str:

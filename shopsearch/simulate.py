@@ -15,40 +15,8 @@ from datetime import datetime, timedelta, timezone
 
 from .click_model import ClickModel, as_ubi_events, simulate_session
 from .evaluate import load_judgments
+from .middleware_client import middleware
 from .settings import Settings
-
-
-class _InProcess:
-    """The middleware app without an HTTP server: the same routes, called directly."""
-
-    def __init__(self, settings: Settings):
-        from .plugin.app import create_app
-        self.app = create_app(settings)
-        self.http = self.app.test_client()
-
-    def get(self, path, params):
-        return self.http.get(path, query_string=params).get_json()
-
-    def post(self, path, body):
-        return self.http.post(path, json=body).status_code
-
-    def close(self):
-        self.app.extensions["shopsearch.events"].close()
-
-
-class _Remote:
-    def __init__(self, url: str):
-        import requests
-        self.url, self.session = url.rstrip("/"), requests.Session()
-
-    def get(self, path, params):
-        return self.session.get(self.url + path, params=params, timeout=60).json()
-
-    def post(self, path, body):
-        return self.session.post(self.url + path, json=body, timeout=60).status_code
-
-    def close(self):
-        pass
 
 
 def simulate_clicks(settings: Settings, catalogue: str, judgments_path: str, sessions: int = 1000, seed: int = 0,
@@ -58,7 +26,7 @@ def simulate_clicks(settings: Settings, catalogue: str, judgments_path: str, ses
     judged = load_judgments(judgments_path)
     pool = sorted(queries if queries is not None else judged)
     rng = random.Random(seed)
-    target = _Remote(proxy) if proxy else _InProcess(settings)
+    target = middleware(settings, proxy)
     model = model or ClickModel()
     start = datetime.now(timezone.utc) - timedelta(days=1)
     counts = {"sessions": 0, "events": 0, "click": 0, "add_to_cart": 0, "purchase": 0, "failed_posts": 0}

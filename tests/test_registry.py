@@ -37,10 +37,8 @@ def test_models_dir_comes_from_the_argument_then_the_setting_then_home(tmp_path)
     assert models_dir(settings) == tmp_path / "home" / "models"
     assert models_dir(settings, tmp_path / "elsewhere") == tmp_path / "elsewhere"
 
-    class WithSetting:
-        models_dir = str(tmp_path / "configured")
-        home_path = tmp_path / "home"
-    assert models_dir(WithSetting()) == tmp_path / "configured"
+    configured = load_settings({"SHOPSEARCH_HOME": str(tmp_path / "home"), "SHOPSEARCH_MODELS_DIR": str(tmp_path / "configured")})
+    assert models_dir(configured) == tmp_path / "configured"
 
 
 def test_new_versions_are_timestamped_and_never_reused(registry):
