@@ -16,11 +16,20 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask, current_app, jsonify, request
 
-from shopsearch.events import pseudonym
-from shopsearch.ubi import forget_user
+from shopsearch.privacy import pseudonym
+from shopsearch.index.ubi import forget_user
 
-from .errors import BadRequest, NotFound, Unavailable
-from .safety import parse_json_body, require_admin_token
+from shopsearch.plugin.errors import BadRequest, NotFound, Unavailable
+from shopsearch.plugin.safety import parse_json_body, require_admin_token
+from shopsearch.workers.app import make_app
+from shopsearch.index.versions import IndexVersionError
+from shopsearch.learn.rollout import RolloutError, RolloutNotFound
+from pathlib import Path
+from shopsearch.index.versions import IndexVersionError, check_catalogue_name
+from shopsearch.learn.rollout import ROLLOUT_QUEUE, resolve_model
+from shopsearch.learn.rollout import promote as promote_version
+from shopsearch.learn.rollout import rollback as rollback_alias
+from shopsearch.learn.rollout import status as rollout_status
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 bp.before_request(require_admin_token)
@@ -47,7 +56,6 @@ def forget(user_id: str):
 
 @bp.post("/profiles/<catalogue>/update")
 def update_profiles(catalogue: str):
-    from shopsearch.workers.app import make_app
     settings = current_app.config["SHOPSEARCH"]
     body = request.get_json(silent=True) or {}
     if not isinstance(body, dict):
@@ -74,8 +82,6 @@ def update_profiles(catalogue: str):
 
 def _rollout_call(fn, *args):
     """Run a rollout function, its refusals translated for the error table."""
-    from shopsearch.indices import IndexVersionError
-    from shopsearch.rollout import RolloutError, RolloutNotFound
     try:
         return fn(current_app.config["SHOPSEARCH"], *args, client=_client())
     except RolloutNotFound as e:
@@ -93,11 +99,7 @@ def _optional_string(body: dict, name: str) -> str | None:
 
 @bp.post("/catalogues/<catalogue>/reindex")
 def reindex(catalogue: str):
-    from pathlib import Path
 
-    from shopsearch.indices import IndexVersionError, check_catalogue_name
-    from shopsearch.rollout import ROLLOUT_QUEUE, resolve_model
-    from shopsearch.workers.app import make_app
     settings = current_app.config["SHOPSEARCH"]
     try:
         check_catalogue_name(catalogue)
@@ -122,7 +124,6 @@ def reindex(catalogue: str):
 
 @bp.post("/catalogues/<catalogue>/promote")
 def promote(catalogue: str):
-    from shopsearch.rollout import promote as promote_version
     index = parse_json_body(required=True).get("index")
     if not isinstance(index, str) or not index.strip():
         raise BadRequest("index must name a version (<catalogue>-vN, vN or N)", field="index")
@@ -131,12 +132,10 @@ def promote(catalogue: str):
 
 @bp.post("/catalogues/<catalogue>/rollback")
 def rollback(catalogue: str):
-    from shopsearch.rollout import rollback as rollback_alias
     return jsonify(_rollout_call(rollback_alias, catalogue))
 
 
 @bp.get("/status")
 def status():
-    from shopsearch.rollout import status as rollout_status
     catalogue = request.args.get("catalogue") or None
     return jsonify(_rollout_call(rollout_status, catalogue))

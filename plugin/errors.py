@@ -25,9 +25,9 @@ import requests
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from shopsearch.search import SearchError
+from shopsearch.query.searcher import SearchError
 
-from .observability import request_id
+from shopsearch.plugin.observability import request_id
 
 log = logging.getLogger("shopsearch.errors")
 

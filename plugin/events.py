@@ -14,13 +14,14 @@ import uuid
 
 from flask import Blueprint, Flask, current_app, jsonify, request
 
-from shopsearch.bulk_buffer import BulkBuffer
+from shopsearch.learn.event_writer import BulkBuffer
 from shopsearch.cluster import connect
-from shopsearch.events import EventError, drop_duplicates, pseudonym, pseudonymise_event, validate_batch
-from shopsearch.caches import LRU
-from shopsearch.ubi import ensure_ubi_indices, query_document, recorded_queries
+from shopsearch.learn.events import EventError, drop_duplicates, pseudonymise_event, validate_batch
+from shopsearch.privacy import pseudonym
+from shopsearch.query.caches import LRU
+from shopsearch.index.ubi import ensure_ubi_indices, query_document, recorded_queries
 
-from .errors import BadRequest
+from shopsearch.plugin.errors import BadRequest
 
 bp = Blueprint("events", __name__)
 EXTENSION = "shopsearch.events"

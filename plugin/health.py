@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import requests
 from flask import Blueprint, Flask, current_app, jsonify
+from shopsearch.encoders.text import text_encoder
 
 bp = Blueprint("health", __name__)
 
@@ -22,7 +23,6 @@ def healthz():
     except (requests.RequestException, ValueError) as e:
         report["cluster"] = f"unreachable: {e.__class__.__name__}"
     try:
-        from shopsearch.encoders import text_encoder
         encoder = text_encoder(settings)
         report["encoder"] = {"model": encoder.version, "device": encoder.device, "dimension": encoder.dimension}
     except Exception as e:  # a broken model must show here, not take the health check down

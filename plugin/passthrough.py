@@ -9,7 +9,10 @@ from __future__ import annotations
 import requests
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
-from .opt_in import as_opensearch_response, opt_in_request
+from shopsearch.plugin.opt_in import as_opensearch_response, opt_in_request
+from shopsearch.plugin.events import record_search
+from shopsearch.plugin.safety import reject_scripts
+from shopsearch.plugin.shop import parse_search_request, searcher
 
 bp = Blueprint("passthrough", __name__)
 
@@ -69,9 +72,6 @@ def forward(path: str) -> Response:
 
 def _shopper_search(catalogue: str, args: dict) -> Response:
     """A ``_search`` that opted in with ``ext.shopsearch``: answered by the shopper search."""
-    from .events import record_search
-    from .safety import reject_scripts
-    from .shop import parse_search_request, searcher
     reject_scripts(args)
     req = parse_search_request(args)
     result = searcher().search(catalogue, req)  # errors: plugin/errors.py

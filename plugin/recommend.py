@@ -23,13 +23,13 @@ from __future__ import annotations
 from flask import Blueprint, Flask, current_app, jsonify, request
 from opensearchpy import NotFoundError, RequestError
 
-from shopsearch import recommend as rec
-from shopsearch.caches import TTLCache
-from shopsearch.events import pseudonym
-from shopsearch.query import request_filters
-from shopsearch.search import Live, SearchError, Searcher
+from shopsearch.learn import recommend as rec
+from shopsearch.query.caches import TTLCache
+from shopsearch.privacy import pseudonym
+from shopsearch.query.build import request_filters
+from shopsearch.query.searcher import Live, SearchError, Searcher
 
-from .errors import BadRequest, NotFound
+from shopsearch.plugin.errors import BadRequest, NotFound
 
 bp = Blueprint("recommend", __name__, url_prefix="/shop")
 EXTENSION = "shopsearch.recommend"

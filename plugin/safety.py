@@ -18,7 +18,7 @@ from typing import Any, Callable
 from flask import Flask, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from .errors import BadRequest, Forbidden, Unauthorized
+from shopsearch.plugin.errors import BadRequest, Forbidden, Unauthorized
 
 EXTENSION = "shopsearch.safety"
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 from flask import Blueprint, Flask, current_app, g, jsonify, request
 
 from shopsearch.cluster import connect
-from shopsearch.search import SearchError, SearchRequest, Searcher
+from shopsearch.query.searcher import SearchError, SearchRequest, Searcher
 
-from .events import record_search
-from .safety import reject_scripts
+from shopsearch.plugin.events import record_search
+from shopsearch.plugin.safety import reject_scripts
 
 bp = Blueprint("shop", __name__, url_prefix="/shop")
 

@@ -1,3 +1,3 @@
-from .cli import main
+from shopsearch.cli import main
 
 main()

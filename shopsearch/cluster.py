@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from opensearchpy import OpenSearch
 
-from .settings import Settings
+from shopsearch.settings import Settings
 
 
 def connect(settings: Settings, timeout: float = 30.0) -> OpenSearch:

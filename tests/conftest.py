@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from shopsearch import services as services_mod
+from shopsearch.ops import services as services_mod
 from shopsearch.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +39,7 @@ def client(services, settings):
 
 @pytest.fixture(scope="session")
 def encoder(settings):
-    from shopsearch.encoders import text_encoder
+    from shopsearch.encoders.text import text_encoder
     return text_encoder(settings)
 
 

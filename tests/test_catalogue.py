@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from shopsearch.workers.catalogue import (
+from shopsearch.ingest.read import (
     BUILTIN_MAPPINGS, FieldMapping, Join, Lookup, apply_mapping, detect_format, load_mapping,
     load_side_tables, read_records, read_source_items,
 )
-from shopsearch.workers.clean import clean_item
-from shopsearch.workers.dedupe import dedupe
+from shopsearch.ingest.clean import clean_item
+from shopsearch.ingest.dedupe import dedupe
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

@@ -2,7 +2,7 @@
 
 import os
 
-from shopsearch.services import worker
+from shopsearch.ops.services import worker
 
 
 def test_a_task_runs_in_the_worker_process_via_redis(celery_app, settings):

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from shopsearch.workers.clean import (
+from shopsearch.ingest.clean import (
     Rejected, check_image, check_popularity, check_rating, check_required, clean_item,
     content_hash, normalise_category_path, normalise_text,
     parse_price, strip_html,
 )
-from shopsearch.workers.dedupe import dedupe, near_duplicate_key
+from shopsearch.ingest.dedupe import dedupe, near_duplicate_key
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 REAL_JPEG = DATA / "fashion" / "images" / "8065.jpg"

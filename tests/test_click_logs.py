@@ -9,10 +9,10 @@ import uuid
 import pytest
 import requests
 
-from shopsearch.events import pseudonym
+from shopsearch.privacy import pseudonym
 from shopsearch.plugin.app import create_app
-from shopsearch.services.process import wait_until
-from shopsearch.workers.ingest import run_ingest
+from shopsearch.ops.services.process import wait_until
+from shopsearch.workers.dispatch import run_ingest
 
 from .conftest import DATA
 
@@ -145,7 +145,7 @@ def test_events_buffered_when_the_middleware_stops_are_all_stored(services, sett
 
 
 def test_popularity_from_click_logs_lifts_what_shoppers_buy_for_everyone(web, app, store, client, settings, celery_app):
-    from shopsearch.search import SearchRequest, Searcher
+    from shopsearch.query.searcher import SearchRequest, Searcher
     searcher = Searcher(client, settings.replace(popularity_weight=0.3, result_cache_seconds=0))
     before = [h["id"] for h in searcher.search(store, SearchRequest(q="shirt", size=40))["hits"]]
     target = before[-1]
@@ -161,7 +161,7 @@ def test_popularity_from_click_logs_lifts_what_shoppers_buy_for_everyone(web, ap
 
 
 def test_the_periodic_run_updates_profiles_of_shoppers_with_new_events(web, app, store, client, settings, celery_app):
-    from shopsearch.profiles import get_profile
+    from shopsearch.index.profiles import get_profile
     from shopsearch.workers.app import beat_schedule
     schedule = beat_schedule(settings)["profiles-periodic"]
     assert schedule["task"] == "shopsearch.profiles.update_recent"

@@ -7,10 +7,10 @@ import pytest
 from click.testing import CliRunner
 
 from shopsearch.cli import main
-from shopsearch.evaluate import load_judgments, select_queries, without_latency
-from shopsearch.query import plain_bm25_body
-from shopsearch.search import SearchRequest, Searcher
-from shopsearch.workers.ingest import run_ingest
+from shopsearch.evaluation.run import load_judgments, select_queries, without_latency
+from shopsearch.query.build import plain_bm25_body
+from shopsearch.query.searcher import SearchRequest, Searcher
+from shopsearch.workers.dispatch import run_ingest
 
 from .conftest import DATA
 

@@ -15,8 +15,8 @@ from datetime import datetime, timezone
 import pytest
 from click.testing import CliRunner
 
-from shopsearch.eval_personal import load_orders, replay_events, run, score, shopper_id, targets
-from shopsearch.workers.normalise import apply_scale, fit_popularity_scale
+from shopsearch.ops.eval_personalisation import load_orders, replay_events, run, score, shopper_id, targets
+from shopsearch.ingest.normalise import apply_scale, fit_popularity_scale
 
 from .conftest import DATA
 
@@ -75,7 +75,7 @@ def test_orders_load_in_order_and_the_last_one_is_held_out(slice_dir):
 
 def test_targets_are_the_last_orders_products_with_their_aisle():
     orders = {"u": [], "v": []}
-    from shopsearch.eval_personal import Order
+    from shopsearch.ops.eval_personalisation import Order
     orders["u"] = [Order("1", 1, 0, ("a",)), Order("2", 2, 5, ("b", "c"))]
     orders["v"] = [Order("3", 1, 0, ("a",))]  # one order: nothing to learn from, no target
     assert targets(orders, {"a": "x", "b": "fresh fruits", "c": "milk"}) == [("u", "b", "fresh fruits"), ("u", "c", "milk")]

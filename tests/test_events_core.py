@@ -7,8 +7,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from shopsearch import events
-from shopsearch.events import (
+from shopsearch.learn import events
+from shopsearch.learn.events import (
     ACTION_WEIGHTS, ACTIONS, MAX_BATCH, EventError, drop_duplicates, pseudonym, pseudonymise_event,
     validate_batch, validate_event,
 )

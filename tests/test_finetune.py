@@ -14,11 +14,11 @@ from collections import Counter, defaultdict
 import numpy as np
 import pytest
 
-from shopsearch.encoders import load_text_encoder, resolve_model_path
-from shopsearch.rerank import CrossEncoderReranker, cached_reranker
-from shopsearch.training_data import Example
-from shopsearch.workers import finetune
-from shopsearch.workers.finetune import (derange_positives, negative_pools, pick_negative, plan_batches,
+from shopsearch.encoders.text import load_text_encoder, resolve_model_path
+from shopsearch.query.rerank import CrossEncoderReranker, cached_reranker
+from shopsearch.learn.training_data import Example
+from shopsearch.learn import train as finetune
+from shopsearch.learn.train import (derange_positives, negative_pools, pick_negative, plan_batches,
                                          train_bi_encoder, train_cross_encoder)
 
 from .conftest import DATA

@@ -13,12 +13,13 @@ import uuid
 
 import pytest
 
-from shopsearch import finetune_loop
-from shopsearch.evaluate import split_queries
-from shopsearch.indices import live_index
-from shopsearch.registry import ModelRegistry
-from shopsearch.simulate import simulate_clicks
-from shopsearch.workers.ingest import run_ingest
+from shopsearch.learn import loop as finetune_loop
+from shopsearch.evaluation.run import split_queries
+from shopsearch.index.versions import live_index
+from shopsearch.learn.registry import ModelRegistry
+from shopsearch.ops.simulate import simulate_clicks
+from shopsearch.workers import dispatch
+from shopsearch.workers.dispatch import run_ingest
 
 from .conftest import DATA
 
@@ -67,7 +68,7 @@ def world(services, settings, client, tmp_path_factory):
 
 def _run(world, **kwargs):
     kwargs.setdefault("epochs", 1)
-    return finetune_loop.run(world["settings"], world["catalogue"], world["dir"] / "valid.tsv",
+    return dispatch.run_loop(world["settings"], world["catalogue"], world["dir"] / "valid.tsv",
                              rerank_max_steps=40, echo=lambda line: None, **kwargs)
 
 
@@ -85,7 +86,7 @@ def test_a_model_trained_on_shuffled_clicks_is_rejected_and_the_alias_stays(worl
 
 def test_a_model_trained_on_the_clicks_passes_the_gate_and_goes_live(world, client):
     """A bad model went live (the shuffled one, promoted by hand); learning from the clicks repairs it."""
-    from shopsearch.rollout import promote
+    from shopsearch.learn.rollout import promote
     bad = finetune_loop.load_state(world["settings"], world["shuffled_version"])
     promote(world["settings"], world["catalogue"], bad["steps"]["reindex"]["index"])
 
@@ -112,7 +113,7 @@ def test_a_model_trained_on_the_clicks_passes_the_gate_and_goes_live(world, clie
 
 
 def test_hybrid_rerank_uses_the_cross_encoder_trained_with_the_model(world, client):
-    from shopsearch.search import Searcher, SearchRequest
+    from shopsearch.query.searcher import Searcher, SearchRequest
     version = world.get("trained")
     assert version, "needs the model of the previous test"
     state = finetune_loop.load_state(world["settings"], version)
@@ -129,6 +130,6 @@ def test_the_loop_runs_as_a_celery_chain_and_resumes_from_its_state(world):
     version = world.get("trained")
     assert version
     # every step is already done: the chain goes through the rollout worker and changes nothing
-    last = finetune_loop.start_chain(world["settings"], world["catalogue"], None, version=version).get(timeout=600)
+    last = dispatch.start_chain(world["settings"], world["catalogue"], None, version=version).get(timeout=600)
     assert last == {"version": version, "step": "swap", "done": True,
                     "result": finetune_loop.load_state(world["settings"], version)["steps"]["swap"]}

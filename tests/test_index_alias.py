@@ -2,7 +2,7 @@
 
 import pytest
 
-from shopsearch.indices import (IndexVersionError, create_version, delete_version, list_versions,
+from shopsearch.index.versions import (IndexVersionError, create_version, delete_version, list_versions,
                                 live_index, switch_alias)
 
 BODY = {"mappings": {"properties": {"title": {"type": "text"}}}}

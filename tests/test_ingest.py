@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from shopsearch.services import worker
-from shopsearch.workers.ingest import run_ingest
+from shopsearch.ops.services import worker
+from shopsearch.workers.dispatch import run_ingest
 
 from .conftest import DATA, ROOT
 

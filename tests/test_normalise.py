@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from shopsearch.workers.normalise import (
+from shopsearch.ingest.normalise import (
     CONSTANT_SCORE, apply_price_scale, apply_scale, fit_catalogue_scales, fit_popularity_scale,
     fit_price_scale, fit_rating_scale, fit_scale, normalise_item, percentile,
 )

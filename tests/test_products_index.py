@@ -3,8 +3,8 @@
 import pytest
 from opensearchpy import helpers
 
-from shopsearch.catalogue_index import create_catalogue_version
-from shopsearch.index_mapping import MappingError, check_text_dimension, products_body, vector_dimensions
+from shopsearch.index.catalogue import create_catalogue_version
+from shopsearch.index.mapping import MappingError, check_text_dimension, products_body, vector_dimensions
 
 from .conftest import fashion_rows
 

@@ -9,8 +9,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from shopsearch import profile_build
-from shopsearch.profile_build import (
+from shopsearch.learn import profiles as profile_build
+from shopsearch.learn.profiles import (
     PRICE_SAMPLES, build_profile, co_occurrence, decay_weight, diversify, popularity_counts,
 )
 

@@ -13,7 +13,10 @@ from flask import Blueprint, abort, g
 from prometheus_client.parser import text_string_to_metric_families
 from werkzeug.exceptions import MethodNotAllowed
 
-from shopsearch.plugin import errors, observability, openapi, safety
+from shopsearch.plugin import errors
+from shopsearch.plugin import observability
+from shopsearch.plugin import openapi
+from shopsearch.plugin import safety
 from shopsearch.plugin.app import create_app
 from shopsearch.plugin.errors import ERRORS, BadRequest, NotFound, Unavailable
 from shopsearch.plugin.safety import DenyList, parse_json_body, reject_scripts, require_admin_token

@@ -9,11 +9,11 @@ import pytest
 import requests
 from opensearchpy import helpers
 
-from shopsearch.events import pseudonym
-from shopsearch.profiles import put_profile
-from shopsearch.recommend import max_per_category
-from shopsearch.ubi import ensure_ubi_indices
-from shopsearch.workers.ingest import run_ingest
+from shopsearch.privacy import pseudonym
+from shopsearch.index.profiles import put_profile
+from shopsearch.learn.recommend import max_per_category
+from shopsearch.index.ubi import ensure_ubi_indices
+from shopsearch.workers.dispatch import run_ingest
 
 from .conftest import DATA
 

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from shopsearch.registry import ModelRegistry, RegistryError, list_models, models_dir, resolve
+from shopsearch.learn.registry import ModelRegistry, RegistryError, list_models, models_dir, resolve
 from shopsearch.settings import load_settings
 
 

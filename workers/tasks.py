@@ -18,7 +18,23 @@ from opensearchpy.exceptions import ConnectionTimeout
 
 from shopsearch.settings import load_settings
 
-from .app import app
+from shopsearch.workers.app import app
+from shopsearch.cluster import connect
+from shopsearch.encoders.text import text_encoder
+from shopsearch.encoders.image import image_encoder
+from shopsearch.ingest.encode import encode_items, load_projection
+from shopsearch.ingest.encode import unpack
+from shopsearch.ingest.write import document, write_documents
+from pathlib import Path
+from shopsearch.ingest.fuse import train_projection
+from shopsearch.encoders.text import item_text
+from shopsearch.learn.profile_update import update_profiles
+from shopsearch.learn.popularity import update_popularity
+from celery.result import allow_join_result
+from shopsearch.learn.rollout import check_coordinator_queues
+from shopsearch.workers.dispatch import reindex, run_loop
+from shopsearch.learn.rollout import check_coordinator_queues
+from shopsearch.learn.profile_update import recent_catalogues, update_profiles
 
 log = logging.getLogger("shopsearch.workers")
 
@@ -30,7 +46,6 @@ def _settings():
 
 @lru_cache(maxsize=1)
 def _client():
-    from shopsearch.cluster import connect
     return connect(_settings(), timeout=120)
 
 
@@ -56,10 +71,7 @@ def ping(payload: dict | None = None) -> dict:
 @timed
 def encode_chunk(payload: dict) -> dict:
     """Encode one chunk of clean items with the model recorded for its index."""
-    from shopsearch.encoders import text_encoder
-    from shopsearch.images import image_encoder
 
-    from .encode import encode_items, load_projection
     settings = _settings()
     encoder = text_encoder(settings.replace(text_model=payload["model"]))
     projection = load_projection(payload.get("projection"))
@@ -73,8 +85,6 @@ def encode_chunk(payload: dict) -> dict:
 @timed
 def write_chunk(encoded: dict) -> dict:
     """Bulk-write an encoded chunk; returns counts and per-item failures."""
-    from .encode import unpack
-    from .index_write import document, write_documents
     v, dim = encoded["vectors"], encoded["vectors"]["dim"]
     text, image, fused = unpack(v["text"], dim), unpack(v["image"], dim), unpack(v["fused"], dim)
     docs = []
@@ -90,13 +100,8 @@ def write_chunk(encoded: dict) -> dict:
 @timed
 def fit_projection(payload: dict) -> dict:
     """Learn the image -> text projection from (text, image path) pairs; saves it, returns its path."""
-    from pathlib import Path
 
-    from shopsearch.encoders import text_encoder
-    from shopsearch.fusion import train_projection
-    from shopsearch.images import image_encoder
 
-    from .encode import item_text
     settings = _settings()
     encoder = text_encoder(settings.replace(text_model=payload["model"]))
     feats, ok = image_encoder(settings.device).encode_paths([i["image"] for i in payload["items"]])
@@ -113,7 +118,6 @@ def fit_projection(payload: dict) -> dict:
 @timed
 def update_profiles_task(catalogue: str, users: list[str] | None = None, since: str | None = None) -> dict:
     """Update shopper profiles from click logs (on demand, or periodically with ``since``)."""
-    from .profiles import update_profiles
     return update_profiles(_client(), _settings(), catalogue, users, since)
 
 
@@ -122,7 +126,6 @@ def update_profiles_task(catalogue: str, users: list[str] | None = None, since: 
 @timed
 def update_popularity_task(catalogue: str) -> dict:
     """Recount product popularity from click logs."""
-    from .popularity import update_popularity
     return update_popularity(_client(), _settings(), catalogue)
 
 
@@ -140,12 +143,10 @@ def update_popularity_task(catalogue: str) -> dict:
 def reindex_task(catalogue: str, model: str | None = None, source: str | None = None, mapping: str | None = None,
                  swap: bool = True, limit: int | None = None) -> dict:
     """Build, verify and (unless ``swap`` is false) swap in a new version of ``catalogue``; see ``shopsearch.rollout``."""
-    from celery.result import allow_join_result
 
-    from shopsearch.rollout import check_coordinator_queues, reindex
     check_coordinator_queues(app.amqp.queues.consume_from)
     with allow_join_result():  # waiting on chunk results is this task's job, in a process of its own
-        return reindex(_settings(), catalogue, model, source, mapping, limit=limit, swap=swap, client=_client())
+        return reindex(_settings(), catalogue, model, source, mapping, limit=limit, swap=swap, client=_client(), app=app)
 
 
 @app.task(name="shopsearch.finetune.step", queue="rollout", acks_late=False)
@@ -155,14 +156,11 @@ def finetune_step(version: str, step: str, models_dir: str | None = None) -> dic
 
     ``models_dir`` is the registry of the caller (it must be storage this worker reads too).
     """
-    from celery.result import allow_join_result
 
-    from shopsearch.finetune_loop import run
-    from shopsearch.rollout import check_coordinator_queues
     check_coordinator_queues(app.amqp.queues.consume_from)
     with allow_join_result():  # the reindex step waits on encode -> write chunks
         settings = _settings().replace(models_dir=models_dir) if models_dir else _settings()
-        state = run(settings, "", version=version, stop_after=step)
+        state = run_loop(settings, "", version=version, stop_after=step, app=app)
     return {"version": version, "step": step, "done": step in state["steps"], "result": state["steps"].get(step)}
 
 
@@ -175,8 +173,6 @@ def update_recent_task(window_seconds: float) -> dict:
     profiles and recount popularity. A profile only takes events newer than itself, so the
     overlap counts nothing twice; after beat was down longer, ``shopsearch profiles update``
     catches up."""
-    from .popularity import update_popularity
-    from .profiles import recent_catalogues, update_profiles
     client, settings = _client(), _settings()
     since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - window_seconds))
     out = {}

@@ -1,0 +1,302 @@
+"""The ``shopsearch`` command line. Errors become ``click.ClickException`` with a fix-it hint here only."""
+
+from __future__ import annotations
+
+import json
+import sys
+from functools import wraps
+
+import click
+
+from shopsearch.ops import services as services_mod
+from shopsearch.settings import SETTINGS, Settings, SettingsError, load_settings, settings_table_markdown
+
+
+def _fail_cleanly(fn):
+    """Translate the project's own errors into one-line CLI errors (the boundary)."""
+
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (ServiceError, SettingsError, MappingError, IndexVersionError, EncoderError) as e:
+            raise click.ClickException(str(e)) from None
+    return wrapper
+
+
+@click.group()
+@click.option("--config", type=click.Path(exists=True, dir_okay=False), help="TOML settings file (else SHOPSEARCH_CONFIG).")
+@click.pass_context
+def main(ctx: click.Context, config: str | None) -> None:
+    """shopsearch: an AI search layer in front of your OpenSearch."""
+    try:
+        ctx.obj = load_settings(config_file=config)
+    except SettingsError as e:
+        raise click.ClickException(str(e)) from None
+
+
+pass_settings = click.make_pass_decorator(Settings)
+
+
+def _print(data) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+# --- settings -------------------------------------------------------------------------------
+
+@main.command("settings")
+@click.option("--markdown", is_flag=True, help="Print the README's settings table.")
+@pass_settings
+def settings_cmd(settings: Settings, markdown: bool) -> None:
+    """Show every setting with its current value."""
+    if markdown:
+        click.echo(settings_table_markdown())
+        return
+    for s in SETTINGS:
+        click.echo(f"{s.name:22} {settings.values[s.name]!s:40} {s.env}")
+
+
+# --- services -------------------------------------------------------------------------------
+
+@main.group()
+def services() -> None:
+    """Start, stop and inspect the project's own OpenSearch, Redis and Celery worker."""
+
+
+_ONLY = click.argument("names", nargs=-1, type=click.Choice([n for n, _ in services_mod.ORDER]))
+
+
+@services.command("up")
+@_ONLY
+@pass_settings
+@_fail_cleanly
+def services_up(settings: Settings, names: tuple[str, ...]) -> None:
+    """Start the services (idempotent) and print their status."""
+    _print(services_mod.up(settings, names))
+
+
+@services.command("down")
+@_ONLY
+@pass_settings
+def services_down(settings: Settings, names: tuple[str, ...]) -> None:
+    """Stop the services the project started."""
+    _print(services_mod.down(settings, names))
+
+
+@services.command("status")
+@pass_settings
+def services_status(settings: Settings) -> None:
+    """Report each service; exit 1 when one is not running."""
+    st = services_mod.status(settings)
+    _print(st)
+    sys.exit(0 if all(s.get("running") for s in st.values()) else 1)
+
+
+# --- index ----------------------------------------------------------------------------------
+
+@main.group()
+def index() -> None:
+    """Versioned catalogue indices behind an alias."""
+
+
+@index.command("create")
+@click.argument("catalogue")
+@click.option("--model", help="Text model for this version (default: the text_model setting).")
+@click.option("--no-switch", is_flag=True, help="Create the version without pointing the alias at it.")
+@pass_settings
+@_fail_cleanly
+def index_create(settings: Settings, catalogue: str, model: str | None, no_switch: bool) -> None:
+    """Create <catalogue>-v<N> from mappings/products.json and point <catalogue> at it."""
+    name = create_catalogue_version(connect(settings), settings, catalogue, model=model, switch=not no_switch)
+    click.echo(name)
+
+
+@index.command("list")
+@click.argument("catalogue")
+@pass_settings
+@_fail_cleanly
+def index_list(settings: Settings, catalogue: str) -> None:
+    """List the versions of a catalogue; * marks the live one."""
+    for v in list_versions(connect(settings), catalogue):
+        click.echo(f"{'*' if v.live else ' '} {v.index:30} docs={v.docs:<9} model={v.meta.get('model_version', '?')}")
+
+
+@index.command("switch")
+@click.argument("catalogue")
+@click.argument("index_name")
+@pass_settings
+@_fail_cleanly
+def index_switch(settings: Settings, catalogue: str, index_name: str) -> None:
+    """Point the alias <catalogue> at INDEX_NAME atomically."""
+    previous = switch_alias(connect(settings), catalogue, index_name)
+    click.echo(f"{catalogue}: {previous} -> {index_name}")
+
+
+@index.command("delete")
+@click.argument("catalogue")
+@click.argument("index_name")
+@click.option("--force", is_flag=True, help="Also delete the live version.")
+@pass_settings
+@_fail_cleanly
+def index_delete(settings: Settings, catalogue: str, index_name: str, force: bool) -> None:
+    """Delete one version of a catalogue (not the live one unless --force)."""
+    delete_version(connect(settings), catalogue, index_name, force=force)
+    click.echo(f"deleted {index_name}")
+
+
+# --- ingest ---------------------------------------------------------------------------------
+
+@main.command("ingest")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--catalogue", required=True, help="Catalogue (alias) to ingest into; created when missing.")
+@click.option("--mapping", help="Built-in mapping name or a JSON mapping file (default: by catalogue name).")
+@click.option("--images", type=click.Path(exists=True, file_okay=False), help="Directory image paths are relative to.")
+@click.option("--limit", type=int, help="Read at most N records.")
+@click.option("--chunk-size", type=int, default=256, show_default=True, help="Items per Celery chunk.")
+@pass_settings
+@_fail_cleanly
+def ingest_cmd(settings: Settings, path: str, catalogue: str, mapping: str | None, images: str | None,
+               limit: int | None, chunk_size: int) -> None:
+    """Clean, encode and index a catalogue file through the Celery workers."""
+
+    bar = tqdm(total=0, unit="item", desc="encode+index")
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        summary = run_ingest(settings, path, catalogue, mapping, images, limit, chunk_size, on_progress=progress)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    finally:
+        bar.close()
+    rows = [("read", summary.read), ("accepted", summary.accepted),
+            *((f"rejected: {r}", n) for r, n in sorted(summary.rejected.items())),
+            ("superseded (same id later)", summary.superseded), ("skipped unchanged", summary.skipped_unchanged),
+            ("encoded", summary.encoded), ("indexed", summary.indexed), ("failed", len(summary.failed)),
+            ("image unreadable (text only)", summary.image_unreadable), ("duplicate groups", summary.duplicate_groups)]
+    click.echo(f"\n{summary.catalogue} -> {summary.index} in {summary.seconds}s")
+    for name, n in rows:
+        click.echo(f"  {name:30} {n:>8}")
+    click.echo(f"  dead letters: {summary.dead_letters}")
+    sys.exit(0 if summary.complete else 1)
+
+
+# --- bench --------------------------------------------------------------------------------
+
+@main.group()
+def bench() -> None:
+    """Benchmarks: commands that print figures measured side by side in one run."""
+
+
+@bench.command("ingest")
+@click.option("--catalogue", type=click.Choice(["homedepot", "fashion", "instacart"]), default="homedepot", show_default=True)
+@click.option("--limit", type=int, help="Only the first N records.")
+@click.option("--keep", is_flag=True, help="Keep the benchmark's index version instead of deleting it.")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False), help="Write the figures to this file.")
+@pass_settings
+@_fail_cleanly
+def bench_ingest_cmd(settings: Settings, catalogue: str, limit: int | None, keep: bool, json_file: str | None) -> None:
+    """Raw encoder vs full pipeline vs unchanged re-ingest (items/s)."""
+    figures = bench_ingest(settings, catalogue, limit, keep, echo=click.echo)
+    _print(figures)
+    if json_file:
+        with open(json_file, "w", encoding="utf-8") as f:
+            json.dump(figures, f, indent=2)
+
+
+@bench.command("query")
+@click.option("--catalogue", default="homedepot", show_default=True)
+@click.option("--clients", type=int, default=16, show_default=True)
+@click.option("--seconds", type=float, default=20.0, show_default=True, help="Per mode.")
+@click.option("--proxy-workers", type=int, default=2, show_default=True, help="gunicorn workers of the proxy under test.")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False))
+@pass_settings
+@_fail_cleanly
+def bench_query_cmd(settings: Settings, catalogue: str, clients: int, seconds: float, proxy_workers: int,
+                    json_file: str | None) -> None:
+    """Direct BM25 vs pass-through vs hybrid vs hybrid + personalised: latency, QPS, errors."""
+    figures = bench_query(settings, catalogue, clients, seconds, proxy_workers, echo=click.echo)
+    if json_file:
+        with open(json_file, "w", encoding="utf-8") as f:
+            json.dump(figures, f, indent=2)
+
+
+# --- simulate and profiles -------------------------------------------------------------------
+
+@main.group()
+def simulate() -> None:
+    """Simulated shoppers, for training and tests (never for evaluation)."""
+
+
+@simulate.command("clicks")
+@click.option("--catalogue", required=True)
+@click.option("--judgments", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--sessions", type=int, default=1000, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--proxy", help="URL of a running proxy (default: the middleware in-process).")
+@pass_settings
+@_fail_cleanly
+def simulate_clicks_cmd(settings: Settings, catalogue: str, judgments: str, sessions: int, seed: int, proxy: str | None) -> None:
+    """Send judged queries through the shopper search and post clicks from a position-based model."""
+
+    with tqdm(total=sessions, unit="session") as bar:
+        counts = simulate_clicks(settings, catalogue, judgments, sessions, seed, proxy,
+                                 progress=lambda done, total: bar.update(done - bar.n))
+    _print(counts)
+
+
+@main.group()
+def profiles() -> None:
+    """Shopper profiles built from click logs."""
+
+
+@profiles.command("update", help="Update shopper profiles and product popularity from click logs.")
+@click.option("--catalogue", required=True)
+@click.option("--since", help="Only shoppers with events received after this ISO time.")
+@pass_settings
+@_fail_cleanly
+def profiles_update_cmd(settings: Settings, catalogue: str, since: str | None) -> None:
+    """Update the profiles of shoppers with new events, and product popularity (Celery tasks)."""
+    app = make_app(settings)
+    _print({"profiles": app.send_task("shopsearch.profiles.update", args=[catalogue, None, since]).get(timeout=3600),
+            "popularity": app.send_task("shopsearch.profiles.popularity", args=[catalogue]).get(timeout=3600)})
+
+
+# --- demo -----------------------------------------------------------------------------------
+
+@main.command("demo")
+@click.option("--no-serve", is_flag=True, help="Exit after the example queries instead of serving.")
+@pass_settings
+@_fail_cleanly
+def demo_cmd(settings: Settings, no_serve: bool) -> None:
+    """Start everything, ingest the fashion sample, serve the proxy, show example queries."""
+    run_demo(settings, serve=not no_serve)
+
+
+from shopsearch.cli.eval import eval_group  # noqa: E402
+
+main.add_command(eval_group)
+
+from shopsearch.cli.admin import register as register_admin  # noqa: E402
+from shopsearch.encoders.text import EncoderError
+from shopsearch.index.mapping import MappingError
+from shopsearch.index.versions import IndexVersionError
+from shopsearch.ops.services.process import ServiceError
+from shopsearch.index.catalogue import create_catalogue_version
+from shopsearch.cluster import connect
+from shopsearch.index.versions import list_versions
+from shopsearch.index.versions import switch_alias
+from shopsearch.index.versions import delete_version
+from tqdm import tqdm
+from shopsearch.workers.dispatch import run_ingest
+from shopsearch.ops.bench_ingest import bench_ingest
+from shopsearch.ops.bench_query import bench_query
+from shopsearch.ops.simulate import simulate_clicks
+from shopsearch.workers.app import make_app
+from shopsearch.ops.demo import run_demo
+register_admin(main)
+
+if __name__ == "__main__":
+    main()

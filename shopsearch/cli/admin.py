@@ -1,0 +1,195 @@
+"""``shopsearch reindex | promote | rollback | status | finetune | models``: models and rollout from the command line.
+
+``register(group)`` adds the commands to the ``shopsearch`` group (``cli.py`` calls it). The
+rollout itself is ``shopsearch.rollout``; these commands run it in this process (like
+``shopsearch ingest``: the encoding happens on the Celery workers) and translate its errors
+into one-line messages with a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import wraps
+
+import click
+
+from shopsearch.settings import Settings
+from opensearchpy.exceptions import ConnectionError as OSConnectionError
+from shopsearch.encoders.text import EncoderError
+from shopsearch.index.mapping import MappingError
+from shopsearch.index.versions import IndexVersionError
+from shopsearch.learn.rollout import RolloutError
+from tqdm import tqdm
+from shopsearch.workers.dispatch import reindex
+from shopsearch.learn.rollout import promote
+from shopsearch.learn.rollout import rollback
+from shopsearch.learn.rollout import status
+from shopsearch.workers.dispatch import run_loop as run
+from shopsearch.learn.loop import load_state
+from shopsearch.workers.dispatch import start_chain
+from shopsearch.learn.registry import ModelRegistry
+
+
+def _print(data) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def _fail_cleanly(fn):
+    """The rollout's and the cluster's errors as one-line CLI errors (this boundary only)."""
+
+
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (RolloutError, IndexVersionError, MappingError, EncoderError) as e:
+            raise click.ClickException(str(e)) from None
+        except OSConnectionError:
+            raise click.ClickException("OpenSearch cannot be reached: start it with `shopsearch services up`") from None
+    return wrapper
+
+
+@click.command("reindex")
+@click.option("--catalogue", required=True, help="Catalogue (alias) to build a new version of.")
+@click.option("--model", help="Model registry version, model directory or package name (default: the live version's).")
+@click.option("--source", type=click.Path(exists=True, dir_okay=False),
+              help="Catalogue file to read (default: reuse the live version's cleaned documents).")
+@click.option("--mapping", help="Field mapping of --source (as for ingest).")
+@click.option("--images", type=click.Path(exists=True, file_okay=False), help="Directory image paths of --source are relative to.")
+@click.option("--limit", type=int, help="Read at most N records of --source.")
+@click.option("--no-swap", is_flag=True, help="Stop once the new version is verified (promote it later).")
+@click.pass_obj
+@_fail_cleanly
+def reindex_cmd(settings: Settings, catalogue: str, model: str | None, source: str | None, mapping: str | None,
+                images: str | None, limit: int | None, no_swap: bool) -> None:
+    """Build <catalogue>-v<N+1> with a new model or fresh data, verify it, swap the alias.
+
+    Run it again after a crash: it resumes the unfinished version for the same model and source.
+    """
+
+    bar = tqdm(total=0, unit="item", desc="encode+index")
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        state = reindex(settings, catalogue, model, source, mapping, on_progress=progress, images=images,
+                        limit=limit, swap=not no_swap)
+    finally:
+        bar.close()
+    _print(state)
+    if state["step"] != "swapped" and not no_swap:
+        raise click.ClickException(f"{state['index']} stopped at step {state['step']}")
+
+
+@click.command("promote")
+@click.option("--catalogue", required=True)
+@click.argument("version")
+@click.pass_obj
+@_fail_cleanly
+def promote_cmd(settings: Settings, catalogue: str, version: str) -> None:
+    """Point the alias at VERSION (<catalogue>-vN, vN or N); refuses an unverified or empty one."""
+    result = promote(settings, catalogue, version)
+    click.echo(f"{catalogue}: {result['previous']} -> {result['index']} ({result['model_version']})")
+
+
+@click.command("rollback")
+@click.option("--catalogue", required=True)
+@click.pass_obj
+@_fail_cleanly
+def rollback_cmd(settings: Settings, catalogue: str) -> None:
+    """Point the alias back at the version that was live before, in one step."""
+    result = rollback(settings, catalogue)
+    click.echo(f"{catalogue}: {result['previous']} -> {result['index']} ({result['model_version']})")
+
+
+@click.command("status")
+@click.option("--catalogue", help="One catalogue (default: every catalogue with versions).")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole status as JSON.")
+@click.pass_obj
+@_fail_cleanly
+def status_cmd(settings: Settings, catalogue: str | None, as_json: bool) -> None:
+    """Alias -> index -> model, document counts, every version's rollout state, last click-log event."""
+    found = status(settings, catalogue)
+    if as_json:
+        _print(found)
+        return
+    for name, c in found["catalogues"].items():
+        click.echo(f"{name} -> {c['live'] or '(no live index)'}  model={c['model_version'] or '-'}  docs={c['docs']}  "
+                   f"previous={c['previous'] or '-'}  events={c['events']} (last {c['last_event'] or '-'})")
+        for v in c["versions"]:
+            step = v["rollout"].get("step", "-")
+            click.echo(f"  {'*' if v['live'] else ' '} {v['index']:30} docs={v['docs']:<9} step={step:9} "
+                       f"model={v['model_version'] or '?'}")
+
+
+COMMANDS = (reindex_cmd, promote_cmd, rollback_cmd, status_cmd)
+
+
+@click.command("finetune")
+@click.option("--catalogue", required=True, help="Catalogue whose click logs train the model.")
+@click.option("--judgments", type=click.Path(exists=True, dir_okay=False),
+              help="Validation judgments for the gate (never the training clicks' queries). Required unless --resume.")
+@click.option("--since", help="Only clicks on searches from this ISO date-time on.")
+@click.option("--until", help="Only clicks on searches before this ISO date-time.")
+@click.option("--epochs", default=1, show_default=True)
+@click.option("--batch-size", default=32, show_default=True)
+@click.option("--max-pairs", type=int, help="Train on at most N (query, clicked item) pairs.")
+@click.option("--limit-queries", type=int, help="Gate on a deterministic sample of N validation queries.")
+@click.option("--no-rerank", is_flag=True, help="Do not train the cross-encoder re-ranker.")
+@click.option("--rerank-max-steps", type=int, default=900, show_default=True, help="Training steps of the re-ranker (16 rows each).")
+@click.option("--no-promote", is_flag=True, help="Stop after the gate; promote later with shopsearch promote.")
+@click.option("--shuffle-labels", is_flag=True, help="Train on shuffled query-item pairs (a deliberately worse model, to test the gate).")
+@click.option("--resume", "version", help="Resume an interrupted run by its version (steps already done are skipped).")
+@click.option("--celery", "via_celery", is_flag=True, help="Run the loop as a Celery chain on the rollout worker and wait.")
+@click.pass_obj
+@_fail_cleanly
+def finetune_cmd(settings: Settings, catalogue: str, judgments: str | None, since: str | None, until: str | None,
+                 epochs: int, batch_size: int, max_pairs: int | None, limit_queries: int | None, no_rerank: bool,
+                 rerank_max_steps: int,
+                 no_promote: bool, shuffle_labels: bool, version: str | None, via_celery: bool) -> None:
+    """Learn from click logs: collect -> train -> reindex -> gate -> swap (see shopsearch/finetune_loop.py)."""
+    kwargs = dict(version=version, since=since, until=until, epochs=epochs, batch_size=batch_size, max_pairs=max_pairs,
+                  limit_queries=limit_queries, rerank=not no_rerank, rerank_max_steps=rerank_max_steps,
+                  promote=not no_promote, shuffle_labels=shuffle_labels)
+    try:
+        if via_celery:
+            last = start_chain(settings, catalogue, judgments, **kwargs).get(timeout=24 * 3600)
+            state = load_state(settings, last["version"])
+        else:
+            state = run(settings, catalogue, judgments, echo=click.echo, **kwargs)
+    except (LookupError, ValueError) as e:
+        raise click.ClickException(str(e)) from None
+    _print({"version": state["version"], "steps": state["steps"]})
+
+
+@click.command("models")
+@click.option("--json", "as_json", is_flag=True, help="Print the registry entries as JSON.")
+@click.pass_obj
+def models_cmd(settings: Settings, as_json: bool) -> None:
+    """List the fine-tuned models of the registry with their gate numbers and status."""
+    models = ModelRegistry(settings.models_path).list()
+    if as_json:
+        _print(models)
+        return
+    if not models:
+        click.echo(f"no models in {settings.models_path}")
+        return
+    click.echo("| version | status | catalogue | base | pairs | live nDCG@10 | candidate nDCG@10 | gate |")
+    click.echo("|---|---|---|---|---|---|---|---|")
+    for m in models:
+        gate = m.get("gate") or {}
+        numbers = gate.get("numbers") or {}
+        click.echo(f"| {m['version']} | {m['status']} | {m.get('catalogue')} | {m.get('base_version')} | "
+                   f"{(m.get('data') or {}).get('pairs_train')} | {numbers.get('live_ndcg@10')} | "
+                   f"{numbers.get('candidate_ndcg@10')} | {gate.get('decision')} |")
+
+
+COMMANDS = COMMANDS + (finetune_cmd, models_cmd)
+
+
+def register(group: click.Group) -> None:
+    """Add the rollout commands to ``group`` (the ``shopsearch`` command group)."""
+    for command in COMMANDS:
+        group.add_command(command)

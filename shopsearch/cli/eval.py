@@ -1,0 +1,229 @@
+"""``shopsearch eval``: relevance on human judgments through the production query path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from shopsearch.settings import Settings
+from shopsearch.cluster import connect
+from shopsearch.query.searcher import Searcher
+from tqdm import tqdm
+from shopsearch.evaluation.run import evaluate, load_judgments
+from shopsearch.evaluation.report import write_report
+from shopsearch.query.searcher import STRATEGIES, SearchError, SearchRequest
+import csv
+from shopsearch.evaluation.run import split_queries
+from shopsearch.ops.eval_personalisation import run
+from shopsearch.encoders.text import text_encoder
+from shopsearch.evaluation.run import score_pairs
+from shopsearch.evaluation.run import load_judgments, select_queries, split_queries
+from shopsearch.evaluation.metrics import ndcg_at_k
+from shopsearch.query.build import rank
+
+
+def _searcher(settings: Settings):
+    # identical requests are not answered from the result cache: each query is measured for real
+    return Searcher(connect(settings, timeout=120), settings.replace(result_cache_seconds=0))
+
+
+def _bar(total_label: str):
+    bar = tqdm(total=0, unit="search", desc=total_label)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+    return bar, progress
+
+
+@click.group("eval")
+def eval_group() -> None:
+    """Measure relevance on human judgments, the same way every time."""
+
+
+@eval_group.command("search")
+@click.option("--catalogue", required=True)
+@click.option("--judgments", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--strategies", default="bm25,dense,hybrid,hybrid-rrf", show_default=True)
+@click.option("--limit-queries", type=int, help="A deterministic sample of N queries.")
+@click.option("--index", help="Evaluate this version of the catalogue (e.g. a candidate not yet behind the alias).")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False))
+@click.option("--report", "report_dir", type=click.Path(file_okay=False))
+@click.pass_obj
+def eval_search(settings: Settings, catalogue: str, judgments: str, strategies: str, limit_queries: int | None,
+                index: str | None, json_file: str | None, report_dir: str | None) -> None:
+    """Run every judged query once per strategy against the whole catalogue and score it."""
+    names = [s.strip() for s in strategies.split(",") if s.strip()]
+    unknown = [s for s in names if s not in STRATEGIES]
+    if unknown:
+        raise click.ClickException(f"unknown strategies {unknown}; known: {', '.join(STRATEGIES)}")
+    searcher = _searcher(settings)
+    try:
+        searcher.pinned(catalogue, index) if index else searcher.live(catalogue)
+    except SearchError as e:
+        raise click.ClickException(f"{e} (ingest it first: shopsearch ingest ... --catalogue {catalogue})") from None
+
+    def search(query: str, strategy: str) -> list[str]:
+        return [h["id"] for h in searcher.search(catalogue, SearchRequest(q=query, size=100, strategy=strategy), index)["hits"]]
+
+    judged = load_judgments(judgments)
+    bar, progress = _bar("eval")
+    try:
+        result = evaluate(judged, names, search, limit_queries=limit_queries, progress=progress)
+    finally:
+        bar.close()
+    doc = result.to_json(catalogue, judgments)
+    _print_table(doc)
+    if json_file:
+        Path(json_file).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    if report_dir:
+        titles = _titles(searcher, catalogue, result)
+        click.echo(f"report: {write_report(result, report_dir, catalogue, titles=titles)}")
+
+
+@eval_group.command("split")
+@click.option("--judgments", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--valid-fraction", default=0.3, show_default=True, type=click.FloatRange(0, 1))
+@click.option("--seed", default=0, show_default=True)
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
+def eval_split(judgments: str, valid_fraction: float, seed: int, out_dir: str) -> None:
+    """Split a judgments file by query into train.tsv and valid.tsv (no query in both).
+
+    Clicks are simulated from train.tsv only; the fine-tuning gate and the final evaluation read
+    valid.tsv, so a model is never judged on the queries it learnt from.
+    """
+    with open(judgments, newline="", encoding="utf-8") as f:
+        reader = csv.reader(f, delimiter="\t")
+        header = next(reader)
+        rows = list(reader)
+    valid, _ = split_queries((r[0] for r in rows), valid_fraction, seed)
+    valid_set = set(valid)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, keep in (("train.tsv", lambda q: q not in valid_set), ("valid.tsv", lambda q: q in valid_set)):
+        part = [r for r in rows if keep(r[0])]
+        with open(out / name, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f, delimiter="\t", lineterminator="\n")
+            w.writerow(header)
+            w.writerows(part)
+        click.echo(f"{out / name}: {len({r[0] for r in part})} queries, {len(part)} judgments")
+
+
+@eval_group.command("personalisation")
+@click.option("--orders", "orders_file", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Instacart order_lines.tsv (products.tsv and aisles.tsv beside it).")
+@click.option("--catalogue", default="instacart", show_default=True)
+@click.option("--limit-users", type=int, help="The first N shoppers only (a quick run).")
+@click.option("--ablation", is_flag=True, help="Also score with each profile feature switched off.")
+@click.option("--proxy", help="Send events and searches to a running proxy (URL) instead of the in-process middleware.")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False))
+@click.pass_obj
+def eval_personalisation(settings: Settings, orders_file: str, catalogue: str, limit_users: int | None, ablation: bool,
+                         proxy: str | None, json_file: str | None) -> None:
+    """Replay real order histories as purchase events and score personalised search on the last orders."""
+    bars: dict[str, tqdm] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        bar = bars.get(stage) or bars.setdefault(stage, tqdm(total=total, desc=stage, unit="step"))
+        bar.update(done - bar.n)
+    try:
+        doc = run(settings, orders_file, catalogue, proxy=proxy, limit_users=limit_users, ablation=ablation,
+                  progress=progress)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    finally:
+        for bar in bars.values():
+            bar.close()
+    click.echo(f"users {doc['users']}, targets {doc['targets']}")
+    click.echo("| ranking | MRR | HitRate@10 |\n|---|---|---|")
+    rows = [("unpersonalised", doc["unpersonalised"]), ("personalised", doc["personalised"])]
+    rows += list(doc.get("ablation", {}).items())
+    for name, m in rows:
+        click.echo(f"| {name} | {m['mrr']:.4f} | {m['hit@10']:.4f} |")
+    click.echo(f"personalised / unpersonalised MRR: {doc['ratio_mrr']}")
+    if json_file:
+        Path(json_file).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+
+
+def _titles(searcher, catalogue: str, result) -> dict[str, str]:
+    """Titles of the products the report shows (only those, fetched in one mget)."""
+    wanted = set()
+    for per_strategy in result.top.values():
+        for ids in per_strategy:
+            wanted.update(ids[:5])
+    if not wanted:
+        return {}
+    docs = searcher.client.mget(index=catalogue, body={"ids": sorted(wanted)}, _source_includes=["title"])["docs"]
+    return {d["_id"]: d["_source"]["title"] for d in docs if d.get("found")}
+
+
+def _print_table(doc: dict) -> None:
+    click.echo(f"\n{doc['catalogue']}: {doc['queries']} queries scored")
+    click.echo(f"{'strategy':12} {'nDCG@10':>8} {'cond.nDCG':>9} {'R@100':>7} {'MRR':>7} {'p50ms':>7} {'p95ms':>7}  nDCG@10 vs bm25 [95% CI]")
+    for name, m in doc["strategies"].items():
+        ratio = m["vs_bm25"].get("ndcg@10") or [None, None, None]
+        ci = f"{ratio[0]:.3f} [{ratio[1]:.3f}, {ratio[2]:.3f}]" if ratio[0] is not None else "-"
+        click.echo(f"{name:12} {m['ndcg@10']:8.4f} {m['condensed_ndcg@10']:9.4f} {m['recall@100']:7.4f} {m['mrr']:7.4f} "
+                   f"{m['p50_ms']:7.1f} {m['p95_ms']:7.1f}  {ci}")
+
+
+@eval_group.command("pairs")
+@click.option("--pairs", "pairs_file", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--model", help="Text model (default: the text_model setting).")
+@click.pass_obj
+def eval_pairs(settings: Settings, pairs_file: str, model: str | None) -> None:
+    """How well an encoder orders real query-title pairs by human label (AUC 2 vs 0, Spearman)."""
+    encoder = text_encoder(settings.replace(text_model=model) if model else settings)
+    result = score_pairs(pairs_file, encoder.encode)
+    click.echo(json.dumps({"model": encoder.version, **result}, indent=2))
+
+
+@eval_group.command("tune")
+@click.option("--catalogue", required=True)
+@click.option("--judgments", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--validation-fraction", type=float, default=0.5, show_default=True)
+@click.option("--limit-queries", type=int, help="A deterministic sample of N queries (before the split).")
+@click.pass_obj
+def eval_tune(settings: Settings, catalogue: str, judgments: str, validation_fraction: float, limit_queries: int | None) -> None:
+    """Search fusion settings (method, vector weight, k) on one part of the judgments, validate on the other.
+
+    Each query's BM25 and k-NN candidates are retrieved once, through the shopper search's own
+    retrieval, then fused offline for every setting with the same fusion functions. Only the
+    judgments file given is read.
+    """
+    judged = load_judgments(judgments)
+    queries = select_queries(judged, limit_queries)
+    validation, tuning = split_queries(queries, validation_fraction)
+    searcher = _searcher(settings)
+    depth = 200
+    candidates = {}
+    bar, progress = _bar("retrieve")
+    try:
+        for n, q in enumerate(tuning + validation, 1):
+            candidates[q] = searcher.candidates(catalogue, q, depth)
+            progress(n, len(tuning) + len(validation))
+    finally:
+        bar.close()
+
+    def score(part, method, weight, k):
+        values = []
+        for q in part:
+            bm25, knn = candidates[q]
+            ranked = [d for d, _ in rank(method, bm25[:k], knn[:k], weight, settings.rrf_k)]
+            v = ndcg_at_k(ranked, judged[q], 10)
+            if v is not None:
+                values.append(v)
+        return sum(values) / max(len(values), 1)
+
+    grid = [(m, w, k) for m in ("minmax", "rrf") for w in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9) for k in (50, 100, 200)]
+    results = sorted(((score(tuning, *g), g) for g in grid), reverse=True)
+    click.echo(f"{len(tuning)} tuning queries, {len(validation)} validation queries; nDCG@10 on the tuning part:")
+    for value, (m, w, k) in results[:8]:
+        click.echo(f"  fusion={m:6} vector_weight={w:.1f} k={k:<3}  {value:.4f}")
+    value, (m, w, k) = results[0]
+    click.echo(f"best: SHOPSEARCH_FUSION={m} SHOPSEARCH_VECTOR_WEIGHT={w} SHOPSEARCH_CANDIDATE_DEPTH={k}")
+    click.echo(f"  tuning nDCG@10 {value:.4f}; validation nDCG@10 {score(validation, m, w, k):.4f} "
+               f"(current settings: {score(validation, settings.fusion, settings.vector_weight, settings.candidate_depth):.4f}; "
+               f"k-NN alone: {score(validation, 'dense', 1.0, k):.4f}; lexical alone: {score(validation, 'minmax', 0.0, k):.4f})")

@@ -1,0 +1,74 @@
+"""Click logs in OpenSearch, in the User Behavior Insights shape: ``ubi_queries`` and ``ubi_events``.
+
+Queries and events are written through a :class:`~shopsearch.bulk_buffer.BulkBuffer` (the
+search path never waits on it). Shopper ids are stored only as pseudonyms
+(:func:`shopsearch.events.pseudonym`, salted by the ``pseudonym_salt`` setting).
+"""
+
+from __future__ import annotations
+
+import time
+
+from opensearchpy import OpenSearch, helpers
+
+from shopsearch.index.mapping import load_template, render
+from shopsearch.settings import Settings
+
+
+def ensure_ubi_indices(client: OpenSearch, settings: Settings) -> None:
+    for template, name in (("ubi_queries", settings.ubi_queries_index), ("ubi_events", settings.ubi_events_index)):
+        body = render(load_template(template), {"number_of_replicas": settings.number_of_replicas})
+        if not client.indices.exists(index=name):
+            client.indices.create(index=name, body=body)
+        else:  # mappings only grow: a newer version's fields are added to the live index
+            client.indices.put_mapping(index=name, body=body["mappings"])
+
+
+def query_document(query_id: str, user: str | None, catalogue: str, result: dict) -> dict:
+    """The ``ubi_queries`` document of one shopper search (pure); positions count from the first page.
+
+    >>> query_document("q", None, "c", {"page": 1, "size": 2, "hits": [{"id": "a"}]})["impressions"]
+    [{'object_id': 'a', 'position': 3}]
+    """
+    first = 1 + int(result.get("page") or 0) * int(result.get("size") or 0)
+    return {"query_id": query_id, "user_id": user, "catalogue": catalogue, "index": result.get("index"),
+            "model_version": result.get("model_version"), "user_query": result.get("q"),
+            "strategy": result.get("strategy"), "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "query_response_hit_ids": [h["id"] for h in result.get("hits", [])],
+            "impressions": [{"object_id": h["id"], "position": n} for n, h in enumerate(result.get("hits", []), first)]}
+
+
+def recorded_queries(client: OpenSearch, settings: Settings, ids: list[str]) -> dict[str, str]:
+    """``{query_id: catalogue}`` for the query ids that are recorded."""
+    if not ids:
+        return {}
+    found = client.mget(index=settings.ubi_queries_index, body={"ids": ids}, _source_includes=["catalogue"])
+    return {d["_id"]: d["_source"].get("catalogue") for d in found["docs"] if d.get("found")}
+
+
+def user_events(client: OpenSearch, settings: Settings, user: str, catalogue: str | None = None,
+                since: str | None = None) -> list[dict]:
+    """Every stored event of one (pseudonymous) shopper, oldest first."""
+    filters = [{"term": {"user_id": user}}]
+    if catalogue:
+        filters.append({"term": {"catalogue": catalogue}})
+    if since:
+        filters.append({"range": {"timestamp": {"gt": since}}})
+    query = {"query": {"bool": {"filter": filters}}, "sort": [{"timestamp": "asc"}]}
+    return [h["_source"] for h in helpers.scan(client, index=settings.ubi_events_index, query=query, preserve_order=True)]
+
+
+def forget_user(client: OpenSearch, settings: Settings, user: str) -> dict[str, int]:
+    """Delete every event, query and profile of one (pseudonymous) shopper; returns the counts."""
+    counts = {}
+    for index in (settings.ubi_events_index, settings.ubi_queries_index, settings.profiles_index):
+        if not client.indices.exists(index=index):
+            counts[index] = 0
+            continue
+        client.indices.refresh(index=index)  # what was just written must be found and deleted too
+        hits = helpers.scan(client, index=index, query={"query": {"term": {"user_id" if index != settings.profiles_index else "user": user}}},
+                            _source=False)
+        actions = [{"_op_type": "delete", "_index": index, "_id": h["_id"]} for h in hits]
+        helpers.bulk(client, actions, refresh=True, raise_on_error=False)
+        counts[index] = len(actions)
+    return counts

@@ -1,0 +1,209 @@
+"""An ingest run: read -> map -> clean -> dedupe -> normalise here; encode -> index on the workers.
+
+One pipeline serves ``ingest``, ``reindex`` and ``bench ingest``: :func:`plan` (read, map,
+clean, dedupe) and :func:`index_items` (scales, projection, unchanged skip, encode -> write).
+Where the chunks run is a :class:`Runner` the caller passes in: Celery workers
+(``shopsearch.workers.dispatch``), so this flow never imports the Celery adapter.
+
+The coordinator sees the whole run, which duplicate ids and near-duplicate groups need, and
+cleaning is pure and fast (tens of thousands of items a second). Unchanged items (same content
+hash and model version as the indexed document) are skipped without encoding. The rest go to
+Celery in chunks, each a chain ``encode.chunk -> ingest.write``. Every record read ends up
+counted: accepted and indexed, rejected to the dead-letter file with its reason, superseded by a
+later record with the same id, or skipped unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Callable, Iterator, Protocol, Sequence
+
+from shopsearch.index.catalogue import create_catalogue_version, live_meta
+from shopsearch.cluster import connect
+from shopsearch.settings import Settings
+
+from shopsearch.ingest.read import BUILTIN_MAPPINGS, detect_format, load_mapping, read_source_items
+from shopsearch.ingest.clean import clean_item
+from shopsearch.ingest.dedupe import dedupe
+from shopsearch.ingest.write import existing_hashes
+from shopsearch.ingest.normalise import fit_catalogue_scales, normalise_item
+
+PROJECTION_SAMPLE = 2000
+
+
+@dataclass
+class Summary:
+    catalogue: str
+    index: str
+    run_id: str
+    read: int = 0
+    accepted: int = 0
+    rejected: Counter = field(default_factory=Counter)
+    superseded: int = 0
+    skipped_unchanged: int = 0
+    encoded: int = 0
+    indexed: int = 0
+    failed: list = field(default_factory=list)
+    image_unreadable: int = 0
+    duplicate_groups: int = 0
+    dead_letters: str = ""
+    seconds: float = 0.0
+
+    @property
+    def complete(self) -> bool:
+        """Every accepted item is in the index (indexed now or kept unchanged)."""
+        return not self.failed and self.indexed + self.skipped_unchanged == self.accepted
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["rejected"] = dict(self.rejected)
+        d["complete"] = self.complete
+        return d
+
+
+def default_mapping(path: Path, catalogue: str) -> str:
+    """A built-in mapping named like the catalogue, else the canonical JSONL one."""
+    if catalogue in BUILTIN_MAPPINGS:
+        return catalogue
+    if detect_format(path) == "jsonl":
+        return "generic_jsonl"
+    raise ValueError(f"no mapping for {path.name}: pass --mapping (built-in: {sorted(BUILTIN_MAPPINGS)}, or a JSON file)")
+
+
+class Runner(Protocol):
+    """Where the encode -> write chunks of an ingest run, and other background work, are executed."""
+
+    def fit_projection(self, payload: dict) -> dict:
+        """Learn the image -> text projection for ``payload["items"]``; returns its ``_meta`` entry."""
+
+    def encode_and_write(self, payloads: Sequence[dict]) -> Iterator[dict]:
+        """Encode and bulk-write each chunk; yields each chunk's outcome, in order."""
+
+    def send(self, task: str, *args) -> None:
+        """Start a named background task without waiting for it (e.g. a profile rebuild)."""
+
+
+def update_meta(client, index: str, changes: dict) -> dict:
+    """Merge ``changes`` into an index version's ``_meta``; returns the new ``_meta``."""
+    meta = client.indices.get_mapping(index=index)[index]["mappings"].get("_meta", {})
+    meta.update(changes)
+    client.indices.put_mapping(index=index, body={"_meta": meta})
+    return meta
+
+
+def plan(path: Path, mapping_name: str, images: Path | None, limit: int | None, summary: Summary,
+         dead: list[dict]) -> list[dict]:
+    """Read, map, clean and dedupe; fills the summary and the dead letters; returns kept items."""
+    mapping = load_mapping(mapping_name)
+    base_dir = images or path.parent
+    accepted = []
+    for line_no, source in islice(read_source_items(path, mapping), limit):
+        summary.read += 1
+        result = clean_item(source, base_dir)
+        if result.accepted:
+            accepted.append(result.item)
+        else:
+            summary.rejected[result.reason] += 1
+            dead.append({"line": line_no, "reason": result.reason, "detail": result.detail, "record": result.record})
+    kept, superseded, groups = dedupe(accepted)
+    summary.superseded = len(superseded)
+    summary.duplicate_groups = len(groups)
+    dead.extend({"reason": s["reason"], "detail": s["detail"], "record": s["record"]} for s in superseded)
+    summary.accepted = len(kept)
+    return kept
+
+
+def _dispatch_and_wait(runner: Runner, todo, index, meta, projection, chunk_size, summary, on_progress):
+    """Send every chunk to the runner, then collect the outcomes in order."""
+    payloads = [{"index": index, "chunk": n, "model": meta["model"], "projection": projection,
+                 "items": todo[start:start + chunk_size]} for n, start in enumerate(range(0, len(todo), chunk_size))]
+    done = 0
+    for payload, outcome in zip(payloads, runner.encode_and_write(payloads)):
+        summary.indexed += outcome["indexed"]
+        summary.failed.extend(outcome["failures"])
+        summary.image_unreadable += len(outcome["image_unreadable"])
+        done += len(payload["items"])
+        if on_progress:
+            on_progress(done, len(todo))
+
+
+def index_items(client, runner: Runner, index: str, items: list[dict], summary: Summary, chunk_size: int = 256,
+                on_progress: Callable[[int, int], None] | None = None, projection: dict | None = None) -> dict:
+    """The second half of every run: projection, unchanged skip, encode -> write; returns the index's ``_meta``.
+
+    ``items`` are clean and normalised. A catalogue with images and no projection yet gets one:
+    ``projection`` when given (a reindex in the same text space reuses it), else learnt by the
+    runner. Items whose content hash and model version match the stored document are skipped,
+    so a run that stopped half way resumes where it was.
+    """
+    meta = client.indices.get_mapping(index=index)[index]["mappings"].get("_meta", {})
+    with_images = [i for i in items if i.get("image") and not str(i["image"]).startswith(("http://", "https://"))]
+    if with_images and "projection" not in meta:
+        fitted = projection or runner.fit_projection({"index": index, "model": meta["model"],
+                                                       "items": with_images[:PROJECTION_SAMPLE]})
+        meta = update_meta(client, index, {"projection": fitted})
+    todo = []
+    for start in range(0, len(items), 500):
+        block = items[start:start + 500]
+        have = existing_hashes(client, index, [i["id"] for i in block])
+        for item in block:
+            if have.get(item["id"]) == (item.get("content_hash"), meta["model_version"]):
+                summary.skipped_unchanged += 1
+            else:
+                todo.append(item)
+    summary.encoded = len(todo)
+    if todo:
+        # no refreshes while bulk-writing: fewer, larger segments, so Lucene rebuilds fewer HNSW graphs in merges
+        client.indices.put_settings(index=index, body={"index": {"refresh_interval": "-1"}})
+    try:
+        _dispatch_and_wait(runner, todo, index, meta, meta.get("projection", {}).get("path"), chunk_size, summary,
+                           on_progress)
+    finally:
+        if todo:
+            client.indices.put_settings(index=index, body={"index": {"refresh_interval": "1s"}})
+        client.indices.refresh(index=index)
+    return meta
+
+
+def run_ingest(settings: Settings, path: str | Path, catalogue: str, mapping: str | None = None,
+               images: str | Path | None = None, limit: int | None = None, chunk_size: int = 256,
+               on_progress: Callable[[int, int], None] | None = None, *, runner: Runner,
+               index: str | None = None) -> Summary:
+    """Ingest a catalogue file into ``index``, or the live index of ``catalogue`` (created when missing)."""
+    started = time.perf_counter()
+    path = Path(path)
+    client = connect(settings, timeout=120)
+    if index is not None:
+        index_mapping = client.indices.get_mapping(index=index)[index]["mappings"]
+    else:
+        try:
+            index, index_mapping = live_meta(client, catalogue)
+        except LookupError:
+            create_catalogue_version(client, settings, catalogue)
+            index, index_mapping = live_meta(client, catalogue)
+    meta = index_mapping.get("_meta", {})
+    summary = Summary(catalogue, index, uuid.uuid4().hex[:12])
+    dead: list[dict] = []
+    items = plan(path, mapping or default_mapping(path, catalogue), Path(images) if images else None, limit, summary, dead)
+
+    # numbers are scaled with the parameters stored with the index version, fitted on its first ingest
+    if "scales" not in meta:
+        meta = update_meta(client, index, {"scales": fit_catalogue_scales(items)})
+    items = [normalise_item(i, meta["scales"]) for i in items]
+    index_items(client, runner, index, items, summary, chunk_size, on_progress)
+
+    dl_dir = settings.home_path / "deadletters" / catalogue
+    dl_dir.mkdir(parents=True, exist_ok=True)
+    dl = dl_dir / f"{time.strftime('%Y%m%dT%H%M%S')}-{summary.run_id}.jsonl"
+    with open(dl, "w", encoding="utf-8") as f:
+        for row in dead + [{"reason": "index_failed", **x} for x in summary.failed]:
+            f.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+    summary.dead_letters = str(dl)
+    summary.seconds = round(time.perf_counter() - started, 2)
+    return summary

@@ -1,0 +1,110 @@
+"""Shopper profiles from click logs (runs as the ``shopsearch.profiles.update`` task).
+
+Incremental: only shoppers with events after ``since`` are touched, and each profile is updated
+from its previous statistics plus the events newer than it (``profile_build.build_profile``).
+Item features (fused vector, category, brand, price band) come from the catalogue's live index,
+so a profile vector lives in the same space as the documents it is compared with.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from opensearchpy import OpenSearch
+
+from shopsearch.index.catalogue import live_meta
+from shopsearch.learn.events import ACTION_WEIGHTS
+from shopsearch.learn.profiles import build_profile, decay_weight
+from shopsearch.index.profiles import get_profile, put_profile
+from shopsearch.settings import Settings
+from shopsearch.index.ubi import user_events
+from shopsearch.index.versions import live_index
+
+ITEMS_KEPT = 500
+# Every item a shopper bought or clicked keeps at least this affinity, so an old purchase still
+# outranks a stranger's favourite (buy again); above it, affinities keep their decayed order.
+ITEM_FLOOR = 0.3
+
+
+def users_with_events(client: OpenSearch, settings: Settings, catalogue: str, since: str | None) -> list[str]:
+    """Pseudonyms of shoppers with events in ``catalogue`` received after ``since``."""
+    filters = [{"term": {"catalogue": catalogue}}]
+    if since:
+        filters.append({"range": {"received_at": {"gt": since}}})
+    users, after = [], None
+    while True:
+        comp = {"size": 500, "sources": [{"u": {"terms": {"field": "user_id"}}}]}
+        if after:
+            comp["after"] = after
+        res = client.search(index=settings.ubi_events_index, body={"size": 0, "query": {"bool": {"filter": filters}},
+                                                                  "aggs": {"users": {"composite": comp}}})
+        buckets = res["aggregations"]["users"]["buckets"]
+        users += [b["key"]["u"] for b in buckets]
+        after = res["aggregations"]["users"].get("after_key")
+        if not buckets or not after:
+            return users
+
+
+def recent_catalogues(client: OpenSearch, settings: Settings, since: str) -> list[str]:
+    """Catalogues with events received after ``since`` (that still have a live index)."""
+    if not client.indices.exists(index=settings.ubi_events_index):
+        return []
+    client.indices.refresh(index=settings.ubi_events_index)
+    res = client.search(index=settings.ubi_events_index, body={
+        "size": 0, "query": {"range": {"received_at": {"gt": since}}},
+        "aggs": {"c": {"terms": {"field": "catalogue", "size": 1000}}}})
+    return [b["key"] for b in res["aggregations"]["c"]["buckets"] if live_index(client, b["key"])]
+
+
+def item_features(client: OpenSearch, index: str, ids: list[str]) -> dict[str, dict]:
+    if not ids:
+        return {}
+    docs = client.mget(index=index, body={"ids": sorted(set(ids))},
+                       _source_includes=["fused_vector", "category", "brand", "price_norm"])["docs"]
+    return {d["_id"]: {"vector": d["_source"].get("fused_vector"), "category": d["_source"].get("category"),
+                       "brand": d["_source"].get("brand"), "price_norm": d["_source"].get("price_norm")}
+            for d in docs if d.get("found")}
+
+
+def item_affinities(previous: dict | None, events: list[dict], now: datetime, half_life: float) -> dict[str, float]:
+    """Decayed, action-weighted interaction per product, scaled to [0, 1] (pure; the "buy again" signal)."""
+    weights: dict[str, float] = {}
+    if previous and previous.get("stats", {}).get("items"):
+        then = datetime.fromisoformat(previous["updated_at"].replace("Z", "+00:00"))
+        factor = decay_weight((now - then).total_seconds() / 86400, half_life)
+        weights = {k: v * factor for k, v in previous["stats"]["items"].items()}
+    for e in events:
+        w = ACTION_WEIGHTS.get(e["action_name"])
+        if w and e.get("object_id"):
+            age = (now - datetime.fromisoformat(e["timestamp"].replace("Z", "+00:00"))).total_seconds() / 86400
+            weights[e["object_id"]] = weights.get(e["object_id"], 0.0) + w * decay_weight(max(age, 0.0), half_life)
+    return dict(sorted(weights.items(), key=lambda kv: -kv[1])[:ITEMS_KEPT])
+
+
+def update_profiles(client: OpenSearch, settings: Settings, catalogue: str, users: list[str] | None = None,
+                    since: str | None = None, now: datetime | None = None) -> dict:
+    """Update the profiles of ``users`` (pseudonyms), or of every shopper with events since ``since``."""
+    now = now or datetime.now(timezone.utc)
+    client.indices.refresh(index=settings.ubi_events_index)  # events flushed a moment ago count too
+    index, mapping = live_meta(client, catalogue)
+    model_version = mapping.get("_meta", {}).get("model_version")
+    users = users if users is not None else users_with_events(client, settings, catalogue, since)
+    updated = 0
+    for who in users:
+        previous = get_profile(client, settings, catalogue, who)
+        if previous and previous.get("model_version") != model_version:
+            previous = None  # vectors of another model: rebuild from all events
+        events = user_events(client, settings, who, catalogue, since=previous["updated_at"] if previous else None)
+        if not events:
+            continue
+        items = item_features(client, index, [e["object_id"] for e in events if e.get("object_id")])
+        profile = build_profile(events, items, now, settings.profile_half_life_days, previous)
+        affinities = item_affinities(previous, events, now, settings.profile_half_life_days)
+        top = max(affinities.values(), default=0.0) or 1.0
+        profile["stats"]["items"] = affinities
+        profile["items"] = {k: round(ITEM_FLOOR + (1 - ITEM_FLOOR) * v / top, 6) for k, v in affinities.items()}
+        profile["model_version"] = model_version
+        put_profile(client, settings, catalogue, who, profile, pseudonymous=True)
+        updated += 1
+    client.indices.refresh(index=settings.profiles_index) if updated else None
+    return {"catalogue": catalogue, "users_seen": len(users), "profiles_updated": updated}

@@ -1,0 +1,150 @@
+"""Recommendations without a query (pure): request bodies and list shaping for ``plugin/recommend.py``.
+
+Three lists, each answered from the live index (and, for also-bought, the events index):
+
+- **for you**: k-NN around the shopper's profile vector, or the catalogue's most popular items
+  when there is no usable profile (cold start); both diversified so no category fills the list;
+- **similar**: k-NN around one item's ``fused_vector``, the item and its duplicates excluded
+  inside the k-NN filter (Lucene filtered search, so exclusion costs no places in the list);
+- **also bought**: co-purchase neighbours (``profile_build.co_occurrence``) over the orders of the
+  shoppers who bought the item.
+
+>>> knn_body([0.1, 0.2], 5, 10, [{"term": {"colour": "red"}}], exclude_ids=["a"])["query"]["knn"]["fused_vector"]["filter"]
+{'bool': {'filter': [{'term': {'colour': 'red'}}], 'must_not': [{'ids': {'values': ['a']}}]}}
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, timezone
+from typing import Iterable
+
+from shopsearch.learn.profiles import co_occurrence, diversify
+
+CANDIDATES_PER_PLACE = 5   # for-you fetches 5 x size candidates, so diversification has room
+MAX_CO_BUYERS = 1000       # shoppers of the item looked at for also-bought (the most recent)
+MAX_CO_PURCHASES = 10000   # their purchases read (one search page; the most recent first)
+NO_VECTORS = {"excludes": ["*_vector"]}
+
+
+def exclusion_filter(filters: list[dict], exclude_ids: Iterable[str] = (),
+                     duplicate_group: str | None = None) -> dict | None:
+    """One ``bool`` clause: the shopper's filters, minus the excluded ids and duplicate group.
+
+    >>> exclusion_filter([], duplicate_group="g")
+    {'bool': {'must_not': [{'term': {'duplicate_group': 'g'}}]}}
+    >>> exclusion_filter([]) is None
+    True
+    """
+    must_not: list[dict] = []
+    ids = list(dict.fromkeys(exclude_ids))
+    if ids:
+        must_not.append({"ids": {"values": ids}})
+    if duplicate_group:
+        must_not.append({"term": {"duplicate_group": duplicate_group}})
+    clause: dict = {}
+    if filters:
+        clause["filter"] = list(filters)
+    if must_not:
+        clause["must_not"] = must_not
+    return {"bool": clause} if clause else None
+
+
+def knn_body(vector: list[float], size: int, k: int, filters: list[dict], exclude_ids: Iterable[str] = (),
+             duplicate_group: str | None = None, field: str = "fused_vector") -> dict:
+    """k-NN on ``field`` with filters and exclusions inside the k-NN clause (efficient filtering)."""
+    knn: dict = {"vector": vector, "k": k}
+    where = exclusion_filter(filters, exclude_ids, duplicate_group)
+    if where is not None:
+        knn["filter"] = where
+    return {"size": size, "_source": NO_VECTORS, "query": {"knn": {field: knn}}}
+
+
+def popular_body(size: int, filters: list[dict], exclude_ids: Iterable[str] = ()) -> dict:
+    """The catalogue's most popular items: ``popularity_norm`` descending, then score, then id.
+
+    Items without a popularity sort last; the id keeps the order stable between requests.
+    """
+    where = exclusion_filter(filters, exclude_ids) or {"match_all": {}}
+    return {"size": size, "_source": NO_VECTORS, "track_scores": True, "query": where,
+            "sort": [{"popularity_norm": {"order": "desc", "missing": "_last"}}, "_score", {"id": "asc"}]}
+
+
+def ids_body(ids: list[str], filters: list[dict]) -> dict:
+    """The sources of ``ids`` that pass the shopper's filters (order is restored by the caller)."""
+    return {"size": len(ids), "_source": NO_VECTORS,
+            "query": {"bool": {"filter": [{"ids": {"values": ids}}, *filters]}}}
+
+
+def max_per_category(size: int) -> int:
+    """How many places one category may take in a list of ``size``: a third, and at least 2.
+
+    >>> max_per_category(10), max_per_category(3)
+    (3, 2)
+    """
+    return max(2, size // 3)
+
+
+def diversified(hits: list[dict], size: int) -> list[dict]:
+    """``size`` hits in rank order, no category above :func:`max_per_category` unless the list
+    would otherwise be short (``diversify``'s second pass fills it with the skipped items)."""
+    by_id = {h["_id"]: h for h in hits}
+    order = diversify([(h["_id"], (h.get("_source") or {}).get("category")) for h in hits],
+                      max_per_category(size), k=size)
+    return [by_id[d] for d in order]
+
+
+def shown(hit: dict, score: float | None = None) -> dict:
+    """A hit as a shopper sees it: id, score, then its source fields without vectors.
+
+    >>> shown({"_id": "a", "_score": 0.5, "_source": {"title": "Watch", "fused_vector": [1.0]}})
+    {'id': 'a', 'score': 0.5, 'title': 'Watch'}
+    """
+    value = hit.get("_score") if score is None else score
+    source = {k: v for k, v in (hit.get("_source") or {}).items() if not k.endswith("_vector")}
+    return {"id": hit["_id"], "score": round(float(value or 0.0), 6), **source}
+
+
+def utc_day(timestamp: str) -> str:
+    """The UTC calendar day of a stored event timestamp.
+
+    >>> utc_day("2024-05-01T23:30:00-02:00"), utc_day("2024-05-01T12:00:00.000Z")
+    ('2024-05-02', '2024-05-01')
+    """
+    when = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    when = when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
+    return when.date().isoformat()
+
+
+def orders_from_purchases(purchases: list[dict]) -> list[list[str]]:
+    """Purchase events grouped into orders: one per (shopper, UTC day of the event).
+
+    UBI events carry no order id, so a shopper's purchases on one day stand for one basket: a
+    checkout of several items lands on one day, while purchases weeks apart are not "bought
+    together". Events without a shopper, item or timestamp are ignored.
+
+    >>> orders_from_purchases([
+    ...     {"user_id": "u", "object_id": "a", "timestamp": "2024-05-01T09:00:00Z"},
+    ...     {"user_id": "u", "object_id": "b", "timestamp": "2024-05-01T18:00:00Z"},
+    ...     {"user_id": "u", "object_id": "c", "timestamp": "2024-06-01T09:00:00Z"}])
+    [['a', 'b'], ['c']]
+    """
+    orders: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for event in purchases:
+        user, item, when = event.get("user_id"), event.get("object_id"), event.get("timestamp")
+        if user and item and when:
+            orders[(user, utc_day(str(when)))].append(str(item))
+    return [items for _, items in sorted(orders.items())]
+
+
+def also_bought(item_id: str, purchases: list[dict]) -> list[tuple[str, float]]:
+    """The co-purchase neighbours of ``item_id``, best first, never the item itself.
+
+    ``purchases`` are the purchases of the shoppers who bought the item; scores are
+    ``co_occurrence``'s cosine over their orders, so an item those shoppers buy in every order
+    scores lower than one they buy only with ``item_id``.
+
+    >>> also_bought("a", [{"user_id": "u", "object_id": o, "timestamp": "2024-05-01T09:00:00Z"} for o in "ab"])
+    [('b', 1.0)]
+    """
+    return [(d, s) for d, s in co_occurrence(orders_from_purchases(purchases)).get(item_id, []) if d != item_id]

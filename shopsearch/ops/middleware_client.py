@@ -1,0 +1,56 @@
+"""The middleware's routes for the commands that act as shoppers (``simulate clicks``, ``eval personalisation``).
+
+``middleware(settings, proxy)``: the app built in this process (``create_app`` with these
+settings: the same routes, no HTTP server), or a running proxy at ``proxy``. Both answer
+``get(path, params) -> JSON``, ``post(path, body) -> status``, ``flush()`` (buffered events to
+OpenSearch now) and ``close()``.
+"""
+
+from __future__ import annotations
+
+from shopsearch.settings import Settings
+from shopsearch.plugin.app import create_app
+import requests
+
+
+class InProcess:
+    """The middleware app without an HTTP server: the same routes, called directly."""
+
+    def __init__(self, settings: Settings):
+        self.app = create_app(settings)
+        self.http = self.app.test_client()
+
+    def get(self, path, params):
+        return self.http.get(path, query_string=params).get_json()
+
+    def post(self, path, body):
+        return self.http.post(path, json=body).status_code
+
+    def flush(self):
+        self.app.extensions["shopsearch.events"].flush()
+
+    def close(self):
+        self.app.extensions["shopsearch.events"].close()
+
+
+class Remote:
+    """A running proxy over HTTP (its own settings; it flushes events on its own schedule)."""
+
+    def __init__(self, url: str):
+        self.url, self.session = url.rstrip("/"), requests.Session()
+
+    def get(self, path, params):
+        return self.session.get(self.url + path, params=params, timeout=60).json()
+
+    def post(self, path, body):
+        return self.session.post(self.url + path, json=body, timeout=60).status_code
+
+    def flush(self):
+        pass
+
+    def close(self):
+        pass
+
+
+def middleware(settings: Settings, proxy: str | None = None) -> InProcess | Remote:
+    return Remote(proxy) if proxy else InProcess(settings)

@@ -1,0 +1,281 @@
+"""The project's own OpenSearch node with the k-NN plugin, installed from Maven Central.
+
+Maven Central serves the minimal ``integ-test-zip`` distribution (it carries only the
+transport module) and the ``opensearch-knn`` plugin zip. The modules shopsearch needs beside
+them are published as plain jars, so the node is assembled here:
+
+* ``lang-painless``: stored Painless scripts (the personalisation boost); k-NN extends it;
+* ``analysis-common``: the ``cjk_width``/``cjk_bigram`` filters for Chinese text, stemmers, ``html_strip``.
+
+Everything is cached outside the clone. When started as root the node runs as an unprivileged
+system user (OpenSearch refuses root), in a directory that user owns.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from shopsearch.settings import Settings
+from shopsearch.ops.services.process import (ServiceError, ensure_port_free, pid_alive, read_pid, spawn, stop_pid,
+                      tail, wait_until)
+
+CLUSTER_NAME = "shopsearch"
+
+# name -> (plugin class, plugins it extends, security policy) for the modules added to the zip
+MODULES = {
+    "lang-painless": ("org.opensearch.painless.PainlessPlugin", "",
+                      'grant {\n  permission java.lang.RuntimePermission "createClassLoader";\n'
+                      '  permission java.lang.RuntimePermission "getClassLoader";\n};\n'),
+    "analysis-common": ("org.opensearch.analysis.common.CommonAnalysisPlugin", "lang-painless", None),
+}
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the node's files live."""
+    root: Path
+
+    @property
+    def downloads(self) -> Path:
+        return self.root / "downloads"
+
+    def dist(self, version: str, knn: str) -> Path:
+        return self.root / f"opensearch-{version}-knn-{knn}"
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.root / "opensearch.pid"
+
+    @property
+    def stdout_log(self) -> Path:
+        return self.logs / "stdout.log"
+
+
+def layout(settings: Settings) -> Layout:
+    if settings.opensearch_dir:
+        return Layout(Path(os.path.expanduser(settings.opensearch_dir)))
+    # root's home is not traversable by the service user, so as root the node lives in /var/lib.
+    if os.geteuid() == 0:
+        return Layout(Path("/var/lib/shopsearch/opensearch"))
+    return Layout(settings.home_path / "opensearch")
+
+
+def is_local(settings: Settings) -> bool:
+    """True when opensearch_url points at this machine (a node the project manages)."""
+    host = urllib.parse.urlsplit(settings.opensearch_url).hostname
+    return host in ("127.0.0.1", "localhost", "::1")
+
+
+def host_port(settings: Settings) -> tuple[str, int]:
+    parts = urllib.parse.urlsplit(settings.opensearch_url)
+    return parts.hostname or "127.0.0.1", parts.port or 9200
+
+
+# --- install -------------------------------------------------------------------------------
+
+def _mvn(args: list[str], what: str) -> None:
+    if not shutil.which("mvn"):
+        raise ServiceError("Maven (mvn) is needed to fetch OpenSearch from Maven Central: apt-get install maven")
+    proc = subprocess.run(["mvn", "-q", "-B", *args], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ServiceError(f"could not fetch {what} from Maven Central:\n{(proc.stdout + proc.stderr)[-3000:]}")
+
+
+def _fetch(settings: Settings, lay: Layout) -> dict[str, Path]:
+    """Download (once) the distribution zip, the k-NN plugin zip and the module jars."""
+    v, knn = settings.opensearch_version, settings.knn_plugin_version
+    dl = lay.downloads / v
+    dl.mkdir(parents=True, exist_ok=True)
+    dist_zip, knn_zip, mods = dl / f"opensearch-{v}.zip", dl / f"opensearch-knn-{knn}.zip", dl / "modules"
+    if not dist_zip.exists():
+        _mvn(["dependency:copy", f"-Dartifact=org.opensearch.distribution.integ-test-zip:opensearch:{v}:zip",
+              f"-DoutputDirectory={dl}"], f"OpenSearch {v}")
+    if not knn_zip.exists():
+        _mvn(["dependency:copy", f"-Dartifact=org.opensearch.plugin:opensearch-knn:{knn}:zip",
+              f"-DoutputDirectory={dl}"], f"opensearch-knn {knn}")
+    for name in MODULES:
+        target = mods / name
+        if target.exists():
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            pom = resources.files("shopsearch.ops.services").joinpath("opensearch-module.pom.xml").read_text()
+            Path(tmp, "pom.xml").write_text(pom.replace("@MODULE@", name).replace("@VERSION@", v))
+            _mvn(["-f", str(Path(tmp, "pom.xml")), "dependency:copy-dependencies", "-DincludeScope=runtime",
+                  f"-DoutputDirectory={tmp}/jars"], f"module {name} {v}")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(Path(tmp, "jars"), target)
+    return {"dist": dist_zip, "knn": knn_zip, "modules": mods}
+
+
+def install(settings: Settings) -> Path:
+    """Assemble the node (cached); returns its home directory."""
+    lay = layout(settings)
+    home = lay.dist(settings.opensearch_version, settings.knn_plugin_version)
+    if (home / ".complete").exists():
+        return home
+    files = _fetch(settings, lay)
+    work = home.with_name(home.name + ".tmp")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    with zipfile.ZipFile(files["dist"]) as z:
+        z.extractall(work)
+    (top,) = [p for p in work.iterdir() if p.is_dir()]
+    lib = {p.name for p in (top / "lib").iterdir()}
+    for name, (classname, extended, policy) in MODULES.items():
+        mod = top / "modules" / name
+        mod.mkdir(parents=True, exist_ok=True)
+        for jar in (files["modules"] / name).glob("*.jar"):
+            if jar.name not in lib:  # the server's own jars are already on its class path
+                shutil.copy2(jar, mod / jar.name)
+        (mod / "plugin-descriptor.properties").write_text(
+            f"description={name}\nversion={settings.opensearch_version}\nname={name}\n"
+            f"classname={classname}\njava.version=11\nopensearch.version={settings.opensearch_version}\n"
+            f"extended.plugins={extended}\nhas.native.controller=false\n")
+        if policy:
+            (mod / "plugin-security.policy").write_text(policy)
+    with zipfile.ZipFile(files["knn"]) as z:
+        z.extractall(top / "plugins" / "opensearch-knn")
+    for script in (top / "bin").iterdir():
+        script.chmod(0o755)
+    shutil.rmtree(home, ignore_errors=True)
+    top.rename(home)
+    shutil.rmtree(work, ignore_errors=True)
+    (home / ".complete").write_text(time.strftime("%Y-%m-%dT%H:%M:%S"))
+    return home
+
+
+# --- run -----------------------------------------------------------------------------------
+
+def _service_user(settings: Settings) -> str | None:
+    """The user the node runs as: an unprivileged system user when we are root, else ourselves."""
+    if os.geteuid() != 0:
+        return None
+    name = settings.opensearch_user
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+                       check=True, capture_output=True)
+    return name
+
+
+def _java_home(settings: Settings) -> str:
+    if settings.java_home:
+        return settings.java_home
+    java = shutil.which("java")
+    if not java:
+        raise ServiceError("Java is needed for OpenSearch: apt-get install openjdk-17-jre-headless")
+    return str(Path(os.path.realpath(java)).parent.parent)
+
+
+def request(settings: Settings, path: str, timeout: float = 5.0) -> dict:
+    """GET a JSON answer from the cluster (used before any client library is set up)."""
+    with urllib.request.urlopen(settings.opensearch_url.rstrip("/") + path, timeout=timeout) as r:
+        return json.loads(r.read())
+
+
+def _ours(settings: Settings) -> bool:
+    try:
+        return request(settings, "/")["cluster_name"] == CLUSTER_NAME
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def start(settings: Settings) -> dict:
+    """Start the node if it is not running; idempotent. Waits for green."""
+    if not is_local(settings):
+        return status(settings)  # a remote cluster is the shop's to run: only report on it
+    lay = layout(settings)
+    host, port = host_port(settings)
+    pid = read_pid(lay.pidfile)
+    if pid and _ours(settings):
+        return status(settings)
+    if not pid:
+        ensure_port_free("opensearch", host, port)
+    home = install(settings)
+    user = _service_user(settings)
+    for d in (lay.data, lay.logs):
+        d.mkdir(parents=True, exist_ok=True)
+    if user:
+        subprocess.run(["chown", "-R", f"{user}:", str(lay.root)], check=True)
+    env = {**os.environ,
+           "OPENSEARCH_JAVA_HOME": _java_home(settings),
+           "OPENSEARCH_JAVA_OPTS": f"-Xms{settings.opensearch_heap} -Xmx{settings.opensearch_heap}"}
+    argv = [str(home / "bin" / "opensearch"), "-p", str(lay.pidfile),
+            "-E", f"cluster.name={CLUSTER_NAME}", "-E", "node.name=shopsearch-1",
+            "-E", f"path.data={lay.data}", "-E", f"path.logs={lay.logs}",
+            "-E", f"network.host={host}", "-E", f"http.port={port}", "-E", f"transport.port={port + 100}",
+            "-E", "discovery.type=single-node",
+            # a development node on a shared disk: do not turn indices read-only at 85 % disk use
+            "-E", "cluster.routing.allocation.disk.threshold_enabled=false"]
+    if user:
+        argv = ["runuser", "-u", user, "--", "env",
+                f"OPENSEARCH_JAVA_HOME={env['OPENSEARCH_JAVA_HOME']}",
+                f"OPENSEARCH_JAVA_OPTS={env['OPENSEARCH_JAVA_OPTS']}", *argv]
+    lay.pidfile.unlink(missing_ok=True)
+    proc = spawn(argv, lay.stdout_log, env=env, cwd=lay.root)
+
+    def alive() -> bool:
+        return proc.poll() is None
+
+    log = lay.logs / f"{CLUSTER_NAME}.log"
+    try:
+        wait_until(lambda: request(settings, "/_cluster/health?wait_for_status=yellow&timeout=1s")["status"] in ("green", "yellow"),
+                   settings.startup_timeout, f"OpenSearch at {settings.opensearch_url}", log=log, alive=alive)
+    except ServiceError as e:
+        raise ServiceError(f"{e}\n--- stdout ({lay.stdout_log}) ---\n{tail(lay.stdout_log, 15)}") from None
+    return status(settings)
+
+
+def stop(settings: Settings) -> bool:
+    """Stop the node the project started; True if one was running."""
+    if not is_local(settings):
+        return False
+    pid = read_pid(layout(settings).pidfile)
+    if not pid:
+        return False
+    stop_pid(pid, timeout=60)
+    return True
+
+
+def status(settings: Settings) -> dict:
+    """What runs at opensearch_url: health, version and plugins."""
+    lay = layout(settings)
+    info: dict = {"service": "opensearch", "url": settings.opensearch_url,
+                  "managed": is_local(settings), "pid": read_pid(lay.pidfile) if is_local(settings) else None}
+    try:
+        root = request(settings, "/")
+        health = request(settings, "/_cluster/health")
+        plugins = request(settings, "/_cat/plugins?format=json")
+    except (OSError, ValueError) as e:
+        info.update(running=False, error=str(e))
+        return info
+    info.update(running=True, version=root["version"]["number"], cluster=root["cluster_name"],
+                health=health["status"], plugins=sorted({p["component"] for p in plugins}))
+    return info
+
+
+def is_running(settings: Settings) -> bool:
+    pid = read_pid(layout(settings).pidfile)
+    return bool(pid and pid_alive(pid))
