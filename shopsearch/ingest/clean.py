@@ -22,6 +22,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, Iterable
 
+from shopsearch import hooks
 from shopsearch.ingest.read import ERROR, UNPARSEABLE
 
 
@@ -367,18 +368,39 @@ def clean_item(source_item: dict, base_dir: str | Path | None = None) -> CleanRe
         return reject(Rejected("unparseable", str(source_item.get(ERROR) or "unreadable record")))
     item = {name: clean_text(source_item.get(name))
             for name in ("id", "title", "description", "brand", "colour", "material", "gender")}
-    scale = float(source_item.get("rating_scale") or 5.0)
+    item["rating_scale"] = float(source_item.get("rating_scale") or 5.0)
     try:
-        check_required(item)
-        item["price"] = parse_price(source_item.get("price"))
-        item["rating"] = check_rating(source_item.get("rating"), scale)
-        item["popularity"] = check_popularity(source_item.get("popularity"))
+        for _name, rule in hooks.cleaning_rules():
+            rule(item, source_item)
     except Rejected as error:
         return reject(error)
-    item["rating_scale"] = scale
     item["category_path"] = normalise_category_path(source_item.get("category_path"))
     item["attributes"] = _clean_attributes(source_item.get("attributes"))
     item["image"], flag = check_image(source_item.get("image"), base_dir)
     item["flags"] = [flag] if flag else []
     item["content_hash"] = content_hash(item)
     return CleanResult(item=item)
+
+
+# --- the built-in cleaning rules, registered through the extension point ``cleaning_rules`` ---
+
+def _rule_required(item: dict, source: dict) -> None:
+    check_required(item)
+
+
+def _rule_price(item: dict, source: dict) -> None:
+    item["price"] = parse_price(source.get("price"))
+
+
+def _rule_rating(item: dict, source: dict) -> None:
+    item["rating"] = check_rating(source.get("rating"), item["rating_scale"])
+
+
+def _rule_popularity(item: dict, source: dict) -> None:
+    item["popularity"] = check_popularity(source.get("popularity"))
+
+
+@hooks.hookimpl
+def cleaning_rules():
+    return [("required", _rule_required), ("price", _rule_price), ("rating", _rule_rating),
+            ("popularity", _rule_popularity)]
