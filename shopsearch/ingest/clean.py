@@ -24,15 +24,7 @@ from typing import Any, Iterable
 
 from shopsearch import hooks
 from shopsearch.ingest.read import ERROR, UNPARSEABLE
-
-
-class Rejected(ValueError):
-    """A record cannot be indexed: ``reason`` is a snake_case code, ``detail`` says why."""
-
-    def __init__(self, reason: str, detail: str = ""):
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
+from shopsearch.errors import Rejected  # noqa: F401 (raised here; importable from here too)
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from shopsearch.privacy import pseudonym
+from shopsearch.errors import EventError  # noqa: F401 (raised here; importable from here too)
 
 ACTIONS = ("impression", "click", "add_to_cart", "purchase")
 ACTION_ALIASES = {"add-to-cart": "add_to_cart", "addToCart": "add_to_cart"}
@@ -46,27 +47,6 @@ EPOCH_MILLIS_FROM = 1e11
 
 KNOWN_KEYS = frozenset({"event_id", "query_id", "user_id", "client_id", "action_name", "object_id",
                         "position", "timestamp", "catalogue", "quantity", "price", "event_attributes"})
-
-
-class EventError(ValueError):
-    """An invalid event: ``field`` is the key at fault, ``index`` the event's place in a batch.
-
-    >>> str(EventError("must be a string", field="user_id", index=2))
-    "event 2: field 'user_id': must be a string"
-    """
-
-    def __init__(self, message: str, field: str | None = None, index: int | None = None):
-        self.message, self.field, self.index = message, field, index
-        super().__init__(self._render())
-
-    def _render(self) -> str:
-        where = f"event {self.index}: " if self.index is not None else ""
-        what = f"field {self.field!r}: " if self.field is not None else ""
-        return f"{where}{what}{self.message}"
-
-    def at(self, index: int) -> EventError:
-        """The same error, placed at ``index`` of a batch."""
-        return EventError(self.message, self.field, index)
 
 
 def _is_int(value: Any) -> bool:

@@ -34,14 +34,11 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from shopsearch.errors import RegistryError  # noqa: F401 (raised here; importable from here too)
 
 STATUSES = ("candidate", "promoted", "rejected", "retired")
 PARTS = ("bi-encoder", "cross-encoder")
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-
-class RegistryError(LookupError):
-    """An unknown version, a missing weight directory, or an invalid status."""
 
 
 def models_dir(settings=None, models_dir: str | os.PathLike | None = None) -> Path:

@@ -50,6 +50,7 @@ from shopsearch.index.versions import IndexVersionError, check_catalogue_name, i
 from shopsearch.ingest.pipeline import Runner, Summary, index_items, run_ingest
 from shopsearch.learn import registry
 from shopsearch.settings import Settings
+from shopsearch.errors import RolloutError, RolloutNotFound, RolloutInterrupted  # noqa: F401 (raised here; importable from here too)
 
 STEPS = ("created", "filled", "verified", "swapped")
 ROLLOUT_QUEUE = "rollout"          # the Celery queue of the coordinator task (see workers/tasks.py)
@@ -58,18 +59,6 @@ VERIFY_SAMPLE = 20
 HISTORY_KEPT = 20
 # fields that document() derives or that describe the old encoding, not the item
 _DERIVED = {"category", "category_path", "has_image", "model_version", "indexed_at"}
-
-
-class RolloutError(ValueError):
-    """A rollout step cannot be done; the message says why and what to do."""
-
-
-class RolloutNotFound(RolloutError, LookupError):
-    """The catalogue or version named does not exist."""
-
-
-class RolloutInterrupted(RolloutError):
-    """``reindex(stop_before=...)`` stopped on purpose: a crash, for tests and dry runs."""
 
 
 def _now() -> str:

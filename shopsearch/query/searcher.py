@@ -39,16 +39,9 @@ from pathlib import Path
 from shopsearch.encoders.text import item_text
 from shopsearch.privacy import pseudonym
 from shopsearch.index.profiles import get_profile
+from shopsearch.errors import SearchError  # noqa: F401 (raised here; importable from here too)
 
 STRATEGIES = ("bm25", "dense", "hybrid", "hybrid-rrf", "hybrid-rerank")
-
-
-class SearchError(Exception):
-    """A shopper search that cannot be answered; ``status`` is the HTTP status to use."""
-
-    def __init__(self, message: str, status: int = 400, code: str = "bad_request", field: str | None = None):
-        super().__init__(message)
-        self.status, self.code, self.field = status, code, field
 
 
 @dataclass(frozen=True)

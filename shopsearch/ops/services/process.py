@@ -9,10 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 from typing import Callable
-
-
-class ServiceError(RuntimeError):
-    """A service could not be installed, started or reached. The message says what to do."""
+from shopsearch.errors import ServiceError  # noqa: F401 (raised here; importable from here too)
 
 
 def tail(path: Path, lines: int = 40) -> str:
