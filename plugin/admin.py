@@ -14,128 +14,113 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from flask import Blueprint, Flask, current_app, jsonify, request
 
-from shopsearch.privacy import pseudonym
 from shopsearch.index.ubi import forget_user
-
-from shopsearch.plugin.errors import BadRequest, NotFound, Unavailable
-from shopsearch.plugin.safety import parse_json_body, require_admin_token
-from shopsearch.workers.app import make_app
-from shopsearch.index.versions import IndexVersionError
-from shopsearch.learn.rollout import RolloutError, RolloutNotFound
-from pathlib import Path
-from shopsearch.index.versions import IndexVersionError, check_catalogue_name
+from shopsearch.index.versions import check_catalogue_name
 from shopsearch.learn.rollout import ROLLOUT_QUEUE, resolve_model
 from shopsearch.learn.rollout import promote as promote_version
 from shopsearch.learn.rollout import rollback as rollback_alias
 from shopsearch.learn.rollout import status as rollout_status
+from shopsearch.privacy import pseudonym
+from shopsearch.workers.app import make_app
+
+from shopsearch.plugin.cluster import client
+from shopsearch.plugin.errors import BadRequest, Unavailable
+from shopsearch.plugin.safety import parse_json_body, require_admin_token
+from shopsearch.plugin.schemas import (Answer, ProfileUpdate, PromoteRequest, ReindexRequest, TaskStarted, contract,
+                                       parse_params)
+from shopsearch.plugin.shop import forget_cached_profiles
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 bp.before_request(require_admin_token)
+ADMIN_ERRORS = (400, 401, 403, 404, 409)
 
 
 def init_app(app: Flask) -> None:
+    """Register the ``/admin`` routes (every one needs the admin token)."""
     app.register_blueprint(bp)
 
 
-def _client():
-    return current_app.extensions["shopsearch.searcher"].client
+def _flush_events() -> None:
+    events = current_app.extensions.get("shopsearch.events")
+    if events is not None:
+        events.flush()  # the events this process still buffers must be seen by what follows
 
 
 @bp.delete("/users/<user_id>")
+@contract(answer=Answer, errors=ADMIN_ERRORS)
 def forget(user_id: str):
+    """Forget a shopper: their events, recorded queries and profiles."""
     settings = current_app.config["SHOPSEARCH"]
-    events = current_app.extensions.get("shopsearch.events")
-    if events is not None:
-        events.flush()  # events still buffered for this shopper must be deleted too
-    counts = forget_user(_client(), settings, pseudonym(user_id, settings.pseudonym_salt))
-    current_app.extensions["shopsearch.searcher"].profiles.clear()
+    _flush_events()  # events still buffered for this shopper must be deleted too
+    counts = forget_user(client(), settings, pseudonym(user_id, settings.pseudonym_salt))
+    forget_cached_profiles()
     return jsonify(forgotten=True, deleted=counts)
 
 
 @bp.post("/profiles/<catalogue>/update")
+@contract(body=ProfileUpdate, answer=TaskStarted, status=202, errors=ADMIN_ERRORS)
 def update_profiles(catalogue: str):
+    """Rebuild shopper profiles now, through the Celery task."""
     settings = current_app.config["SHOPSEARCH"]
     body = request.get_json(silent=True) or {}
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
-    users = body.get("users")
-    if users is not None and (not isinstance(users, list) or not all(isinstance(u, str) for u in users)):
-        raise BadRequest("users must be a list of shopper ids", field="users")
-    since = body.get("since")
-    pseudonyms = [pseudonym(u, settings.pseudonym_salt) for u in users] if users is not None else None
-    events = current_app.extensions.get("shopsearch.events")
-    if events is not None:
-        events.flush()  # the events this process still buffers belong in the profiles
-    task = make_app(settings).send_task("shopsearch.profiles.update", args=[catalogue, pseudonyms, since])
-    searcher = current_app.extensions["shopsearch.searcher"]
-    if body.get("wait"):
+    update = parse_params(ProfileUpdate, body)
+    pseudonyms = [pseudonym(u, settings.pseudonym_salt) for u in update.users] if update.users is not None else None
+    _flush_events()
+    task = make_app(settings).send_task("shopsearch.profiles.update", args=[catalogue, pseudonyms, update.since])
+    if update.wait:
         result = task.get(timeout=600)
-        searcher.profiles.clear()  # this process's cached profiles (other processes: within 30 s)
+        forget_cached_profiles()
         return jsonify(result)
-    searcher.profiles.clear()
+    forget_cached_profiles()
     return jsonify(task_id=task.id), 202
 
 
-# --- model rollout ---------------------------------------------------------------------------
-
-def _rollout_call(fn, *args):
-    """Run a rollout function, its refusals translated for the error table."""
-    try:
-        return fn(current_app.config["SHOPSEARCH"], *args, client=_client())
-    except RolloutNotFound as e:
-        raise NotFound(str(e)) from None
-    except (RolloutError, IndexVersionError) as e:
-        raise BadRequest(str(e)) from None
-
-
-def _optional_string(body: dict, name: str) -> str | None:
-    value = body.get(name)
-    if value is not None and (not isinstance(value, str) or not value.strip()):
-        raise BadRequest(f"{name} must be a non-empty string", field=name)
-    return value
-
+# --- model rollout (RolloutError, RolloutNotFound, IndexVersionError: rendered by plugin/errors.py) ---
 
 @bp.post("/catalogues/<catalogue>/reindex")
+@contract(body=ReindexRequest, answer=TaskStarted, status=202, errors=ADMIN_ERRORS)
 def reindex(catalogue: str):
-
+    """Build, verify and swap in a new version, through the Celery task on the rollout queue."""
     settings = current_app.config["SHOPSEARCH"]
-    try:
-        check_catalogue_name(catalogue)
-    except IndexVersionError as e:
-        raise BadRequest(str(e), field="catalogue") from None
-    body = parse_json_body()
-    model, source, mapping = (_optional_string(body, n) for n in ("model", "source", "mapping"))
-    swap = body.get("swap", True)
-    if not isinstance(swap, bool):
-        raise BadRequest("swap must be true or false", field="swap")
-    if source is not None and not Path(source).expanduser().is_file():
-        raise BadRequest(f"source file {source} does not exist on the server", field="source")
+    check_catalogue_name(catalogue)
+    wanted = parse_params(ReindexRequest, parse_json_body())
+    if wanted.source is not None and not Path(wanted.source).expanduser().is_file():
+        raise BadRequest(f"source file {wanted.source} does not exist on the server", field="source")
     app = make_app(settings)
     replies = app.control.inspect(timeout=1.0).active_queues() or {}
     if not any(q["name"] == ROLLOUT_QUEUE for queues in replies.values() for q in queues):
         raise Unavailable(f"no Celery worker consumes the {ROLLOUT_QUEUE!r} queue: add it to worker_queues "
                           f"(e.g. 'encode;celery,ingest;{ROLLOUT_QUEUE}') and run `shopsearch services up`", retry_after=30)
     task = app.send_task("shopsearch.rollout.reindex", queue=ROLLOUT_QUEUE, kwargs={
-        "catalogue": catalogue, "model": resolve_model(settings, model), "source": source, "mapping": mapping, "swap": swap})
+        "catalogue": catalogue, "model": resolve_model(settings, wanted.model), "source": wanted.source,
+        "mapping": wanted.mapping, "swap": wanted.swap})
     return jsonify(task_id=task.id, catalogue=catalogue), 202
 
 
 @bp.post("/catalogues/<catalogue>/promote")
+@contract(body=PromoteRequest, answer=Answer, errors=ADMIN_ERRORS)
 def promote(catalogue: str):
-    index = parse_json_body(required=True).get("index")
-    if not isinstance(index, str) or not index.strip():
-        raise BadRequest("index must name a version (<catalogue>-vN, vN or N)", field="index")
-    return jsonify(_rollout_call(promote_version, catalogue, index))
+    """Point the catalogue's alias at one of its versions."""
+    wanted = parse_params(PromoteRequest, parse_json_body(required=True))
+    return jsonify(promote_version(current_app.config["SHOPSEARCH"], catalogue, wanted.index, client=client()))
 
 
 @bp.post("/catalogues/<catalogue>/rollback")
+@contract(answer=Answer, errors=ADMIN_ERRORS)
 def rollback(catalogue: str):
-    return jsonify(_rollout_call(rollback_alias, catalogue))
+    """Point the catalogue's alias back at the version it served before."""
+    return jsonify(rollback_alias(current_app.config["SHOPSEARCH"], catalogue, client=client()))
 
 
 @bp.get("/status")
+@contract(answer=Answer, errors=ADMIN_ERRORS)
 def status():
+    """Alias -> index -> model, versions, rollout states, events."""
     catalogue = request.args.get("catalogue") or None
-    return jsonify(_rollout_call(rollout_status, catalogue))
+    return jsonify(rollout_status(current_app.config["SHOPSEARCH"], catalogue, client=client()))

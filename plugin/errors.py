@@ -11,8 +11,8 @@ Routes raise; they never build error responses. Every error leaves the middlewar
 Answers that OpenSearch itself gives through the pass-through are not errors here: they are
 returned unchanged by ``passthrough.py``.
 
->>> rule_for(BadRequest("size must be an integer", field="size")).status
-400
+>>> rule_for(BadRequest("size must be an integer", field="size")).exception.__name__, BadRequest.status
+('ShopsearchError', 400)
 """
 
 from __future__ import annotations
@@ -25,22 +25,17 @@ import requests
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from shopsearch.query.searcher import SearchError
+from shopsearch.errors import ShopsearchError
 
 from shopsearch.plugin.observability import request_id
 
 log = logging.getLogger("shopsearch.errors")
 
 
-class ShopsearchHTTPError(Exception):
-    """An error whose message is meant for the caller; its status comes from :data:`ERRORS`."""
+class ShopsearchHTTPError(ShopsearchError):
+    """An error only the web layer raises; ``status`` and ``code`` say how it is answered."""
 
     headers: dict[str, str] = {}
-
-    def __init__(self, message: str, field: str | None = None):
-        super().__init__(message)
-        self.message = message
-        self.field = field
 
 
 class BadRequest(ShopsearchHTTPError, ValueError):
@@ -50,50 +45,58 @@ class BadRequest(ShopsearchHTTPError, ValueError):
     'price_min'
     """
 
+    status, code = 400, "bad_request"
+
 
 class Unauthorized(ShopsearchHTTPError):
     """No credentials, or wrong ones (401)."""
 
+    status, code = 401, "unauthorized"
     headers = {"WWW-Authenticate": 'Bearer realm="shopsearch admin"'}
 
 
 class Forbidden(ShopsearchHTTPError):
     """The request is understood and refused whoever sends it (403)."""
 
+    status, code = 403, "forbidden"
+
 
 class NotFound(ShopsearchHTTPError, LookupError):
     """The named thing (a catalogue, a query id) does not exist (404)."""
+
+    status, code = 404, "not_found"
 
 
 class Unavailable(ShopsearchHTTPError):
     """A dependency is down; the caller may retry (503), after ``retry_after`` seconds if given."""
 
+    status, code = 503, "unavailable"
+
     def __init__(self, message: str, field: str | None = None, retry_after: int | None = None):
-        super().__init__(message, field)
+        super().__init__(message, field=field)
         self.headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
 
 
 class Rule(NamedTuple):
     exception: type[BaseException]
-    status: int
+    status: int  # 0: the exception carries its own ``status`` and ``code``
     error: str
     message: str | None  # None: the exception's own message is shown (only for our own classes)
 
 
-# Ordered: the first matching row wins, so subclasses come before their bases. Third-party
-# exceptions get a fixed message: theirs may name hosts, indices or internals.
+# Ordered: the first matching row wins, so subclasses come before their bases. Every deliberate
+# error is a ShopsearchError and says its own status and code (SearchError: 400, 404, 409, 502;
+# RolloutNotFound: 404; ...). Third-party exceptions get a fixed message: theirs may name hosts,
+# indices or internals.
 ERRORS: tuple[Rule, ...] = (
-    Rule(BadRequest, 400, "bad_request", None),
-    Rule(SearchError, 0, "", None),  # carries its own status and code (400, 404, 409, 502)
-    Rule(Unauthorized, 401, "unauthorized", None),
-    Rule(Forbidden, 403, "forbidden", None),
-    Rule(NotFound, 404, "not_found", None),
-    Rule(Unavailable, 503, "unavailable", None),
+    Rule(ShopsearchError, 0, "", None),
     Rule(opensearchpy.ConnectionTimeout, 504, "opensearch_timeout", "OpenSearch did not answer in time."),
     Rule(opensearchpy.ConnectionError, 503, "opensearch_unavailable",
          "OpenSearch cannot be reached; the service will recover when it is back."),
-    Rule(requests.Timeout, 504, "upstream_timeout", "An upstream service did not answer in time."),
-    Rule(requests.ConnectionError, 503, "upstream_unavailable", "An upstream service cannot be reached."),
+    # the app's one requests session is the pass-through's, to OpenSearch (passthrough.py)
+    Rule(requests.Timeout, 504, "opensearch_timeout", "OpenSearch did not answer in time."),
+    Rule(requests.ConnectionError, 503, "opensearch_unavailable",
+         "OpenSearch cannot be reached; the proxy will recover when it is back."),
 )
 
 EXTENSION = "shopsearch.errors"
@@ -123,6 +126,7 @@ def error_response(status: int, error: str, message: str, field: str | None = No
 
 
 def render_error(exc: Exception) -> Response | HTTPException:
+    """The JSON answer for ``exc``: its row of :data:`ERRORS`, else a generic 500 with the request id."""
     if isinstance(exc, HTTPException):
         return _render_http_exception(exc)
     rule = rule_for(exc)
@@ -135,7 +139,7 @@ def render_error(exc: Exception) -> Response | HTTPException:
     status, error = (exc.status, exc.code) if rule.status == 0 else (rule.status, rule.error)
     if status >= 500:
         log.warning("%s on %s %s (request_id=%s): %r", error, request.method, request.path, request_id(), exc)
-    return error_response(status, error, rule.message or str(exc), getattr(exc, "field", None),
+    return error_response(status, error, rule.message or str(exc), getattr(exc, "location", None),
                           getattr(exc, "headers", None))
 
 

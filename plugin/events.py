@@ -14,25 +14,29 @@ import uuid
 
 from flask import Blueprint, Flask, current_app, jsonify, request
 
+from opensearchpy import OpenSearchException
+
+from shopsearch.index.ubi import ensure_ubi_indices, query_document, recorded_queries
 from shopsearch.learn.event_writer import BulkBuffer
-from shopsearch.cluster import connect
-from shopsearch.learn.events import EventError, drop_duplicates, pseudonymise_event, validate_batch
+from shopsearch.learn.events import drop_duplicates, pseudonymise_event, validate_batch
 from shopsearch.privacy import pseudonym
 from shopsearch.query.caches import LRU
-from shopsearch.index.ubi import ensure_ubi_indices, query_document, recorded_queries
 
+from shopsearch.plugin.cluster import cluster_client
 from shopsearch.plugin.errors import BadRequest
+from shopsearch.plugin.schemas import EventBatch, EventsAccepted, contract
 
 bp = Blueprint("events", __name__)
 EXTENSION = "shopsearch.events"
 
 
 def init_app(app: Flask) -> None:
+    """The buffered event writer over the app's client, and ``POST /events``."""
     settings = app.config["SHOPSEARCH"]
-    client = connect(settings)
+    client = cluster_client(app)
     try:
         ensure_ubi_indices(client, settings)
-    except Exception:  # the cluster may be down at start: the writer retries, searches go on
+    except OpenSearchException:  # the cluster may be down at start: the writer retries, searches go on
         pass
     app.extensions[EXTENSION] = BulkBuffer(client, settings.home_path / "events-spill", settings.event_flush_seconds)
     # query ids this process answered recently -> catalogue (their documents may still be buffered)
@@ -55,16 +59,14 @@ def record_search(catalogue: str, user: str | None, result: dict) -> str:
 
 
 @bp.post("/events")
+@contract(body=EventBatch, answer=EventsAccepted, status=202)
 def post_events():
+    """Record click, add-to-cart and purchase events (an EventError is a 400 naming the field)."""
     settings = current_app.config["SHOPSEARCH"]
     payload = request.get_json(silent=True)
     if payload is None:
         raise BadRequest("the body must be JSON: an event, a list of events, or {\"events\": [...]}")
-    try:
-        events = drop_duplicates(validate_batch(payload))
-    except EventError as e:
-        where = f"events[{e.index}]." if getattr(e, "index", None) is not None else ""
-        raise BadRequest(str(e), field=f"{where}{e.field}" if e.field else None) from None
+    events = drop_duplicates(validate_batch(payload))
     recent = current_app.extensions[EXTENSION + ".recent"]
     ids = sorted({e["query_id"] for e in events if e.get("query_id")})
     known = {q: recent.get(q) for q in ids if recent.get(q) is not None}

@@ -12,6 +12,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from shopsearch.plugin.opt_in import as_opensearch_response, opt_in_request
 from shopsearch.plugin.events import record_search
 from shopsearch.plugin.safety import reject_scripts
+from shopsearch.plugin.schemas import contract
 from shopsearch.plugin.shop import parse_search_request, searcher
 
 bp = Blueprint("passthrough", __name__)
@@ -23,6 +24,7 @@ _HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
 
 
 def init_app(app: Flask) -> None:
+    """The pooled session to OpenSearch and the catch-all route (register it last)."""
     session = requests.Session()
     adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=64)
     session.mount("http://", adapter)
@@ -32,6 +34,7 @@ def init_app(app: Flask) -> None:
 
 
 def upstream_url(path: str) -> str:
+    """The OpenSearch URL of ``path`` with the request's query string."""
     base = current_app.config["SHOPSEARCH"].opensearch_url.rstrip("/")
     url = f"{base}/{path}"
     if request.query_string:
@@ -41,7 +44,9 @@ def upstream_url(path: str) -> str:
 
 @bp.route("/", defaults={"path": ""}, methods=METHODS)
 @bp.route("/<path:path>", methods=METHODS)
+@contract(errors=(403, 504))
 def forward(path: str) -> Response:
+    """Forward any request to OpenSearch and stream its answer back unchanged (or answer an opt-in search)."""
     opted = opt_in_request(request.method, path, request.get_data(cache=True))
     if opted is not None:
         return _shopper_search(*opted)
@@ -49,14 +54,9 @@ def forward(path: str) -> Response:
     headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
     # requests would add its own Accept-Encoding; a client that asked for none must not get gzip
     headers.setdefault("Accept-Encoding", request.headers.get("Accept-Encoding", "identity"))
-    try:
-        upstream = session.request(request.method, upstream_url(path), data=request.get_data(),
-                                   headers=headers, stream=True, allow_redirects=False, timeout=(5, 120))
-    except requests.ConnectionError:
-        return jsonify(error="opensearch_unavailable",
-                       message="OpenSearch cannot be reached; the proxy will recover when it is back."), 503
-    except requests.Timeout:
-        return jsonify(error="opensearch_timeout", message="OpenSearch did not answer in time."), 504
+    # a cluster that cannot be reached raises requests' errors: plugin/errors.py answers them
+    upstream = session.request(request.method, upstream_url(path), data=request.get_data(),
+                               headers=headers, stream=True, allow_redirects=False, timeout=(5, 120))
     out_headers = [(k, v) for k, v in upstream.raw.headers.items() if k.lower() not in _HOP]
     if "content-length" in upstream.headers:
         out_headers.append(("Content-Length", upstream.headers["content-length"]))

@@ -26,6 +26,11 @@ class ShopsearchError(Exception):
         self.message = message
         self.field = field
 
+    @property
+    def location(self) -> str | None:
+        """The input at fault as the caller wrote it (``field``; an event of a batch says which)."""
+        return self.field
+
 
 # --- base layer -----------------------------------------------------------------------------------
 
@@ -33,6 +38,13 @@ class SettingsError(ShopsearchError, ValueError):
     """A setting has a wrong type or an unknown name."""
 
     status, code = 400, "bad_setting"
+
+
+class InputError(ShopsearchError, ValueError):
+    """A file or value given to a command cannot be used (a catalogue file, a field mapping,
+    judgments, orders); the message names it and what is wrong."""
+
+    status, code = 400, "bad_request"
 
 
 class ServiceError(ShopsearchError, RuntimeError):
@@ -107,6 +119,17 @@ class EventError(ShopsearchError, ValueError):
         where = f"event {self.index}: " if self.index is not None else ""
         what = f"field {self.field!r}: " if self.field is not None else ""
         return f"{where}{what}{self.message}"
+
+    @property
+    def location(self) -> str | None:
+        """``events[1].position`` for the field of an event of a batch.
+
+        >>> EventError("must be an integer >= 1", "position", 1).location
+        'events[1].position'
+        """
+        if self.index is not None and self.field is not None:
+            return f"events[{self.index}].{self.field}"
+        return self.field
 
     def at(self, index: int) -> EventError:
         """The same error, placed at ``index`` of a batch."""

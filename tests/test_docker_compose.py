@@ -404,15 +404,15 @@ def test_the_files_pyproject_needs_to_build_are_copied_into_the_image():
             assert (ROOT / readme).is_file()
 
 
-def test_docker_compose_config_when_docker_compose_is_available(compose):
-    """`docker compose config -q` where an engine-side Compose exists; the static checks always run."""
-    assert COMPOSE_FILE.is_file() and ENV_EXAMPLE.is_file() and DOCKERFILE.is_file()
+def test_docker_compose_accepts_the_files(compose):
+    """`docker compose config -q`, where Docker Compose exists; reported as skipped where it does not
+    (the static checks above always run)."""
     docker = shutil.which("docker")
     if docker is None:
-        return
+        pytest.skip("no docker CLI on this machine: `docker compose config` not run")
     probe = subprocess.run([docker, "compose", "version"], capture_output=True, text=True, timeout=60)
     if probe.returncode != 0:
-        return  # the docker CLI without the compose plugin (the case on the development machine)
+        pytest.skip("the docker CLI has no compose plugin: `docker compose config` not run")
     for profile_args in ([], ["--profile", "gpu"]):
         result = subprocess.run(
             [docker, "compose", "-f", str(COMPOSE_FILE), "--env-file", str(ENV_EXAMPLE), *profile_args, "config", "-q"],

@@ -149,6 +149,10 @@ def test_timestamps_more_than_a_day_ahead_are_rejected(ahead, ok):
 
 # --- event ids: the same event twice is stored once ---------------------------------------
 
+def test_an_event_without_a_timestamp_happened_now():
+    assert check({k: v for k, v in CLICK.items() if k != "timestamp"})["timestamp"] == "2024-05-02T12:00:00.000Z"
+
+
 def test_the_same_event_sent_twice_gets_the_same_id():
     assert check(dict(CLICK))["event_id"] == check(dict(CLICK))["event_id"]
 

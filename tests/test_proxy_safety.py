@@ -20,6 +20,7 @@ from shopsearch.plugin import safety
 from shopsearch.plugin.app import create_app
 from shopsearch.plugin.errors import ERRORS, BadRequest, NotFound, Unavailable
 from shopsearch.plugin.safety import DenyList, parse_json_body, reject_scripts, require_admin_token
+from shopsearch.query.searcher import STRATEGIES
 
 TOKEN = "s3cret-token"
 BODY_LIMIT = 4096
@@ -381,7 +382,7 @@ def test_openapi_describes_the_shop_search_and_every_ref_resolves(http):
     search = doc["paths"]["/shop/{catalogue}/search"]
     assert {"get", "post"} <= search.keys()
     strategy = next(p for p in search["get"]["parameters"] if p["name"] == "strategy")
-    assert strategy["schema"]["enum"] == ["bm25", "dense", "hybrid", "hybrid-rrf"]
+    assert strategy["schema"]["enum"] == ["bm25", "dense", "hybrid", "hybrid-rrf", "hybrid-rerank"] == list(STRATEGIES)
     assert {"/healthz", "/metrics", "/admin/status", "/{path}"} <= doc["paths"].keys()
     assert {"error", "message", "request_id", "field"} <= doc["components"]["schemas"]["Error"]["properties"].keys()
     stack = [doc]

@@ -4,24 +4,24 @@ from __future__ import annotations
 
 import json
 import sys
-from functools import wraps
 
 import click
+from tqdm import tqdm
 
+from shopsearch.cli.admin import register as register_admin
+from shopsearch.cli.errors import fail_cleanly, message_for
+from shopsearch.cli.eval import eval_group
+from shopsearch.cluster import connect
+from shopsearch.index.catalogue import create_catalogue_version
+from shopsearch.index.versions import delete_version, list_versions, switch_alias
 from shopsearch.ops import services as services_mod
+from shopsearch.ops.bench_ingest import bench_ingest
+from shopsearch.ops.bench_query import bench_query
+from shopsearch.ops.demo import run_demo
+from shopsearch.ops.simulate import simulate_clicks
 from shopsearch.settings import SETTINGS, Settings, SettingsError, load_settings, settings_table_markdown
-
-
-def _fail_cleanly(fn):
-    """Translate the project's own errors into one-line CLI errors (the boundary)."""
-
-    @wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except (ServiceError, SettingsError, MappingError, IndexVersionError, EncoderError) as e:
-            raise click.ClickException(str(e)) from None
-    return wrapper
+from shopsearch.workers.app import make_app
+from shopsearch.workers.dispatch import run_ingest
 
 
 @click.group()
@@ -31,8 +31,8 @@ def main(ctx: click.Context, config: str | None) -> None:
     """shopsearch: an AI search layer in front of your OpenSearch."""
     try:
         ctx.obj = load_settings(config_file=config)
-    except SettingsError as e:
-        raise click.ClickException(str(e)) from None
+    except SettingsError as e:  # the group runs before any command's fail_cleanly
+        raise click.ClickException(message_for(e)) from None
 
 
 pass_settings = click.make_pass_decorator(Settings)
@@ -69,7 +69,7 @@ _ONLY = click.argument("names", nargs=-1, type=click.Choice([n for n, _ in servi
 @services.command("up")
 @_ONLY
 @pass_settings
-@_fail_cleanly
+@fail_cleanly
 def services_up(settings: Settings, names: tuple[str, ...]) -> None:
     """Start the services (idempotent) and print their status."""
     _print(services_mod.up(settings, names))
@@ -104,7 +104,7 @@ def index() -> None:
 @click.option("--model", help="Text model for this version (default: the text_model setting).")
 @click.option("--no-switch", is_flag=True, help="Create the version without pointing the alias at it.")
 @pass_settings
-@_fail_cleanly
+@fail_cleanly
 def index_create(settings: Settings, catalogue: str, model: str | None, no_switch: bool) -> None:
     """Create <catalogue>-v<N> from mappings/products.json and point <catalogue> at it."""
     name = create_catalogue_version(connect(settings), settings, catalogue, model=model, switch=not no_switch)
@@ -114,7 +114,7 @@ def index_create(settings: Settings, catalogue: str, model: str | None, no_switc
 @index.command("list")
 @click.argument("catalogue")
 @pass_settings
-@_fail_cleanly
+@fail_cleanly
 def index_list(settings: Settings, catalogue: str) -> None:
     """List the versions of a catalogue; * marks the live one."""
     for v in list_versions(connect(settings), catalogue):
@@ -125,7 +125,7 @@ def index_list(settings: Settings, catalogue: str) -> None:
 @click.argument("catalogue")
 @click.argument("index_name")
 @pass_settings
-@_fail_cleanly
+@fail_cleanly
 def index_switch(settings: Settings, catalogue: str, index_name: str) -> None:
     """Point the alias <catalogue> at INDEX_NAME atomically."""
     previous = switch_alias(connect(settings), catalogue, index_name)
@@ -137,7 +137,7 @@ def index_switch(settings: Settings, catalogue: str, index_name: str) -> None:
 @click.argument("index_name")
 @click.option("--force", is_flag=True, help="Also delete the live version.")
 @pass_settings
-@_fail_cleanly
+@fail_cleanly
 def index_delete(settings: Settings, catalogue: str, index_name: str, force: bool) -> None:
     """Delete one version of a catalogue (not the live one unless --force)."""
     delete_version(connect(settings), catalogue, index_name, force=force)
@@ -154,7 +154,7 @@ def index_delete(settings: Settings, catalogue: str, index_name: str, force: boo
 @click.option("--limit", type=int, help="Read at most N records.")
 @click.option("--chunk-size", type=int, default=256, show_default=True, help="Items per Celery chunk.")
 @pass_settings
-@_fail_cleanly
+@fail_cleanly
 def ingest_cmd(settings: Settings, path: str, catalogue: str, mapping: str | None, images: str | None,
                limit: int | None, chunk_size: int) -> None:
     """Clean, encode and index a catalogue file through the Celery workers."""
@@ -167,8 +167,6 @@ def ingest_cmd(settings: Settings, path: str, catalogue: str, mapping: str | Non
 
     try:
         summary = run_ingest(settings, path, catalogue, mapping, images, limit, chunk_size, on_progress=progress)
-    except ValueError as e:
-        raise click.ClickException(str(e)) from None
     finally:
         bar.close()
     rows = [("read", summary.read), ("accepted", summary.accepted),
@@ -196,7 +194,7 @@ def bench() -> None:
 @click.option("--keep", is_flag=True, help="Keep the benchmark's index version instead of deleting it.")
 @click.option("--json", "json_file", type=click.Path(dir_okay=False), help="Write the figures to this file.")
 @pass_settings
-@_fail_cleanly
+@fail_cleanly
 def bench_ingest_cmd(settings: Settings, catalogue: str, limit: int | None, keep: bool, json_file: str | None) -> None:
     """Raw encoder vs full pipeline vs unchanged re-ingest (items/s)."""
     figures = bench_ingest(settings, catalogue, limit, keep, echo=click.echo)
@@ -213,7 +211,7 @@ def bench_ingest_cmd(settings: Settings, catalogue: str, limit: int | None, keep
 @click.option("--proxy-workers", type=int, default=2, show_default=True, help="gunicorn workers of the proxy under test.")
 @click.option("--json", "json_file", type=click.Path(dir_okay=False))
 @pass_settings
-@_fail_cleanly
+@fail_cleanly
 def bench_query_cmd(settings: Settings, catalogue: str, clients: int, seconds: float, proxy_workers: int,
                     json_file: str | None) -> None:
     """Direct BM25 vs pass-through vs hybrid vs hybrid + personalised: latency, QPS, errors."""
@@ -237,7 +235,7 @@ def simulate() -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--proxy", help="URL of a running proxy (default: the middleware in-process).")
 @pass_settings
-@_fail_cleanly
+@fail_cleanly
 def simulate_clicks_cmd(settings: Settings, catalogue: str, judgments: str, sessions: int, seed: int, proxy: str | None) -> None:
     """Send judged queries through the shopper search and post clicks from a position-based model."""
 
@@ -256,7 +254,7 @@ def profiles() -> None:
 @click.option("--catalogue", required=True)
 @click.option("--since", help="Only shoppers with events received after this ISO time.")
 @pass_settings
-@_fail_cleanly
+@fail_cleanly
 def profiles_update_cmd(settings: Settings, catalogue: str, since: str | None) -> None:
     """Update the profiles of shoppers with new events, and product popularity (Celery tasks)."""
     app = make_app(settings)
@@ -269,33 +267,13 @@ def profiles_update_cmd(settings: Settings, catalogue: str, since: str | None) -
 @main.command("demo")
 @click.option("--no-serve", is_flag=True, help="Exit after the example queries instead of serving.")
 @pass_settings
-@_fail_cleanly
+@fail_cleanly
 def demo_cmd(settings: Settings, no_serve: bool) -> None:
     """Start everything, ingest the fashion sample, serve the proxy, show example queries."""
     run_demo(settings, serve=not no_serve)
 
 
-from shopsearch.cli.eval import eval_group  # noqa: E402
-
 main.add_command(eval_group)
-
-from shopsearch.cli.admin import register as register_admin  # noqa: E402
-from shopsearch.encoders.text import EncoderError
-from shopsearch.index.mapping import MappingError
-from shopsearch.index.versions import IndexVersionError
-from shopsearch.ops.services.process import ServiceError
-from shopsearch.index.catalogue import create_catalogue_version
-from shopsearch.cluster import connect
-from shopsearch.index.versions import list_versions
-from shopsearch.index.versions import switch_alias
-from shopsearch.index.versions import delete_version
-from tqdm import tqdm
-from shopsearch.workers.dispatch import run_ingest
-from shopsearch.ops.bench_ingest import bench_ingest
-from shopsearch.ops.bench_query import bench_query
-from shopsearch.ops.simulate import simulate_clicks
-from shopsearch.workers.app import make_app
-from shopsearch.ops.demo import run_demo
 register_admin(main)
 
 if __name__ == "__main__":

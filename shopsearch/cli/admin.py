@@ -3,50 +3,27 @@
 ``register(group)`` adds the commands to the ``shopsearch`` group (``cli.py`` calls it). The
 rollout itself is ``shopsearch.rollout``; these commands run it in this process (like
 ``shopsearch ingest``: the encoding happens on the Celery workers) and translate its errors
-into one-line messages with a non-zero exit.
+into one-line messages with a non-zero exit (``cli/errors.py``, the CLI's one boundary).
 """
 
 from __future__ import annotations
 
 import json
-from functools import wraps
 
 import click
-
-from shopsearch.settings import Settings
-from opensearchpy.exceptions import ConnectionError as OSConnectionError
-from shopsearch.encoders.text import EncoderError
-from shopsearch.index.mapping import MappingError
-from shopsearch.index.versions import IndexVersionError
-from shopsearch.learn.rollout import RolloutError
 from tqdm import tqdm
-from shopsearch.workers.dispatch import reindex
-from shopsearch.learn.rollout import promote
-from shopsearch.learn.rollout import rollback
-from shopsearch.learn.rollout import status
-from shopsearch.workers.dispatch import run_loop as run
+
+from shopsearch.cli.errors import fail_cleanly
 from shopsearch.learn.loop import load_state
-from shopsearch.workers.dispatch import start_chain
 from shopsearch.learn.registry import ModelRegistry
+from shopsearch.learn.rollout import promote, rollback, status
+from shopsearch.settings import Settings
+from shopsearch.workers.dispatch import reindex, start_chain
+from shopsearch.workers.dispatch import run_loop as run
 
 
 def _print(data) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
-
-
-def _fail_cleanly(fn):
-    """The rollout's and the cluster's errors as one-line CLI errors (this boundary only)."""
-
-
-    @wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except (RolloutError, IndexVersionError, MappingError, EncoderError) as e:
-            raise click.ClickException(str(e)) from None
-        except OSConnectionError:
-            raise click.ClickException("OpenSearch cannot be reached: start it with `shopsearch services up`") from None
-    return wrapper
 
 
 @click.command("reindex")
@@ -59,7 +36,7 @@ def _fail_cleanly(fn):
 @click.option("--limit", type=int, help="Read at most N records of --source.")
 @click.option("--no-swap", is_flag=True, help="Stop once the new version is verified (promote it later).")
 @click.pass_obj
-@_fail_cleanly
+@fail_cleanly
 def reindex_cmd(settings: Settings, catalogue: str, model: str | None, source: str | None, mapping: str | None,
                 images: str | None, limit: int | None, no_swap: bool) -> None:
     """Build <catalogue>-v<N+1> with a new model or fresh data, verify it, swap the alias.
@@ -87,7 +64,7 @@ def reindex_cmd(settings: Settings, catalogue: str, model: str | None, source: s
 @click.option("--catalogue", required=True)
 @click.argument("version")
 @click.pass_obj
-@_fail_cleanly
+@fail_cleanly
 def promote_cmd(settings: Settings, catalogue: str, version: str) -> None:
     """Point the alias at VERSION (<catalogue>-vN, vN or N); refuses an unverified or empty one."""
     result = promote(settings, catalogue, version)
@@ -97,7 +74,7 @@ def promote_cmd(settings: Settings, catalogue: str, version: str) -> None:
 @click.command("rollback")
 @click.option("--catalogue", required=True)
 @click.pass_obj
-@_fail_cleanly
+@fail_cleanly
 def rollback_cmd(settings: Settings, catalogue: str) -> None:
     """Point the alias back at the version that was live before, in one step."""
     result = rollback(settings, catalogue)
@@ -108,7 +85,7 @@ def rollback_cmd(settings: Settings, catalogue: str) -> None:
 @click.option("--catalogue", help="One catalogue (default: every catalogue with versions).")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole status as JSON.")
 @click.pass_obj
-@_fail_cleanly
+@fail_cleanly
 def status_cmd(settings: Settings, catalogue: str | None, as_json: bool) -> None:
     """Alias -> index -> model, document counts, every version's rollout state, last click-log event."""
     found = status(settings, catalogue)
@@ -144,7 +121,7 @@ COMMANDS = (reindex_cmd, promote_cmd, rollback_cmd, status_cmd)
 @click.option("--resume", "version", help="Resume an interrupted run by its version (steps already done are skipped).")
 @click.option("--celery", "via_celery", is_flag=True, help="Run the loop as a Celery chain on the rollout worker and wait.")
 @click.pass_obj
-@_fail_cleanly
+@fail_cleanly
 def finetune_cmd(settings: Settings, catalogue: str, judgments: str | None, since: str | None, until: str | None,
                  epochs: int, batch_size: int, max_pairs: int | None, limit_queries: int | None, no_rerank: bool,
                  rerank_max_steps: int,
@@ -159,7 +136,7 @@ def finetune_cmd(settings: Settings, catalogue: str, judgments: str | None, sinc
             state = load_state(settings, last["version"])
         else:
             state = run(settings, catalogue, judgments, echo=click.echo, **kwargs)
-    except (LookupError, ValueError) as e:
+    except (LookupError, ValueError) as e:  # the loop's input checks (not yet ShopsearchErrors)
         raise click.ClickException(str(e)) from None
     _print({"version": state["version"], "steps": state["steps"]})
 

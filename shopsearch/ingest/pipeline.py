@@ -33,6 +33,7 @@ from shopsearch.ingest.clean import clean_item
 from shopsearch.ingest.dedupe import dedupe
 from shopsearch.ingest.write import existing_hashes
 from shopsearch.ingest.normalise import fit_catalogue_scales, normalise_item
+from shopsearch.errors import InputError
 
 PROJECTION_SAMPLE = 2000
 
@@ -73,7 +74,7 @@ def default_mapping(path: Path, catalogue: str) -> str:
         return catalogue
     if detect_format(path) == "jsonl":
         return "generic_jsonl"
-    raise ValueError(f"no mapping for {path.name}: pass --mapping (built-in: {sorted(BUILTIN_MAPPINGS)}, or a JSON file)")
+    raise InputError(f"no mapping for {path.name}: pass --mapping (built-in: {sorted(BUILTIN_MAPPINGS)}, or a JSON file)")
 
 
 class Runner(Protocol):

@@ -17,6 +17,7 @@ import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterator
+from shopsearch.errors import InputError
 
 UNPARSEABLE = "__unparseable__"
 ERROR = "__error__"
@@ -91,13 +92,13 @@ def detect_format(path: str | Path, format: str | None = None) -> str:
     """The file's format: ``format`` if given, else from the extension (.jsonl/.ndjson/.csv/.tsv)."""
     if format:
         if format not in FORMATS:
-            raise ValueError(f"unknown catalogue format {format!r}; expected one of {FORMATS}")
+            raise InputError(f"unknown catalogue format {format!r}; expected one of {FORMATS}")
         return format
     suffix = Path(path).suffix.lower()
     by_suffix = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv",
                  ".tsv": "tsv", ".tab": "tsv"}
     if suffix not in by_suffix:
-        raise ValueError(f"cannot tell the format of {path}; pass format= one of {FORMATS}")
+        raise InputError(f"cannot tell the format of {path}; pass format= one of {FORMATS}")
     return by_suffix[suffix]
 
 
@@ -319,9 +320,9 @@ def mapping_from_dict(spec: dict) -> FieldMapping:
     known = {f.name for f in fields(FieldMapping)}
     unknown = set(spec) - known
     if unknown:
-        raise ValueError(f"unknown mapping keys {sorted(unknown)}; known: {sorted(known)}")
+        raise InputError(f"unknown mapping keys {sorted(unknown)}; known: {sorted(known)}")
     if "id" not in spec:
-        raise ValueError("a mapping needs an 'id' column")
+        raise InputError("a mapping needs an 'id' column")
     spec = dict(spec)
     spec.setdefault("name", "custom")
     spec["joins"] = [Join(**j) for j in spec.get("joins", [])]
@@ -354,10 +355,10 @@ def load_mapping(name_or_path: str | Path) -> FieldMapping:
         return BUILTIN_MAPPINGS[str(name_or_path)]
     path = Path(name_or_path)
     if not path.is_file():
-        raise ValueError(f"no built-in mapping or mapping file {str(name_or_path)!r}; "
+        raise InputError(f"no built-in mapping or mapping file {str(name_or_path)!r}; "
                          f"built-in: {sorted(BUILTIN_MAPPINGS)}")
     spec = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(spec, dict):
-        raise ValueError(f"{path}: a mapping file holds one JSON object")
+        raise InputError(f"{path}: a mapping file holds one JSON object")
     spec.setdefault("name", path.stem)
     return mapping_from_dict(spec)

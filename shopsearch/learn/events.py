@@ -25,14 +25,16 @@ Privacy: raw shopper ids are never stored. :func:`pseudonymise_event` swaps ``us
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import math
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo,
+                      field_validator, model_validator)
+
+from shopsearch.errors import EventError
 from shopsearch.privacy import pseudonym
-from shopsearch.errors import EventError  # noqa: F401 (raised here; importable from here too)
 
 ACTIONS = ("impression", "click", "add_to_cart", "purchase")
 ACTION_ALIASES = {"add-to-cart": "add_to_cart", "addToCart": "add_to_cart"}
@@ -49,51 +51,110 @@ KNOWN_KEYS = frozenset({"event_id", "query_id", "user_id", "client_id", "action_
                         "position", "timestamp", "catalogue", "quantity", "price", "event_attributes"})
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def _integer_id_as_text(value: Any) -> Any:
+    """Shops often number products: an integer id becomes its text (a bool stays a fault)."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
-def _identifier(raw: dict, field: str, required: bool) -> str | None:
-    value = raw.get(field)
-    if value is None:
-        if required:
-            raise EventError("is required", field)
-        return None
-    if _is_int(value):
-        return str(value)
-    if not isinstance(value, str) or not value.strip():
-        raise EventError(f"must be a non-empty string, got {value!r}", field)
-    return value.strip()
-
-
-def _action(raw: dict) -> str:
-    value = raw.get("action_name")
-    if value is None:
-        raise EventError("is required", "action_name")
-    if not isinstance(value, str):
-        raise EventError(f"must be a string, got {value!r}", "action_name")
-    action = ACTION_ALIASES.get(value.strip(), value.strip())
+def _canonical_action(value: str) -> str:
+    action = ACTION_ALIASES.get(value, value)
     if action not in ACTIONS:
         raise EventError(f"unknown action {value!r}; expected one of {', '.join(ACTIONS)}", "action_name")
     return action
 
 
-def _positive_int(raw: dict, field: str) -> int | None:
-    value = raw.get(field)
-    if value is None:
-        return None
-    if not _is_int(value) or value < 1:
-        raise EventError(f"must be an integer >= 1, got {value!r}", field)
-    return value
+Identifier = Annotated[str, BeforeValidator(_integer_id_as_text),
+                       Field(strict=True, min_length=1, json_schema_extra={"type": ["string", "integer"]})]
+Count = Annotated[int, Field(strict=True, ge=1)]
+
+# The message each field's fault gets (followed by ", got <value>"); a missing one "is required".
+_MESSAGES = {"action_name": "must be a string", "position": "must be an integer >= 1",
+             "quantity": "must be an integer >= 1", "price": "must be a number >= 0",
+             "event_attributes": "must be an object"}
 
 
-def _price(raw: dict) -> float | None:
-    value = raw.get("price")
-    if value is None:
-        return None
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
-        raise EventError(f"must be a number >= 0, got {value!r}", "price")
-    return float(value)
+class Event(BaseModel):
+    """One shopper event as ``POST /events`` takes it (User Behavior Insights, flattened).
+
+    The contract of the events route: it validates each event (:func:`validate_event` turns its
+    first fault into an :class:`EventError`) and documents the route in ``/openapi.json``.
+    """
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    event_id: Identifier | None = Field(None, description="Client-chosen id; derived from the content when absent.")
+    query_id: Identifier | None = Field(None, description="The query_id of the search this event follows.")
+    user_id: Identifier | None = Field(None, description="The shopper (stored only as a pseudonym).")
+    client_id: Identifier | None = Field(None, description="Stands in for user_id when that is absent.")
+    action_name: Annotated[str, Field(strict=True), AfterValidator(_canonical_action)] = Field(
+        description=f"One of {', '.join(ACTIONS)} (also {', '.join(ACTION_ALIASES)}).",
+        json_schema_extra={"enum": [*ACTIONS, *ACTION_ALIASES]})
+    object_id: Identifier | None = Field(None, description="The item; required except for impressions.")
+    position: Count | None = Field(None, description="1-based place of the item in the results.")
+    timestamp: Any = Field(None, description="ISO 8601 (naive is UTC) or epoch seconds/milliseconds; default now.",
+                           validate_default=True,  # an absent timestamp becomes now, through the validator
+                           json_schema_extra={"type": ["string", "number", "null"]})
+    catalogue: Identifier | None = None
+    quantity: Count | None = None
+    price: Annotated[float, Field(strict=True, ge=0, allow_inf_nan=False)] | None = None
+    event_attributes: Annotated[dict, Field(strict=True)] | None = Field(
+        None, description="Free-form UBI context, kept as is.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _client_id_only_stands_in(cls, raw: Any) -> Any:
+        """``client_id`` is read (and checked) only when there is no ``user_id``."""
+        if isinstance(raw, dict) and raw.get("user_id") is not None and "client_id" in raw:
+            return {k: v for k, v in raw.items() if k != "client_id"}
+        return raw
+
+    @field_validator("timestamp")
+    @classmethod
+    def _normalised_timestamp(cls, value: Any, info: ValidationInfo) -> str:
+        now = (info.context or {}).get("now") or datetime.now(timezone.utc)
+        return format_timestamp(parse_timestamp(value, now))
+
+    @model_validator(mode="after")
+    def _required_together(self) -> "Event":
+        if self.user_id is None and self.client_id is None:
+            raise EventError("is required (or client_id)", "user_id")
+        if self.object_id is None and self.action_name != "impression":
+            raise EventError("is required", "object_id")
+        return self
+
+
+# The order faults are reported in when an event has several: unknown keys first (a typo would
+# otherwise lose data), then the fields in the order a reader checks them.
+_ORDER = ("action_name", "user_id", "client_id", "query_id", "object_id", "position", "timestamp", "catalogue",
+          "quantity", "price", "event_attributes", "event_id")
+
+
+def _event_error(error: ValidationError, raw: dict) -> EventError:
+    """The first fault of a validation, as the :class:`EventError` the web layer answers with."""
+    faults = [_fault(f) for f in error.errors(include_url=False)]
+    # the model checks these two only once every field is valid; here they must compete in order
+    action = ACTION_ALIASES.get(str(raw.get("action_name")).strip(), str(raw.get("action_name")).strip())
+    if raw.get("user_id") is None and raw.get("client_id") is None:
+        faults.append(EventError("is required (or client_id)", "user_id"))
+    if raw.get("object_id") is None and action in ACTIONS and action != "impression":
+        faults.append(EventError("is required", "object_id"))
+    unknown = sorted((f for f in faults if f.field not in _ORDER), key=lambda f: str(f.field))
+    return (unknown or sorted(faults, key=lambda f: _ORDER.index(f.field)))[0]
+
+
+def _fault(fault: dict) -> EventError:
+    field = str(fault["loc"][0]) if fault["loc"] else None
+    cause = (fault.get("ctx") or {}).get("error")
+    if isinstance(cause, EventError):  # raised by our own validators: already worded
+        return EventError(cause.message, cause.field or field)
+    if fault["type"] == "extra_forbidden":
+        return EventError(f"unknown field; allowed: {', '.join(sorted(KNOWN_KEYS))}", field)
+    if fault["type"] == "missing" or fault.get("input") is None:  # only a required field fails on null
+        return EventError("is required", field)
+    if field == "event_attributes":
+        return EventError(_MESSAGES[field], field)
+    message = _MESSAGES.get(field, "must be a non-empty string")
+    return EventError(f"{message}, got {fault['input']!r}", field)
 
 
 def parse_timestamp(value: Any, now: datetime) -> datetime:
@@ -152,36 +213,24 @@ def validate_event(raw: dict, now: datetime | None = None) -> dict:
     """
     if not isinstance(raw, dict):
         raise EventError(f"an event must be a JSON object, got {type(raw).__name__}")
-    unknown = sorted(set(raw) - KNOWN_KEYS, key=str)
-    if unknown:
-        raise EventError(f"unknown field; allowed: {', '.join(sorted(KNOWN_KEYS))}", str(unknown[0]))
     now = (now or datetime.now(timezone.utc))
     now = now.replace(tzinfo=timezone.utc) if now.tzinfo is None else now
-    action = _action(raw)
-    user = _identifier(raw, "user_id", False) or _identifier(raw, "client_id", False)
-    if user is None:
-        raise EventError("is required (or client_id)", "user_id")
+    try:
+        model = Event.model_validate(raw, context={"now": now})
+    except ValidationError as e:
+        raise _event_error(e, raw) from None
     event: dict[str, Any] = {
-        "query_id": _identifier(raw, "query_id", False),
-        "user_id": user,
-        "action_name": action,
-        "object_id": _identifier(raw, "object_id", action != "impression"),
-        "position": _positive_int(raw, "position"),
-        "timestamp": format_timestamp(parse_timestamp(raw.get("timestamp"), now)),
+        "query_id": model.query_id,
+        "user_id": model.user_id or model.client_id,
+        "action_name": model.action_name,
+        "object_id": model.object_id,
+        "position": model.position,
+        "timestamp": model.timestamp,
     }
-    catalogue = _identifier(raw, "catalogue", False)
-    if catalogue is not None:
-        event["catalogue"] = catalogue
-    quantity, price = _positive_int(raw, "quantity"), _price(raw)
-    if quantity is not None:
-        event["quantity"] = quantity
-    if price is not None:
-        event["price"] = price
-    if "event_attributes" in raw and raw["event_attributes"] is not None:
-        if not isinstance(raw["event_attributes"], dict):
-            raise EventError("must be an object", "event_attributes")
-        event["event_attributes"] = raw["event_attributes"]
-    event["event_id"] = _identifier(raw, "event_id", False) or derive_event_id(event)
+    for optional in ("catalogue", "quantity", "price", "event_attributes"):
+        if getattr(model, optional) is not None:
+            event[optional] = getattr(model, optional)
+    event["event_id"] = model.event_id or derive_event_id(event)
     return event
 
 

@@ -1,6 +1,9 @@
-"""Recommendations without a query (pure): request bodies and list shaping for ``plugin/recommend.py``.
+"""Recommendations without a query: the lists ``plugin/recommend.py`` answers with.
 
-Three lists, each answered from the live index (and, for also-bought, the events index):
+Request bodies and list shaping are pure functions; :func:`for_you`, :func:`similar` and
+:func:`also_bought_hits` run them with the OpenSearch client they are given (the web layer passes
+its own, and the shopper's profile and live index from its Searcher). Three lists, each answered
+from the live index (and, for also-bought, the events index):
 
 - **for you**: k-NN around the shopper's profile vector, or the catalogue's most popular items
   when there is no usable profile (cold start); both diversified so no category fills the list;
@@ -17,13 +20,19 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import datetime, timezone
-from typing import Iterable
+from typing import Any, Iterable
 
+from opensearchpy import NotFoundError, OpenSearch, RequestError
+
+from shopsearch.errors import SearchError
 from shopsearch.learn.profiles import co_occurrence, diversify
+from shopsearch.privacy import pseudonym
+from shopsearch.settings import Settings
 
 CANDIDATES_PER_PLACE = 5   # for-you fetches 5 x size candidates, so diversification has room
 MAX_CO_BUYERS = 1000       # shoppers of the item looked at for also-bought (the most recent)
 MAX_CO_PURCHASES = 10000   # their purchases read (one search page; the most recent first)
+MAX_BOUGHT_EXCLUDED = 500  # for-you leaves out the shopper's most recent purchases, this many at most
 NO_VECTORS = {"excludes": ["*_vector"]}
 
 
@@ -148,3 +157,114 @@ def also_bought(item_id: str, purchases: list[dict]) -> list[tuple[str, float]]:
     [('b', 1.0)]
     """
     return [(d, s) for d, s in co_occurrence(orders_from_purchases(purchases)).get(item_id, []) if d != item_id]
+
+
+# --- the queries -------------------------------------------------------------------------------
+
+def search_hits(client: OpenSearch, index: str, body: dict) -> list[dict]:
+    """The hits of one search; a query OpenSearch rejects is a 502 :class:`SearchError`."""
+    try:
+        return client.search(index=index, body=body)["hits"]["hits"]
+    except RequestError as e:
+        raise SearchError(f"OpenSearch rejected the recommendation query: {e.error}", 502, "upstream_error") from None
+
+
+def search_events(client: OpenSearch, settings: Settings, body: dict) -> dict | None:
+    """A search on the events index; None when the index does not exist (no events yet)."""
+    try:
+        return client.search(index=settings.ubi_events_index, body=body)
+    except NotFoundError:
+        return None
+
+
+def item_source(client: OpenSearch, index: str, catalogue: str, item_id: str, fields: list[str]) -> dict:
+    """The ``fields`` of one item; an item the catalogue does not have is a 404 naming ``item_id``."""
+    try:
+        return client.get(index=index, id=item_id, _source_includes=fields)["_source"]
+    except NotFoundError:
+        raise SearchError(f"item {item_id!r} is not in catalogue {catalogue!r}", 404, "not_found",
+                          field="item_id") from None
+
+
+def bought_by(client: OpenSearch, settings: Settings, catalogue: str, user: str) -> list[str]:
+    """Items the shopper has bought in this catalogue, most recent first (events carry the pseudonym)."""
+    who = pseudonym(user, settings.pseudonym_salt)
+    found = search_events(client, settings, {"size": 0, "query": {"bool": {"filter": [
+        {"term": {"user_id": who}}, {"term": {"action_name": "purchase"}}, {"term": {"catalogue": catalogue}}]}},
+        "aggs": {"items": {"terms": {"field": "object_id", "size": MAX_BOUGHT_EXCLUDED,
+                                     "order": {"last": "desc"}}, "aggs": {"last": {"max": {"field": "timestamp"}}}}}})
+    return [b["key"] for b in found["aggregations"]["items"]["buckets"]] if found else []
+
+
+def co_purchases(client: OpenSearch, settings: Settings, catalogue: str, item_id: str) -> list[tuple[str, float]]:
+    """The also-bought neighbours of one item, from the purchases of the shoppers who bought it."""
+    where = [{"term": {"action_name": "purchase"}}, {"term": {"catalogue": catalogue}}]
+    found = search_events(client, settings, {
+        "size": 0, "query": {"bool": {"filter": [*where, {"term": {"object_id": item_id}}]}},
+        "aggs": {"buyers": {"terms": {"field": "user_id", "size": MAX_CO_BUYERS}}}})
+    buyers = [b["key"] for b in found["aggregations"]["buyers"]["buckets"]] if found else []
+    if not buyers:
+        return []
+    found = search_events(client, settings, {
+        "size": MAX_CO_PURCHASES, "_source": ["user_id", "object_id", "timestamp"], "sort": [{"timestamp": "desc"}],
+        "query": {"bool": {"filter": [*where, {"terms": {"user_id": buyers}}]}}})
+    return also_bought(item_id, [h["_source"] for h in found["hits"]["hits"]] if found else [])
+
+
+def unusable_profile(profile: dict | None, live_model: str | None) -> str | None:
+    """Why a profile cannot seed k-NN, or None when it can.
+
+    >>> unusable_profile({"vector": [0.1], "model_version": "a"}, "b")
+    "the shopper's profile was built with another model"
+    >>> unusable_profile({"vector": [0.1]}, "b") is None
+    True
+    """
+    if not profile:
+        return "no profile for this shopper yet"
+    if not profile.get("vector"):
+        return "the shopper's profile has no vector"
+    if profile.get("model_version") and profile["model_version"] != live_model:
+        return "the shopper's profile was built with another model"  # vectors of two models are not comparable
+    return None
+
+
+def for_you(client: OpenSearch, settings: Settings, index: str, live_model: str | None, catalogue: str, user: str,
+            profile: dict | None, size: int, filters: list[dict]) -> dict[str, Any]:
+    """Profile k-NN, or the popular items on a cold start; diversified, the shopper's purchases left out."""
+    exclude = bought_by(client, settings, catalogue, user)
+    reason = unusable_profile(profile, live_model)
+    depth = CANDIDATES_PER_PLACE * size
+    if reason is None:
+        body, strategy = knn_body(profile["vector"], depth, depth, filters, exclude_ids=exclude), "profile-knn"
+    else:
+        body, strategy = popular_body(depth, filters, exclude_ids=exclude), "popular"
+    hits = diversified(search_hits(client, index, body), size)
+    if strategy == "popular":  # sorted, not scored: the popularity is the score
+        hits = [{**h, "_score": (h.get("_source") or {}).get("popularity_norm") or 0.0} for h in hits]
+    out = {"catalogue": catalogue, "user": user, "strategy": strategy, "hits": [shown(h) for h in hits]}
+    if reason:
+        out["reason"] = reason
+    return out
+
+
+def similar(client: OpenSearch, index: str, catalogue: str, item_id: str, size: int,
+            filters: list[dict]) -> dict[str, Any]:
+    """k-NN around the item's vector, the item and its duplicate group excluded."""
+    item = item_source(client, index, catalogue, item_id, ["fused_vector", "duplicate_group"])
+    out: dict[str, Any] = {"catalogue": catalogue, "item": item_id, "strategy": "item-knn", "hits": []}
+    if not item.get("fused_vector"):
+        return {**out, "reason": f"item {item_id!r} has no vector to compare with"}
+    body = knn_body(item["fused_vector"], size, CANDIDATES_PER_PLACE * size, filters,
+                    exclude_ids=[item_id], duplicate_group=item.get("duplicate_group"))
+    out["hits"] = [shown(h) for h in search_hits(client, index, body)[:size]]
+    return out
+
+
+def also_bought_hits(client: OpenSearch, index: str, neighbours: list[tuple[str, float]], size: int,
+                     filters: list[dict]) -> list[dict]:
+    """The neighbours that pass the shopper's filters, in neighbour order, with their co-purchase scores."""
+    if not neighbours:
+        return []
+    scores = dict(neighbours)
+    found = {h["_id"]: h for h in search_hits(client, index, ids_body(list(scores), filters))}
+    return [shown(found[d], score) for d, score in neighbours if d in found][:size]

@@ -41,6 +41,7 @@ from shopsearch.privacy import pseudonym
 from shopsearch.index.versions import live_index
 from shopsearch.workers.app import make_app
 from shopsearch.workers.dispatch import run_ingest
+from shopsearch.errors import InputError
 
 DEPTH = 100
 EVENT_BATCH = 1000
@@ -154,7 +155,7 @@ def run(settings: Settings, orders_path: str | Path, catalogue: str = "instacart
     """The benchmark (see the module docstring); returns the JSON document of the issue, plus details."""
 
     if ablation and proxy:
-        raise ValueError("the ablation changes the middleware's settings, so it runs in process: drop --proxy")
+        raise InputError("the ablation changes the middleware's settings, so it runs in process: drop --proxy")
     timings: dict[str, float] = {}
     clock = time.perf_counter()
     data_dir = Path(orders_path).resolve().parent
