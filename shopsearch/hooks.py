@@ -59,15 +59,16 @@ class Specs:
     @hookspec
     def query_rewriters(self) -> list[tuple[str, Callable[[str], str]]]:
         """Query rewriters of the query flow, as ``(name, rewrite)`` pairs applied in order to
-        the shopper's text before it is understood and searched. Built in: ``normalise``
-        (NFKC, width and case folding; ``shopsearch/query/stages.py``)."""
+        the shopper's text before it is understood and searched
+        (``shopsearch/query/understand.py:rewrite_query``). Built in: ``normalise`` (NFKC, width
+        and case folding; ``shopsearch/query/stages.py``)."""
 
     @hookspec
     def ranking_features(self) -> list[tuple[str, Callable[[dict], float | None]]]:
         """Ranking features of one candidate, as ``(name, feature)`` pairs: ``feature(candidate)``
-        reads a candidate (its retrieval scores and source fields) and returns a number, or None
-        when it does not apply. ``explain=true`` shows every feature of every hit; learned rankers
-        take them as input. Built in: ``bm25``, ``vector``, ``popularity``
+        reads a candidate ``{"id", "score", "bm25", "vector", "source"}`` and returns a number, or
+        None when it does not apply. ``explain=true`` shows every feature of every hit under
+        ``explain.features[hit_id]``; learned rankers take them as input. Built in: ``bm25``, ``vector``, ``popularity``
         (``shopsearch/query/stages.py``)."""
 
     @hookspec

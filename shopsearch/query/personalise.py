@@ -65,3 +65,37 @@ def script_params(profile: dict, fused: dict[str, float], max_boost: float, weig
         "max_boost": float(max_boost),
         **{k: float(v) for k, v in w.items()},
     }
+
+
+def comparable_profile(profile: dict, model_version: str | None) -> dict:
+    """The profile without its vector when that vector comes from another model (not comparable).
+
+    >>> comparable_profile({"vector": [1.0], "model_version": "a"}, "b")["vector"] is None
+    True
+    """
+    if profile.get("model_version") and profile["model_version"] != model_version:
+        return {**profile, "vector": None}
+    return profile
+
+
+def personal_request(params: dict, ids: list[str]) -> tuple[dict, dict]:
+    """The ``script_score`` request over the fused candidates, and the same request as ``explain``
+    shows it (the candidate scores elided)."""
+    script = {"id": SCRIPT_ID, "params": params}
+    body = {"size": len(ids), "_source": False,
+            "query": {"script_score": {"query": {"ids": {"values": ids}}, "script": script}}}
+    shown = {**body, "query": {"script_score": {**body["query"]["script_score"], "script": {
+        "id": SCRIPT_ID, "params": {**params, "fused": f"<{len(params['fused'])} candidates>"}}}}}
+    return body, shown
+
+
+def apply_personal_scores(ranked: list[tuple[str, float]], final: dict[str, float]):
+    """``(ranking, boosts)``: the candidates re-ordered by the script's scores (a candidate the script
+    did not score keeps its own), and each candidate's boost.
+
+    >>> apply_personal_scores([("a", 0.5), ("b", 0.4)], {"b": 0.7})
+    ([('b', 0.7), ('a', 0.5)], {'a': 0.0, 'b': 0.3})
+    """
+    boosts = {d: round(final.get(d, s) - s, 6) for d, s in ranked}
+    reranked = sorted(((d, final.get(d, s)) for d, s in ranked), key=lambda kv: (-kv[1], kv[0]))
+    return reranked, boosts

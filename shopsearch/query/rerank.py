@@ -5,7 +5,7 @@ query and the item text together (one transformer pass per pair), so it sees whi
 query the title answers, at the cost of one forward pass per candidate at query time. So it only
 re-orders the ``top_n`` fused candidates; the rest keep their order after them.
 
-The model is a directory written by ``workers.finetune.train_cross_encoder`` (a one-logit
+The model is a directory written by ``shopsearch.learn.train.train_cross_encoder`` (a one-logit
 sequence-classification model) and is loaded with ``sentence_transformers.CrossEncoder``: scores
 are sigmoid probabilities in [0, 1]. CUDA with half precision when asked for (or ``auto`` and
 present), CPU otherwise. One forward pass at a time per loaded model (a lock), as with the text
@@ -19,7 +19,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
-from shopsearch.encoders.text import _fingerprint, choose_device
+from shopsearch.encoders.text import fingerprint, choose_device
+from shopsearch.errors import SearchError
+from shopsearch.settings import Settings
 
 
 class CrossEncoderReranker:
@@ -30,7 +32,7 @@ class CrossEncoderReranker:
     """
 
     def __init__(self, path: str | Path, device: str = "auto", batch_size: int = 32, max_length: int = 128):
-        from sentence_transformers import CrossEncoder
+        from sentence_transformers import CrossEncoder  # why: heavy (torch); only hybrid-rerank needs it
         self.path = Path(path)
         if not (self.path / "config.json").exists():
             raise FileNotFoundError(f"{self.path} is not a cross-encoder directory (no config.json)")
@@ -39,7 +41,7 @@ class CrossEncoderReranker:
         self.model = CrossEncoder(str(self.path), device=self.device, max_length=max_length)
         if self.device == "cuda":
             self.model.half()
-        self.version = f"{self.path.parent.name if self.path.name == 'cross-encoder' else self.path.name}@{_fingerprint(self.path)}"
+        self.version = f"{self.path.parent.name if self.path.name == 'cross-encoder' else self.path.name}@{fingerprint(self.path)}"
         self._lock = threading.Lock()
 
     def score(self, query: str, texts: Sequence[str]) -> list[float]:
@@ -71,3 +73,18 @@ class CrossEncoderReranker:
 def cached_reranker(path: str, device: str = "auto") -> CrossEncoderReranker:
     """One loaded re-ranker per (path, device) per process."""
     return CrossEncoderReranker(path, device)
+
+
+def reranker_for(settings: Settings, meta: dict) -> CrossEncoderReranker:
+    """The cross-encoder for an index: ``rerank_model``, else the one trained with its model (beside it)."""
+    path = settings.rerank_model
+    if not path and meta.get("model"):
+        beside = Path(meta["model"]).parent / "cross-encoder"
+        path = str(beside) if beside.is_dir() else ""
+    if not path:
+        raise SearchError(f"no re-ranker for model {meta.get('model_version')}: train one (shopsearch finetune) "
+                          "or set rerank_model", 409, "no_reranker", field="strategy")
+    try:
+        return cached_reranker(path, settings.device)
+    except (OSError, ValueError) as e:
+        raise SearchError(f"re-ranker {path} cannot be loaded: {e}", 409, "no_reranker") from None

@@ -22,6 +22,8 @@ import unicodedata
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
+from shopsearch import hooks
+
 # Single Chinese characters are substrings of too many words (白 in 蛋白粉 "protein powder",
 # 红 in 红酒 "red wine"), so only the 色 forms are synonyms. Even 黑 alone was wrong in 5 of
 # the 6 Taobao queries that have it without 色 (黑米 "black rice", 黑冰 a brand, 小黑瓶 a product).
@@ -91,6 +93,19 @@ def normalise_query(q: str) -> str:
     """
     q = unicodedata.normalize("NFKC", q or "").replace("\u2019", "'").lower()
     return " ".join(q.split())
+
+
+def rewrite_query(q: str) -> str:
+    """The shopper's text after every registered query rewriter, in order (``hooks.query_rewriters``).
+
+    Built in: ``normalise`` (:func:`normalise_query`), so with no shop plugin this is exactly it.
+
+    >>> rewrite_query("  Red  SHOES ")
+    'red shoes'
+    """
+    for _, rewrite in hooks.query_rewriters():
+        q = rewrite(q)
+    return q
 
 
 def _is_code(token: str) -> bool:

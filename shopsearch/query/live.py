@@ -1,0 +1,101 @@
+"""The live-index registry: which index answers a catalogue's searches, and what it was built with.
+
+A catalogue's alias is resolved at most once a second; when it has moved to another version,
+the caches of the old one are emptied (nothing cached for it may answer). An index whose text
+vectors do not fit its encoder is refused when it goes live here. A pinned version (to evaluate
+a candidate index) is resolved by name, whatever the alias says.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from opensearchpy import OpenSearch
+
+from shopsearch.encoders.text import text_encoder
+from shopsearch.errors import EncoderError, MappingError, SearchError
+from shopsearch.index.mapping import check_text_dimension
+from shopsearch.index.versions import live_index
+from shopsearch.query.understand import Facets
+from shopsearch.settings import Settings
+
+FACET_FIELDS = ("colour", "brand", "gender", "category")
+
+
+@dataclass
+class Live:
+    """One index version answering a catalogue: its name, ``_meta`` (model, version) and facets."""
+    index: str
+    meta: dict
+    facets: Facets
+    checked: float = field(default_factory=time.monotonic)
+
+
+def encoder_for(settings: Settings, meta: dict):
+    """The encoder recorded in an index's ``_meta`` (loaded once per process)."""
+    return text_encoder(settings.replace(text_model=meta.get("model", settings.text_model)))
+
+
+class LiveIndexes:
+    """The catalogues' live (and pinned) index versions of one process.
+
+    ``caches`` are emptied whenever a catalogue's alias moves.
+    """
+
+    def __init__(self, client: OpenSearch, settings: Settings, caches: Iterable = ()):
+        self.client, self.settings = client, settings
+        self.caches = list(caches)
+        self._live: dict[str, Live] = {}
+        self._lock = threading.Lock()
+
+    def live(self, catalogue: str) -> Live:
+        """The catalogue's live version (the alias re-read at most once a second)."""
+        cached = self._live.get(catalogue)
+        if cached and time.monotonic() - cached.checked < 1.0:
+            return cached
+        index = live_index(self.client, catalogue)
+        if index is None:
+            raise SearchError(f"catalogue {catalogue!r} has no live index", 404, "not_found")
+        if cached and cached.index == index:
+            cached.checked = time.monotonic()
+            return cached
+        live = self._load(index)
+        with self._lock:
+            if cached is not None:  # the alias moved: nothing cached for the old version may answer
+                for cache in self.caches:
+                    cache.clear()
+            self._live[catalogue] = live
+        return live
+
+    def pinned(self, catalogue: str, index: str) -> Live:
+        """A given version of a catalogue, whatever the alias says (to evaluate a candidate index)."""
+        if not index.startswith(f"{catalogue}-v") or not self.client.indices.exists(index=index):
+            raise SearchError(f"{index} is not a version of {catalogue}", 404, "not_found")
+        key = f"{catalogue}@{index}"
+        if key not in self._live:
+            self._live[key] = self._load(index)
+        return self._live[key]
+
+    def _load(self, index: str) -> Live:
+        mapping = self.client.indices.get_mapping(index=index)[index]["mappings"]
+        self.check_dimensions(index, mapping)
+        return Live(index, mapping.get("_meta", {}), self._facets(index))
+
+    def check_dimensions(self, index: str, mapping: dict) -> None:
+        """Refuse an index whose vectors do not fit its encoder (checked when a version goes live here)."""
+        try:
+            encoder = encoder_for(self.settings, mapping.get("_meta", {}))
+        except (EncoderError, OSError):
+            return  # no encoder: queries degrade to BM25, which needs no vectors
+        try:
+            check_text_dimension(index, mapping, encoder.name, encoder.dimension)
+        except MappingError as e:
+            raise SearchError(str(e), 409, "model_mismatch") from None
+
+    def _facets(self, index: str) -> Facets:
+        aggs = {f: {"terms": {"field": f, "size": 300}} for f in FACET_FIELDS}
+        found = self.client.search(index=index, body={"size": 0, "aggs": aggs})["aggregations"]
+        return Facets.from_values(**{f: [b["key"] for b in found[f]["buckets"]] for f in aggs})
