@@ -101,7 +101,7 @@ class SentenceTransformerEncoder:
     batch_size: int
 
     def __post_init__(self) -> None:
-        from sentence_transformers import SentenceTransformer
+        from sentence_transformers import SentenceTransformer  # heavy: loaded only where a model is
         self.model = SentenceTransformer(str(self.path), device=self.device)
         if self.device == "cuda":
             self.model.half()
