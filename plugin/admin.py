@@ -20,7 +20,7 @@ from flask import Blueprint, Flask, current_app, jsonify, request
 
 from shopsearch.index.ubi import forget_user
 from shopsearch.index.versions import check_catalogue_name
-from shopsearch.learn.rollout import ROLLOUT_QUEUE, resolve_model
+from shopsearch.learn.reindex import ROLLOUT_QUEUE, resolve_model
 from shopsearch.learn.rollout import promote as promote_version
 from shopsearch.learn.rollout import rollback as rollback_alias
 from shopsearch.learn.rollout import status as rollout_status

@@ -1,4 +1,4 @@
-"""Specification of fine-tuning (workers/finetune.py) and the cross-encoder re-ranker (shopsearch/rerank.py).
+"""Specification of fine-tuning (shopsearch/learn/train.py, train_loop.py) and the cross-encoder re-ranker (shopsearch/rerank.py).
 
 The training set is a few dozen real Home Depot (query, product) pairs read in place from
 ../shared/data/homedepot: products rated 3 by people are the clicked items, products of the

@@ -20,8 +20,9 @@ from shopsearch.index.catalogue import create_catalogue_version
 from shopsearch.cli.admin import register
 from shopsearch.index.versions import list_versions, live_index
 from shopsearch.plugin.app import create_app
-from shopsearch.learn.rollout import (ROLLOUT_QUEUE, RolloutError, RolloutInterrupted, check_coordinator_queues,
-                                     item_from_document, promote, rollback)
+from shopsearch.errors import RolloutError, RolloutInterrupted
+from shopsearch.learn.reindex import ROLLOUT_QUEUE, check_coordinator_queues, item_from_document
+from shopsearch.learn.rollout import promote, rollback
 from shopsearch.workers.dispatch import reindex
 from shopsearch.ops.services import worker
 from shopsearch.ops.services.process import read_pid, stop_pid

@@ -1,4 +1,4 @@
-"""Specification of training data from click logs (shopsearch/training_data.py).
+"""Specification of training data from click logs (shopsearch/learn/training_data.py, position_bias.py).
 
 Pure parts on synthetic logs; one test collects from real ``ubi_queries`` / ``ubi_events``
 indices (uniquely named for the test) and a real catalogue index.
@@ -14,9 +14,9 @@ import pytest
 
 from shopsearch.learn import training_data
 from shopsearch.ops.click_model import estimate_propensities as ctr_ratio
+from shopsearch.learn.position_bias import fit_position_bias, inverse_propensity
 from shopsearch.learn.training_data import (Example, Search, TrainingData, build_training_data, click_examples, collect,
-                                      dedupe, fit_position_bias, inverse_propensity, join_searches,
-                                      keep_frequent_queries, observations, split_by_query)
+                                            dedupe, join_searches, keep_frequent_queries, observations, split_by_query)
 
 THETA = {k: 1 / k for k in range(1, 11)}
 

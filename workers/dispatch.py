@@ -14,7 +14,8 @@ from typing import Iterator, Sequence
 from celery import Celery
 
 from shopsearch.ingest import pipeline
-from shopsearch.learn import loop, rollout
+from shopsearch.learn import loop
+from shopsearch.learn import reindex as rebuild
 from shopsearch.settings import Settings
 from shopsearch.workers.app import make_app
 
@@ -53,8 +54,8 @@ def run_ingest(settings: Settings, *args, app: Celery | None = None, **kwargs) -
 
 
 def reindex(settings: Settings, *args, app: Celery | None = None, **kwargs) -> dict:
-    """:func:`shopsearch.learn.rollout.reindex` with its chunks on the Celery workers."""
-    return rollout.reindex(settings, *args, runner=runner(settings, app), **kwargs)
+    """:func:`shopsearch.learn.reindex.reindex` with its chunks on the Celery workers."""
+    return rebuild.reindex(settings, *args, runner=runner(settings, app), **kwargs)
 
 
 def run_loop(settings: Settings, *args, app: Celery | None = None, **kwargs) -> dict:

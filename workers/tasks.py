@@ -12,29 +12,24 @@ import os
 import socket
 import time
 from functools import lru_cache, wraps
+from pathlib import Path
 
+from celery.result import allow_join_result
 from opensearchpy.exceptions import ConnectionError as OSConnectionError
 from opensearchpy.exceptions import ConnectionTimeout
 
-from shopsearch.settings import load_settings
-
-from shopsearch.workers.app import app
 from shopsearch.cluster import connect
-from shopsearch.encoders.text import text_encoder
 from shopsearch.encoders.image import image_encoder
-from shopsearch.ingest.encode import encode_items, load_projection
-from shopsearch.ingest.encode import unpack
-from shopsearch.ingest.write import document, write_documents
-from pathlib import Path
+from shopsearch.encoders.text import item_text, text_encoder
+from shopsearch.ingest.encode import encode_items, load_projection, unpack
 from shopsearch.ingest.fuse import train_projection
-from shopsearch.encoders.text import item_text
-from shopsearch.learn.profile_update import update_profiles
+from shopsearch.ingest.write import document, write_documents
 from shopsearch.learn.popularity import update_popularity
-from celery.result import allow_join_result
-from shopsearch.learn.rollout import check_coordinator_queues
-from shopsearch.workers.dispatch import reindex, run_loop
-from shopsearch.learn.rollout import check_coordinator_queues
 from shopsearch.learn.profile_update import recent_catalogues, update_profiles
+from shopsearch.learn.reindex import check_coordinator_queues
+from shopsearch.settings import load_settings
+from shopsearch.workers.app import app
+from shopsearch.workers.dispatch import reindex, run_loop
 
 log = logging.getLogger("shopsearch.workers")
 
@@ -71,7 +66,6 @@ def ping(payload: dict | None = None) -> dict:
 @timed
 def encode_chunk(payload: dict) -> dict:
     """Encode one chunk of clean items with the model recorded for its index."""
-
     settings = _settings()
     encoder = text_encoder(settings.replace(text_model=payload["model"]))
     projection = load_projection(payload.get("projection"))
@@ -100,8 +94,6 @@ def write_chunk(encoded: dict) -> dict:
 @timed
 def fit_projection(payload: dict) -> dict:
     """Learn the image -> text projection from (text, image path) pairs; saves it, returns its path."""
-
-
     settings = _settings()
     encoder = text_encoder(settings.replace(text_model=payload["model"]))
     feats, ok = image_encoder(settings.device).encode_paths([i["image"] for i in payload["items"]])
@@ -142,8 +134,7 @@ def update_popularity_task(catalogue: str) -> dict:
 @timed
 def reindex_task(catalogue: str, model: str | None = None, source: str | None = None, mapping: str | None = None,
                  swap: bool = True, limit: int | None = None) -> dict:
-    """Build, verify and (unless ``swap`` is false) swap in a new version of ``catalogue``; see ``shopsearch.rollout``."""
-
+    """Build, verify and (unless ``swap`` is false) swap in a new version of ``catalogue``; see ``shopsearch.learn.reindex``."""
     check_coordinator_queues(app.amqp.queues.consume_from)
     with allow_join_result():  # waiting on chunk results is this task's job, in a process of its own
         return reindex(_settings(), catalogue, model, source, mapping, limit=limit, swap=swap, client=_client(), app=app)
@@ -152,11 +143,10 @@ def reindex_task(catalogue: str, model: str | None = None, source: str | None = 
 @app.task(name="shopsearch.finetune.step", queue="rollout", acks_late=False)
 @timed
 def finetune_step(version: str, step: str, models_dir: str | None = None) -> dict:
-    """One step of the fine-tuning loop (``shopsearch.finetune_loop``), resumed from its state; on the rollout worker.
+    """One step of the learning loop (``shopsearch.learn.loop.STEPS``), resumed from its state; on the rollout worker.
 
     ``models_dir`` is the registry of the caller (it must be storage this worker reads too).
     """
-
     check_coordinator_queues(app.amqp.queues.consume_from)
     with allow_join_result():  # the reindex step waits on encode -> write chunks
         settings = _settings().replace(models_dir=models_dir) if models_dir else _settings()

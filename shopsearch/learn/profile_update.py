@@ -57,6 +57,7 @@ def recent_catalogues(client: OpenSearch, settings: Settings, since: str) -> lis
 
 
 def item_features(client: OpenSearch, index: str, ids: list[str]) -> dict[str, dict]:
+    """What a profile takes from each item of ``index``: fused vector, category, brand, ``price_norm``."""
     if not ids:
         return {}
     docs = client.mget(index=index, body={"ids": sorted(set(ids))},

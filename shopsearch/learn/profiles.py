@@ -76,6 +76,38 @@ def _normalised_affinities(weights: dict[str, float]) -> dict[str, float]:
     return {k: w / top for k, w in sorted(weights.items())} if top > 0 else {}
 
 
+def _starting_point(previous: dict | None, now: datetime, half_life_days: float):
+    """``(stats, weight, events, since)``: empty, or ``previous`` decayed to ``now``."""
+    if not previous:
+        return _empty_stats(half_life_days), 0.0, 0, None
+    since = _utc(previous["updated_at"])
+    if now < since:
+        raise ValueError(f"now ({now.isoformat()}) is before the previous profile's updated_at")
+    stats = previous["stats"]
+    if stats["half_life_days"] != half_life_days:
+        raise ValueError("half_life_days differs from the previous profile's; rebuild in full")
+    factor = decay_weight(_days(now - since), half_life_days)
+    return _decayed(stats, factor), previous["weight"] * factor, previous["events"], since
+
+
+def _add_item(stats: dict, new_prices: list, object_id: str, item: dict, w: float) -> None:
+    """Add one interacted item, weighted ``w``, to the statistics (in place)."""
+    vector = item.get("vector")
+    if vector:
+        if stats["vector_sum"] is None:
+            stats["vector_sum"] = [0.0] * len(vector)
+        if len(vector) != len(stats["vector_sum"]):
+            raise ValueError(f"item {object_id!r} has a {len(vector)}-d vector, "
+                             f"expected {len(stats['vector_sum'])}")
+        stats["vector_sum"] = [s + w * x for s, x in zip(stats["vector_sum"], vector)]
+    for key in ("category", "brand"):
+        if item.get(key) is not None:
+            bucket = stats["categories" if key == "category" else "brands"]
+            bucket[item[key]] = bucket.get(item[key], 0.0) + w
+    if item.get("price_norm") is not None:
+        new_prices.append([float(item["price_norm"]), w])
+
+
 def build_profile(events: list[dict], items: dict[str, dict], now: datetime,
                   half_life_days: float = 30.0, previous: dict | None = None) -> dict:
     """The profile of one shopper from their validated events (see ``events.validate_event``).
@@ -99,19 +131,7 @@ def build_profile(events: list[dict], items: dict[str, dict], now: datetime,
     if half_life_days <= 0:
         raise ValueError(f"half_life_days must be > 0, got {half_life_days}")
     now = _utc(now)
-    since = None
-    if previous:
-        since = _utc(previous["updated_at"])
-        if now < since:
-            raise ValueError(f"now ({now.isoformat()}) is before the previous profile's updated_at")
-        stats = previous["stats"]
-        if stats["half_life_days"] != half_life_days:
-            raise ValueError("half_life_days differs from the previous profile's; rebuild in full")
-        factor = decay_weight(_days(now - since), half_life_days)
-        stats, total, count = _decayed(stats, factor), previous["weight"] * factor, previous["events"]
-    else:
-        stats, total, count = _empty_stats(half_life_days), 0.0, 0
-
+    stats, total, count, since = _starting_point(previous, now, half_life_days)
     new_prices = []
     for event in sorted(events, key=lambda e: _utc(e["timestamp"])):  # stable: ties keep input order
         action_weight = ACTION_WEIGHTS.get(event["action_name"])
@@ -121,24 +141,9 @@ def build_profile(events: list[dict], items: dict[str, dict], now: datetime,
         w = action_weight * decay_weight(_days(now - when), half_life_days)
         count, total = count + 1, total + w
         item = items.get(event.get("object_id"))
-        if item is None:
-            continue
-        vector = item.get("vector")
-        if vector:
-            if stats["vector_sum"] is None:
-                stats["vector_sum"] = [0.0] * len(vector)
-            if len(vector) != len(stats["vector_sum"]):
-                raise ValueError(f"item {event['object_id']!r} has a {len(vector)}-d vector, "
-                                 f"expected {len(stats['vector_sum'])}")
-            stats["vector_sum"] = [s + w * x for s, x in zip(stats["vector_sum"], vector)]
-        for key in ("category", "brand"):
-            if item.get(key) is not None:
-                bucket = stats["categories" if key == "category" else "brands"]
-                bucket[item[key]] = bucket.get(item[key], 0.0) + w
-        if item.get("price_norm") is not None:
-            new_prices.append([float(item["price_norm"]), w])
+        if item is not None:
+            _add_item(stats, new_prices, event["object_id"], item, w)
     stats["prices"] = (stats["prices"] + new_prices)[-PRICE_SAMPLES:]
-
     vector = None
     if stats["vector_sum"] is not None:
         norm = math.sqrt(sum(x * x for x in stats["vector_sum"]))

@@ -7,7 +7,7 @@ Layout (``models_dir`` is the ``models_dir`` setting, or ``<home>/models``)::
     <models_dir>/<version>/model.json       metadata
 
 ``model.json`` lives outside the weight directories, so recording a metric or a gate decision
-never changes the files the encoder fingerprints (``encoders._fingerprint``), and the sha256 of
+never changes the files the encoder fingerprints (``encoders.text.fingerprint``), and the sha256 of
 every weight file recorded at registration lets :meth:`ModelRegistry.verify_hashes` prove that
 the weights served are the ones that were evaluated. Fields: ``version``, ``created_at``,
 ``base_model``, ``base_version``, ``window`` (training data ``since``/``until``), ``data`` (the
@@ -18,16 +18,15 @@ Status: ``candidate`` when registered; ``rejected`` when the gate says no; ``pro
 rollout makes it live; ``retired`` when a later model replaces it. The gate only records; moving
 an alias is rollout's job, which then calls :meth:`ModelRegistry.set_status`.
 
-Every write goes to a temporary file in the same directory and is renamed over ``model.json``
-(atomic on POSIX), under an exclusive ``flock`` so two processes updating one model cannot lose
-each other's change.
+Every write goes through :func:`shopsearch.files.write_json_atomic` (a temporary file in the same
+directory renamed over ``model.json``), under an exclusive cross-process lock
+(:func:`shopsearch.files.locked`, filelock) so two processes updating one model cannot lose each
+other's change.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
-import json
 import os
 import re
 from contextlib import contextmanager
@@ -35,6 +34,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from shopsearch.errors import RegistryError  # noqa: F401 (raised here; importable from here too)
+from shopsearch.files import locked, read_json, write_json_atomic
 
 STATUSES = ("candidate", "promoted", "rejected", "retired")
 PARTS = ("bi-encoder", "cross-encoder")
@@ -51,6 +51,7 @@ def models_dir(settings=None, models_dir: str | os.PathLike | None = None) -> Pa
 
 
 def now_iso() -> str:
+    """The current UTC time, ISO 8601 to the second with a ``Z``."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
@@ -65,16 +66,6 @@ def file_hashes(directory: Path, relative_to: Path) -> dict[str, str]:
                     h.update(block)
             out[f.relative_to(relative_to).as_posix()] = h.hexdigest()
     return out
-
-
-def _write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, ensure_ascii=False, sort_keys=True)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class ModelRegistry:
@@ -123,13 +114,13 @@ class ModelRegistry:
         meta = self.path(version) / "model.json"
         if not meta.exists():
             raise RegistryError(f"no registered model {version!r} in {self.root}")
-        return json.loads(meta.read_text(encoding="utf-8"))
+        return read_json(meta)
 
     def list(self, status: str | None = None) -> list[dict]:
         """Every registered model, oldest first (by ``created_at``, then version), optionally of one status."""
         if not self.root.is_dir():
             return []
-        out = [json.loads(p.read_text(encoding="utf-8")) for p in self.root.glob("*/model.json")]
+        out = [read_json(p) for p in self.root.glob("*/model.json")]
         if status:
             out = [m for m in out if m.get("status") == status]
         return sorted(out, key=lambda m: (m.get("created_at") or "", m["version"]))
@@ -140,20 +131,16 @@ class ModelRegistry:
     def _locked(self, version: str):
         directory = self.path(version)
         directory.mkdir(parents=True, exist_ok=True)
-        with open(directory / ".lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield directory / "model.json"
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        with locked(directory / ".lock"):
+            yield directory / "model.json"
 
     def _update(self, version: str, change) -> dict:
         with self._locked(version) as meta_path:
             if not meta_path.exists():
                 raise RegistryError(f"no registered model {version!r} in {self.root}")
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            meta = read_json(meta_path)
             change(meta)
-            _write_json_atomic(meta_path, meta)
+            write_json_atomic(meta_path, meta)
             return meta
 
     def register(self, version: str, *, base_model: str, base_version: str | None = None,
@@ -180,11 +167,11 @@ class ModelRegistry:
                 "history": [{"status": "candidate", "at": now_iso()}]}
         with self._locked(version) as meta_path:
             if meta_path.exists():
-                existing = json.loads(meta_path.read_text(encoding="utf-8"))
+                existing = read_json(meta_path)
                 if existing.get("files") == files:
                     return existing
                 raise RegistryError(f"model {version} is already registered with other weight files")
-            _write_json_atomic(meta_path, meta)
+            write_json_atomic(meta_path, meta)
         return meta
 
     def record_metrics(self, version: str, metrics: dict) -> dict:

@@ -1,6 +1,6 @@
 """Fine-tuning from click-log examples: a bi-encoder (retrieval) and a cross-encoder (re-ranking).
 
-Input: :class:`shopsearch.training_data.Example` rows (query, clicked item text, texts of the
+Input: :class:`shopsearch.learn.training_data.Example` rows (query, clicked item text, texts of the
 items skipped above it, an inverse-propensity weight). Output: model directories.
 
 **Bi-encoder** (:func:`train_bi_encoder`): sentence-transformers' ``MultipleNegativesRankingLoss``
@@ -29,6 +29,7 @@ score in [0, 1]).
 
 **Both:** CPU by default; CUDA with fp16 autocast and a gradient scaler when
 ``torch.cuda.is_available()``. AdamW, linear warm-up (10 %) and decay. A tqdm progress bar.
+The loop, checkpoints and resume are in :mod:`shopsearch.learn.train_loop`.
 Checkpoints (weights, optimiser, scheduler, scaler, RNG state) every ``checkpoint_every`` steps
 under ``out_dir/checkpoints``; a rerun with ``resume=True`` continues from the last one (the
 batch plan is a pure function of the data and ``seed``, so a resumed run sees the same batches).
@@ -43,9 +44,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
-import shutil
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, replace
@@ -54,10 +53,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from shopsearch.learn.training_data import Example
+from shopsearch.learn.train_loop import TrainingLoop, already_done, pick_device, seed_everything
+from shopsearch.learn.training_data import Example, item_texts
 from shopsearch.query.build import bm25_body
-from shopsearch.learn.training_data import item_texts
-from tqdm.auto import tqdm
 
 NegativeSource = str | Callable[[Example], Sequence[str]] | Sequence[Sequence[str]] | None
 
@@ -161,162 +159,11 @@ def pick_negative(pool: list[str], positives: list[tuple[str, str]], avoid: set[
 
 
 def run_fingerprint(kind: str, base_model_dir, params: dict, rows: Sequence) -> str:
+    """A short hash of the run's kind, base model, parameters and rows: a checkpoint of another run is refused."""
     h = hashlib.sha256(json.dumps([kind, str(base_model_dir), params], sort_keys=True, default=str).encode())
     for r in rows:
         h.update(json.dumps(r, sort_keys=True, default=str).encode())
     return h.hexdigest()[:16]
-
-
-# --- devices, checkpoints ----------------------------------------------------------------------
-
-def pick_device(device: str | None = None) -> str:
-    import torch
-    if device in (None, "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
-class Checkpoints:
-    """``out_dir/checkpoints/step-NNNNNNN.pt`` (atomic), the last ``keep`` kept; ``final/`` before the move."""
-
-    def __init__(self, out_dir: Path, keep: int = 2):
-        self.dir, self.keep = Path(out_dir) / "checkpoints", keep
-
-    def latest(self) -> Path | None:
-        found = sorted(self.dir.glob("step-*.pt")) if self.dir.is_dir() else []
-        return found[-1] if found else None
-
-    def save(self, step: int, state: dict) -> Path:
-        import torch
-        self.dir.mkdir(parents=True, exist_ok=True)
-        path = self.dir / f"step-{step:07d}.pt"
-        tmp = path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-        for old in sorted(self.dir.glob("step-*.pt"))[:-self.keep]:
-            old.unlink()
-        return path
-
-    @property
-    def final(self) -> Path:
-        return self.dir / "final"
-
-    def final_complete(self) -> bool:
-        return (self.final / ".complete").exists()
-
-    def publish_final(self, out_dir: Path) -> None:
-        """Move the finished model from ``final/`` into ``out_dir`` (file renames), then drop the checkpoints."""
-        for f in sorted(self.final.rglob("*")):
-            if f.is_file() and f.name != ".complete":
-                target = out_dir / f.relative_to(self.final)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(f, target)
-        shutil.rmtree(self.dir)
-
-
-def _rng_state() -> dict:
-    import torch
-    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    import torch
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _seed_everything(seed: int) -> None:
-    import torch
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-class _Loop:
-    """The shared optimisation loop: AdamW, warm-up + linear decay, fp16 on CUDA, checkpoints, resume."""
-
-    def __init__(self, kind: str, module, out_dir: Path, device: str, lr: float, total_steps: int, fingerprint: str,
-                 checkpoint_every: int, resume: bool, progress: bool, on_step, head: str | None = None,
-                 head_lr: float | None = None):
-        import torch
-        self.kind, self.module, self.out_dir, self.device = kind, module, Path(out_dir), device
-        self.total, self.fingerprint, self.every, self.on_step = total_steps, fingerprint, max(1, checkpoint_every), on_step
-        named = list(module.named_parameters())
-        groups = [{"params": [p for n, p in named if not (head and n.startswith(head))], "lr": lr}]
-        if head:  # a freshly initialised head learns at its own (higher) rate
-            groups.append({"params": [p for n, p in named if n.startswith(head)], "lr": head_lr or lr})
-        self.optimizer = torch.optim.AdamW(groups, weight_decay=0.01)
-        warmup = max(1, int(0.1 * total_steps))
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total_steps - s) / max(1, total_steps - warmup))))
-        self.amp = device.startswith("cuda")
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
-        self.checkpoints, self.start, self.losses, self.resumed_from = Checkpoints(self.out_dir), 0, [], None
-        latest = self.checkpoints.latest() if resume else None
-        if latest is not None:
-            state = torch.load(latest, map_location="cpu", weights_only=False)
-            if state["fingerprint"] != fingerprint:
-                raise ValueError(f"{latest} belongs to another run (other data or parameters): "
-                                 "pass resume=False to start over, or train into another directory")
-            module.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
-            self.scheduler.load_state_dict(state["scheduler"])
-            self.scaler.load_state_dict(state["scaler"])
-            _set_rng_state(state["rng"])
-            self.start, self.losses, self.resumed_from = state["step"], state["losses"], state["step"]
-        elif not resume and self.checkpoints.dir.exists():
-            shutil.rmtree(self.checkpoints.dir)
-        self.bar = tqdm(total=total_steps, initial=self.start, desc=kind, disable=not progress, unit="step")
-
-    def autocast(self):
-        import torch
-        return torch.autocast("cuda", dtype=torch.float16, enabled=self.amp)
-
-    def step(self, step: int, loss) -> None:
-        self.scaler.scale(loss).backward()
-        self.scaler.unscale_(self.optimizer)
-        import torch
-        torch.nn.utils.clip_grad_norm_(self.module.parameters(), 1.0)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scheduler.step()
-        value = float(loss.detach())
-        self.losses.append(round(value, 5))
-        self.bar.update(1)
-        self.bar.set_postfix(loss=f"{value:.4f}")
-        done = step + 1
-        if done % self.every == 0 and done < self.total:
-            self.checkpoints.save(done, {"step": done, "fingerprint": self.fingerprint, "losses": self.losses,
-                                         "model": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
-                                         "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-                                         "rng": _rng_state()})
-        if self.on_step:
-            self.on_step(done, value)
-
-    def finish(self, save: Callable[[Path], None]) -> None:
-        self.bar.close()
-        final = self.checkpoints.final
-        if final.exists():
-            shutil.rmtree(final)
-        final.mkdir(parents=True)
-        save(final)
-        (final / ".complete").touch()
-        self.checkpoints.publish_final(self.out_dir)
-
-
-def _already_done(out_dir: Path, marker: str) -> str | None:
-    """``"done"`` when ``out_dir`` holds a finished model; a crash while moving the final model is finished first."""
-    checkpoints = Checkpoints(out_dir)
-    if checkpoints.final_complete():
-        checkpoints.publish_final(out_dir)
-    return "done" if (out_dir / marker).exists() and not checkpoints.dir.exists() else None
 
 
 def _result(kind, out_dir, device, examples, loop, rows, started, training_seconds) -> TrainResult:
@@ -335,19 +182,20 @@ def train_bi_encoder(base_model_dir, examples: Sequence[Example], out_dir, *, ep
                      on_step: Callable[[int, float], None] | None = None) -> TrainResult:
     """Fine-tune a sentence-transformers model with MultipleNegativesRankingLoss (see the module docstring).
 
-    ``examples``: :class:`~shopsearch.training_data.Example` rows with texts. ``hard_negatives``:
+    ``examples``: :class:`~shopsearch.learn.training_data.Example` rows with texts. ``hard_negatives``:
     ``"skipped"``, ``None``, or mined texts (a callable or a list aligned with ``examples``, see
     :func:`mine_negatives`) added to the skipped ones. An ``out_dir`` that already holds a
     finished model is returned as is (``resumed_from="done"``); ``resume=False`` trains afresh.
     ``max_steps`` caps the run; ``on_step(step, loss)`` is called after every step.
     """
+    # why: sentence-transformers and torch are heavy; loaded only when training
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
     from sentence_transformers.util import batch_to_device
 
     out_dir, device, started = Path(out_dir), pick_device(device), time.perf_counter()
     examples = derange_positives(examples, seed) if shuffle_labels else list(examples)
-    done = _already_done(out_dir, "modules.json") if resume else None
+    done = already_done(out_dir, "modules.json") if resume else None
     if done:
         return TrainResult(str(out_dir), "bi-encoder", device, len(examples), 0, 0, 0.0, 0.0, 0.0, done, [])
     pools = negative_pools(examples, hard_negatives)
@@ -358,11 +206,11 @@ def train_bi_encoder(base_model_dir, examples: Sequence[Example], out_dir, *, ep
               "max_seq_length": max_seq_length, "max_steps": max_steps}
     fingerprint = run_fingerprint("bi-encoder", base_model_dir, params,
                                   [(e.query, e.positive, p, e.weight) for e, p in zip(examples, pools)])
-    _seed_everything(seed)
+    seed_everything(seed)
     model = SentenceTransformer(str(base_model_dir), device=device)
     model.max_seq_length = max_seq_length
     loss_fn = MultipleNegativesRankingLoss(model)
-    loop = _Loop("bi-encoder", model, out_dir, device, lr, len(plan), fingerprint, checkpoint_every, resume, progress, on_step)
+    loop = TrainingLoop("bi-encoder", model, out_dir, device, lr, len(plan), fingerprint, checkpoint_every, resume, progress, on_step)
     positives = [(e.query, e.positive) for e in examples]
     model.train()
     rows, loop_started = 0, time.perf_counter()
@@ -410,13 +258,13 @@ def train_cross_encoder(base_model_dir, examples: Sequence[Example], out_dir, *,
     initialised classification head (its logits start near 0 and move slowly at the body's rate).
     Resume, ``max_steps`` and ``on_step`` as in :func:`train_bi_encoder`.
     """
-    import torch
+    import torch  # why: torch and transformers are heavy; loaded only when training
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     out_dir, device, started = Path(out_dir), pick_device(device), time.perf_counter()
     examples = derange_positives(examples, seed) if shuffle_labels else list(examples)
-    done = _already_done(out_dir, "config.json") if resume else None
+    done = already_done(out_dir, "config.json") if resume else None
     if done:
         return TrainResult(str(out_dir), "cross-encoder", device, len(examples), 0, 0, 0.0, 0.0, 0.0, done, [])
     rows = cross_encoder_rows(examples, negative_pools(examples, hard_negatives), random_negatives, max_negatives, seed)
@@ -426,7 +274,7 @@ def train_cross_encoder(base_model_dir, examples: Sequence[Example], out_dir, *,
     params = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "head_lr": head_lr, "seed": seed,
               "shuffle": shuffle_labels, "max_length": max_length, "max_steps": max_steps, "random_negatives": random_negatives}
     fingerprint = run_fingerprint("cross-encoder", base_model_dir, params, rows)
-    _seed_everything(seed)
+    seed_everything(seed)
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the new head's "newly initialised" report is expected, not a warning
     try:
@@ -434,7 +282,7 @@ def train_cross_encoder(base_model_dir, examples: Sequence[Example], out_dir, *,
     finally:
         hf_logging.set_verbosity(verbosity)
     tokenizer = AutoTokenizer.from_pretrained(str(base_model_dir))
-    loop = _Loop("cross-encoder", model, out_dir, device, lr, len(plan), fingerprint, checkpoint_every, resume, progress,
+    loop = TrainingLoop("cross-encoder", model, out_dir, device, lr, len(plan), fingerprint, checkpoint_every, resume, progress,
                  on_step, head="classifier.", head_lr=head_lr)
     bce = torch.nn.BCEWithLogitsLoss(reduction="none")
     model.train()

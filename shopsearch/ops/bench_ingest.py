@@ -1,9 +1,11 @@
 """``shopsearch bench ingest``: raw encoder vs the full pipeline vs re-ingest, side by side in one run.
 
 1. raw encoder: the worker's text encoder alone, in this process, on exactly the texts the
-   pipeline encodes (cleaned items, ``workers.encode.item_text``);
-2. pipeline: the same items through Celery (encode -> bulk write) into a fresh index version
-   (the live alias is not touched);
+   pipeline encodes (cleaned items, ``shopsearch.encoders.text.item_text``);
+2. pipeline: the same items through the one ingest pipeline (``ingest.pipeline.plan`` and
+   ``run_ingest``, the chunks on Celery through ``workers.dispatch``, as ``shopsearch ingest`` and
+   ``reindex`` run them: encode -> bulk write) into a fresh index version (the live alias is not
+   touched);
 3. re-ingest of the unchanged catalogue into that version (content-hash skip).
 """
 
@@ -11,12 +13,11 @@ from __future__ import annotations
 
 import time
 
-from shopsearch.index.catalogue import create_catalogue_version
 from shopsearch.cluster import connect
-from shopsearch.encoders.text import text_encoder
-from shopsearch.settings import Settings
-from shopsearch.encoders.text import item_text
+from shopsearch.encoders.text import item_text, text_encoder
+from shopsearch.index.catalogue import create_catalogue_version
 from shopsearch.ingest.pipeline import Summary, plan
+from shopsearch.settings import Settings
 from shopsearch.workers.dispatch import run_ingest
 
 SOURCES = {"homedepot": ("homedepot/products.tsv", "homedepot", None),
@@ -26,7 +27,7 @@ SOURCES = {"homedepot": ("homedepot/products.tsv", "homedepot", None),
 
 def bench_ingest(settings: Settings, catalogue: str, limit: int | None = None, keep: bool = False,
                  echo=print) -> dict:
-
+    """Items per second of the raw encoder, the pipeline and a re-ingest for one packaged catalogue, in one run."""
     rel, mapping, images = SOURCES[catalogue]
     path = settings.data_path / rel
     image_dir = settings.data_path / images if images else None

