@@ -60,6 +60,16 @@ def imported(tree: ast.AST, module: str, is_package: bool):
                 yield node, alias.name
 
 
+def has_reason(lines: list[str], at: int) -> bool:
+    """A comment on the import line, or on an import or comment line of the block just above it."""
+    while True:
+        if "#" in lines[at]:
+            return True
+        if at == 0 or not lines[at - 1].strip().startswith(("import ", "from ", "#")):
+            return False
+        at -= 1
+
+
 MODULES = list(modules())
 
 
@@ -87,7 +97,7 @@ def test_imports_inside_functions_are_heavy_optional_modules_with_a_reason(path:
                 names = [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
                 assert all(n.split(".")[0].startswith(HEAVY) for n in names), (
                     f"{module}:{node.lineno} imports {names} inside {fn.name}(): only heavy optional modules may")
-                assert "#" in lines[node.lineno - 1], f"{module}:{node.lineno}: say why on the import line (# ...)"
+                assert has_reason(lines, node.lineno - 1), f"{module}:{node.lineno}: say why (# ...) on the import line or above its group"
 
 
 def test_no_flow_imports_a_private_name_of_another_package():

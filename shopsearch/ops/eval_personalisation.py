@@ -149,73 +149,102 @@ def _search(mw, catalogue: str, q: str, user: str | None) -> list[str]:
     return [h["id"] for h in body["hits"]]
 
 
+def _ensure_catalogue(settings: Settings, client, catalogue: str, data_dir: Path) -> None:
+    """Ingest the Instacart products when the catalogue has no live index yet."""
+    if live_index(client, catalogue) is None:
+        summary = run_ingest(settings, data_dir / "products.tsv", catalogue, mapping="instacart")
+        if not summary.complete:
+            raise RuntimeError(f"ingest of {catalogue} incomplete: {summary.as_dict()}")
+
+
+def _replay(mw, orders: dict, catalogue: str, progress) -> int:
+    """Every order line as a purchase event through ``POST /events``; returns how many were sent."""
+    replayed, batch = 0, []
+    last_at = datetime.now(timezone.utc).replace(microsecond=0)
+    for n, (user, history) in enumerate(orders.items(), 1):
+        batch += replay_events(user, history, catalogue, last_at)
+        while len(batch) >= EVENT_BATCH:
+            _post_events(mw, batch[:EVENT_BATCH])
+            replayed += EVENT_BATCH
+            batch = batch[EVENT_BATCH:]
+        if progress:
+            progress("replay", n, len(orders))
+    if batch:
+        _post_events(mw, batch)
+        replayed += len(batch)
+    mw.flush()
+    return replayed
+
+
+def _build_profiles(settings: Settings, client, catalogue: str, orders: dict) -> dict:
+    """Popularity and the replayed shoppers' profiles, by the real Celery tasks."""
+    app = make_app(settings)
+    app.signature("shopsearch.profiles.popularity", args=[catalogue]).apply_async().get(timeout=3600)
+    users = [pseudonym(shopper_id(u), settings.pseudonym_salt) for u in orders]
+    _drop_profiles(client, settings, catalogue, users)  # built from all replayed events, not on a previous run's
+    return app.signature("shopsearch.profiles.update", args=[catalogue, users]).apply_async().get(timeout=3600)
+
+
+def _unpersonalised(mw, catalogue: str, wanted, progress) -> dict:
+    """Each aisle searched once without a shopper; every target scored in its aisle's ranking."""
+    rankings: dict[str, list[str]] = {}
+    aisles = sorted({a for _, _, a in wanted})
+    for n, aisle in enumerate(aisles, 1):
+        rankings[aisle] = _search(mw, catalogue, aisle, None)
+        if progress:
+            progress("search", n, len(aisles))
+    return score((rankings[a], p) for _, p, a in wanted)
+
+
+def _personalised(target, catalogue: str, wanted, progress, label: str) -> dict:
+    """Each (shopper, aisle) searched once as that shopper; every target scored in its ranking."""
+    rankings: dict[tuple[str, str], list[str]] = {}
+    pairs = sorted({(u, a) for u, _, a in wanted})
+    for n, (u, a) in enumerate(pairs, 1):
+        rankings[(u, a)] = _search(target, catalogue, a, shopper_id(u))
+        if progress:
+            progress(label, n, len(pairs))
+    return score((rankings[(u, a)], p) for u, p, a in wanted)
+
+
+def _ablation(settings: Settings, catalogue: str, wanted, progress) -> dict:
+    """The personalised run again with each profile feature switched off (in process)."""
+    out = {}
+    for feature in FEATURES:
+        variant_mw = middleware(settings.replace(personalise_weights=f"{settings.personalise_weights},{feature}=0"))
+        try:
+            out[f"without {feature}"] = _personalised(variant_mw, catalogue, wanted, progress, f"without {feature}")
+        finally:
+            variant_mw.close()
+    return out
+
+
 def run(settings: Settings, orders_path: str | Path, catalogue: str = "instacart", proxy: str | None = None,
         limit_users: int | None = None, ablation: bool = False,
         progress: Callable[[str, int, int], None] | None = None) -> dict:
     """The benchmark (see the module docstring); returns the JSON document of the issue, plus details."""
-
     if ablation and proxy:
         raise InputError("the ablation changes the middleware's settings, so it runs in process: drop --proxy")
     timings: dict[str, float] = {}
     clock = time.perf_counter()
     data_dir = Path(orders_path).resolve().parent
     client = connect(settings, timeout=120)
-    if live_index(client, catalogue) is None:
-        summary = run_ingest(settings, data_dir / "products.tsv", catalogue, mapping="instacart")
-        if not summary.complete:
-            raise RuntimeError(f"ingest of {catalogue} incomplete: {summary.as_dict()}")
+    _ensure_catalogue(settings, client, catalogue, data_dir)
     timings["ingest_s"] = round(time.perf_counter() - clock, 1)
 
     orders = load_orders(orders_path, limit_users)
-    aisle_of = aisle_names(data_dir)
-    wanted = targets(orders, aisle_of)
+    wanted = targets(orders, aisle_names(data_dir))
     mw = middleware(settings, proxy)
-    clock = time.perf_counter()
-    replayed = 0
-    last_at = datetime.now(timezone.utc).replace(microsecond=0)
     try:
-        batch: list[dict] = []
-        for n, (user, history) in enumerate(orders.items(), 1):
-            batch += replay_events(user, history, catalogue, last_at)
-            while len(batch) >= EVENT_BATCH:
-                _post_events(mw, batch[:EVENT_BATCH])
-                replayed += EVENT_BATCH
-                batch = batch[EVENT_BATCH:]
-            if progress:
-                progress("replay", n, len(orders))
-        if batch:
-            _post_events(mw, batch)
-            replayed += len(batch)
-        mw.flush()
+        clock = time.perf_counter()
+        replayed = _replay(mw, orders, catalogue, progress)
         timings["replay_s"] = round(time.perf_counter() - clock, 1)
-
         clock = time.perf_counter()
-        app = make_app(settings)
-        app.signature("shopsearch.profiles.popularity", args=[catalogue]).apply_async().get(timeout=3600)
-        users = [pseudonym(shopper_id(u), settings.pseudonym_salt) for u in orders]
-        _drop_profiles(client, settings, catalogue, users)  # built from all replayed events, not on a previous run's
-        profiled = app.signature("shopsearch.profiles.update", args=[catalogue, users]).apply_async().get(timeout=3600)
+        profiled = _build_profiles(settings, client, catalogue, orders)
         timings["profiles_s"] = round(time.perf_counter() - clock, 1)
-
         clock = time.perf_counter()
-        plain_cache: dict[str, list[str]] = {}
-        aisles = sorted({a for _, _, a in wanted})
-        for n, aisle in enumerate(aisles, 1):
-            plain_cache[aisle] = _search(mw, catalogue, aisle, None)
-            if progress:
-                progress("search", n, len(aisles))
-        unpersonalised = score((plain_cache[a], p) for _, p, a in wanted)
-
-        def personalised_run(target, label: str) -> dict:
-            cache: dict[tuple[str, str], list[str]] = {}
-            pairs = sorted({(u, a) for u, _, a in wanted})
-            for n, (u, a) in enumerate(pairs, 1):
-                cache[(u, a)] = _search(target, catalogue, a, shopper_id(u))
-                if progress:
-                    progress(label, n, len(pairs))
-            return score((cache[(u, a)], p) for u, p, a in wanted)
-
-        personalised = personalised_run(mw, "personalised")
+        unpersonalised = _unpersonalised(mw, catalogue, wanted, progress)
+        personalised = _personalised(mw, catalogue, wanted, progress, "personalised")
         timings["search_s"] = round(time.perf_counter() - clock, 1)
     finally:
         mw.close()
@@ -229,12 +258,5 @@ def run(settings: Settings, orders_path: str | Path, catalogue: str = "instacart
                                                           "profile_half_life_days", "text_model")},
            "timings": timings}
     if ablation:  # in process only (checked at the start): a running proxy has its own settings
-        doc["ablation"] = {}
-        for feature in FEATURES:
-            variant = settings.replace(personalise_weights=f"{settings.personalise_weights},{feature}=0")
-            variant_mw = middleware(variant)
-            try:
-                doc["ablation"][f"without {feature}"] = personalised_run(variant_mw, f"without {feature}")
-            finally:
-                variant_mw.close()
+        doc["ablation"] = _ablation(settings, catalogue, wanted, progress)
     return doc
