@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from shopsearch.ingest.read import (
-    BUILTIN_MAPPINGS, FieldMapping, Join, Lookup, apply_mapping, detect_format, load_mapping,
+    BUILTIN_FIELD_MAPS, FieldMap, Join, Lookup, apply_field_map, detect_format, load_field_map,
     load_side_tables, read_records, read_source_items,
 )
 from shopsearch.ingest.clean import clean_item
@@ -94,9 +94,9 @@ def test_readers_stream_a_large_file_lazily(tmp_path):
     assert sum(1 for _ in records) == 59_999
 
 
-# --- apply_mapping -------------------------------------------------------------------------
+# --- apply_field_map -------------------------------------------------------------------------
 
-SHOP = FieldMapping(
+SHOP = FieldMap(
     name="shop", id="sku", title="name", description="body", brand="vendor",
     category=["dept", "aisle"], price="cost", rating="stars", popularity="sales",
     image="img/{sku}.jpg", colour="color", attributes={"size": "size", "extra": "specs"},
@@ -119,7 +119,7 @@ def test_mapping_gives_canonical_keys(shop_tables):
     raw = {"sku": " 1 ", "name": "Flour", "body": "<p>Fine</p>", "vendor": "Mill", "dept": "Pantry",
            "aisle_id": "7", "cost": "$2", "stars": "4", "sales": "10", "size": "1kg",
            "specs": {"organic": "yes"}}
-    assert apply_mapping(raw, SHOP, shop_tables) == {
+    assert apply_field_map(raw, SHOP, shop_tables) == {
         "id": "1", "title": "Flour", "description": "<p>Fine</p>", "brand": "Mill",
         "category_path": ["Pantry", "Baking"], "price": "$2", "rating": "4", "rating_scale": 5.0,
         "popularity": "10", "image": "img/1.jpg", "colour": "Red, Blue", "material": None,
@@ -134,7 +134,7 @@ def test_mapping_gives_canonical_keys(shop_tables):
     ({"sku": ""}, "id", None),
 ])
 def test_missing_values_map_to_none_or_empty(shop_tables, raw, key, value):
-    assert apply_mapping(raw, SHOP, shop_tables)[key] == value
+    assert apply_field_map(raw, SHOP, shop_tables)[key] == value
 
 
 @pytest.mark.parametrize("image, raw, reference", [
@@ -144,31 +144,31 @@ def test_missing_values_map_to_none_or_empty(shop_tables, raw, key, value):
     ("pics/{missing}.jpg", {"id": "5"}, None),
 ])
 def test_image_is_a_column_or_a_template(image, raw, reference):
-    assert apply_mapping(raw, FieldMapping(name="m", id="id", image=image))["image"] == reference
+    assert apply_field_map(raw, FieldMap(name="m", id="id", image=image))["image"] == reference
 
 
 def test_a_single_category_column_is_kept_as_one_raw_part():
-    mapping = FieldMapping(name="m", id="id", category="path")
-    assert apply_mapping({"id": "1", "path": "Shoes > Running"}, mapping)["category_path"] == ["Shoes > Running"]
+    mapping = FieldMap(name="m", id="id", category="path")
+    assert apply_field_map({"id": "1", "path": "Shoes > Running"}, mapping)["category_path"] == ["Shoes > Running"]
 
 
 def test_an_error_record_keeps_its_markers_through_mapping():
-    item = apply_mapping({"__unparseable__": "{bad", "__error__": "invalid JSON"}, BUILTIN_MAPPINGS["generic_jsonl"])
+    item = apply_field_map({"__unparseable__": "{bad", "__error__": "invalid JSON"}, BUILTIN_FIELD_MAPS["generic_jsonl"])
     assert (item["id"], item["__unparseable__"], item["__error__"]) == (None, "{bad", "invalid JSON")
 
 
-# --- load_mapping --------------------------------------------------------------------------
+# --- load_field_map --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["generic_jsonl", "homedepot", "fashion", "fashion_rich", "instacart"])
 def test_builtin_mappings_load_by_name(name):
-    assert load_mapping(name) is BUILTIN_MAPPINGS[name]
+    assert load_field_map(name) is BUILTIN_FIELD_MAPS[name]
 
 
 def test_a_mapping_loads_from_a_json_file(tmp_path):
     spec = {"id": "sku", "title": "name", "category": ["dept", "aisle"], "attributes": {"size": "sz"},
             "joins": [{"file": "c.tsv", "key": "sku", "value": "color", "into": "color"}],
             "lookups": [{"file": "a.tsv", "key": "k", "value": "v", "column": "aisle_id", "into": "aisle"}]}
-    mapping = load_mapping(write(tmp_path / "myshop.json", json.dumps(spec)))
+    mapping = load_field_map(write(tmp_path / "myshop.json", json.dumps(spec)))
     assert (mapping.name, mapping.category, mapping.joins[0].into, mapping.lookups[0].column) == (
         "myshop", ["dept", "aisle"], "color", "aisle_id")
 
@@ -176,12 +176,12 @@ def test_a_mapping_loads_from_a_json_file(tmp_path):
 @pytest.mark.parametrize("spec", [{"id": "sku", "titel": "name"}, {"title": "name"}, {"id": "x", "format": "xml"}])
 def test_a_mapping_file_with_unknown_keys_or_no_id_is_an_error(tmp_path, spec):
     with pytest.raises(ValueError):
-        load_mapping(write(tmp_path / "m.json", json.dumps(spec)))
+        load_field_map(write(tmp_path / "m.json", json.dumps(spec)))
 
 
 def test_an_unknown_mapping_name_is_an_error():
     with pytest.raises(ValueError, match="homedepot"):
-        load_mapping("no-such-shop")
+        load_field_map("no-such-shop")
 
 
 # --- the ready mappings on real rows -------------------------------------------------------
@@ -189,7 +189,7 @@ def test_an_unknown_mapping_name_is_an_error():
 def first_clean_items(name: str, relative: str, n: int = 5) -> list[dict]:
     path = DATA / relative
     results = [clean_item(item, base_dir=path.parent)
-               for _, item in islice(read_source_items(path, load_mapping(name)), n)]
+               for _, item in islice(read_source_items(path, load_field_map(name)), n)]
     assert all(r.accepted for r in results), [r for r in results if not r.accepted]
     return [r.item for r in results]
 
@@ -250,7 +250,7 @@ def fixture_run() -> dict:
     """Read, map, clean and dedupe the broken fixture; say where each line landed."""
     path = FIXTURES / "broken_catalogue.jsonl"
     read, rejected, accepted, landed = 0, 0, [], {}
-    for line, item in read_source_items(path, load_mapping("generic_jsonl")):
+    for line, item in read_source_items(path, load_field_map("generic_jsonl")):
         read += 1
         result = clean_item(item, base_dir=path.parent)
         if result.accepted:

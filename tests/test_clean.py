@@ -20,7 +20,7 @@ REAL_JPEG = DATA / "fashion" / "images" / "8065.jpg"
 
 
 def source_item(**fields) -> dict:
-    """A source item as apply_mapping makes it, with a few sensible defaults."""
+    """A source item as apply_field_map makes it, with a few sensible defaults."""
     item = {"id": "sku-1", "title": "Trail Shoe", "description": None, "brand": "Acme",
             "category_path": ["Shoes > Running"], "price": "10", "rating": None,
             "rating_scale": 5.0, "popularity": None, "image": None, "colour": None,

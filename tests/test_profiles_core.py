@@ -9,8 +9,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from shopsearch.learn import profiles as profile_build
-from shopsearch.learn.profiles import (
+from shopsearch.learn import profile_build
+from shopsearch.learn.profile_build import (
     PRICE_SAMPLES, build_profile, co_occurrence, decay_weight, diversify, popularity_counts,
 )
 

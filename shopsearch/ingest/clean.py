@@ -347,7 +347,7 @@ def _clean_attributes(attributes: Any) -> dict:
 
 
 def clean_item(source_item: dict, base_dir: str | Path | None = None) -> CleanResult:
-    """Apply every rule to one source item (from :func:`~.catalogue.apply_mapping`).
+    """Apply every rule to one source item (from :func:`~.catalogue.apply_field_map`).
 
     Order: unparseable record, text fields, required id and title, price, rating, popularity,
     category path, attributes, image. The first failing rule rejects; image problems only add

@@ -5,8 +5,8 @@ Queries are text, so the image side must be reachable from text. The projection 
 symmetric InfoNCE (CLIP) loss; the text encoder and the image encoder stay frozen, so only ``W``
 is trained (a few seconds on CPU for thousands of pairs). Then for each item::
 
-    image_vector = normalise(features @ W)
-    fused_vector = normalise(alpha * text_vector + (1 - alpha) * image_vector)   # with an image
+    image_vector = unit_length(features @ W)
+    fused_vector = unit_length(alpha * text_vector + (1 - alpha) * image_vector)   # with an image
     fused_vector = text_vector                                                   # without one
 
 ``alpha`` (default 0.7) keeps the text dominant: titles carry brand, size and type that pixels do
@@ -25,7 +25,7 @@ import numpy as np
 DEFAULT_ALPHA = 0.7
 
 
-def normalise(x: np.ndarray) -> np.ndarray:
+def unit_length(x: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length (zero rows stay zero)."""
     n = np.linalg.norm(x, axis=-1, keepdims=True)
     return (x / np.maximum(n, 1e-12)).astype(np.float32)
@@ -42,7 +42,7 @@ class Projection:
         return hashlib.sha256(self.weights.tobytes()).hexdigest()[:12]
 
     def project(self, features: np.ndarray) -> np.ndarray:
-        return normalise(features @ self.weights)
+        return unit_length(features @ self.weights)
 
     def save(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -57,14 +57,14 @@ class Projection:
 
 def train_projection(text_vectors: np.ndarray, image_features: np.ndarray, epochs: int = 60,
                      temperature: float = 0.05, lr: float = 1e-3, batch_size: int = 256, seed: int = 0) -> Projection:
-    """Learn W so that ``normalise(image @ W)`` lands next to its own title's text vector."""
+    """Learn W so that ``unit_length(image @ W)`` lands next to its own title's text vector."""
     import torch  # heavy: only the worker that fits projections needs it
 
     if len(text_vectors) != len(image_features) or len(text_vectors) < 2:
         raise ValueError("need at least two (text, image) pairs of equal count")
     g = torch.Generator().manual_seed(seed)
-    t = torch.from_numpy(normalise(text_vectors))
-    f = torch.from_numpy(normalise(image_features))
+    t = torch.from_numpy(unit_length(text_vectors))
+    f = torch.from_numpy(unit_length(image_features))
     w = torch.nn.Parameter(torch.randn(f.shape[1], t.shape[1], generator=g) / f.shape[1] ** 0.5)
     opt = torch.optim.Adam([w], lr=lr)
     n = len(t)
@@ -92,11 +92,11 @@ def fuse(text_vectors: np.ndarray, image_vectors: np.ndarray, has_image: np.ndar
     """Fused vectors: a weighted mix where an image exists, the text vector otherwise."""
     has = np.asarray(has_image, dtype=bool)[:, None]
     mixed = alpha * text_vectors + (1 - alpha) * image_vectors
-    return normalise(np.where(has, mixed, text_vectors))
+    return unit_length(np.where(has, mixed, text_vectors))
 
 
 def retrieval_recall(queries: np.ndarray, targets: np.ndarray, ks: tuple[int, ...] = (1, 10)) -> dict[str, float]:
     """Recall@k of finding row i of ``targets`` for row i of ``queries`` (cosine), for held-out pairs."""
-    sims = normalise(queries) @ normalise(targets).T
+    sims = unit_length(queries) @ unit_length(targets).T
     ranks = (sims > np.diag(sims)[:, None]).sum(axis=1)
     return {f"recall@{k}": float(np.mean(ranks < k)) for k in ks}

@@ -28,7 +28,7 @@ from shopsearch.index.catalogue import create_catalogue_version, live_meta
 from shopsearch.cluster import connect
 from shopsearch.settings import Settings
 
-from shopsearch.ingest.read import BUILTIN_MAPPINGS, detect_format, load_mapping, read_source_items
+from shopsearch.ingest.read import BUILTIN_FIELD_MAPS, detect_format, load_field_map, read_source_items
 from shopsearch.ingest.clean import clean_item
 from shopsearch.ingest.dedupe import dedupe
 from shopsearch.ingest.write import existing_hashes
@@ -68,13 +68,13 @@ class Summary:
         return d
 
 
-def default_mapping(path: Path, catalogue: str) -> str:
+def default_field_map(path: Path, catalogue: str) -> str:
     """A built-in mapping named like the catalogue, else the canonical JSONL one."""
-    if catalogue in BUILTIN_MAPPINGS:
+    if catalogue in BUILTIN_FIELD_MAPS:
         return catalogue
     if detect_format(path) == "jsonl":
         return "generic_jsonl"
-    raise InputError(f"no mapping for {path.name}: pass --mapping (built-in: {sorted(BUILTIN_MAPPINGS)}, or a JSON file)")
+    raise InputError(f"no mapping for {path.name}: pass --mapping (built-in: {sorted(BUILTIN_FIELD_MAPS)}, or a JSON file)")
 
 
 class Runner(Protocol):
@@ -101,7 +101,7 @@ def update_meta(client, index: str, changes: dict) -> dict:
 def plan(path: Path, mapping_name: str, images: Path | None, limit: int | None, summary: Summary,
          dead: list[dict]) -> list[dict]:
     """Read, map, clean and dedupe; fills the summary and the dead letters; returns kept items."""
-    mapping = load_mapping(mapping_name)
+    mapping = load_field_map(mapping_name)
     base_dir = images or path.parent
     accepted = []
     for line_no, source in islice(read_source_items(path, mapping), limit):
@@ -191,7 +191,7 @@ def run_ingest(settings: Settings, path: str | Path, catalogue: str, mapping: st
     meta = index_mapping.get("_meta", {})
     summary = Summary(catalogue, index, uuid.uuid4().hex[:12])
     dead: list[dict] = []
-    items = plan(path, mapping or default_mapping(path, catalogue), Path(images) if images else None, limit, summary, dead)
+    items = plan(path, mapping or default_field_map(path, catalogue), Path(images) if images else None, limit, summary, dead)
 
     # numbers are scaled with the parameters stored with the index version, fitted on its first ingest
     if "scales" not in meta:

@@ -3,7 +3,7 @@
 Ingest flows catalogue -> clean -> normalise -> encode -> fuse -> index; this module is the
 first step. Readers stream ``(line_number, raw_record)`` pairs and never drop or raise on a
 bad line: it comes out as an error record (``{"__unparseable__": raw, "__error__": why}``) so
-that the clean stage can reject it with a reason. :func:`apply_mapping` turns one raw record
+that the clean stage can reject it with a reason. :func:`apply_field_map` turns one raw record
 into a *source item* with canonical keys, still unparsed (prices stay strings, HTML stays
 HTML); cleaning is the next stage's job.
 
@@ -55,7 +55,7 @@ class Lookup:
 
 
 @dataclass(frozen=True)
-class FieldMapping:
+class FieldMap:
     """Which source column feeds which canonical field.
 
     Every field names a column of the raw record, or of a virtual column that a join or lookup
@@ -175,7 +175,7 @@ def read_records(path: str | Path, format: str | None = None) -> Iterator[tuple[
 
 # --- side tables ---------------------------------------------------------------------------
 
-def load_side_tables(mapping: FieldMapping, base_dir: str | Path) -> dict[str, dict[str, str]]:
+def load_side_tables(mapping: FieldMap, base_dir: str | Path) -> dict[str, dict[str, str]]:
     """Load the mapping's joins and lookups, keyed by their ``into`` column.
 
     Each table is ``{key: value}``; a join with several rows per key holds the unique values
@@ -196,7 +196,7 @@ def load_side_tables(mapping: FieldMapping, base_dir: str | Path) -> dict[str, d
 
 # --- mapping -------------------------------------------------------------------------------
 
-def _with_side_columns(raw: dict, mapping: FieldMapping, tables: dict[str, dict[str, str]]) -> dict:
+def _with_side_columns(raw: dict, mapping: FieldMap, tables: dict[str, dict[str, str]]) -> dict:
     view = dict(raw)
     for join in mapping.joins:
         view[join.into] = tables.get(join.into, {}).get(str(raw.get(mapping.id, "")).strip())
@@ -233,7 +233,7 @@ def _attributes(view: dict, spec: list[str] | dict[str, str]) -> dict:
     return out
 
 
-def apply_mapping(raw: dict, mapping: FieldMapping, lookups: dict[str, dict[str, str]] | None = None) -> dict:
+def apply_field_map(raw: dict, mapping: FieldMap, lookups: dict[str, dict[str, str]] | None = None) -> dict:
     """Turn one raw record into a source item with canonical keys (values still unparsed).
 
     ``lookups`` are the side tables from :func:`load_side_tables`. Keys: id (str or None),
@@ -241,7 +241,7 @@ def apply_mapping(raw: dict, mapping: FieldMapping, lookups: dict[str, dict[str,
     popularity, image (path/URL or None), colour, material, gender, attributes (dict). An error
     record from a reader keeps its ``__unparseable__``/``__error__`` markers.
 
-    >>> apply_mapping({"product_uid": "1", "title": "Angle"}, BUILTIN_MAPPINGS["homedepot"])["title"]
+    >>> apply_field_map({"product_uid": "1", "title": "Angle"}, BUILTIN_FIELD_MAPS["homedepot"])["title"]
     'Angle'
     """
     view = _with_side_columns(raw, mapping, lookups or {})
@@ -269,35 +269,35 @@ def apply_mapping(raw: dict, mapping: FieldMapping, lookups: dict[str, dict[str,
     return item
 
 
-def read_source_items(path: str | Path, mapping: FieldMapping, format: str | None = None) -> Iterator[tuple[int, dict]]:
+def read_source_items(path: str | Path, mapping: FieldMap, format: str | None = None) -> Iterator[tuple[int, dict]]:
     """Stream ``(line_number, source_item)``: read the file, load its side tables, map each row."""
     tables = load_side_tables(mapping, Path(path).parent)
     for line_no, raw in read_records(path, format or mapping.format):
-        yield line_no, apply_mapping(raw, mapping, tables)
+        yield line_no, apply_field_map(raw, mapping, tables)
 
 
 # --- ready mappings ------------------------------------------------------------------------
 
-BUILTIN_MAPPINGS: dict[str, FieldMapping] = {
+BUILTIN_FIELD_MAPS: dict[str, FieldMap] = {
     # Keys are already canonical: the default for a shop's own JSONL export.
-    "generic_jsonl": FieldMapping(
+    "generic_jsonl": FieldMap(
         name="generic_jsonl", id="id", title="title", description="description", brand="brand",
         category="category", price="price", rating="rating", popularity="popularity",
         image="image", colour="colour", material="material", gender="gender",
         attributes=["attributes"], format="jsonl"),
     # Kaggle Home Depot: products.tsv holds only id and title; colour and material are joined.
-    "homedepot": FieldMapping(
+    "homedepot": FieldMap(
         name="homedepot", id="product_uid", title="title", colour="color", material="material",
         joins=[Join("colors.tsv", "product_uid", "color", "color"),
                Join("materials.tsv", "product_uid", "material", "material")],
         format="tsv"),
     # Myntra small catalogue: images/<id>.jpg exist for only some products.
-    "fashion": FieldMapping(
+    "fashion": FieldMap(
         name="fashion", id="id", title="productDisplayName", gender="gender",
         category=["masterCategory", "subCategory", "articleType"], colour="baseColour",
         image="images/{id}.jpg", attributes=["season", "year", "usage"], format="tsv"),
     # Myntra rich records: the shopper pays discountedPrice; the list price is kept aside.
-    "fashion_rich": FieldMapping(
+    "fashion_rich": FieldMap(
         name="fashion_rich", id="id", title="productDisplayName", description="description_html",
         brand="brandName", category=["masterCategory", "subCategory", "articleType"],
         price="discountedPrice", colour="baseColour", gender="gender",
@@ -307,7 +307,7 @@ BUILTIN_MAPPINGS: dict[str, FieldMapping] = {
                     "article_attributes": "articleAttributes"},
         format="jsonl"),
     # Instacart: aisle and department names come from code tables.
-    "instacart": FieldMapping(
+    "instacart": FieldMap(
         name="instacart", id="product_id", title="product_name", category=["department", "aisle"],
         lookups=[Lookup("aisles.tsv", "aisle_id", "aisle", "aisle_id", "aisle"),
                  Lookup("departments.tsv", "department_id", "department", "department_id", "department")],
@@ -315,9 +315,9 @@ BUILTIN_MAPPINGS: dict[str, FieldMapping] = {
 }
 
 
-def mapping_from_dict(spec: dict) -> FieldMapping:
-    """Build a FieldMapping from its JSON form (see :func:`load_mapping`); unknown keys are an error."""
-    known = {f.name for f in fields(FieldMapping)}
+def field_map_from_dict(spec: dict) -> FieldMap:
+    """Build a FieldMap from its JSON form (see :func:`load_field_map`); unknown keys are an error."""
+    known = {f.name for f in fields(FieldMap)}
     unknown = set(spec) - known
     if unknown:
         raise InputError(f"unknown mapping keys {sorted(unknown)}; known: {sorted(known)}")
@@ -329,13 +329,13 @@ def mapping_from_dict(spec: dict) -> FieldMapping:
     spec["lookups"] = [Lookup(**lk) for lk in spec.get("lookups", [])]
     if spec.get("format") is not None:
         detect_format("", spec["format"])  # validates
-    return FieldMapping(**spec)
+    return FieldMap(**spec)
 
 
-def load_mapping(name_or_path: str | Path) -> FieldMapping:
+def load_field_map(name_or_path: str | Path) -> FieldMap:
     """A built-in mapping by name, or one described by a JSON file.
 
-    The JSON file holds one object with FieldMapping's fields; only ``id`` is required::
+    The JSON file holds one object with FieldMap's fields; only ``id`` is required::
 
         {"name": "myshop", "format": "tsv",
          "id": "sku", "title": "name", "description": "body_html", "brand": "vendor",
@@ -351,14 +351,14 @@ def load_mapping(name_or_path: str | Path) -> FieldMapping:
     (The ``//`` comments are for this docstring only; JSON has none.) Side-table files are
     relative to the catalogue file's directory.
     """
-    if str(name_or_path) in BUILTIN_MAPPINGS:
-        return BUILTIN_MAPPINGS[str(name_or_path)]
+    if str(name_or_path) in BUILTIN_FIELD_MAPS:
+        return BUILTIN_FIELD_MAPS[str(name_or_path)]
     path = Path(name_or_path)
     if not path.is_file():
         raise InputError(f"no built-in mapping or mapping file {str(name_or_path)!r}; "
-                         f"built-in: {sorted(BUILTIN_MAPPINGS)}")
+                         f"built-in: {sorted(BUILTIN_FIELD_MAPS)}")
     spec = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(spec, dict):
         raise InputError(f"{path}: a mapping file holds one JSON object")
     spec.setdefault("name", path.stem)
-    return mapping_from_dict(spec)
+    return field_map_from_dict(spec)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from opensearchpy import OpenSearch, helpers
 
 from shopsearch.index.catalogue import live_meta
-from shopsearch.learn.profiles import popularity_counts
+from shopsearch.learn.profile_build import popularity_counts
 from shopsearch.settings import Settings
 
 from shopsearch.ingest.normalise import apply_scale, fit_popularity_scale

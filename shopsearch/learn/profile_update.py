@@ -14,7 +14,7 @@ from opensearchpy import OpenSearch
 
 from shopsearch.index.catalogue import live_meta
 from shopsearch.learn.events import ACTION_WEIGHTS
-from shopsearch.learn.profiles import build_profile, decay_weight
+from shopsearch.learn.profile_build import build_profile, decay_weight
 from shopsearch.index.profiles import get_profile, put_profile
 from shopsearch.settings import Settings
 from shopsearch.index.ubi import user_events

@@ -25,7 +25,7 @@ from typing import Any, Iterable
 from opensearchpy import NotFoundError, OpenSearch, RequestError
 
 from shopsearch.errors import SearchError
-from shopsearch.learn.profiles import co_occurrence, diversify
+from shopsearch.learn.profile_build import co_occurrence, diversify
 from shopsearch.privacy import pseudonym
 from shopsearch.settings import Settings
 
