@@ -21,16 +21,12 @@ from shopsearch.plugin.schemas import SearchParams, SearchResults, contract, par
 
 bp = Blueprint("shop", __name__, url_prefix="/shop")
 EXTENSION = "shopsearch.searcher"
-PROFILES = "shopsearch.profile_cache"
 
 
 def init_app(app: Flask) -> None:
     """The app's Searcher (over the app's OpenSearch client) and the search route."""
     searcher = Searcher(cluster_client(app), app.config["SHOPSEARCH"])
     app.extensions[EXTENSION] = searcher
-    # the cached shopper profiles, which admin routes empty when profiles change; the Searcher
-    # keeps them, and this is the one place the app reaches for them
-    app.extensions[PROFILES] = searcher.profiles
     app.register_blueprint(bp)
 
 
@@ -41,7 +37,7 @@ def searcher() -> Searcher:
 
 def forget_cached_profiles() -> None:
     """Empty this process's cached profiles (other processes see new ones within 30 s)."""
-    current_app.extensions[PROFILES].clear()
+    searcher().forget_profiles()
 
 
 def parse_search_request(args: dict) -> SearchRequest:

@@ -145,6 +145,10 @@ class Searcher:
         self.profiles.put(key, doc)
         return doc or None
 
+    def forget_profiles(self) -> None:
+        """Empty this process's cached profiles (after profiles changed or a shopper was forgotten)."""
+        self.profiles.clear()
+
     def ensure_script(self) -> None:
         """Store the personalisation script in the cluster (once per process)."""
         if not self._script_ready:
