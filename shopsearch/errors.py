@@ -47,6 +47,12 @@ class InputError(ShopsearchError, ValueError):
     status, code = 400, "bad_request"
 
 
+class Missing(ShopsearchError, LookupError):
+    """Something a command needs is not there (a live index, clicks in a window, a training run)."""
+
+    status, code = 404, "not_found"
+
+
 class ServiceError(ShopsearchError, RuntimeError):
     """A service could not be installed, started or reached. The message says what to do."""
 

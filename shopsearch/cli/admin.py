@@ -126,18 +126,15 @@ def finetune_cmd(settings: Settings, catalogue: str, judgments: str | None, sinc
                  epochs: int, batch_size: int, max_pairs: int | None, limit_queries: int | None, no_rerank: bool,
                  rerank_max_steps: int,
                  no_promote: bool, shuffle_labels: bool, version: str | None, via_celery: bool) -> None:
-    """Learn from click logs: collect -> train -> reindex -> gate -> swap (see shopsearch/finetune_loop.py)."""
+    """Learn from click logs: collect -> train -> reindex -> gate -> swap (see shopsearch/learn/loop.py)."""
     kwargs = dict(version=version, since=since, until=until, epochs=epochs, batch_size=batch_size, max_pairs=max_pairs,
                   limit_queries=limit_queries, rerank=not no_rerank, rerank_max_steps=rerank_max_steps,
                   promote=not no_promote, shuffle_labels=shuffle_labels)
-    try:
-        if via_celery:
-            last = start_chain(settings, catalogue, judgments, **kwargs).get(timeout=24 * 3600)
-            state = load_state(settings, last["version"])
-        else:
-            state = run(settings, catalogue, judgments, echo=click.echo, **kwargs)
-    except (LookupError, ValueError) as e:  # the loop's input checks (not yet ShopsearchErrors)
-        raise click.ClickException(str(e)) from None
+    if via_celery:
+        last = start_chain(settings, catalogue, judgments, **kwargs).get(timeout=24 * 3600)
+        state = load_state(settings, last["version"])
+    else:
+        state = run(settings, catalogue, judgments, echo=click.echo, **kwargs)
     _print({"version": state["version"], "steps": state["steps"]})
 
 

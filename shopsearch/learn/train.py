@@ -56,6 +56,7 @@ import numpy as np
 from shopsearch.learn.train_loop import TrainingLoop, already_done, pick_device, seed_everything
 from shopsearch.learn.training_data import Example, item_texts
 from shopsearch.query.build import bm25_body
+from shopsearch.errors import InputError
 
 NegativeSource = str | Callable[[Example], Sequence[str]] | Sequence[Sequence[str]] | None
 
@@ -118,7 +119,7 @@ def plan_batches(weights: Sequence[float], keys: Sequence[tuple], batch_size: in
     """
     w = np.asarray(weights, dtype=np.float64)
     if len(w) == 0 or w.sum() <= 0:
-        raise ValueError("no examples with a positive weight to train on")
+        raise InputError("no examples with a positive weight to train on")
     rng = np.random.default_rng(seed)
     batches: list[list[int]] = []
     for _ in range(epochs):

@@ -19,6 +19,7 @@ from typing import Callable
 
 import numpy as np
 from tqdm.auto import tqdm
+from shopsearch.errors import InputError
 
 
 def pick_device(device: str | None = None) -> str:
@@ -119,7 +120,7 @@ class TrainingLoop:
         if latest is not None:
             state = torch.load(latest, map_location="cpu", weights_only=False)
             if state["fingerprint"] != fingerprint:
-                raise ValueError(f"{latest} belongs to another run (other data or parameters): "
+                raise InputError(f"{latest} belongs to another run (other data or parameters): "
                                  "pass resume=False to start over, or train into another directory")
             module.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])

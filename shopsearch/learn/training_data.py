@@ -44,6 +44,7 @@ from shopsearch.index.versions import live_index
 from shopsearch.learn.events import ACTION_WEIGHTS, MAX_FUTURE
 from shopsearch.learn.position_bias import MAX_INVERSE_PROPENSITY, fit_position_bias, inverse_propensity
 from shopsearch.query.understand import normalise_query
+from shopsearch.errors import Missing
 
 
 # --- searches, examples (pure) --------------------------------------------------------------
@@ -289,7 +290,7 @@ def collect(client, settings, catalogue: str, since: str | None = None, until: s
 
     index = live_index(client, catalogue)
     if index is None:
-        raise LookupError(f"catalogue {catalogue!r} has no live index")
+        raise Missing(f"catalogue {catalogue!r} has no live index")
     for name in (settings.ubi_queries_index, settings.ubi_events_index):
         if client.indices.exists(index=name):
             client.indices.refresh(index=name)
@@ -303,7 +304,7 @@ def collect(client, settings, catalogue: str, since: str | None = None, until: s
                    ["query_id", "action_name", "object_id", "position"])
     searches, joined = join_searches(queries, events)
     if not any(s.actions for s in searches):
-        raise LookupError(f"no clicks on searches of {catalogue!r} in the window {since or '-'} .. {until or '-'}")
+        raise Missing(f"no clicks on searches of {catalogue!r} in the window {since or '-'} .. {until or '-'}")
     needed = {d for s in searches for d in s.actions}  # and what was shown above the deepest interaction
     needed |= {d for s in searches if s.actions for d, k in s.impressions if k < max(p for _, p in s.actions.values())}
     data = build_training_data(searches, min_sessions=min_sessions, valid_fraction=valid_fraction,
