@@ -24,15 +24,14 @@ from shopsearch.learn.reindex import ROLLOUT_QUEUE, resolve_model
 from shopsearch.learn.rollout import promote as promote_version
 from shopsearch.learn.rollout import rollback as rollback_alias
 from shopsearch.learn.rollout import status as rollout_status
-from shopsearch.privacy import pseudonym
-from shopsearch.workers.app import make_app
-
 from shopsearch.plugin.cluster import client
 from shopsearch.plugin.errors import BadRequest, Unavailable
 from shopsearch.plugin.safety import parse_json_body, require_admin_token
 from shopsearch.plugin.schemas import (Answer, ProfileUpdate, PromoteRequest, ReindexRequest, TaskStarted, contract,
                                        parse_params)
 from shopsearch.plugin.shop import forget_cached_profiles
+from shopsearch.privacy import pseudonym
+from shopsearch.workers.app import make_app
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 bp.before_request(require_admin_token)

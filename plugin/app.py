@@ -11,19 +11,9 @@ from __future__ import annotations
 
 from flask import Flask
 
+from shopsearch.plugin import (admin, cluster, errors, events, health, observability, openapi, passthrough, recommend,
+                               safety, shop)
 from shopsearch.settings import Settings, load_settings
-
-from shopsearch.plugin import admin
-from shopsearch.plugin import cluster
-from shopsearch.plugin import errors
-from shopsearch.plugin import events
-from shopsearch.plugin import health
-from shopsearch.plugin import observability
-from shopsearch.plugin import openapi
-from shopsearch.plugin import passthrough
-from shopsearch.plugin import recommend
-from shopsearch.plugin import safety
-from shopsearch.plugin import shop
 
 
 def create_app(settings: Settings | None = None) -> Flask:

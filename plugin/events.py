@@ -19,12 +19,11 @@ from opensearchpy import OpenSearchException
 from shopsearch.index.ubi import ensure_ubi_indices, query_document, recorded_queries
 from shopsearch.learn.event_writer import BulkBuffer
 from shopsearch.learn.events import drop_duplicates, pseudonymise_event, validate_batch
-from shopsearch.privacy import pseudonym
-from shopsearch.query.caches import LRU
-
 from shopsearch.plugin.cluster import cluster_client
 from shopsearch.plugin.errors import BadRequest
 from shopsearch.plugin.schemas import EventBatch, EventsAccepted, contract
+from shopsearch.privacy import pseudonym
+from shopsearch.query.caches import LRU
 
 bp = Blueprint("events", __name__)
 EXTENSION = "shopsearch.events"

@@ -9,8 +9,8 @@ from __future__ import annotations
 import requests
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
-from shopsearch.plugin.opt_in import as_opensearch_response, opt_in_request
 from shopsearch.plugin.events import record_search
+from shopsearch.plugin.opt_in import as_opensearch_response, opt_in_request
 from shopsearch.plugin.safety import reject_scripts
 from shopsearch.plugin.schemas import contract
 from shopsearch.plugin.shop import parse_search_request, searcher

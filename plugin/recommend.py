@@ -24,12 +24,11 @@ from __future__ import annotations
 from flask import Blueprint, Flask, current_app, jsonify, request
 
 from shopsearch.learn import recommend as rec
-from shopsearch.query.build import request_filters
-from shopsearch.query.caches import TTLCache
-
 from shopsearch.plugin.cluster import client
 from shopsearch.plugin.schemas import ForYouParams, RecommendParams, Recommendations, contract, parse_params
 from shopsearch.plugin.shop import searcher
+from shopsearch.query.build import request_filters
+from shopsearch.query.caches import TTLCache
 
 bp = Blueprint("recommend", __name__, url_prefix="/shop")
 EXTENSION = "shopsearch.recommend"

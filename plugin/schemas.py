@@ -21,9 +21,8 @@ from typing import Annotated, Any, Callable, Literal, TypeVar
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from shopsearch.learn.events import MAX_BATCH, Event
-from shopsearch.query.searcher import STRATEGIES
-
 from shopsearch.plugin.errors import BadRequest
+from shopsearch.query.searcher import STRATEGIES
 
 Params = TypeVar("Params", bound=BaseModel)
 

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask, current_app, g, jsonify, request
 
-from shopsearch.query.searcher import SearchRequest, Searcher
-
 from shopsearch.plugin.cluster import cluster_client
 from shopsearch.plugin.errors import BadRequest
 from shopsearch.plugin.events import record_search
 from shopsearch.plugin.safety import reject_scripts
 from shopsearch.plugin.schemas import SearchParams, SearchResults, contract, parse_params
+from shopsearch.query.searcher import SearchRequest, Searcher
 
 bp = Blueprint("shop", __name__, url_prefix="/shop")
 EXTENSION = "shopsearch.searcher"

@@ -16,7 +16,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
-from shopsearch.errors import SettingsError  # noqa: F401 (raised here; importable from here too)
+from shopsearch.errors import SettingsError
 
 PREFIX = "SHOPSEARCH_"
 

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from shopsearch.ingest.clean import clean_item
+from shopsearch.ingest.dedupe import dedupe
 from shopsearch.ingest.read import (
     BUILTIN_FIELD_MAPS, FieldMap, Join, Lookup, apply_field_map, detect_format, load_field_map,
     load_side_tables, read_records, read_source_items,
 )
-from shopsearch.ingest.clean import clean_item
-from shopsearch.ingest.dedupe import dedupe
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

@@ -9,9 +9,9 @@ import uuid
 import pytest
 import requests
 
-from shopsearch.privacy import pseudonym
-from shopsearch.plugin.app import create_app
 from shopsearch.ops.services.process import wait_until
+from shopsearch.plugin.app import create_app
+from shopsearch.privacy import pseudonym
 from shopsearch.workers.dispatch import run_ingest
 
 from .conftest import DATA

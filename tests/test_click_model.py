@@ -8,9 +8,9 @@ from collections import Counter
 
 import pytest
 
+from shopsearch.learn.events import validate_batch
 from shopsearch.ops import click_model
 from shopsearch.ops.click_model import ClickModel, as_ubi_events, estimate_propensities, simulate_session
-from shopsearch.learn.events import validate_batch
 
 MODEL = ClickModel()
 

@@ -15,8 +15,8 @@ from datetime import datetime, timezone
 import pytest
 from click.testing import CliRunner
 
-from shopsearch.ops.eval_personalisation import load_orders, replay_events, run, score, shopper_id, targets
 from shopsearch.ingest.normalise import apply_scale, fit_popularity_scale
+from shopsearch.ops.eval_personalisation import load_orders, replay_events, run, score, shopper_id, targets
 
 from .conftest import DATA
 

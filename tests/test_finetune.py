@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 
 from shopsearch.encoders.text import load_text_encoder, resolve_model_path
-from shopsearch.query.rerank import CrossEncoderReranker, cached_reranker
-from shopsearch.learn.training_data import Example
 from shopsearch.learn import train as finetune
 from shopsearch.learn.train import (derange_positives, negative_pools, pick_negative, plan_batches,
                                          train_bi_encoder, train_cross_encoder)
+from shopsearch.learn.training_data import Example
+from shopsearch.query.rerank import CrossEncoderReranker, cached_reranker
 
 from .conftest import DATA
 

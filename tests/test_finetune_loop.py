@@ -13,9 +13,9 @@ import uuid
 
 import pytest
 
-from shopsearch.learn import loop as finetune_loop
 from shopsearch.evaluation.run import split_queries
 from shopsearch.index.versions import live_index
+from shopsearch.learn import loop as finetune_loop
 from shopsearch.learn.registry import ModelRegistry
 from shopsearch.ops.simulate import simulate_clicks
 from shopsearch.workers import dispatch

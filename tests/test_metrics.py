@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 from shopsearch.evaluation import metrics
+from shopsearch.evaluation.report import write_report
 from shopsearch.evaluation.run import (
     METRICS, evaluate, load_judgments, score_pairs, select_queries, split_queries, without_latency,
 )
-from shopsearch.evaluation.report import write_report
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 LOG3 = math.log2(3)

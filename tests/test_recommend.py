@@ -9,10 +9,10 @@ import pytest
 import requests
 from opensearchpy import helpers
 
-from shopsearch.privacy import pseudonym
 from shopsearch.index.profiles import put_profile
-from shopsearch.learn.recommend import max_per_category
 from shopsearch.index.ubi import ensure_ubi_indices
+from shopsearch.learn.recommend import max_per_category
+from shopsearch.privacy import pseudonym
 from shopsearch.workers.dispatch import run_ingest
 
 from .conftest import DATA

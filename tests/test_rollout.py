@@ -16,17 +16,17 @@ import pytest
 import requests
 from click.testing import CliRunner
 
-from shopsearch.index.catalogue import create_catalogue_version
 from shopsearch.cli.admin import register
-from shopsearch.index.versions import list_versions, live_index
-from shopsearch.plugin.app import create_app
 from shopsearch.errors import RolloutError, RolloutInterrupted
+from shopsearch.index.catalogue import create_catalogue_version
+from shopsearch.index.versions import list_versions, live_index
+from shopsearch.ingest.write import document
 from shopsearch.learn.reindex import ROLLOUT_QUEUE, check_coordinator_queues, item_from_document
 from shopsearch.learn.rollout import promote, rollback
-from shopsearch.workers.dispatch import reindex
 from shopsearch.ops.services import worker
 from shopsearch.ops.services.process import read_pid, stop_pid
-from shopsearch.ingest.write import document
+from shopsearch.plugin.app import create_app
+from shopsearch.workers.dispatch import reindex
 from shopsearch.workers.dispatch import run_ingest
 
 from .conftest import DATA, fashion_rows

@@ -3,9 +3,9 @@
 import pytest
 
 from shopsearch.index.profiles import put_profile
+from shopsearch.ops.services import opensearch
 from shopsearch.query.build import bm25_body
 from shopsearch.query.searcher import SearchRequest, Searcher
-from shopsearch.ops.services import opensearch
 from shopsearch.workers.dispatch import run_ingest
 
 from .conftest import DATA

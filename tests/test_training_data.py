@@ -13,10 +13,10 @@ import uuid
 import pytest
 
 from shopsearch.learn import training_data
-from shopsearch.ops.click_model import estimate_propensities as ctr_ratio
 from shopsearch.learn.position_bias import fit_position_bias, inverse_propensity
 from shopsearch.learn.training_data import (Example, Search, TrainingData, build_training_data, click_examples, collect,
                                             dedupe, join_searches, keep_frequent_queries, observations, split_by_query)
+from shopsearch.ops.click_model import estimate_propensities as ctr_ratio
 
 THETA = {k: 1 / k for k in range(1, 11)}
 

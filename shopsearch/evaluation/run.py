@@ -34,8 +34,8 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from shopsearch.evaluation import metrics
 from shopsearch.errors import InputError
+from shopsearch.evaluation import metrics
 
 METRICS = ("ndcg@10", "condensed_ndcg@10", "recall@100", "mrr")
 LATENCY_KEYS = ("p50_ms", "p95_ms")

@@ -13,7 +13,7 @@ import json
 import re
 from importlib import resources
 from typing import Any
-from shopsearch.errors import MappingError  # noqa: F401 (raised here; importable from here too)
+from shopsearch.errors import MappingError
 
 _SLOT = re.compile(r"^\$\{(\w+)\}$")
 VECTOR_FIELDS = ("text_vector", "image_vector", "fused_vector")

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from opensearchpy import OpenSearch
+from opensearchpy import NotFoundError, OpenSearch
 
 from shopsearch.index.mapping import load_template, render
-from shopsearch.settings import Settings
 from shopsearch.privacy import pseudonym
-from opensearchpy import NotFoundError
+from shopsearch.settings import Settings
 
 
 def ensure_profiles_index(client: OpenSearch, settings: Settings) -> str:

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 
 from opensearchpy import NotFoundError, OpenSearch
-from shopsearch.errors import IndexVersionError  # noqa: F401 (raised here; importable from here too)
+from shopsearch.errors import IndexVersionError
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from shopsearch import hooks
+from shopsearch.errors import Rejected
 from shopsearch.ingest.read import ERROR, UNPARSEABLE
-from shopsearch.errors import Rejected  # noqa: F401 (raised here; importable from here too)
 
 
 @dataclass(frozen=True)

@@ -24,16 +24,15 @@ from itertools import islice
 from pathlib import Path
 from typing import Callable, Iterator, Protocol, Sequence
 
-from shopsearch.index.catalogue import create_catalogue_version, live_meta
 from shopsearch.cluster import connect
-from shopsearch.settings import Settings
-
-from shopsearch.ingest.read import BUILTIN_FIELD_MAPS, detect_format, load_field_map, read_source_items
+from shopsearch.errors import InputError
+from shopsearch.index.catalogue import create_catalogue_version, live_meta
 from shopsearch.ingest.clean import clean_item
 from shopsearch.ingest.dedupe import dedupe
-from shopsearch.ingest.write import existing_hashes
 from shopsearch.ingest.normalise import fit_catalogue_scales, normalise_item
-from shopsearch.errors import InputError
+from shopsearch.ingest.read import BUILTIN_FIELD_MAPS, detect_format, load_field_map, read_source_items
+from shopsearch.ingest.write import existing_hashes
+from shopsearch.settings import Settings
 
 PROJECTION_SAMPLE = 2000
 

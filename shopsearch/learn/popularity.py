@@ -11,10 +11,9 @@ from __future__ import annotations
 from opensearchpy import OpenSearch, helpers
 
 from shopsearch.index.catalogue import live_meta
+from shopsearch.ingest.normalise import apply_scale, fit_popularity_scale
 from shopsearch.learn.profile_build import popularity_counts
 from shopsearch.settings import Settings
-
-from shopsearch.ingest.normalise import apply_scale, fit_popularity_scale
 
 
 def update_popularity(client: OpenSearch, settings: Settings, catalogue: str) -> dict:

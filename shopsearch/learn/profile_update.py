@@ -13,12 +13,12 @@ from datetime import datetime, timezone
 from opensearchpy import OpenSearch
 
 from shopsearch.index.catalogue import live_meta
-from shopsearch.learn.events import ACTION_WEIGHTS
-from shopsearch.learn.profile_build import build_profile, decay_weight
 from shopsearch.index.profiles import get_profile, put_profile
-from shopsearch.settings import Settings
 from shopsearch.index.ubi import user_events
 from shopsearch.index.versions import live_index
+from shopsearch.learn.events import ACTION_WEIGHTS
+from shopsearch.learn.profile_build import build_profile, decay_weight
+from shopsearch.settings import Settings
 
 ITEMS_KEPT = 500
 # Every item a shopper bought or clicked keeps at least this affinity, so an old purchase still

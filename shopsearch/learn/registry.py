@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-from shopsearch.errors import RegistryError  # noqa: F401 (raised here; importable from here too)
+from shopsearch.errors import RegistryError
 from shopsearch.files import locked, read_json, write_json_atomic
 
 STATUSES = ("candidate", "promoted", "rejected", "retired")

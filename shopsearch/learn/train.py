@@ -53,10 +53,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from shopsearch.errors import InputError
 from shopsearch.learn.train_loop import TrainingLoop, already_done, pick_device, seed_everything
 from shopsearch.learn.training_data import Example, item_texts
 from shopsearch.query.build import bm25_body
-from shopsearch.errors import InputError
 
 NegativeSource = str | Callable[[Example], Sequence[str]] | Sequence[Sequence[str]] | None
 

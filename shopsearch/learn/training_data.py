@@ -39,12 +39,12 @@ from typing import Iterable
 from opensearchpy import helpers
 
 from shopsearch.encoders.text import item_text
+from shopsearch.errors import Missing
 from shopsearch.files import write_json_atomic, write_text_atomic
 from shopsearch.index.versions import live_index
 from shopsearch.learn.events import ACTION_WEIGHTS, MAX_FUTURE
 from shopsearch.learn.position_bias import MAX_INVERSE_PROPENSITY, fit_position_bias, inverse_propensity
 from shopsearch.query.understand import normalise_query
-from shopsearch.errors import Missing
 
 
 # --- searches, examples (pure) --------------------------------------------------------------

@@ -28,12 +28,12 @@ import time
 import numpy as np
 import requests
 
-from shopsearch.evaluation.metrics import percentile
-from shopsearch.query.build import plain_bm25_body
-from shopsearch.ops.services.process import wait_until
-from shopsearch.settings import Settings
 from shopsearch.cluster import connect
+from shopsearch.evaluation.metrics import percentile
 from shopsearch.index.profiles import put_profile
+from shopsearch.ops.services.process import wait_until
+from shopsearch.query.build import plain_bm25_body
+from shopsearch.settings import Settings
 
 MODES = ("direct_bm25", "proxy_passthrough", "proxy_hybrid", "proxy_hybrid_personalised", "proxy_hybrid_rerank")
 BENCH_USERS = 20

@@ -10,10 +10,10 @@ from pathlib import Path
 import click
 import requests
 
-from shopsearch.ops import services
-from shopsearch.index.catalogue import create_catalogue_version
 from shopsearch.cluster import connect
+from shopsearch.index.catalogue import create_catalogue_version
 from shopsearch.index.versions import live_index
+from shopsearch.ops import services
 from shopsearch.ops.services.process import ServiceError, wait_until
 from shopsearch.settings import Settings
 from shopsearch.workers.dispatch import run_ingest

@@ -30,18 +30,19 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable, Iterable
 
+from opensearchpy import helpers
+
+from shopsearch.cluster import connect
+from shopsearch.errors import InputError
+from shopsearch.index.profiles import profile_id
+from shopsearch.index.versions import live_index
 from shopsearch.learn.events import format_timestamp
 from shopsearch.ops.middleware_client import middleware
+from shopsearch.privacy import pseudonym
 from shopsearch.query.personalise import FEATURES
 from shopsearch.settings import Settings
-from opensearchpy import helpers
-from shopsearch.index.profiles import profile_id
-from shopsearch.cluster import connect
-from shopsearch.privacy import pseudonym
-from shopsearch.index.versions import live_index
 from shopsearch.workers.app import make_app
 from shopsearch.workers.dispatch import run_ingest
-from shopsearch.errors import InputError
 
 DEPTH = 100
 EVENT_BATCH = 1000

@@ -8,9 +8,10 @@ OpenSearch now) and ``close()``.
 
 from __future__ import annotations
 
-from shopsearch.settings import Settings
-from shopsearch.plugin.app import create_app
 import requests
+
+from shopsearch.plugin.app import create_app
+from shopsearch.settings import Settings
 
 
 class InProcess:

@@ -13,8 +13,8 @@ from __future__ import annotations
 import random
 from datetime import datetime, timedelta, timezone
 
-from shopsearch.ops.click_model import ClickModel, as_ubi_events, simulate_session
 from shopsearch.evaluation.run import load_judgments
+from shopsearch.ops.click_model import ClickModel, as_ubi_events, simulate_session
 from shopsearch.ops.middleware_client import middleware
 from shopsearch.settings import Settings
 

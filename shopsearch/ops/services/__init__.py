@@ -6,11 +6,9 @@ left alone. A service that cannot start raises ServiceError with its log tail.
 
 from __future__ import annotations
 
-from shopsearch.settings import Settings
-from shopsearch.ops.services import opensearch
-from shopsearch.ops.services import redis
-from shopsearch.ops.services import worker
+from shopsearch.ops.services import opensearch, redis, worker
 from shopsearch.ops.services.process import ServiceError
+from shopsearch.settings import Settings
 
 ORDER = (("opensearch", opensearch), ("redis", redis), ("worker", worker))
 

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from shopsearch.settings import Settings
 from shopsearch.ops.services.process import (ServiceError, ensure_port_free, pid_alive, read_pid, spawn, stop_pid,
                       tail, wait_until)
+from shopsearch.settings import Settings
 
 CLUSTER_NAME = "shopsearch"
 

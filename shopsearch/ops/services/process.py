@@ -9,7 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 from typing import Callable
-from shopsearch.errors import ServiceError  # noqa: F401 (raised here; importable from here too)
+from shopsearch.errors import ServiceError
 
 
 def tail(path: Path, lines: int = 40) -> str:

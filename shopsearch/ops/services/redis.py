@@ -8,8 +8,8 @@ from pathlib import Path
 
 import redis as redis_client
 
-from shopsearch.settings import Settings
 from shopsearch.ops.services.process import ServiceError, ensure_port_free, read_pid, spawn, stop_pid, wait_until
+from shopsearch.settings import Settings
 
 
 def _dir(settings: Settings) -> Path:

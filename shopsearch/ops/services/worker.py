@@ -19,9 +19,9 @@ import sys
 import time
 from pathlib import Path
 
-from shopsearch.settings import SETTINGS, Settings
-from shopsearch.ops.services.process import ServiceError, read_pid, spawn, stop_pid, wait_until
 import shopsearch.workers as workers_pkg
+from shopsearch.ops.services.process import ServiceError, read_pid, spawn, stop_pid, wait_until
+from shopsearch.settings import SETTINGS, Settings
 from shopsearch.workers.app import make_app
 
 _PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the shopsearch package
