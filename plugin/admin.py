@@ -65,9 +65,7 @@ def forget(user_id: str):
 def update_profiles(catalogue: str):
     """Rebuild shopper profiles now, through the Celery task."""
     settings = current_app.config["SHOPSEARCH"]
-    body = request.get_json(silent=True) or {}
-    if not isinstance(body, dict):
-        raise BadRequest("the body must be a JSON object")
+    body = parse_json_body()
     update = parse_params(ProfileUpdate, body)
     pseudonyms = [pseudonym(u, settings.pseudonym_salt) for u in update.users] if update.users is not None else None
     _flush_events()

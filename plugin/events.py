@@ -21,6 +21,7 @@ from shopsearch.learn.event_writer import BulkBuffer
 from shopsearch.learn.events import drop_duplicates, pseudonymise_event, validate_batch
 from shopsearch.plugin.cluster import cluster_client
 from shopsearch.plugin.errors import BadRequest
+from shopsearch.plugin.safety import parse_json_body
 from shopsearch.plugin.schemas import EventBatch, EventsAccepted, contract
 from shopsearch.privacy import pseudonym
 from shopsearch.query.caches import LRU
@@ -62,8 +63,8 @@ def record_search(catalogue: str, user: str | None, result: dict) -> str:
 def post_events():
     """Record click, add-to-cart and purchase events (an EventError is a 400 naming the field)."""
     settings = current_app.config["SHOPSEARCH"]
-    payload = request.get_json(silent=True)
-    if payload is None:
+    payload = parse_json_body(kinds=(dict, list))
+    if payload == {}:
         raise BadRequest("the body must be JSON: an event, a list of events, or {\"events\": [...]}")
     events = drop_duplicates(validate_batch(payload))
     recent = current_app.extensions[EXTENSION + ".recent"]

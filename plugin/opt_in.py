@@ -9,24 +9,31 @@ the body's ``match`` / ``multi_match`` / ``query_string`` / ``simple_query_strin
 
 from __future__ import annotations
 
-import json
 import re
+
+from shopsearch.plugin.errors import BadRequest
+from shopsearch.plugin.safety import parse_json
 
 _SEARCH_PATH = re.compile(r"^(?P<catalogue>[a-z0-9][a-z0-9_]*)/_search$")
 
 
 def opt_in_request(method: str, path: str, raw_body: bytes) -> tuple[str, dict] | None:
-    """``(catalogue, shopper args)`` when this request opts in, else None (pure)."""
+    """``(catalogue, shopper args)`` when this request opts in, else None (pure).
+
+    A body that names ``shopsearch`` is read as JSON here: malformed, too deep, or with an
+    ``ext.shopsearch`` that is not an object, it is a :class:`BadRequest` naming the fault.
+    """
     m = _SEARCH_PATH.match(path)
     if method != "POST" or not m or b'"shopsearch"' not in raw_body:
         return None
-    try:
-        body = json.loads(raw_body)
-    except ValueError:
-        return None  # not ours to judge: OpenSearch answers malformed bodies itself
-    ext = (body.get("ext") or {}).get("shopsearch") if isinstance(body, dict) else None
-    if not isinstance(ext, dict):
+    body = parse_json(raw_body)
+    ext = body.get("ext") if isinstance(body, dict) else None
+    if not isinstance(ext, dict) or "shopsearch" not in ext:
         return None
+    ext = ext["shopsearch"]
+    if not isinstance(ext, dict):
+        raise BadRequest("ext.shopsearch must be an object of shopper parameters (q, user, strategy, ...)",
+                         field="ext.shopsearch")
     args = dict(ext)
     if "q" not in args:
         text = query_text(body.get("query") or {})
@@ -40,27 +47,34 @@ def opt_in_request(method: str, path: str, raw_body: bytes) -> tuple[str, dict] 
     return m.group("catalogue"), args
 
 
-def query_text(query: dict) -> str | None:
-    """The shopper's words in a simple OpenSearch query (pure).
+def query_text(query: dict, depth: int = 0) -> str | None:
+    """The shopper's words in a simple OpenSearch query (pure); only text, never another kind.
 
     >>> query_text({"match": {"title": {"query": "red dress"}}})
     'red dress'
+    >>> query_text({"bool": {"must": 5}}) is None
+    True
     """
-    if not isinstance(query, dict):
+    if not isinstance(query, dict) or depth > 8:
         return None
     for kind in ("multi_match", "query_string", "simple_query_string"):
         if kind in query and isinstance(query[kind], dict):
-            return query[kind].get("query")
+            return _text(query[kind].get("query"))
     if "match" in query and isinstance(query["match"], dict) and query["match"]:
         value = next(iter(query["match"].values()))
-        return value.get("query") if isinstance(value, dict) else value
+        return _text(value.get("query") if isinstance(value, dict) else value)
     if "bool" in query and isinstance(query["bool"], dict):
         for clause in ("must", "should"):
-            for sub in query["bool"].get(clause) or []:
-                found = query_text(sub)
+            subs = query["bool"].get(clause) or []
+            for sub in subs if isinstance(subs, list) else [subs]:
+                found = query_text(sub, depth + 1)
                 if found:
                     return found
     return None
+
+
+def _text(value) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def as_opensearch_response(result: dict) -> dict:

@@ -1,7 +1,9 @@
-"""What the middleware refuses: oversized bodies, denied pass-through paths, bad JSON, scripts
-in shopper requests, admin calls without the admin token.
+"""What the middleware refuses: oversized bodies, pass-through requests off the allow-list
+(``allow.py``) without a credential, bad JSON, scripts in shopper requests, admin calls without
+the admin token.
 
-Settings (``shopsearch/settings.py``): ``max_body_bytes``, ``passthrough_deny``, ``admin_token``.
+Settings (``shopsearch/settings.py``): ``max_body_bytes``, ``passthrough_allow``,
+``passthrough_indices``, ``passthrough_forward_auth``, ``admin_token``.
 Everything refused here is raised as an exception from :mod:`.errors`; the error table there
 turns it into the JSON answer.
 """
@@ -11,14 +13,20 @@ from __future__ import annotations
 import functools
 import hmac
 import json
+import re
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any, Callable
+from urllib.parse import quote
 
-from flask import Flask, current_app, request
+from flask import Flask, current_app, g, request
+from opensearchpy import NotFoundError
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from shopsearch.errors import SettingsError
+from shopsearch.plugin import allow, cluster
 from shopsearch.plugin.errors import BadRequest, Forbidden, Unauthorized
+from shopsearch.query.caches import TTLCache
 
 EXTENSION = "shopsearch.safety"
 
@@ -27,41 +35,49 @@ SCRIPT_KEYS = frozenset({"script", "script_score", "script_fields", "runtime_map
                          "stored_script"})
 
 
-@dataclass(frozen=True)
-class DenyList:
-    """Glob patterns over path segments; a pattern matches any run of consecutive segments.
+@dataclass
+class PassthroughPolicy:
+    """The allow-list of one app, and which names are catalogues it serves (cached 5 s a name)."""
+    rules: tuple[allow.Rule, ...]
+    indices: tuple[str, ...]       # extra index globs (setting passthrough_indices)
+    internal: frozenset[str]       # the project's own indices: never without a credential
+    forward_auth: bool
+    known: TTLCache
 
-    >>> deny = DenyList.parse("_delete_by_query,_nodes/*/_shutdown,_snapshot")
-    >>> deny.match("/products-v1/_delete_by_query"), deny.match("/_nodes/abc/_shutdown")
-    ('_delete_by_query', '_nodes/*/_shutdown')
-    >>> deny.match("/_snapshot/backups/nightly"), deny.match("/products/_search")
-    ('_snapshot', None)
-    """
+    def is_index(self, name: str) -> bool:
+        """Whether ``name`` is one index the pass-through serves without a credential."""
+        if not allow.looks_like_index_name(name) or name in self.internal:
+            return False
+        if any(fnmatchcase(name, glob) for glob in self.indices):
+            return True
+        found = self.known.get(name)
+        if found is None:
+            found = _is_catalogue_alias(name)
+            self.known.put(name, found)
+        return found
 
-    patterns: tuple[tuple[str, ...], ...]
 
-    @classmethod
-    def parse(cls, text: str) -> "DenyList":
-        patterns = (tuple(s for s in p.strip().strip("/").lower().split("/") if s) for p in text.split(","))
-        return cls(tuple(p for p in patterns if p))
-
-    def match(self, path: str) -> str | None:
-        """The first pattern matching ``path`` (as written in the setting), or None."""
-        # empty segments dropped and case folded: "//Idx/_DELETE_BY_QUERY/" must not slip through
-        segments = [s for s in path.lower().split("/") if s]
-        for pattern in self.patterns:
-            n = len(pattern)
-            for start in range(len(segments) - n + 1):
-                if all(fnmatchcase(seg, pat) for seg, pat in zip(segments[start:start + n], pattern)):
-                    return "/".join(pattern)
-        return None
+def _is_catalogue_alias(name: str) -> bool:
+    """Whether ``name`` is a catalogue's alias (over ``<name>-v<N>``) in the app's cluster."""
+    try:
+        found = cluster.client().indices.get_alias(name=name)
+    except NotFoundError:
+        return False
+    return any(re.fullmatch(rf"{re.escape(name)}-v\d+", index) for index in found)
 
 
 def init_app(app: Flask) -> None:
-    """Body limit and pass-through deny list for ``app`` (call before the blueprints)."""
+    """Body limit and the pass-through allow-list for ``app`` (call before the blueprints)."""
     settings = app.config["SHOPSEARCH"]
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes or None
-    app.extensions[EXTENSION] = DenyList.parse(settings.passthrough_deny)
+    try:
+        rules = allow.parse_rules(settings.passthrough_allow)
+    except ValueError as e:
+        raise SettingsError(str(e)) from None
+    app.extensions[EXTENSION] = PassthroughPolicy(
+        rules, tuple(g.strip() for g in settings.passthrough_indices.split(",") if g.strip()),
+        frozenset({settings.ubi_queries_index, settings.ubi_events_index, settings.profiles_index}),
+        settings.passthrough_forward_auth, TTLCache(4096, 5.0))
     app.before_request(_refuse_unsafe_requests)
 
 
@@ -77,25 +93,93 @@ def _refuse_unsafe_requests() -> None:
     # reaches OpenSearch as is, and any path they do not answer (even under /shop or /admin)
     # falls through to the pass-through and is checked here.
     if request.blueprint == "passthrough":
-        pattern = current_app.extensions[EXTENSION].match(request.path)
-        if pattern is not None:
-            raise Forbidden(f"{request.method} {request.path} is denied by the proxy's deny list "
-                            f"(setting passthrough_deny, pattern {pattern!r}).")
+        g.passthrough = _check_passthrough()
 
 
-def parse_json_body(required: bool = False) -> dict[str, Any]:
-    """The request body as a JSON object; ``{}`` when there is none and it is not required.
+def raw_target() -> str:
+    """The request target exactly as the client sent it (path and query, still escaped)."""
+    env = request.environ
+    raw = env.get("RAW_URI") or env.get("REQUEST_URI")
+    if raw is None:  # a server that keeps no raw target: rebuild it from the decoded path
+        raw = quote(env.get("PATH_INFO", "/"), safe="/!$&'()*+,;=:@") + (
+            f"?{env['QUERY_STRING']}" if env.get("QUERY_STRING") else "")
+    if raw.startswith(("http://", "https://")):  # absolute form (RFC 9112 §3.2.2)
+        raw = "/" + raw.split("://", 1)[1].partition("/")[2]
+    return raw
 
-    Raises :class:`BadRequest` for an empty required body, malformed JSON, or JSON that is not an
-    object. The Content-Type is not checked: ``curl -d '{...}'`` sends a form type.
+
+@dataclass(frozen=True)
+class Forwarding:
+    """What the pass-through will send: the exact target, and whether a credential opened it."""
+    target: allow.Target
+    credential: str | None   # "admin", "cluster" (the caller's own Authorization), or None
+    rule: str | None
+
+
+def _check_passthrough() -> Forwarding:
+    policy: PassthroughPolicy = current_app.extensions[EXTENSION]
+    target = allow.parse_target(raw_target())
+    if has_admin_credential():
+        return Forwarding(target, "admin", None)
+    if policy.forward_auth and request.headers.get("Authorization"):
+        return Forwarding(target, "cluster", None)  # the cluster's security plugin decides
+    rule = allow.match_rule(policy.rules, request.method, target.segments, policy.is_index)
+    if rule is None:
+        raise Forbidden(f"{request.method} {target.path} is not on the pass-through allow-list (setting "
+                        "passthrough_allow; indices: catalogue aliases and passthrough_indices); it needs the "
+                        "admin credential")
+    body = request.get_data(cache=True)
+    named = allow.indices_named_in_body(target.segments, body)
+    refused = [name for name in named if not policy.is_index(name)]
+    if refused or (not any(p == "{index}" for p in rule.split(" ", 1)[1].strip("/").split("/"))
+                   and allow.needs_path_index(target.segments, body)):
+        what = f"index {refused[0]!r}" if refused else "a header line without an index (every index)"
+        raise Forbidden(f"the body of {request.method} {target.path} names {what}, which the pass-through "
+                        "does not serve without the admin credential")
+    return Forwarding(target, None, rule)
+
+
+# Deeper than any shopper request or event needs; a deeper body is refused before any work on it.
+MAX_JSON_DEPTH = 32
+
+
+def parse_json_body(required: bool = False, kinds: tuple[type, ...] = (dict,)) -> Any:
+    """The request body as JSON of one of ``kinds`` (an object by default); ``{}`` when there is
+    none and it is not required.
+
+    Raises :class:`BadRequest` for an empty required body, text that is not UTF-8, malformed
+    JSON, ``NaN``/``Infinity``, nesting deeper than :data:`MAX_JSON_DEPTH`, or another kind of
+    value. The Content-Type is not checked: ``curl -d '{...}'`` sends a form type.
     """
     raw = request.get_data(cache=True)
     if not raw.strip():
         if required:
             raise BadRequest("a JSON object body is required")
         return {}
+    body = parse_json(raw)
+    if not isinstance(body, kinds):
+        wanted = " or ".join("a JSON object" if k is dict else "an array" for k in kinds)
+        raise BadRequest(f"the body must be {wanted}, not {_json_kind(body)}")
+    return body
+
+
+def parse_json(raw: bytes) -> Any:
+    """``raw`` parsed as JSON, or :class:`BadRequest` saying what is wrong with it.
+
+    >>> parse_json(b'{"a": [1, 2]}')
+    {'a': [1, 2]}
+    >>> for bad in (b'{"a": NaN}', b'[' * 40 + b']' * 40, b'{"a": 1e400}', b'{"a": '):
+    ...     try:
+    ...         parse_json(bad)
+    ...     except BadRequest as e:
+    ...         print(str(e)[:48])
+    the body is not valid JSON: NaN is not a JSON nu
+    the body is nested deeper than 32 levels
+    the body is not valid JSON: 1e400 is not a finit
+    the body is not valid JSON: Expecting value (lin
+    """
     try:
-        body = json.loads(raw, parse_constant=_refuse_constant)
+        body = json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
     except UnicodeDecodeError:
         raise BadRequest("the body is not UTF-8 text") from None
     except json.JSONDecodeError as e:
@@ -103,10 +187,25 @@ def parse_json_body(required: bool = False) -> dict[str, Any]:
     except ValueError as e:
         raise BadRequest(f"the body is not valid JSON: {e}") from None
     except RecursionError:
-        raise BadRequest("the body is nested too deeply") from None
-    if not isinstance(body, dict):
-        raise BadRequest(f"the body must be a JSON object, not {_json_kind(body)}")
+        raise BadRequest(f"the body is nested deeper than {MAX_JSON_DEPTH} levels") from None
+    if json_depth(body) > MAX_JSON_DEPTH:
+        raise BadRequest(f"the body is nested deeper than {MAX_JSON_DEPTH} levels")
     return body
+
+
+def json_depth(value: Any) -> int:
+    """How deeply objects and arrays nest in ``value`` (a scalar is 0), without recursion.
+
+    >>> json_depth({"a": [1, {"b": 2}]}), json_depth(3)
+    (3, 0)
+    """
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, (dict, list)):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
+    return deepest
 
 
 def reject_scripts(value: Any, where: str = "") -> None:
@@ -156,12 +255,23 @@ def require_admin_token(view: Callable | None = None):
     return None
 
 
+def has_admin_credential() -> bool:
+    """Whether the request carries the configured admin token (never True when none is configured)."""
+    expected = current_app.config["SHOPSEARCH"].admin_token
+    given = _given_admin_token()
+    return bool(expected and given) and hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+
+
+def _given_admin_token() -> str:
+    auth = request.headers.get("Authorization", "")
+    return auth[7:].strip() if auth[:7].lower() == "bearer " else request.headers.get("X-Admin-Token", "")
+
+
 def _check_admin_token() -> None:
     expected = current_app.config["SHOPSEARCH"].admin_token
     if not expected:
         raise Forbidden("admin routes are disabled: set SHOPSEARCH_ADMIN_TOKEN (setting admin_token) to enable them")
-    auth = request.headers.get("Authorization", "")
-    given = auth[7:].strip() if auth[:7].lower() == "bearer " else request.headers.get("X-Admin-Token", "")
+    given = _given_admin_token()
     if not given:
         raise Unauthorized("an admin token is required: send 'Authorization: Bearer <token>' or 'X-Admin-Token'")
     if not hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8")):
@@ -187,6 +297,13 @@ def _looks_like_script(node: dict) -> bool:
 
 def _refuse_constant(name: str) -> None:
     raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"{text} is not a finite number")
+    return value
 
 
 def _json_kind(value: Any) -> str:

@@ -14,7 +14,7 @@ from flask import Blueprint, Flask, current_app, g, jsonify, request
 from shopsearch.plugin.cluster import cluster_client
 from shopsearch.plugin.errors import BadRequest
 from shopsearch.plugin.events import record_search
-from shopsearch.plugin.safety import reject_scripts
+from shopsearch.plugin.safety import parse_json_body, reject_scripts
 from shopsearch.plugin.schemas import SearchParams, SearchResults, contract, parse_params
 from shopsearch.query.searcher import SearchRequest, Searcher
 
@@ -50,11 +50,8 @@ def parse_search_request(args: dict) -> SearchRequest:
 def search(catalogue: str):
     """Search a catalogue (errors are rendered by plugin/errors.py)."""
     if request.method == "POST":
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict):
-            raise BadRequest("the body must be a JSON object of search parameters")
-        reject_scripts(body)
-        args = body
+        args = parse_json_body(required=True)
+        reject_scripts(args)
     else:
         args = request.args.to_dict()
     req = parse_search_request(args)

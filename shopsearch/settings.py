@@ -91,6 +91,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("personalise_max_boost", 2.0, "Upper bound of the personalisation boost added to a fused score (fused scores lie in [0, 1]; above 1 the shopper's own history may outrank anything, as buy-again should in a grocery shop)."),
     Setting("personalise_weights", "vector=0.3,category=0.3,brand=0.2,item=2.0,price=0.1", "Weights of the profile features in the personalisation boost: profile-vector cosine, category and brand affinity, the shopper's own items (buy again), price band. A weight of 0 switches a feature off."),
     Setting("browse_text_weight", 0.1, "When a query names a category and nothing else (browse), the weight of text relevance against popularity in ranking that category's products."),
+    Setting("max_result_depth", 1000, "Deepest result a shopper may page to: (page + 1) * size must not exceed it (deeper: 400). Bounds the work of one search."),
     Setting("rerank_model", "", "Cross-encoder of strategy hybrid-rerank: a directory (empty: the cross-encoder trained with the live index's model, in the registry)."),
     Setting("rerank_weight", 0.3, "Weight of the cross-encoder score against the fused score in the re-ranked head (1: cross-encoder order alone)."),
     Setting("rerank_depth", 30, "How many fused candidates the cross-encoder re-orders (hybrid-rerank); each costs one transformer pass."),
@@ -112,7 +113,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("proxy_port", 8000, "Port the middleware listens on."),
     Setting("admin_token", "", "Token required by /admin routes (empty: admin routes refuse every request)."),
     Setting("max_body_bytes", 10 * 1024 * 1024, "Largest request body the middleware accepts, in bytes (larger: 413); 0 means no limit. Bulk clients must send chunks below it."),
-    Setting("passthrough_deny", "_delete_by_query,_update_by_query,_cluster/settings,_shutdown,_nodes/*/_shutdown,_snapshot", "Comma-separated glob patterns of path segments the pass-through refuses with 403 (any method); e.g. _snapshot also denies /_snapshot/repo/snap. Empty: deny nothing."),
+    Setting("passthrough_allow", "GET,HEAD /; GET /_cluster/health; GET /_cluster/health/{index}; GET /_cat; GET /_cat/*; GET /_cat/*/*; HEAD /{index}; GET,POST /{index}/_search; GET,POST /_msearch; GET,POST /{index}/_msearch; GET,POST /{index}/_count; GET,POST /_mget; GET,POST /{index}/_mget; GET,HEAD /{index}/_doc/{id}; GET,POST /{index}/_explain/{id}; GET,POST /{index}/_field_caps; GET,POST /{index}/_validate/query", "What the pass-through forwards without a credential: ';'-separated 'METHODS /pattern' rules; segments are literals, * (any one), {id} and {index} (a catalogue alias or an index matching passthrough_indices; never a pattern, a list, a system index or the project's own). Anything else needs the admin token (or, with passthrough_forward_auth, the caller's own cluster credentials)."),
+    Setting("passthrough_indices", "", "Comma-separated globs of further indices (beside catalogue aliases) that the allow-list's {index} may name, e.g. 'products,legacy-*'."),
+    Setting("passthrough_forward_auth", False, "When the cluster runs its security plugin: a pass-through request carrying its own Authorization header is forwarded with it whatever the allow-list says, and the cluster decides (the proxy never adds credentials of its own)."),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}

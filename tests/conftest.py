@@ -15,6 +15,8 @@ from shopsearch.ops import services as services_mod
 from shopsearch.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
+# The admin credential of the proxies the tests serve (writes through the pass-through need it).
+ADMIN_TOKEN = "test-admin-token"
 DATA = ROOT.parent / "shared" / "data"
 
 
@@ -71,6 +73,12 @@ def fashion_rows(limit: int, where=lambda row: True) -> list[dict]:
 
 
 @pytest.fixture(scope="session")
+def admin_headers():
+    """Headers that carry the admin credential of :func:`proxy_url`'s proxy."""
+    return {"X-Admin-Token": ADMIN_TOKEN}
+
+
+@pytest.fixture(scope="session")
 def proxy_url(services, settings):
     """The middleware served over real HTTP (werkzeug's threaded server) on a free port."""
     import threading
@@ -78,7 +86,7 @@ def proxy_url(services, settings):
     from werkzeug.serving import make_server
 
     from shopsearch.plugin.app import create_app
-    server = make_server("127.0.0.1", 0, create_app(settings), threaded=True)
+    server = make_server("127.0.0.1", 0, create_app(settings.replace(admin_token=ADMIN_TOKEN)), threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_port}"

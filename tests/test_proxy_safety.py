@@ -19,12 +19,12 @@ from shopsearch.plugin import openapi
 from shopsearch.plugin import safety
 from shopsearch.plugin.app import create_app
 from shopsearch.plugin.errors import ERRORS, BadRequest, NotFound, Unavailable
-from shopsearch.plugin.safety import DenyList, parse_json_body, reject_scripts, require_admin_token
+from shopsearch.errors import SettingsError
+from shopsearch.plugin.safety import parse_json_body, reject_scripts, require_admin_token
 from shopsearch.query.searcher import STRATEGIES
 
 TOKEN = "s3cret-token"
 BODY_LIMIT = 4096
-DENIED = "is denied by the proxy's deny list (setting passthrough_deny"
 
 probe = Blueprint("test_probe", __name__)
 RAISES = {
@@ -124,62 +124,78 @@ def test_an_oversized_bulk_never_reaches_opensearch(http, client, index):
     assert client.count(index=index)["count"] == 1
 
 
-# --- pass-through deny list ---------------------------------------------------------------
+# --- pass-through allow-list --------------------------------------------------------------
 
-def test_a_denied_path_is_403_and_the_index_is_untouched(http, client, index):
-    r = http.post(f"/{index}/_delete_by_query?refresh=true", json={"query": {"match_all": {}}})
-    assert_error(r, 403, "forbidden", message=DENIED)
-    assert client.count(index=index)["count"] == 1
-
-
-@pytest.mark.parametrize("method,path", [
-    ("POST", "/products/_update_by_query"),
-    ("PUT", "/_cluster/settings"),
-    ("GET", "/_cluster/settings"),
-    ("POST", "/_nodes/node-1/_shutdown"),
-    ("GET", "/_snapshot/backups/nightly"),
-    ("POST", "/products/_DELETE_BY_QUERY/"),
-    ("POST", "/admin/_delete_by_query"),  # no admin route answers it: it would be forwarded
-    ("POST", "/shop/products/_delete_by_query"),
-])
-def test_denied_paths_are_refused_whatever_their_prefix(http, method, path):
-    assert_error(http.open(path, method=method, json={}), 403, "forbidden", message=DENIED)
-
-
+OFF_LIST = "is not on the pass-through allow-list (setting passthrough_allow"
 # The test client sends no Accept-Encoding; say "identity" so OpenSearch answers uncompressed.
 PLAIN = {"Accept-Encoding": "identity"}
 
 
-def test_allowed_pass_through_still_reaches_opensearch(http, index):
-    r = http.get(f"/{index}/_count", headers=PLAIN)
+@pytest.fixture
+def shop(client, index, catalogue):
+    """The catalogue alias over ``index``."""
+    client.indices.put_alias(index=index, name=catalogue)
+    return catalogue
+
+
+def test_a_write_without_a_credential_is_403_and_the_index_is_untouched(http, client, shop):
+    r = http.post(f"/{shop}/_delete_by_query?refresh=true", json={"query": {"match_all": {}}})
+    assert_error(r, 403, "forbidden", message=OFF_LIST)
+    assert client.count(index=shop)["count"] == 1
+
+
+@pytest.mark.parametrize("method,path", [
+    ("POST", "/{shop}/_update_by_query"),
+    ("PUT", "/_cluster/settings"),
+    ("GET", "/_cluster/settings"),
+    ("POST", "/_nodes/node-1/_shutdown"),
+    ("GET", "/_snapshot/backups/nightly"),
+    ("POST", "/{shop}/_DELETE_BY_QUERY/"),
+    ("POST", "/admin/_delete_by_query"),  # no admin route answers it: it would be forwarded
+    ("POST", "/shop/{shop}/_delete_by_query"),
+    ("GET", "/{shop}-v1/_search"),       # a version, not the catalogue: only with a credential
+    ("GET", "/_search"),                 # every index
+    ("PUT", "/{shop}/_doc/1"),
+])
+def test_what_is_off_the_list_is_refused_whatever_its_prefix(http, shop, method, path):
+    assert_error(http.open(path.format(shop=shop), method=method, json={}), 403, "forbidden", message=OFF_LIST)
+
+
+def test_the_admin_credential_opens_the_rest(http, client, shop):
+    r = http.put(f"/{shop}/_doc/2?refresh=true", json={"title": "white running shoes"},
+                 headers={**PLAIN, "X-Admin-Token": TOKEN})
+    assert r.status_code == 201, r.get_json()
+    assert client.count(index=shop)["count"] == 2
+    assert_error(http.get("/_cluster/settings", headers={"X-Admin-Token": "wrong"}), 403, "forbidden", message=OFF_LIST)
+
+
+def test_reads_of_a_catalogue_still_reach_opensearch(http, shop):
+    r = http.get(f"/{shop}/_count", headers=PLAIN)
     assert r.status_code == 200 and r.get_json()["count"] == 1
     assert r.headers["X-Request-Id"]
 
 
-def test_the_deny_list_is_the_setting(services, settings, index):
-    http = build_app(settings, passthrough_deny="_count").test_client()
-    assert_error(http.get(f"/{index}/_count"), 403, "forbidden", message="pattern '_count'")
-    assert http.get(f"/{index}/_search", headers=PLAIN).status_code == 200
+def test_the_allow_list_is_the_setting(services, settings, shop):
+    http = build_app(settings, passthrough_allow="GET /{index}/_count").test_client()
+    assert http.get(f"/{shop}/_count", headers=PLAIN).status_code == 200
+    assert_error(http.get(f"/{shop}/_search"), 403, "forbidden", message=OFF_LIST)
 
 
-def test_an_empty_deny_list_forwards_everything(services, settings, index):
-    r = build_app(settings, passthrough_deny="").test_client().post(f"/{index}/_delete_by_query", json={},
-                                                                     headers=PLAIN)
-    assert "request_id" not in r.get_json()  # OpenSearch's own answer, whatever it is
+def test_passthrough_indices_names_further_indices(services, settings, index):
+    http = build_app(settings, passthrough_indices="test_*-v1").test_client()
+    assert http.get(f"/{index}/_count", headers=PLAIN).get_json()["count"] == 1
+    assert_error(build_app(settings).test_client().get(f"/{index}/_count"), 403, "forbidden")
 
 
-@pytest.mark.parametrize("path,pattern", [
-    ("/idx/_delete_by_query", "_delete_by_query"),
-    ("/_nodes/a/_shutdown", "_nodes/*/_shutdown"),
-    ("/_snapshot", "_snapshot"),
-    ("/idx/_search", None),
-    ("/_nodes/stats", None),
-    ("/_cluster/health", None),
-    ("/idx/_doc/_delete_by_query_not", None),
-])
-def test_deny_patterns_match_whole_path_segments(path, pattern):
-    deny = DenyList.parse("_delete_by_query, _update_by_query,_cluster/settings,_nodes/*/_shutdown,_snapshot")
-    assert deny.match(path) == pattern
+def test_the_projects_own_indices_are_never_opened_by_a_glob(services, settings):
+    http = build_app(settings, passthrough_indices="*").test_client()
+    for name in (settings.ubi_events_index, settings.ubi_queries_index, settings.profiles_index):
+        assert_error(http.get(f"/{name}/_search"), 403, "forbidden")
+
+
+def test_a_malformed_allow_list_is_refused_at_start(services, settings):
+    with pytest.raises(SettingsError, match="passthrough_allow"):
+        create_app(settings.replace(passthrough_allow="fetch everything"))
 
 
 # --- JSON bodies and scripts --------------------------------------------------------------
@@ -337,11 +353,11 @@ def scrape(http) -> dict:
     return {f.name: f.samples for f in text_string_to_metric_families(r.get_data(as_text=True))}
 
 
-def test_metrics_count_requests_by_route_never_by_raw_path(services, settings, index):
+def test_metrics_count_requests_by_route_never_by_raw_path(services, settings, shop):
     http = build_app(settings).test_client()
     for _ in range(3):
         http.get("/healthz")
-    http.get(f"/{index}/_count")
+    http.get(f"/{shop}/_count")
     http.get("/probe/search")
     families = scrape(http)
     requests_total = {(s.labels["route"], s.labels["method"], s.labels["status"], s.labels["strategy"]): s.value
@@ -349,7 +365,7 @@ def test_metrics_count_requests_by_route_never_by_raw_path(services, settings, i
     assert requests_total[("/healthz", "GET", "200", "none")] == 3
     assert requests_total[("passthrough", "GET", "200", "none")] == 1
     assert requests_total[("/probe/search", "GET", "200", "hybrid")] == 1
-    assert not any(index in route for route, *_ in requests_total)
+    assert not any(shop in route for route, *_ in requests_total)
     counts = {s.labels["route"]: s.value for s in families["shopsearch_request_seconds"]
               if s.name == "shopsearch_request_seconds_count"}
     assert counts["/healthz"] == 3

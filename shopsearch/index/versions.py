@@ -24,9 +24,21 @@ class Version:
 
 
 def check_catalogue_name(catalogue: str) -> str:
-    if not _NAME.match(catalogue):
-        raise IndexVersionError(f"catalogue name {catalogue!r} must be lower-case letters, digits and _",
-                                field="catalogue")
+    """``catalogue`` if it is a name: no wildcard, comma, ``_all``, path character or upper case
+    (OpenSearch would read those as patterns or lists of indices).
+
+    >>> check_catalogue_name("fashion")
+    'fashion'
+    >>> for name in ("*", "_all", "fa*", "fashion,fashion", "../x", "Fashion"):
+    ...     try:
+    ...         check_catalogue_name(name)
+    ...     except IndexVersionError as e:
+    ...         print(e.status, e.field, end="; ")
+    400 catalogue; 400 catalogue; 400 catalogue; 400 catalogue; 400 catalogue; 400 catalogue;
+    """
+    if not isinstance(catalogue, str) or len(catalogue) > 100 or not _NAME.match(catalogue):
+        raise IndexVersionError(f"catalogue name {str(catalogue)[:100]!r} must be lower-case letters, digits and _ "
+                                "(at most 100 characters, starting with a letter or digit)", field="catalogue")
     return catalogue
 
 
@@ -35,7 +47,8 @@ def index_name(catalogue: str, number: int) -> str:
 
 
 def live_index(client: OpenSearch, catalogue: str) -> str | None:
-    """The index the alias points at, or None."""
+    """The index the alias points at, or None; a name that is not a catalogue name is refused (400)."""
+    check_catalogue_name(catalogue)
     try:
         found = client.indices.get_alias(name=catalogue)
     except NotFoundError:

@@ -63,13 +63,22 @@ def _canonical_action(value: str) -> str:
     return action
 
 
+# What the ubi_events mapping accepts (mappings/ubi_events.json): an event the index would refuse
+# is refused here, before the 202, so an accepted event is never lost at write time. Ids are
+# keywords and ``event_id`` is the document ``_id`` (at most 512 bytes); counts are integers
+# (32 bit); prices are floats (32 bit).
+MAX_ID_CHARS = 256  # four UTF-8 bytes a character at most: 1,024 bytes, under Lucene's term limit
+MAX_EVENT_ID_BYTES = 512
+MAX_INT32 = 2**31 - 1
+MAX_FLOAT32 = 3.4e38
 Identifier = Annotated[str, BeforeValidator(_integer_id_as_text),
-                       Field(strict=True, min_length=1, json_schema_extra={"type": ["string", "integer"]})]
-Count = Annotated[int, Field(strict=True, ge=1)]
+                       Field(strict=True, min_length=1, max_length=MAX_ID_CHARS,
+                             json_schema_extra={"type": ["string", "integer"]})]
+Count = Annotated[int, Field(strict=True, ge=1, le=MAX_INT32)]
 
 # The message each field's fault gets (followed by ", got <value>"); a missing one "is required".
-_MESSAGES = {"action_name": "must be a string", "position": "must be an integer >= 1",
-             "quantity": "must be an integer >= 1", "price": "must be a number >= 0",
+_MESSAGES = {"action_name": "must be a string", "position": f"must be an integer from 1 to {MAX_INT32}",
+             "quantity": f"must be an integer from 1 to {MAX_INT32}", "price": f"must be a number from 0 to {MAX_FLOAT32:g}",
              "event_attributes": "must be an object"}
 
 
@@ -96,7 +105,7 @@ class Event(BaseModel):
                            json_schema_extra={"type": ["string", "number", "null"]})
     catalogue: Identifier | None = None
     quantity: Count | None = None
-    price: Annotated[float, Field(strict=True, ge=0, allow_inf_nan=False)] | None = None
+    price: Annotated[float, Field(strict=True, ge=0, le=MAX_FLOAT32, allow_inf_nan=False)] | None = None
     event_attributes: Annotated[dict, Field(strict=True)] | None = Field(
         None, description="Free-form UBI context, kept as is.")
 
@@ -120,6 +129,9 @@ class Event(BaseModel):
             raise EventError("is required (or client_id)", "user_id")
         if self.object_id is None and self.action_name != "impression":
             raise EventError("is required", "object_id")
+        if self.event_id is not None and len(self.event_id.encode("utf-8")) > MAX_EVENT_ID_BYTES:
+            raise EventError(f"must be at most {MAX_EVENT_ID_BYTES} bytes in UTF-8 (it is the stored document's id)",
+                             "event_id")
         return self
 
 
@@ -153,7 +165,7 @@ def _fault(fault: dict) -> EventError:
         return EventError("is required", field)
     if field == "event_attributes":
         return EventError(_MESSAGES[field], field)
-    message = _MESSAGES.get(field, "must be a non-empty string")
+    message = _MESSAGES.get(field, f"must be a non-empty string of at most {MAX_ID_CHARS} characters")
     return EventError(f"{message}, got {fault['input']!r}", field)
 
 
@@ -166,6 +178,8 @@ def parse_timestamp(value: Any, now: datetime) -> datetime:
     """
     if value is None:
         return now
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 1e18:
+        raise EventError(f"epoch value out of range (a number of {len(str(abs(value)))} digits)", "timestamp")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if not math.isfinite(value):
             raise EventError(f"must be a finite number, got {value!r}", "timestamp")

@@ -108,6 +108,10 @@ class Searcher:
         """One shopper search on the catalogue's live index (or on ``index``, one of its versions)."""
         if req.strategy not in STRATEGIES:
             raise SearchError(f"unknown strategy {req.strategy!r}; one of {', '.join(STRATEGIES)}", field="strategy")
+        if (req.page + 1) * req.size > self.settings.max_result_depth:
+            raise SearchError(f"page {req.page} of size {req.size} reaches result {(req.page + 1) * req.size}; at most "
+                              f"{self.settings.max_result_depth} results can be paged to (setting max_result_depth)",
+                              field="page")
         live = self.pinned(catalogue, index) if index else self.live(catalogue)
         key = req.cache_key(live.index)
         cached = self.results.get(key)
