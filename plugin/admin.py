@@ -54,8 +54,12 @@ def _flush_events() -> None:
 def forget(user_id: str):
     """Forget a shopper: their events, recorded queries and profiles."""
     settings = current_app.config["SHOPSEARCH"]
-    _flush_events()  # events still buffered for this shopper must be deleted too
-    counts = forget_user(client(), settings, pseudonym(user_id, settings.pseudonym_salt))
+    who = pseudonym(user_id, settings.pseudonym_salt)
+    events = current_app.extensions.get("shopsearch.events")
+    dropped = events.forget("user_id", who) if events is not None else 0  # buffered, journalled, spilled
+    _flush_events()  # what is written already must be deleted too
+    counts = forget_user(client(), settings, who)
+    counts["buffered"] = dropped
     forget_cached_profiles()
     return jsonify(forgotten=True, deleted=counts)
 

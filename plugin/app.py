@@ -13,12 +13,13 @@ from flask import Flask
 
 from shopsearch.plugin import (admin, cluster, errors, events, health, observability, openapi, passthrough, recommend,
                                safety, shop)
-from shopsearch.settings import Settings, load_settings
+from shopsearch.settings import Settings, check_secrets, load_settings
 
 
 def create_app(settings: Settings | None = None) -> Flask:
     """The middleware for ``settings`` (default: read from the environment and the settings file)."""
     settings = settings or load_settings()
+    check_secrets(settings)  # no working default secrets: a clear error naming the setting
     app = Flask("shopsearch.plugin")
     app.config["SHOPSEARCH"] = settings
     errors.init_app(app)          # the one table from exceptions to JSON answers

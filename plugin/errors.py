@@ -67,6 +67,16 @@ class NotFound(ShopsearchHTTPError, LookupError):
     status, code = 404, "not_found"
 
 
+class TooManyRequests(ShopsearchHTTPError):
+    """A client sent more than its rate allows; it may retry after ``retry_after`` seconds (429)."""
+
+    status, code = 429, "too_many_requests"
+
+    def __init__(self, message: str, retry_after: int = 1):
+        super().__init__(message)
+        self.headers = {"Retry-After": str(retry_after)}
+
+
 class Unavailable(ShopsearchHTTPError):
     """A dependency is down; the caller may retry (503), after ``retry_after`` seconds if given."""
 

@@ -9,6 +9,8 @@ derived from its content when the client sends none, so the same event sent twic
 
 from __future__ import annotations
 
+import logging
+import math
 import time
 import uuid
 
@@ -16,17 +18,20 @@ from flask import Blueprint, Flask, current_app, jsonify, request
 
 from opensearchpy import OpenSearchException
 
+from shopsearch.errors import Overloaded
 from shopsearch.index.ubi import ensure_ubi_indices, query_document, recorded_queries
 from shopsearch.learn.event_writer import BulkBuffer
 from shopsearch.learn.events import drop_duplicates, pseudonymise_event, validate_batch
 from shopsearch.plugin.cluster import cluster_client
-from shopsearch.plugin.errors import BadRequest
-from shopsearch.plugin.safety import parse_json_body
+from shopsearch.plugin.errors import BadRequest, Forbidden, TooManyRequests, Unauthorized
+from shopsearch.plugin.safety import has_admin_credential, parse_json_body
 from shopsearch.plugin.schemas import EventBatch, EventsAccepted, contract
-from shopsearch.privacy import pseudonym
-from shopsearch.query.caches import LRU
+from shopsearch.privacy import event_token, pseudonym, token_shopper
+from shopsearch.query.caches import LRU, TTLCache
 
 bp = Blueprint("events", __name__)
+log = logging.getLogger("shopsearch.events")
+TOKEN_HEADER = "X-Event-Token"
 EXTENSION = "shopsearch.events"
 
 
@@ -38,9 +43,11 @@ def init_app(app: Flask) -> None:
         ensure_ubi_indices(client, settings)
     except OpenSearchException:  # the cluster may be down at start: the writer retries, searches go on
         pass
-    app.extensions[EXTENSION] = BulkBuffer(client, settings.home_path / "events-spill", settings.event_flush_seconds)
+    app.extensions[EXTENSION] = BulkBuffer(client, settings.home_path / "events-spill", settings.event_flush_seconds,
+                                           max_pending=settings.event_buffer_max)
     # query ids this process answered recently -> catalogue (their documents may still be buffered)
     app.extensions[EXTENSION + ".recent"] = LRU(100_000)
+    app.extensions[EXTENSION + ".rate"] = TTLCache(100_000, 120.0)  # client address -> (allowance, when)
     app.register_blueprint(bp)
 
 
@@ -54,8 +61,53 @@ def record_search(catalogue: str, user: str | None, result: dict) -> str:
     query_id = uuid.uuid4().hex
     current_app.extensions[EXTENSION + ".recent"].put(query_id, catalogue)
     who = pseudonym(user, settings.pseudonym_salt) if user else None
-    buffer().add(settings.ubi_queries_index, query_id, query_document(query_id, who, catalogue, result))
+    try:
+        buffer().add(settings.ubi_queries_index, query_id, query_document(query_id, who, catalogue, result))
+    except Overloaded:  # the search is answered all the same; its events will be flagged unknown_query_id
+        log.warning("query %s not recorded: the event buffer is full", query_id)
     return query_id
+
+
+def shopper_token(user: str) -> str:
+    """The event token of a shopper seen in a search or a recommendation (``privacy.event_token``)."""
+    settings = current_app.config["SHOPSEARCH"]
+    who = pseudonym(user, settings.pseudonym_salt)
+    return event_token(who, settings.pseudonym_salt, int(time.time()) + settings.event_token_seconds)
+
+
+def _check_bound_to_shopper(events: list[dict]) -> None:
+    """Every event must be for the shopper whose token came with it (the admin credential, a shop's own
+    backend, may post for anyone); raises Unauthorized / Forbidden naming the event."""
+    settings = current_app.config["SHOPSEARCH"]
+    if not settings.events_require_token or has_admin_credential():
+        return
+    token = request.headers.get(TOKEN_HEADER, "")
+    if not token:
+        raise Unauthorized(f"events need the {TOKEN_HEADER} header: the event_token of the search or "
+                           "recommendation they follow", field=TOKEN_HEADER)
+    who = token_shopper(token, settings.pseudonym_salt, time.time())
+    if who is None:
+        raise Unauthorized(f"the {TOKEN_HEADER} is not valid or has expired: search again for a fresh one",
+                           field=TOKEN_HEADER)
+    for i, event in enumerate(events):
+        if pseudonym(event["user_id"], settings.pseudonym_salt) != who:
+            raise Forbidden(f"event {i} is for another shopper than the {TOKEN_HEADER} proves", field=f"events[{i}].user_id")
+
+
+def _check_rate(n: int) -> None:
+    """At most ``events_per_minute`` events a minute from one client address (429 with Retry-After)."""
+    limit = current_app.config["SHOPSEARCH"].events_per_minute
+    if limit <= 0 or has_admin_credential():
+        return
+    buckets: TTLCache = current_app.extensions[EXTENSION + ".rate"]
+    key = request.remote_addr or "?"
+    now = time.monotonic()
+    level, last = buckets.get(key) or (float(limit), now)
+    level = min(float(limit), level + (now - last) * limit / 60.0)
+    if n > level:
+        raise TooManyRequests(f"more than {limit} events a minute from this client (setting events_per_minute)",
+                              retry_after=max(1, math.ceil((n - level) * 60.0 / limit)))
+    buckets.put(key, (level - n, now))
 
 
 @bp.post("/events")
@@ -67,12 +119,14 @@ def post_events():
     if payload == {}:
         raise BadRequest("the body must be JSON: an event, a list of events, or {\"events\": [...]}")
     events = drop_duplicates(validate_batch(payload))
+    _check_rate(len(events))
+    _check_bound_to_shopper(events)
     recent = current_app.extensions[EXTENSION + ".recent"]
     ids = sorted({e["query_id"] for e in events if e.get("query_id")})
     known = {q: recent.get(q) for q in ids if recent.get(q) is not None}
     known.update(recorded_queries(buffer().client, settings, [q for q in ids if q not in known]))
     received = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    flagged = []
+    flagged, queued = [], []
     for event in events:
         event = pseudonymise_event(event, settings.pseudonym_salt)  # also re-derives content-based ids
         event["received_at"] = received
@@ -81,5 +135,6 @@ def post_events():
             event["catalogue"] = known[event["query_id"]]  # the catalogue of the search it follows
         if event["unknown_query_id"]:
             flagged.append(event["event_id"])
-        buffer().add(settings.ubi_events_index, event["event_id"], event)
+        queued.append((settings.ubi_events_index, event["event_id"], event))
+    buffer().add_many(queued)  # on disk before the 202; Overloaded (503, Retry-After) when the buffer is full
     return jsonify(accepted=len(events), unknown_query_ids=flagged), 202

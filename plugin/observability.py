@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from flask import Blueprint, Flask, Response, current_app, g, has_request_context, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
+from shopsearch.privacy import pseudonym
+
 EXTENSION = "shopsearch.observability"
 HEADER = "X-Request-Id"
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -137,11 +139,20 @@ def _finish(response: Response) -> Response:
                                 strategy=strategy).inc()
         metrics.seconds.labels(route=route, strategy=strategy).observe(elapsed)
     access_log.info(json.dumps({
-        "method": request.method, "path": request.path, "status": response.status_code,
+        "method": request.method, "path": logged_path(), "status": response.status_code,
         "duration_ms": round(elapsed * 1000, 2), "request_id": request_id(), "route": route,
         "endpoint": request.endpoint, "strategy": g.get("strategy"),
     }))
     return response
+
+
+def logged_path() -> str:
+    """The path for the access log: a shopper id in it is written as its pseudonym, never raw."""
+    user = (request.view_args or {}).get("user_id")
+    if user is None or request.url_rule is None:
+        return request.path
+    who = pseudonym(str(user), current_app.config["SHOPSEARCH"].pseudonym_salt)
+    return request.url_rule.rule.replace("<user_id>", f"~{who}")
 
 
 @bp.get("/metrics")

@@ -25,6 +25,7 @@ from flask import Blueprint, Flask, current_app, jsonify, request
 
 from shopsearch.learn import recommend as rec
 from shopsearch.plugin.cluster import client
+from shopsearch.plugin.events import shopper_token
 from shopsearch.plugin.schemas import ForYouParams, RecommendParams, Recommendations, contract, parse_params
 from shopsearch.plugin.shop import searcher
 from shopsearch.query.build import request_filters
@@ -57,8 +58,9 @@ def for_you(catalogue: str):
     params, filters = _params(ForYouParams)
     live = searcher().live(catalogue)
     profile = searcher().profile(catalogue, params.user)
-    return jsonify(rec.for_you(client(), current_app.config["SHOPSEARCH"], live.index, live.meta.get("model_version"),
-                               catalogue, params.user, profile, params.size, filters))
+    answer = rec.for_you(client(), current_app.config["SHOPSEARCH"], live.index, live.meta.get("model_version"),
+                         catalogue, params.user, profile, params.size, filters)
+    return jsonify({**answer, "event_token": shopper_token(params.user)})
 
 
 @bp.get("/<catalogue>/recommend/similar/<item_id>")

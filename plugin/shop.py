@@ -12,9 +12,9 @@ from __future__ import annotations
 from flask import Blueprint, Flask, current_app, g, jsonify, request
 
 from shopsearch.plugin.cluster import cluster_client
-from shopsearch.plugin.errors import BadRequest
-from shopsearch.plugin.events import record_search
-from shopsearch.plugin.safety import parse_json_body, reject_scripts
+from shopsearch.plugin.errors import Forbidden
+from shopsearch.plugin.events import record_search, shopper_token
+from shopsearch.plugin.safety import has_admin_credential, parse_json_body, reject_scripts
 from shopsearch.plugin.schemas import SearchParams, SearchResults, contract, parse_params
 from shopsearch.query.searcher import SearchRequest, Searcher
 
@@ -40,13 +40,21 @@ def forget_cached_profiles() -> None:
 
 
 def parse_search_request(args: dict) -> SearchRequest:
-    """Validate shopper parameters into a SearchRequest; raises BadRequest (400) naming the field."""
+    """Validate shopper parameters into a SearchRequest; raises BadRequest (400) naming the field.
+
+    ``explain`` with a ``user`` shows what that shopper's profile holds (items, categories,
+    brands), so it needs the admin credential (403 otherwise).
+    """
     params = parse_params(SearchParams, args)
-    return SearchRequest(**params.model_dump(exclude_none=True))
+    req = SearchRequest(**params.model_dump(exclude_none=True))
+    if req.explain and req.user and not has_admin_credential():
+        raise Forbidden("explain with a user shows that shopper's profile: it needs the admin credential "
+                        "(X-Admin-Token); explain without user, or search without explain", field="explain")
+    return req
 
 
 @bp.route("/<catalogue>/search", methods=["GET", "POST"])
-@contract(query=SearchParams, body=SearchParams, answer=SearchResults, errors=(400, 404, 409, 502, 504))
+@contract(query=SearchParams, body=SearchParams, answer=SearchResults, errors=(400, 403, 404, 409, 502, 504))
 def search(catalogue: str):
     """Search a catalogue (errors are rendered by plugin/errors.py)."""
     if request.method == "POST":
@@ -57,4 +65,7 @@ def search(catalogue: str):
     req = parse_search_request(args)
     g.strategy = req.strategy
     result = searcher().search(catalogue, req)
-    return jsonify({**result, "query_id": record_search(catalogue, req.user, result)})
+    answer = {**result, "query_id": record_search(catalogue, req.user, result)}
+    if req.user:
+        answer["event_token"] = shopper_token(req.user)  # send it back with this shopper's events
+    return jsonify(answer)

@@ -104,6 +104,16 @@ class SearchError(ShopsearchError):
 
 # --- learn ----------------------------------------------------------------------------------------
 
+class Overloaded(ShopsearchError):
+    """More is waiting to be stored than the bound allows: try again after ``retry_after`` seconds (503)."""
+
+    status, code = 503, "overloaded"
+
+    def __init__(self, message: str, retry_after: int = 1):
+        super().__init__(message)
+        self.headers = {"Retry-After": str(retry_after)}
+
+
 class EventError(ShopsearchError, ValueError):
     """An invalid event: ``field`` is the key at fault, ``index`` the event's place in a batch.
 

@@ -16,6 +16,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
+from shopsearch import local_secrets
 from shopsearch.errors import SettingsError
 
 PREFIX = "SHOPSEARCH_"
@@ -104,14 +105,18 @@ SETTINGS: tuple[Setting, ...] = (
     # click logs and profiles
     Setting("ubi_queries_index", "ubi_queries", "Index of recorded shopper queries and the impressions served (UBI shape)."),
     Setting("ubi_events_index", "ubi_events", "Index of click, add-to-cart and purchase events (UBI shape)."),
-    Setting("pseudonym_salt", "change-me", "Secret salt of the HMAC that turns shopper ids into the pseudonyms stored in events and profiles."),
+    Setting("pseudonym_salt", "", "Secret salt of the HMAC that turns shopper ids into the pseudonyms stored in events and profiles (at least 16 characters). Empty: the install's own, from <home>/secrets.toml (made by shopsearch secrets init, the demo and the tests); the proxy refuses to start without one."),
     Setting("event_flush_seconds", 1.0, "How often the middleware's buffered writer sends recorded queries and events to OpenSearch."),
+    Setting("events_require_token", True, "POST /events needs the X-Event-Token a search or recommendation for that shopper returned (event_token), so nobody can post events for another shopper; the admin credential (a shop's own backend) may post for anyone."),
+    Setting("event_token_seconds", 86400, "How long an event token stays valid."),
+    Setting("events_per_minute", 600, "Most events one client address may post a minute (429 with Retry-After beyond); 0: no limit. Per middleware process."),
+    Setting("event_buffer_max", 100_000, "Most event and query documents one middleware process holds waiting for OpenSearch (each is on disk first); beyond it POST /events answers 503 with Retry-After."),
     Setting("profile_half_life_days", 30.0, "Half-life of an event's weight in a shopper profile."),
     Setting("profile_update_seconds", 900, "Every this many seconds, celery beat (in the worker that consumes the celery queue) updates the profiles of shoppers with new events and recounts popularity, per catalogue; 0 turns the schedule off."),
     # proxy
     Setting("proxy_host", "127.0.0.1", "Address the middleware listens on."),
     Setting("proxy_port", 8000, "Port the middleware listens on."),
-    Setting("admin_token", "", "Token required by /admin routes (empty: admin routes refuse every request)."),
+    Setting("admin_token", "", "Token required by /admin routes and by pass-through requests off the allow-list (at least 16 characters). Empty: the install's own, from <home>/secrets.toml; the proxy refuses to start without one."),
     Setting("max_body_bytes", 10 * 1024 * 1024, "Largest request body the middleware accepts, in bytes (larger: 413); 0 means no limit. Bulk clients must send chunks below it."),
     Setting("passthrough_allow", "GET,HEAD /; GET /_cluster/health; GET /_cluster/health/{index}; GET /_cat; GET /_cat/*; GET /_cat/*/*; HEAD /{index}; GET,POST /{index}/_search; GET,POST /_msearch; GET,POST /{index}/_msearch; GET,POST /{index}/_count; GET,POST /_mget; GET,POST /{index}/_mget; GET,HEAD /{index}/_doc/{id}; GET,POST /{index}/_explain/{id}; GET,POST /{index}/_field_caps; GET,POST /{index}/_validate/query", "What the pass-through forwards without a credential: ';'-separated 'METHODS /pattern' rules; segments are literals, * (any one), {id} and {index} (a catalogue alias or an index matching passthrough_indices; never a pattern, a list, a system index or the project's own). Anything else needs the admin token (or, with passthrough_forward_auth, the caller's own cluster credentials)."),
     Setting("passthrough_indices", "", "Comma-separated globs of further indices (beside catalogue aliases) that the allow-list's {index} may name, e.g. 'products,legacy-*'."),
@@ -172,7 +177,26 @@ def load_settings(environ: Mapping[str, str] | None = None, config_file: str | o
     for s in SETTINGS:
         if s.env in environ:
             values[s.name] = s.parse(environ[s.env])
+    # secrets not set above come from the install's own file (local_secrets.py), never a default
+    for name, value in local_secrets.read(values["home"]).items():
+        if not values.get(name):
+            values[name] = value
     return Settings(values)
+
+
+def check_secrets(settings: Settings) -> None:
+    """Refuse to serve shoppers without real secrets: a pseudonym salt and an admin token.
+
+    >>> check_secrets(Settings({"pseudonym_salt": "change-me", "admin_token": "x" * 20}))
+    Traceback (most recent call last):
+    ...
+    shopsearch.errors.SettingsError: setting pseudonym_salt (SHOPSEARCH_PSEUDONYM_SALT) is missing or not a secret (a shipped default, or under 16 characters); set it, or run `shopsearch secrets init` to make this install its own
+    """
+    for name in local_secrets.SECRETS:
+        if local_secrets.weak(str(settings.values.get(name) or "")):
+            raise SettingsError(f"setting {name} ({_BY_NAME[name].env}) is missing or not a secret (a shipped "
+                                "default, or under 16 characters); set it, or run `shopsearch secrets init` to "
+                                "make this install its own")
 
 
 def settings_table_markdown() -> str:

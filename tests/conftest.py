@@ -20,6 +20,12 @@ ADMIN_TOKEN = "test-admin-token"
 DATA = ROOT.parent / "shared" / "data"
 
 
+def pytest_configure(config):
+    """The install's own secrets exist before any process (workers included) reads the settings."""
+    from shopsearch import local_secrets
+    local_secrets.create(load_settings().home)
+
+
 @pytest.fixture(scope="session")
 def settings():
     return load_settings()

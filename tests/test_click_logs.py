@@ -17,6 +17,7 @@ from shopsearch.workers.dispatch import run_ingest
 from .conftest import DATA
 
 TOKEN = "test-admin-token"
+BACKEND = {"X-Admin-Token": TOKEN}  # the shop's own backend posts events for any shopper
 RUN = uuid.uuid4().hex[:8]  # shopper ids unique to this run: click logs persist between runs
 
 
@@ -64,14 +65,15 @@ def test_search_events_profile_personalised_search_for_that_shopper_only(web, ap
                if h.get("category") == "Watches"]
     events = [{"query_id": first["query_id"], "user_id": shopper("carol"), "action_name": action, "object_id": w["id"], "position": n}
               for n, w in enumerate(watches, 1) for action in ("click", "purchase")]
-    r = web.post("/events", json={"events": events})
+    r = web.post("/events", json={"events": events}, headers={"X-Event-Token": first["event_token"]})
     assert r.status_code == 202 and r.get_json()["accepted"] == len(events)
     flush(app)
     update = web.post(f"/admin/profiles/{store}/update", json={"users": [shopper("carol")], "wait": True},
                       headers={"Authorization": f"Bearer {TOKEN}"})
     assert update.status_code == 200 and update.get_json()["profiles_updated"] == 1
     plain = web.get(f"/shop/{store}/search", query_string={"q": "black", "size": 10, "user": shopper("dave")}).get_json()
-    personal = web.get(f"/shop/{store}/search", query_string={"q": "black", "size": 10, "user": shopper("carol"), "explain": "true"}).get_json()
+    personal = web.get(f"/shop/{store}/search", query_string={"q": "black", "size": 10, "user": shopper("carol"), "explain": "true"},
+                       headers=BACKEND).get_json()
     count = lambda res: sum(h.get("category") == "Watches" for h in res["hits"])
     assert count(personal) > count(plain)
     assert any(h["explain"]["boost"] > 0 for h in personal["hits"])
@@ -102,9 +104,9 @@ def test_a_huge_batch_is_refused_whole(web, client, settings):
 def test_unknown_query_ids_are_accepted_but_flagged_and_duplicates_stored_once(web, app, client, settings):
     event = {"query_id": "no-such-query", "user_id": shopper("erin"), "action_name": "click", "object_id": "42",
              "position": 3, "timestamp": "2026-11-01T10:00:00Z"}
-    r = web.post("/events", json=[event, event])
+    r = web.post("/events", json=[event, event], headers=BACKEND)
     assert r.status_code == 202 and len(r.get_json()["unknown_query_ids"]) == 1
-    web.post("/events", json=event)
+    web.post("/events", json=event, headers=BACKEND)
     flush(app)
     stored = stored_events(client, settings, shopper("erin"))
     assert len(stored) == 1 and stored[0]["unknown_query_id"] is True
@@ -113,7 +115,8 @@ def test_unknown_query_ids_are_accepted_but_flagged_and_duplicates_stored_once(w
 
 def test_forgetting_a_shopper_removes_events_queries_and_profile(web, app, store, client, settings):
     web.get(f"/shop/{store}/search", query_string={"q": "shoes", "user": shopper("frank")})
-    web.post("/events", json={"user_id": shopper("frank"), "action_name": "purchase", "object_id": "15970", "catalogue": store})
+    web.post("/events", json={"user_id": shopper("frank"), "action_name": "purchase", "object_id": "15970", "catalogue": store},
+             headers=BACKEND)
     flush(app)
     web.post(f"/admin/profiles/{store}/update", json={"users": [shopper("frank")], "wait": True}, headers={"X-Admin-Token": TOKEN})
     assert stored_events(client, settings, shopper("frank"))
@@ -122,6 +125,13 @@ def test_forgetting_a_shopper_removes_events_queries_and_profile(web, app, store
     assert r.status_code == 200
     assert stored_events(client, settings, shopper("frank")) == []
     who = pseudonym(shopper("frank"), settings.pseudonym_salt)
+    # events still waiting in the buffer (and its journal on disk) are forgotten too
+    buffer = app.extensions["shopsearch.events"]
+    web.post("/events", json={"user_id": shopper("frank"), "action_name": "click", "object_id": "15971"}, headers=BACKEND)
+    assert web.delete(f"/admin/users/{shopper('frank')}", headers=BACKEND).status_code == 200
+    flush(app)
+    assert stored_events(client, settings, shopper("frank")) == []
+    assert not any(who in p.read_text() for p in buffer.spill_dir.glob("journal-*.jsonl"))
     for index in (settings.ubi_queries_index, settings.profiles_index):
         client.indices.refresh(index=index)
         assert client.count(index=index, body={"query": {"term": {"user_id" if "ubi" in index else "user": who}}})["count"] == 0
@@ -136,7 +146,8 @@ def test_events_buffered_when_the_middleware_stops_are_all_stored(services, sett
         wait_until(lambda: requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).ok, 120, "proxy",
                    log=tmp_path / "log", alive=lambda: proc.poll() is None)
         events = [{"user_id": shopper("grace"), "action_name": "click", "object_id": str(i), "position": 1} for i in range(50)]
-        assert requests.post(f"http://127.0.0.1:{port}/events", json=events, timeout=30).status_code == 202
+        assert requests.post(f"http://127.0.0.1:{port}/events", json=events, timeout=30,
+                             headers={"X-Admin-Token": settings.admin_token}).status_code == 202
         assert stored_events(client, settings, shopper("grace")) == []  # still in the buffer: the flush interval is an hour
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -151,7 +162,7 @@ def test_popularity_from_click_logs_lifts_what_shoppers_buy_for_everyone(web, ap
     target = before[-1]
     buys = [{"user_id": shopper(f"buyer{n}"), "action_name": "purchase", "object_id": target, "catalogue": store}
             for n in range(5)]
-    assert web.post("/events", json=buys).status_code == 202
+    assert web.post("/events", json=buys, headers=BACKEND).status_code == 202
     flush(app)
     counts = celery_app.send_task("shopsearch.profiles.popularity", args=[store]).get(timeout=120)
     assert counts["products_updated"] >= 1
@@ -169,10 +180,84 @@ def test_the_periodic_run_updates_profiles_of_shoppers_with_new_events(web, app,
     who = shopper(f"periodic-{uuid.uuid4().hex[:6]}")
     item = client.search(index=store, body={"size": 1, "query": {"match_all": {}}})["hits"]["hits"][0]["_id"]
     assert web.post("/events", json={"user_id": who, "action_name": "purchase", "object_id": item,
-                                     "catalogue": store}).status_code == 202
+                                     "catalogue": store}, headers=BACKEND).status_code == 202
     flush(app)
     # what beat sends every profile_update_seconds, sent now: the shopper's profile appears
     done = celery_app.send_task(schedule["task"], args=schedule["args"]).get(timeout=300)
     assert done[store]["profiles_updated"] >= 1 and "popularity" in done[store]
     profile = get_profile(client, settings, store, pseudonym(who, settings.pseudonym_salt))
     assert profile and item in profile["items"]
+
+
+def test_a_killed_middleware_loses_no_accepted_event(services, settings, client, tmp_path):
+    """A 202 means on disk: SIGKILL before any flush, and the next middleware stores them all."""
+    port = 19000 + os.getpid() % 1000
+    env = {**os.environ, "SHOPSEARCH_EVENT_FLUSH_SECONDS": "3600", "SHOPSEARCH_PROXY_PORT": str(port)}
+    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-w", "1", "-b", f"127.0.0.1:{port}",
+                             "shopsearch.plugin.app:create_app()"], env=env, stdout=open(tmp_path / "log", "wb"),
+                            stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).ok, 120, "proxy",
+                   log=tmp_path / "log", alive=lambda: proc.poll() is None)
+        events = [{"user_id": shopper("heidi"), "action_name": "click", "object_id": str(i), "position": 1} for i in range(40)]
+        assert requests.post(f"http://127.0.0.1:{port}/events", json=events, timeout=30,
+                             headers={"X-Admin-Token": settings.admin_token}).status_code == 202
+    finally:
+        proc.kill()  # the arbiter; its worker is killed below
+        proc.wait(timeout=60)
+        subprocess.run(["pkill", "-9", "-f", f"127.0.0.1:{port}"], check=False)
+    wait_until(lambda: subprocess.run(["pgrep", "-f", f"127.0.0.1:{port}"], capture_output=True).returncode != 0, 30,
+               "the killed worker")
+    assert stored_events(client, settings, shopper("heidi")) == []
+    app = create_app(settings)  # replays the journals of processes that are gone
+    app.extensions["shopsearch.events"].flush()
+    assert len(stored_events(client, settings, shopper("heidi"))) == 40
+
+
+def test_events_must_carry_the_token_of_that_shoppers_search(web, app, store, client, settings):
+    ivan, judy = shopper("ivan"), shopper("judy")
+    token = web.get(f"/shop/{store}/search", query_string={"q": "shoes", "user": ivan}).get_json()["event_token"]
+    click = lambda who: {"user_id": who, "action_name": "click", "object_id": "15970", "catalogue": store}
+    assert ivan not in token  # the token holds the pseudonym, never the raw id
+    refused = web.post("/events", json=click(ivan))
+    assert refused.status_code == 401 and refused.get_json()["field"] == "X-Event-Token"
+    assert web.post("/events", json=click(ivan), headers={"X-Event-Token": token + "x"}).status_code == 401
+    spoofed = web.post("/events", json=[click(ivan), click(judy)], headers={"X-Event-Token": token})
+    assert spoofed.status_code == 403 and spoofed.get_json()["field"] == "events[1].user_id"
+    assert web.post("/events", json=click(ivan), headers={"X-Event-Token": token}).status_code == 202
+    flush(app)
+    assert len(stored_events(client, settings, ivan)) == 1 and stored_events(client, settings, judy) == []
+
+
+def test_an_expired_token_is_refused(web, settings):
+    from shopsearch.privacy import event_token
+    who = pseudonym("kim", settings.pseudonym_salt)
+    old = event_token(who, settings.pseudonym_salt, 1_000_000_000)
+    r = web.post("/events", json={"user_id": "kim", "action_name": "click", "object_id": "1"}, headers={"X-Event-Token": old})
+    assert r.status_code == 401 and "expired" in r.get_json()["message"]
+
+
+def test_one_client_posting_too_fast_gets_429_with_retry_after(services, settings, store):
+    web = create_app(settings.replace(events_per_minute=5)).test_client()
+    token = web.get(f"/shop/{store}/search", query_string={"q": "shoes", "user": "leo"}).get_json()["event_token"]
+    events = [{"user_id": "leo", "action_name": "click", "object_id": str(i)} for i in range(4)]
+    assert web.post("/events", json=events, headers={"X-Event-Token": token}).status_code == 202
+    r = web.post("/events", json=events, headers={"X-Event-Token": token})
+    assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
+
+
+def test_a_full_buffer_answers_503_with_retry_after_and_keeps_what_it_holds(services, settings, client):
+    from opensearchpy import OpenSearch
+    down = OpenSearch(hosts=["http://127.0.0.1:9"], timeout=1)  # nothing listens there: every flush fails
+    from shopsearch.learn.event_writer import BulkBuffer
+    from shopsearch.errors import Overloaded
+    import tempfile
+    buffer = BulkBuffer(down, tempfile.mkdtemp(), interval=3600, max_pending=3)
+    buffer.add_many([("ubi_events", str(i), {"user_id": "x"}) for i in range(3)])
+    with pytest.raises(Overloaded) as full:
+        buffer.add("ubi_events", "4", {"user_id": "x"})
+    assert full.value.status == 503 and full.value.headers["Retry-After"]
+    buffer.flush()
+    assert buffer.pending() == 3
+    buffer.close()
+    assert sum(1 for p in buffer.spill_dir.glob("journal-*.jsonl") for _ in p.open()) == 3

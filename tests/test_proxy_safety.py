@@ -23,7 +23,7 @@ from shopsearch.errors import SettingsError
 from shopsearch.plugin.safety import parse_json_body, reject_scripts, require_admin_token
 from shopsearch.query.searcher import STRATEGIES
 
-TOKEN = "s3cret-token"
+TOKEN = "s3cret-admin-token-for-tests"
 BODY_LIMIT = 4096
 
 probe = Blueprint("test_probe", __name__)
@@ -278,10 +278,29 @@ def test_admin_routes_need_the_right_token(http, headers, status):
         assert r.headers["WWW-Authenticate"].startswith("Bearer")
 
 
-def test_admin_routes_are_403_when_no_token_is_configured(services, settings):
-    r = build_app(settings, admin_token="").test_client().get("/admin/test-probe",
-                                                             headers={"Authorization": "Bearer "})
-    assert_error(r, 403, "forbidden", message="set SHOPSEARCH_ADMIN_TOKEN")
+@pytest.mark.parametrize("setting,value", [
+    ("admin_token", ""), ("admin_token", "change-me"), ("admin_token", "short-token"),
+    ("pseudonym_salt", ""), ("pseudonym_salt", "change-me"), ("pseudonym_salt", "abc"),
+])
+def test_the_proxy_refuses_to_start_without_real_secrets(services, settings, setting, value):
+    with pytest.raises(SettingsError, match=f"setting {setting} \\(SHOPSEARCH_{setting.upper()}\\)"):
+        create_app(settings.replace(**{setting: value}))
+
+
+def test_the_install_makes_its_own_secrets_once(tmp_path):
+    from shopsearch import local_secrets
+    from shopsearch.settings import check_secrets, load_settings
+    assert load_settings({"SHOPSEARCH_HOME": str(tmp_path)}).pseudonym_salt == ""
+    made = local_secrets.create(tmp_path)
+    assert (tmp_path / "secrets.toml").stat().st_mode & 0o077 == 0  # the owner's alone
+    loaded = load_settings({"SHOPSEARCH_HOME": str(tmp_path)})
+    assert (loaded.pseudonym_salt, loaded.admin_token) == (made["pseudonym_salt"], made["admin_token"])
+    check_secrets(loaded)
+    assert local_secrets.create(tmp_path) == made
+    other = local_secrets.create(tmp_path / "other")
+    assert other["pseudonym_salt"] != made["pseudonym_salt"]
+    explicit = load_settings({"SHOPSEARCH_HOME": str(tmp_path), "SHOPSEARCH_PSEUDONYM_SALT": "x" * 20})
+    assert explicit.pseudonym_salt == "x" * 20
 
 
 # --- errors and request ids ---------------------------------------------------------------

@@ -8,6 +8,7 @@ import sys
 import click
 from tqdm import tqdm
 
+from shopsearch import local_secrets
 from shopsearch.cli.admin import register as register_admin
 from shopsearch.cli.errors import fail_cleanly, message_for
 from shopsearch.cli.eval import eval_group
@@ -260,6 +261,23 @@ def profiles_update_cmd(settings: Settings, catalogue: str, since: str | None) -
     app = make_app(settings)
     _print({"profiles": app.send_task("shopsearch.profiles.update", args=[catalogue, None, since]).get(timeout=3600),
             "popularity": app.send_task("shopsearch.profiles.popularity", args=[catalogue]).get(timeout=3600)})
+
+
+# --- secrets --------------------------------------------------------------------------------
+
+@main.group("secrets")
+def secrets_group() -> None:
+    """The install's own pseudonym salt and admin token."""
+
+
+@secrets_group.command("init")
+@pass_settings
+@fail_cleanly
+def secrets_init(settings: Settings) -> None:
+    """Make this install's secrets (random; kept if they exist) and print where they are."""
+    local_secrets.create(settings.home)
+    click.echo(f"{local_secrets.path(settings.home)} (mode 0600): pseudonym_salt and admin_token; the proxy, the "
+               "workers and the CLI of this install read it. SHOPSEARCH_PSEUDONYM_SALT / SHOPSEARCH_ADMIN_TOKEN win.")
 
 
 # --- demo -----------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from shopsearch.index.catalogue import create_catalogue_version
 from shopsearch.index.versions import live_index
 from shopsearch.ops import services
 from shopsearch.ops.services.process import ServiceError, wait_until
+from shopsearch import local_secrets
 from shopsearch.settings import Settings
 from shopsearch.workers.dispatch import run_ingest
 
@@ -41,7 +42,9 @@ def sample_file(settings: Settings) -> Path:
 
 
 def run_demo(settings: Settings, serve: bool = True) -> None:
-
+    made = local_secrets.create(settings.home)  # this install's own salt and admin token, never a default
+    settings = settings.replace(**{k: v for k, v in made.items() if not settings.values.get(k)})
+    click.echo(f"    this install's pseudonym salt and admin token: {local_secrets.path(settings.home)}")
     click.echo("1/4 starting OpenSearch (k-NN), Redis and a Celery worker on 127.0.0.1 ...")
     status = services.up(settings)
     click.echo(f"    OpenSearch {status['opensearch']['version']} plugins={status['opensearch']['plugins']}")

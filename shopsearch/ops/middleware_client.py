@@ -3,7 +3,9 @@
 ``middleware(settings, proxy)``: the app built in this process (``create_app`` with these
 settings: the same routes, no HTTP server), or a running proxy at ``proxy``. Both answer
 ``get(path, params) -> JSON``, ``post(path, body) -> status``, ``flush()`` (buffered events to
-OpenSearch now) and ``close()``.
+OpenSearch now) and ``close()``. These commands are the shop's own backend replaying or simulating
+shoppers, so they post events with the admin credential (shoppers prove themselves with the
+event token of their search instead).
 """
 
 from __future__ import annotations
@@ -20,12 +22,13 @@ class InProcess:
     def __init__(self, settings: Settings):
         self.app = create_app(settings)
         self.http = self.app.test_client()
+        self.headers = {"X-Admin-Token": settings.admin_token}
 
     def get(self, path, params):
         return self.http.get(path, query_string=params).get_json()
 
     def post(self, path, body):
-        return self.http.post(path, json=body).status_code
+        return self.http.post(path, json=body, headers=self.headers).status_code
 
     def flush(self):
         self.app.extensions["shopsearch.events"].flush()
@@ -37,8 +40,10 @@ class InProcess:
 class Remote:
     """A running proxy over HTTP (its own settings; it flushes events on its own schedule)."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, admin_token: str = ""):
         self.url, self.session = url.rstrip("/"), requests.Session()
+        if admin_token:
+            self.session.headers["X-Admin-Token"] = admin_token
 
     def get(self, path, params):
         return self.session.get(self.url + path, params=params, timeout=60).json()
@@ -54,4 +59,4 @@ class Remote:
 
 
 def middleware(settings: Settings, proxy: str | None = None) -> InProcess | Remote:
-    return Remote(proxy) if proxy else InProcess(settings)
+    return Remote(proxy, settings.admin_token) if proxy else InProcess(settings)
