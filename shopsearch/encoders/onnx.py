@@ -30,6 +30,7 @@ import copy
 import logging
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -120,7 +121,8 @@ def _save_onnx(model, args: tuple, path: Path, input_names: list[str], output: s
     axes = {name: {0: "batch", 1: "tokens"} for name in input_names} | {output: {0: "batch"}}
     tmp = _tmp(path)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the tracer's notes on shapes it fixes: expected for this graph
             torch.onnx.export(model, args, str(tmp), input_names=input_names, output_names=[output],
                               dynamic_axes=axes, opset_version=17, dynamo=False)
         os.replace(tmp, path)
@@ -318,6 +320,8 @@ class OnnxTextEncoder:
         self.variant = serving_variant(variant, self.card)
         if variant == "int8" and self.variant != "int8":
             log.warning("%s: int8 not served (its gate has not passed: run shopsearch models onnx); serving fp32", self.version)
+        if self.variant == "int8" and not (self.export_dir / "int8.onnx").exists():
+            quantise_int8(self.export_dir)  # its gate passed on this export: the same quantisation again
         self.dimension = int(self.meta["dimension"])
         self.session = _session(self.export_dir / f"{self.variant}.onnx", threads)
         self.tokenizer = _tokenizer(self.export_dir, int(self.meta["max_length"]))
