@@ -82,6 +82,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("device", "auto", "Torch device for encoders: auto (CUDA when present, else CPU), cpu or cuda."),
     Setting("batch_size", 64, "Encoder batch size on CPU (doubled automatically on CUDA)."),
     Setting("models_dir", "", "Registry of fine-tuned models (empty: <home>/models)."),
+    Setting("inference_backend", "auto", "How the text encoder and the cross-encoder run: auto (ONNX Runtime on CPU, torch on CUDA), torch, or onnx (exported once per model version, cached beside it in the registry)."),
+    Setting("inference_threads", 0, "Intra-op threads of each process's encoder and cross-encoder (ONNX Runtime session, or torch's pool); 0: the library's default (all cores)."),
+    Setting("onnx_variant", "fp32", "ONNX variant of the query encoder: fp32, or int8 (dynamic quantisation), which serves only where its gate (shopsearch models onnx --variant int8) passed; documents are always encoded fp32."),
     # query path
     Setting("fusion", "minmax", "Default fusion of BM25 and k-NN: minmax (weighted min-max) or rrf (reciprocal rank)."),
     Setting("query_filters", "boost", "What facets named in the query text do: boost (colour/brand/gender lift matching items; prices still filter), filter (all filter) or off."),
@@ -95,7 +98,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_result_depth", 1000, "Deepest result a shopper may page to: (page + 1) * size must not exceed it (deeper: 400). Bounds the work of one search."),
     Setting("rerank_model", "", "Cross-encoder of strategy hybrid-rerank: a directory (empty: the cross-encoder trained with the live index's model, in the registry)."),
     Setting("rerank_weight", 0.3, "Weight of the cross-encoder score against the fused score in the re-ranked head (1: cross-encoder order alone)."),
-    Setting("rerank_depth", 30, "How many fused candidates the cross-encoder re-orders (hybrid-rerank); each costs one transformer pass."),
+    Setting("rerank_depth", 50, "How many fused candidates the cross-encoder re-orders (hybrid-rerank); each costs one transformer pass. 50: the smallest depth within 0.002 nDCG@10 of the best (shopsearch bench rerank, docs/ARCHITECTURE.md)."),
     Setting("gate_margin", 0.01, "A fine-tuned model is promoted only if its nDCG@10 (strategy gate_strategy) on the validation judgments beats the live model's by this fraction (0.01: 1 %)."),
     Setting("gate_strategy", "hybrid", "The search strategy the fine-tuning gate compares live and candidate with (hybrid: what shoppers get; dense: the encoder alone, a clearer signal on small catalogues)."),
     Setting("profiles_index", "shopsearch-profiles", "Index holding shopper profiles."),

@@ -16,8 +16,10 @@ from shopsearch.cluster import connect
 from shopsearch.index.catalogue import create_catalogue_version
 from shopsearch.index.versions import delete_version, list_versions, switch_alias
 from shopsearch.ops import services as services_mod
+from shopsearch.ops.bench_encoder import bench_encoder
 from shopsearch.ops.bench_ingest import bench_ingest
 from shopsearch.ops.bench_query import bench_query
+from shopsearch.ops.bench_rerank import bench_rerank
 from shopsearch.ops.demo import run_demo
 from shopsearch.ops.simulate import simulate_clicks
 from shopsearch.settings import SETTINGS, Settings, SettingsError, load_settings, settings_table_markdown
@@ -217,6 +219,44 @@ def bench_query_cmd(settings: Settings, catalogue: str, clients: int, seconds: f
                     json_file: str | None) -> None:
     """Direct BM25 vs pass-through vs hybrid vs hybrid + personalised: latency, QPS, errors."""
     figures = bench_query(settings, catalogue, clients, seconds, proxy_workers, echo=click.echo)
+    if json_file:
+        with open(json_file, "w", encoding="utf-8") as f:
+            json.dump(figures, f, indent=2)
+
+
+@bench.command("encoder")
+@click.option("--queries", type=int, default=300, show_default=True, help="Distinct Home Depot queries timed one by one.")
+@click.option("--batches", type=int, default=8, show_default=True, help="Batches of batch_size product texts for throughput.")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False))
+@pass_settings
+@fail_cleanly
+def bench_encoder_cmd(settings: Settings, queries: int, batches: int, json_file: str | None) -> None:
+    """Query encoder through torch vs ONNX fp32 vs ONNX int8: latency, batch throughput, cosine vs torch."""
+    figures = bench_encoder(settings, queries, batches, echo=click.echo)
+    if json_file:
+        with open(json_file, "w", encoding="utf-8") as f:
+            json.dump(figures, f, indent=2)
+
+
+@bench.command("rerank")
+@click.option("--catalogue", default="homedepot", show_default=True)
+@click.option("--judgments", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Validation judgments (never the re-ranker's training queries).")
+@click.option("--depths", default="5,10,20,30,50", show_default=True, help="rerank_depth values to compare.")
+@click.option("--limit-queries", type=int, help="A deterministic sample of N judged queries.")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False))
+@pass_settings
+@fail_cleanly
+def bench_rerank_cmd(settings: Settings, catalogue: str, judgments: str, depths: str, limit_queries: int | None,
+                     json_file: str | None) -> None:
+    """hybrid-rerank against rerank_depth: nDCG@10, cost per query and first-page change beside hybrid."""
+    try:
+        values = sorted({int(d) for d in depths.split(",") if d.strip()})
+    except ValueError:
+        raise click.BadParameter(f"comma-separated whole numbers, got {depths!r}", param_hint="--depths") from None
+    if not values or min(values) < 1:
+        raise click.BadParameter("give at least one depth, each 1 or more", param_hint="--depths")
+    figures = bench_rerank(settings, catalogue, judgments, values, limit_queries, echo=click.echo)
     if json_file:
         with open(json_file, "w", encoding="utf-8") as f:
             json.dump(figures, f, indent=2)

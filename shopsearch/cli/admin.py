@@ -14,7 +14,12 @@ import click
 from tqdm import tqdm
 
 from shopsearch.cli.errors import fail_cleanly
+from shopsearch.cluster import connect
+from shopsearch.encoders.text import load_text_encoder
+from shopsearch.evaluation.run import load_judgments
+from shopsearch.index.versions import live_index
 from shopsearch.learn.loop import load_state
+from shopsearch.learn.onnx_gate import gate_int8
 from shopsearch.learn.registry import ModelRegistry
 from shopsearch.learn.rollout import promote, rollback, status
 from shopsearch.settings import Settings
@@ -138,11 +143,14 @@ def finetune_cmd(settings: Settings, catalogue: str, judgments: str | None, sinc
     _print({"version": state["version"], "steps": state["steps"]})
 
 
-@click.command("models")
+@click.group("models", invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the registry entries as JSON.")
-@click.pass_obj
-def models_cmd(settings: Settings, as_json: bool) -> None:
+@click.pass_context
+def models_cmd(ctx: click.Context, as_json: bool) -> None:
     """List the fine-tuned models of the registry with their gate numbers and status."""
+    if ctx.invoked_subcommand is not None:
+        return
+    settings = ctx.obj
     models = ModelRegistry(settings.models_path).list()
     if as_json:
         _print(models)
@@ -158,6 +166,32 @@ def models_cmd(settings: Settings, as_json: bool) -> None:
         click.echo(f"| {m['version']} | {m['status']} | {m.get('catalogue')} | {m.get('base_version')} | "
                    f"{(m.get('data') or {}).get('pairs_train')} | {numbers.get('live_ndcg@10')} | "
                    f"{numbers.get('candidate_ndcg@10')} | {gate.get('decision')} |")
+
+
+@models_cmd.command("onnx")
+@click.option("--catalogue", required=True, help="Catalogue whose live index (and its model) the variant is measured on.")
+@click.option("--variant", type=click.Choice(["fp32", "int8"]), default="int8", show_default=True)
+@click.option("--judgments", type=click.Path(exists=True, dir_okay=False),
+              help="Validation judgments (never training queries); required for int8.")
+@click.option("--limit-queries", type=int, help="A deterministic sample of N judged queries.")
+@click.pass_obj
+@fail_cleanly
+def models_onnx_cmd(settings: Settings, catalogue: str, variant: str, judgments: str | None, limit_queries: int | None) -> None:
+    """Export the live model to ONNX; for int8, gate it on judgments and record on its card which variant serves."""
+    if variant == "fp32":
+        client = connect(settings)
+        live = live_index(client, catalogue)
+        if live is None:
+            raise click.ClickException(f"catalogue {catalogue!r} has no live index")
+        meta = client.indices.get_mapping(index=live)[live]["mappings"].get("_meta", {})
+        encoder = load_text_encoder(meta.get("model", settings.text_model), "cpu", backend="onnx",
+                                    models_root=settings.models_path)
+        click.echo(f"{encoder.version}: fp32 in {encoder.export_dir} ({'exported now' if encoder.exported else 'cached'})")
+        return
+    if not judgments:
+        raise click.ClickException("--variant int8 needs --judgments (validation judgments) for its gate")
+    _print(gate_int8(connect(settings, timeout=120), settings, catalogue, load_judgments(judgments), judgments,
+                     limit_queries=limit_queries, echo=click.echo))
 
 
 COMMANDS = COMMANDS + (finetune_cmd, models_cmd)

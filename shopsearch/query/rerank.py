@@ -6,10 +6,15 @@ query the title answers, at the cost of one forward pass per candidate at query 
 re-orders the ``top_n`` fused candidates; the rest keep their order after them.
 
 The model is a directory written by ``shopsearch.learn.train.train_cross_encoder`` (a one-logit
-sequence-classification model) and is loaded with ``sentence_transformers.CrossEncoder``: scores
-are sigmoid probabilities in [0, 1]. CUDA with half precision when asked for (or ``auto`` and
-present), CPU otherwise. One forward pass at a time per loaded model (a lock), as with the text
-encoders, so a threaded server can share one instance.
+sequence-classification model); scores are sigmoid probabilities in [0, 1]. Two back-ends give the
+same scores (within 1e-4), chosen by ``inference_backend``:
+
+* ONNX Runtime on CPU (``auto`` without CUDA, or ``onnx``): the model exported once to
+  ``sigmoid(logit)`` and cached beside it (``encoders/onnx.py``: ``<version>/onnx/cross-encoder@<fingerprint>/``
+  for a registry model), the session shared by all threads;
+* torch through ``sentence_transformers.CrossEncoder`` (``torch``, or ``auto`` on CUDA, with half
+  precision there), for training and GPUs; one forward pass at a time per loaded model (a lock),
+  as with the text encoders, so a threaded server can share one instance.
 """
 
 from __future__ import annotations
@@ -19,29 +24,41 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
-from shopsearch.encoders.text import fingerprint, choose_device
-from shopsearch.errors import SearchError
+from shopsearch.encoders.model_files import fingerprint
+from shopsearch.encoders.onnx import OnnxCrossScorer
+from shopsearch.encoders.text import choose_backend, choose_device
+from shopsearch.errors import EncoderError, SearchError
 from shopsearch.settings import Settings
 
 
+def _label(path: Path) -> str:
+    return path.parent.name if path.name == "cross-encoder" else path.name
+
+
+def _check(path: Path) -> None:
+    if not (path / "config.json").exists():
+        raise FileNotFoundError(f"{path} is not a cross-encoder directory (no config.json)")
+
+
 class CrossEncoderReranker:
-    """A trained cross-encoder that re-orders the head of a ranked list.
+    """A trained cross-encoder that re-orders the head of a ranked list (torch, sentence-transformers).
 
     ``version`` names the exact weights (directory name and a hash of its files), for responses
     and caches.
     """
 
+    backend = "torch"
+
     def __init__(self, path: str | Path, device: str = "auto", batch_size: int = 32, max_length: int = 128):
         from sentence_transformers import CrossEncoder  # why: heavy (torch); only hybrid-rerank needs it
         self.path = Path(path)
-        if not (self.path / "config.json").exists():
-            raise FileNotFoundError(f"{self.path} is not a cross-encoder directory (no config.json)")
+        _check(self.path)
         self.device = choose_device(device)
         self.batch_size = batch_size
         self.model = CrossEncoder(str(self.path), device=self.device, max_length=max_length)
         if self.device == "cuda":
             self.model.half()
-        self.version = f"{self.path.parent.name if self.path.name == 'cross-encoder' else self.path.name}@{fingerprint(self.path)}"
+        self.version = f"{_label(self.path)}@{fingerprint(self.path)}"
         self._lock = threading.Lock()
 
     def score(self, query: str, texts: Sequence[str]) -> list[float]:
@@ -69,10 +86,31 @@ class CrossEncoderReranker:
         return reranked + unjudged + tail
 
 
+class OnnxReranker(CrossEncoderReranker):
+    """The same re-ranker served through ONNX Runtime on CPU (exported once, cached beside the weights)."""
+
+    backend = "onnx"
+
+    def __init__(self, path: str | Path, models_root: str | Path, batch_size: int = 32, max_length: int = 128,
+                 threads: int = 0):
+        self.path, self.device, self.batch_size = Path(path), "cpu", batch_size
+        _check(self.path)
+        self.version = f"{_label(self.path)}@{fingerprint(self.path)}"
+        self.scorer = OnnxCrossScorer(self.path, models_root, _label(self.path), batch_size, max_length, threads)
+
+    def score(self, query: str, texts: Sequence[str]) -> list[float]:
+        """Cross-encoder scores of ``(query, text)`` for each text, in [0, 1] (the torch back-end's, within 1e-4)."""
+        return self.scorer.score(query, list(texts)) if texts else []
+
+
 @lru_cache(maxsize=4)
-def cached_reranker(path: str, device: str = "auto") -> CrossEncoderReranker:
-    """One loaded re-ranker per (path, device) per process."""
-    return CrossEncoderReranker(path, device)
+def cached_reranker(path: str, device: str = "auto", backend: str = "auto", models_root: str = "",
+                    threads: int = 0) -> CrossEncoderReranker:
+    """One loaded re-ranker per (path, device, backend) per process (``backend``: ``choose_backend``)."""
+    dev = choose_device(device)
+    if choose_backend(backend, dev, queries=True) == "onnx":
+        return OnnxReranker(path, models_root or Path(path).parent, threads=threads)
+    return CrossEncoderReranker(path, dev)
 
 
 def reranker_for(settings: Settings, meta: dict) -> CrossEncoderReranker:
@@ -85,6 +123,7 @@ def reranker_for(settings: Settings, meta: dict) -> CrossEncoderReranker:
         raise SearchError(f"no re-ranker for model {meta.get('model_version')}: train one (shopsearch finetune) "
                           "or set rerank_model", 409, "no_reranker", field="strategy")
     try:
-        return cached_reranker(path, settings.device)
-    except (OSError, ValueError) as e:
+        return cached_reranker(path, settings.device, settings.inference_backend, str(settings.models_path),
+                               settings.inference_threads)
+    except (OSError, ValueError, EncoderError) as e:
         raise SearchError(f"re-ranker {path} cannot be loaded: {e}", 409, "no_reranker") from None

@@ -1,0 +1,83 @@
+"""The quantisation gate: an int8 query encoder serves only if it costs at most 0.002 nDCG@10.
+
+Dynamic int8 quantisation (``encoders/onnx.py``) makes the query encoder faster but moves its
+vectors (mean cosine to fp32 about 0.96 for MiniLM). So it is measured the way relevance always
+is here: the ``eval search`` runner over validation judgments (never training queries), every
+vector strategy (``dense``, ``hybrid``, ``hybrid-rrf``) through the production
+:class:`~shopsearch.query.searcher.Searcher` on the live index, once with fp32 query vectors and
+once with int8 ones (the index's item vectors stay as they are). int8 passes when no strategy
+loses more than :data:`~shopsearch.encoders.onnx.INT8_MAX_NDCG_LOSS`. The decision and the
+figures go on the model card: ``model.json``'s ``onnx`` entry for a registry model
+(:meth:`ModelRegistry.record_onnx`), ``card.json`` beside the export for a model package; the
+encoder reads that card before it serves int8 (``onnx.serving_variant``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from shopsearch.encoders.onnx import INT8_MAX_NDCG_LOSS, OnnxTextEncoder, card_path, write_card
+from shopsearch.encoders.text import load_text_encoder
+from shopsearch.errors import InputError
+from shopsearch.evaluation.run import evaluate
+from shopsearch.learn.registry import ModelRegistry, now_iso
+from shopsearch.query.searcher import Searcher, SearchRequest
+from shopsearch.settings import Settings
+
+STRATEGIES = ("dense", "hybrid", "hybrid-rrf")
+
+
+def variant_gate(fp32: dict[str, float], int8: dict[str, float], max_loss: float = INT8_MAX_NDCG_LOSS) -> dict:
+    """Whether int8 lost at most ``max_loss`` nDCG@10 on every strategy (pure).
+
+    >>> variant_gate({"hybrid": 0.380}, {"hybrid": 0.379})["passed"]
+    True
+    >>> variant_gate({"dense": 0.270, "hybrid": 0.380}, {"dense": 0.266, "hybrid": 0.380})["worst_loss"]
+    0.004
+    """
+    losses = {s: round(fp32[s] - int8[s], 6) for s in fp32}
+    worst = max(losses.values())
+    return {"passed": worst <= max_loss, "max_loss": max_loss, "worst_loss": round(worst, 6), "loss": losses}
+
+
+def gate_int8(client, settings: Settings, catalogue: str, judgments, judgments_name: str,
+              strategies=STRATEGIES, limit_queries: int | None = None, echo=print) -> dict:
+    """Measure int8 against fp32 query vectors on ``catalogue``'s live index and record the card; returns it."""
+    searcher = Searcher(client, settings.replace(result_cache_seconds=0, query_cache_size=0))
+    live = searcher.live(catalogue)
+    model = live.meta.get("model") or settings.text_model
+    encoder = load_text_encoder(model, "cpu", settings.batch_size, backend="onnx", threads=settings.inference_threads,
+                                models_root=settings.models_path, queries=True)
+    if not isinstance(encoder, OnnxTextEncoder):
+        raise InputError(f"model {model} of {live.index} is not a sentence-transformers model: no ONNX variant to gate")
+    if live.meta.get("model_version") and encoder.version != live.meta["model_version"]:
+        raise InputError(f"{live.index} was encoded with {live.meta['model_version']}, not {encoder.version}")
+
+    def search(q: str, s: str) -> list[str]:
+        return [h["id"] for h in searcher.search(catalogue, SearchRequest(q=q, size=100, strategy=s))["hits"]]
+
+    scores, vectors = {}, {}
+    for variant in ("fp32", "int8"):
+        trial = encoder.trial(variant)
+        # the one difference between the two runs: the query vector (the retriever's own method, replaced here)
+        searcher.retriever.query_vector = lambda _live, text, e=trial: (e.encode([text])[0].tolist(), False)
+        result = evaluate(judgments, list(strategies), search, limit_queries=limit_queries)
+        scores[variant] = {s: round(result.mean(s, "ndcg@10"), 6) for s in strategies}
+        vectors[variant] = trial.encode(result.queries)
+        echo(f"{variant}: nDCG@10 {scores[variant]} on {len(result.queries)} queries")
+    cos = (vectors["fp32"] * vectors["int8"]).sum(1)
+    decision = variant_gate(scores["fp32"], scores["int8"])
+    card = {"serving": "int8" if decision["passed"] else "fp32", "export": str(encoder.export_dir),
+            "version": encoder.version,
+            "gate": decision | {"ndcg@10": scores, "queries": len(result.queries), "judgments": judgments_name,
+                                "index": live.index, "cosine_int8_vs_fp32": {"min": round(float(cos.min()), 5),
+                                                                             "mean": round(float(np.mean(cos)), 5)},
+                                "at": now_iso()}}
+    path, part = card_path(encoder.path, encoder.export_dir)
+    if part:
+        ModelRegistry(path.parent.parent).record_onnx(path.parent.name, part, card)
+    else:
+        write_card(encoder.export_dir, card)
+    echo(f"int8 {'passes' if decision['passed'] else 'fails'} (worst loss {decision['worst_loss']}, "
+         f"at most {decision['max_loss']}): {card['serving']} serves; card: {path}")
+    return card
