@@ -2,18 +2,21 @@
 
 The ingest, reindex and fine-tuning flows never import Celery; they take a runner. This module
 is the Celery one: chunks go out as chains ``shopsearch.encode.chunk`` (queue ``encode``) ->
-``shopsearch.ingest.write`` (queue ``ingest``), sent by task name through one app built from
+``shopsearch.ingest.write`` (queue ``ingest``), ``ingest_window`` of them in flight, sent by task name through one app built from
 the run's settings. ``run_ingest``, ``reindex`` and ``run_loop`` are the flows bound to it, for
 the CLI, the admin routes, the tasks and the tests.
 """
 
 from __future__ import annotations
 
+from collections import deque
+from itertools import islice
 from typing import Iterator, Sequence
 
 from celery import Celery
 
 from shopsearch.ingest import pipeline
+from shopsearch.ingest.write import failed_chunk
 from shopsearch.learn import loop
 from shopsearch.learn import reindex as rebuild
 from shopsearch.settings import Settings
@@ -26,18 +29,31 @@ PROJECTION_TIMEOUT = 3600
 class CeleryRunner:
     """Runs chunks and background work on the project's Celery workers."""
 
-    def __init__(self, app: Celery):
+    def __init__(self, app: Celery, window: int = 8):
         self.app = app
+        self.window = max(1, window)
 
     def fit_projection(self, payload: dict) -> dict:
         return self.app.send_task("shopsearch.encode.fit_projection", args=[payload]).get(timeout=PROJECTION_TIMEOUT)
 
     def encode_and_write(self, payloads: Sequence[dict]) -> Iterator[dict]:
-        # every chunk is sent before the first is awaited, so encoding and writing overlap
-        pending = [(self.app.signature("shopsearch.encode.chunk", args=[p])
-                    | self.app.signature("shopsearch.ingest.write")).apply_async() for p in payloads]
-        for result in pending:
-            yield result.get(timeout=CHUNK_TIMEOUT, propagate=True)
+        # a window of chains in flight: the encode worker always has the next chunk queued while the
+        # ingest worker writes, and Redis holds at most `window` encoded chunks, not the whole catalogue
+        todo = iter(payloads)
+        pending = deque((p, self._chain(p)) for p in islice(todo, self.window))
+        while pending:
+            payload, result = pending.popleft()
+            following = next(todo, None)
+            if following is not None:
+                pending.append((following, self._chain(following)))
+            try:
+                yield result.get(timeout=CHUNK_TIMEOUT, propagate=True)
+            except Exception as e:  # a task's error comes back re-raised as any class: its items are reported failed
+                yield failed_chunk(payload, e)
+
+    def _chain(self, payload: dict):
+        return (self.app.signature("shopsearch.encode.chunk", args=[payload])
+                | self.app.signature("shopsearch.ingest.write")).apply_async()
 
     def send(self, task: str, *args) -> None:
         self.app.signature(task, args=list(args)).apply_async()
@@ -45,7 +61,7 @@ class CeleryRunner:
 
 def runner(settings: Settings, app: Celery | None = None) -> CeleryRunner:
     """The Celery runner for ``settings`` (``app``: an app already built from them)."""
-    return CeleryRunner(app or make_app(settings))
+    return CeleryRunner(app or make_app(settings), settings.ingest_window)
 
 
 def run_ingest(settings: Settings, *args, app: Celery | None = None, **kwargs) -> pipeline.Summary:

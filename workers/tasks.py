@@ -12,18 +12,14 @@ import os
 import socket
 import time
 from functools import lru_cache, wraps
-from pathlib import Path
 
 from celery.result import allow_join_result
 from opensearchpy.exceptions import ConnectionError as OSConnectionError
 from opensearchpy.exceptions import ConnectionTimeout
 
 from shopsearch.cluster import connect
-from shopsearch.encoders.image import image_encoder
-from shopsearch.encoders.text import item_text, text_encoder
-from shopsearch.ingest.encode import encode_items, load_projection, unpack
-from shopsearch.ingest.fuse import train_projection
-from shopsearch.ingest.write import document, write_documents
+from shopsearch.ingest.encode import encode_chunk, fit_projection
+from shopsearch.ingest.write import write_chunk
 from shopsearch.learn.popularity import update_popularity
 from shopsearch.learn.profile_update import recent_catalogues, update_profiles
 from shopsearch.learn.reindex import check_coordinator_queues
@@ -64,45 +60,24 @@ def ping(payload: dict | None = None) -> dict:
 
 @app.task(name="shopsearch.encode.chunk", acks_late=True)
 @timed
-def encode_chunk(payload: dict) -> dict:
+def encode_chunk_task(payload: dict) -> dict:
     """Encode one chunk of clean items with the model recorded for its index."""
-    settings = _settings()
-    encoder = text_encoder(settings.replace(text_model=payload["model"]))
-    projection = load_projection(payload.get("projection"))
-    images = image_encoder(settings.device) if projection is not None else None
-    vectors = encode_items(payload["items"], encoder, images, projection, payload.get("alpha", 0.7))
-    return {**payload, "vectors": vectors, "model_version": encoder.version}
+    return encode_chunk(_settings(), payload)
 
 
 @app.task(name="shopsearch.ingest.write", acks_late=True, autoretry_for=(OSConnectionError, ConnectionTimeout),
           retry_backoff=2, retry_backoff_max=60, max_retries=8)
 @timed
-def write_chunk(encoded: dict) -> dict:
+def write_chunk_task(encoded: dict) -> dict:
     """Bulk-write an encoded chunk; returns counts and per-item failures."""
-    v, dim = encoded["vectors"], encoded["vectors"]["dim"]
-    text, image, fused = unpack(v["text"], dim), unpack(v["image"], dim), unpack(v["fused"], dim)
-    docs = []
-    for k, item in enumerate(encoded["items"]):
-        item = {**item, "flags": v["flags"][k]}
-        docs.append(document(item, text[k], image[k], fused[k], v["has_image"][k], encoded["model_version"]))
-    indexed, failures = write_documents(_client(), encoded["index"], docs)
-    return {"chunk": encoded["chunk"], "indexed": indexed, "failures": failures,
-            "image_unreadable": [i["id"] for i, f in zip(encoded["items"], v["flags"]) if "image_unreadable" in f]}
+    return write_chunk(_client(), encoded)
 
 
 @app.task(name="shopsearch.encode.fit_projection", acks_late=True)
 @timed
-def fit_projection(payload: dict) -> dict:
+def fit_projection_task(payload: dict) -> dict:
     """Learn the image -> text projection from (text, image path) pairs; saves it, returns its path."""
-    settings = _settings()
-    encoder = text_encoder(settings.replace(text_model=payload["model"]))
-    feats, ok = image_encoder(settings.device).encode_paths([i["image"] for i in payload["items"]])
-    keep = [k for k, good in enumerate(ok) if good]
-    texts = encoder.encode([item_text(payload["items"][k]) for k in keep])
-    projection = train_projection(texts, feats[keep], seed=payload.get("seed", 0))
-    path = Path(settings.home_path, "models", "projections", f"{payload['index']}-{projection.version}.npz")
-    projection.save(path)
-    return {"path": str(path), "version": projection.version, "pairs": len(keep), "meta": projection.meta}
+    return fit_projection(_settings(), payload)
 
 
 @app.task(name="shopsearch.profiles.update", acks_late=True, autoretry_for=(OSConnectionError, ConnectionTimeout),

@@ -123,6 +123,8 @@ COMMANDS = (reindex_cmd, promote_cmd, rollback_cmd, status_cmd)
 @click.option("--rerank-max-steps", type=int, default=900, show_default=True, help="Training steps of the re-ranker (16 rows each).")
 @click.option("--no-promote", is_flag=True, help="Stop after the gate; promote later with shopsearch promote.")
 @click.option("--shuffle-labels", is_flag=True, help="Train on shuffled query-item pairs (a deliberately worse model, to test the gate).")
+@click.option("--lora-rank", type=int, help="Train LoRA adapters of this rank instead of every weight (the setting "
+              "lora_rank; 0: full fine-tuning); alpha, dropout, target modules and rate from the lora_* settings.")
 @click.option("--resume", "version", help="Resume an interrupted run by its version (steps already done are skipped).")
 @click.option("--celery", "via_celery", is_flag=True, help="Run the loop as a Celery chain on the rollout worker and wait.")
 @click.pass_obj
@@ -130,8 +132,11 @@ COMMANDS = (reindex_cmd, promote_cmd, rollback_cmd, status_cmd)
 def finetune_cmd(settings: Settings, catalogue: str, judgments: str | None, since: str | None, until: str | None,
                  epochs: int, batch_size: int, max_pairs: int | None, limit_queries: int | None, no_rerank: bool,
                  rerank_max_steps: int,
-                 no_promote: bool, shuffle_labels: bool, version: str | None, via_celery: bool) -> None:
+                 lora_rank: int | None, no_promote: bool, shuffle_labels: bool, version: str | None,
+                 via_celery: bool) -> None:
     """Learn from click logs: collect -> train -> reindex -> gate -> swap (see shopsearch/learn/loop.py)."""
+    if lora_rank is not None:
+        settings = settings.replace(lora_rank=lora_rank)
     kwargs = dict(version=version, since=since, until=until, epochs=epochs, batch_size=batch_size, max_pairs=max_pairs,
                   limit_queries=limit_queries, rerank=not no_rerank, rerank_max_steps=rerank_max_steps,
                   promote=not no_promote, shuffle_labels=shuffle_labels)

@@ -7,10 +7,13 @@ Where the chunks run is a :class:`Runner` the caller passes in: Celery workers
 
 The coordinator sees the whole run, which duplicate ids and near-duplicate groups need, and
 cleaning is pure and fast (tens of thousands of items a second). Unchanged items (same content
-hash and model version as the indexed document) are skipped without encoding. The rest go to
-Celery in chunks, each a chain ``encode.chunk -> ingest.write``. Every record read ends up
-counted: accepted and indexed, rejected to the dead-letter file with its reason, superseded by a
-later record with the same id, or skipped unchanged.
+hash and model version as the indexed document, read from doc values) are skipped without
+encoding. The rest, ordered by text length so each chunk pads little, go to the runner in
+chunks: on Celery each a chain ``encode.chunk -> ingest.write``, in process an encode thread
+feeding the bulk writer (``ingest/in_process.py``); either way at most ``ingest_window`` chunks
+run ahead of the writer. Every record read ends up counted: accepted and indexed, rejected to
+the dead-letter file with its reason, superseded by a later record with the same id, skipped
+unchanged, or failed in the write stage (reported per item, also in the dead letters).
 """
 
 from __future__ import annotations
@@ -29,12 +32,14 @@ from shopsearch.errors import InputError
 from shopsearch.index.catalogue import create_catalogue_version, live_meta
 from shopsearch.ingest.clean import clean_item
 from shopsearch.ingest.dedupe import dedupe
+from shopsearch.ingest.encode import by_text_length
 from shopsearch.ingest.normalise import fit_catalogue_scales, normalise_item
 from shopsearch.ingest.read import BUILTIN_FIELD_MAPS, detect_format, load_field_map, read_source_items
 from shopsearch.ingest.write import existing_hashes
 from shopsearch.settings import Settings
 
 PROJECTION_SAMPLE = 2000
+LOOKUP_BATCH = 5000  # ids per stored-hash lookup (an ids query answered from doc values; below max_result_window)
 
 
 @dataclass
@@ -54,6 +59,7 @@ class Summary:
     duplicate_groups: int = 0
     dead_letters: str = ""
     seconds: float = 0.0
+    timings: dict = field(default_factory=dict)  # seconds per phase: plan, lookup, encode_write, refresh
 
     @property
     def complete(self) -> bool:
@@ -83,7 +89,12 @@ class Runner(Protocol):
         """Learn the image -> text projection for ``payload["items"]``; returns its ``_meta`` entry."""
 
     def encode_and_write(self, payloads: Sequence[dict]) -> Iterator[dict]:
-        """Encode and bulk-write each chunk; yields each chunk's outcome, in order."""
+        """Encode and bulk-write each chunk; yields each chunk's outcome, in order.
+
+        An outcome is ``{"chunk", "indexed", "failures", "image_unreadable"}``; a chunk that failed
+        as a whole comes back with each of its items in ``failures`` (``ingest.write.failed_chunk``).
+        At most ``ingest_window`` chunks run ahead of the one being written.
+        """
 
     def send(self, task: str, *args) -> None:
         """Start a named background task without waiting for it (e.g. a profile rebuild)."""
@@ -119,18 +130,48 @@ def plan(path: Path, mapping_name: str, images: Path | None, limit: int | None, 
     return kept
 
 
-def _dispatch_and_wait(runner: Runner, todo, index, meta, projection, chunk_size, summary, on_progress):
-    """Send every chunk to the runner, then collect the outcomes in order."""
-    payloads = [{"index": index, "chunk": n, "model": meta["model"], "projection": projection,
-                 "items": todo[start:start + chunk_size]} for n, start in enumerate(range(0, len(todo), chunk_size))]
-    done = 0
-    for payload, outcome in zip(payloads, runner.encode_and_write(payloads)):
+def chunk_payloads(todo: list[dict], index: str, model: str, projection: str | None, chunk_size: int) -> list[dict]:
+    """The chunks of a run (pure): items ordered by text length, cut into ``chunk_size`` pieces.
+
+    >>> [len(p["items"]) for p in chunk_payloads([{"id": str(n), "title": "x" * n} for n in range(5)], "i", "m", None, 2)]
+    [2, 2, 1]
+    """
+    ordered = by_text_length(todo)
+    return [{"index": index, "chunk": n, "model": model, "projection": projection,
+             "items": ordered[start:start + chunk_size]} for n, start in enumerate(range(0, len(ordered), chunk_size))]
+
+
+def _dispatch_and_wait(runner: Runner, payloads: list[dict], summary, on_progress):
+    """Run every chunk on the runner and count each outcome as it arrives (in payload order)."""
+    done, total = 0, sum(len(p["items"]) for p in payloads)
+    sizes = {p["chunk"]: len(p["items"]) for p in payloads}
+    for outcome in runner.encode_and_write(payloads):
         summary.indexed += outcome["indexed"]
         summary.failed.extend(outcome["failures"])
         summary.image_unreadable += len(outcome["image_unreadable"])
-        done += len(payload["items"])
+        done += sizes.pop(outcome["chunk"])
         if on_progress:
-            on_progress(done, len(todo))
+            on_progress(done, total)
+    for chunk in sizes:  # a runner that came back without some chunk's outcome: its items are not indexed
+        payload = next(p for p in payloads if p["chunk"] == chunk)
+        summary.failed.extend({"id": i["id"], "status": None, "error": "no outcome from the runner"}
+                              for i in payload["items"])
+
+
+def unchanged_split(client, index: str, items: list[dict], model_version: str) -> tuple[list[dict], int]:
+    """``(items to encode, count unchanged)``: an item is unchanged when the stored document has
+    its content hash and ``model_version``."""
+    client.indices.refresh(index=index)  # the lookup is a search: a run killed before its refresh still counts
+    todo, unchanged = [], 0
+    for start in range(0, len(items), LOOKUP_BATCH):
+        block = items[start:start + LOOKUP_BATCH]
+        have = existing_hashes(client, index, [i["id"] for i in block])
+        for item in block:
+            if have.get(item["id"]) == (item.get("content_hash"), model_version):
+                unchanged += 1
+            else:
+                todo.append(item)
+    return todo, unchanged
 
 
 def index_items(client, runner: Runner, index: str, items: list[dict], summary: Summary, chunk_size: int = 256,
@@ -148,26 +189,24 @@ def index_items(client, runner: Runner, index: str, items: list[dict], summary: 
         fitted = projection or runner.fit_projection({"index": index, "model": meta["model"],
                                                        "items": with_images[:PROJECTION_SAMPLE]})
         meta = update_meta(client, index, {"projection": fitted})
-    todo = []
-    for start in range(0, len(items), 500):
-        block = items[start:start + 500]
-        have = existing_hashes(client, index, [i["id"] for i in block])
-        for item in block:
-            if have.get(item["id"]) == (item.get("content_hash"), meta["model_version"]):
-                summary.skipped_unchanged += 1
-            else:
-                todo.append(item)
+    started = time.perf_counter()
+    todo, summary.skipped_unchanged = unchanged_split(client, index, items, meta["model_version"])
     summary.encoded = len(todo)
+    summary.timings["lookup"] = round(time.perf_counter() - started, 3)
+    started = time.perf_counter()
     if todo:
         # no refreshes while bulk-writing: fewer, larger segments, so Lucene rebuilds fewer HNSW graphs in merges
         client.indices.put_settings(index=index, body={"index": {"refresh_interval": "-1"}})
     try:
-        _dispatch_and_wait(runner, todo, index, meta, meta.get("projection", {}).get("path"), chunk_size, summary,
-                           on_progress)
+        payloads = chunk_payloads(todo, index, meta["model"], meta.get("projection", {}).get("path"), chunk_size)
+        _dispatch_and_wait(runner, payloads, summary, on_progress)
     finally:
+        summary.timings["encode_write"] = round(time.perf_counter() - started, 3)
+        started = time.perf_counter()
         if todo:
             client.indices.put_settings(index=index, body={"index": {"refresh_interval": "1s"}})
-        client.indices.refresh(index=index)
+            client.indices.refresh(index=index)
+        summary.timings["refresh"] = round(time.perf_counter() - started, 3)
     return meta
 
 
@@ -190,12 +229,14 @@ def run_ingest(settings: Settings, path: str | Path, catalogue: str, mapping: st
     meta = index_mapping.get("_meta", {})
     summary = Summary(catalogue, index, uuid.uuid4().hex[:12])
     dead: list[dict] = []
+    started_plan = time.perf_counter()
     items = plan(path, mapping or default_field_map(path, catalogue), Path(images) if images else None, limit, summary, dead)
 
     # numbers are scaled with the parameters stored with the index version, fitted on its first ingest
     if "scales" not in meta:
         meta = update_meta(client, index, {"scales": fit_catalogue_scales(items)})
     items = [normalise_item(i, meta["scales"]) for i in items]
+    summary.timings["plan"] = round(time.perf_counter() - started_plan, 3)
     index_items(client, runner, index, items, summary, chunk_size, on_progress)
 
     dl_dir = settings.home_path / "deadletters" / catalogue

@@ -7,6 +7,8 @@ run that crashed is resumed by running it again with the same ``version``:
    position-bias corrected, split by query), saved under ``<version>/data``;
 2. ``train``: the bi-encoder fine-tuned from the live index's model (MNRL, skipped and BM25-mined
    hard negatives) and a cross-encoder re-ranker on the packaged MiniLM (``learn/train.py``);
+   with ``lora_rank`` > 0 (recorded in the run's params when it starts) both as LoRA adapters,
+   merged for serving (``learn/lora.py``);
 3. ``reindex``: the catalogue encoded with the new bi-encoder into a new index version, verified,
    not yet behind the alias (``learn/reindex.reindex(swap=False)``);
 4. ``gate``: nDCG@10 (strategy ``gate_strategy``, default ``hybrid``) on the validation judgments
@@ -39,6 +41,7 @@ from shopsearch.ingest.pipeline import Runner
 from shopsearch.learn import gate as gating
 from shopsearch.learn import rollout
 from shopsearch.learn import train as ft
+from shopsearch.learn.lora import LoraOptions
 from shopsearch.learn.registry import ModelRegistry
 from shopsearch.learn.reindex import reindex as build_index
 from shopsearch.learn.training_data import TrainingData, collect as collect_clicks, query_bucket
@@ -96,15 +99,16 @@ def train(ctx: Context) -> dict:
     """The bi-encoder (and, with ``rerank``, the cross-encoder) trained into the version; then registered."""
     data, p, reg, state = TrainingData.load(ctx.home / "data"), ctx.params, ctx.registry, ctx.state
     negatives = ft.mine_negatives(ctx.client, state["base_index"], data.train)
+    lora = LoraOptions.from_dict(p.get("lora"))
     bi = ft.train_bi_encoder(resolve_model_path(state["base_model"]), data.train, reg.part_dir(ctx.version, "bi-encoder"),
                              epochs=p["epochs"], batch_size=p["batch_size"], hard_negatives=negatives,
-                             seed=p["seed"], shuffle_labels=p["shuffle_labels"])
+                             seed=p["seed"], shuffle_labels=p["shuffle_labels"], lora=lora)
     info = {"bi_encoder": bi.as_dict()}
     if p["rerank"]:
         ce = ft.train_cross_encoder(resolve_model_path(BASE_CROSS_ENCODER), data.train,
                                     reg.part_dir(ctx.version, "cross-encoder"), epochs=max(p["epochs"], 2),
                                     hard_negatives=negatives, seed=p["seed"], shuffle_labels=p["shuffle_labels"],
-                                    max_steps=p.get("rerank_max_steps"), **CROSS_ENCODER_PARAMS)
+                                    max_steps=p.get("rerank_max_steps"), lora=lora, **CROSS_ENCODER_PARAMS)
         info["cross_encoder"] = ce.as_dict()
     for result in info.values():
         result.pop("losses", None)
@@ -169,7 +173,8 @@ def prepare(settings: Settings, catalogue: str, judgments_path: str | Path | Non
     _save_state(reg.path(version), {
         "version": version, "catalogue": catalogue, "judgments": str(Path(judgments_path).resolve()),
         "base_model": meta.get("model") or settings.text_model, "base_version": meta.get("model_version"),
-        "base_index": live, "window": {"since": since, "until": until}, "params": {**DEFAULTS, **params}, "steps": {}})
+        "base_index": live, "window": {"since": since, "until": until}, "steps": {},
+        "params": {**DEFAULTS, "lora": (lambda o: o and o.as_dict())(LoraOptions.from_settings(settings)), **params}})
     return version
 
 

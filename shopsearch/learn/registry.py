@@ -4,6 +4,8 @@ Layout (``models_dir`` is the ``models_dir`` setting, or ``<home>/models``)::
 
     <models_dir>/<version>/bi-encoder/      sentence-transformers model (what the index is encoded with)
     <models_dir>/<version>/cross-encoder/   optional re-ranker (sentence_transformers.CrossEncoder)
+    <models_dir>/<version>/bi-encoder-adapter/, cross-encoder-adapter/
+                                            the LoRA adapters of a LoRA run (peft), merged into the two above
     <models_dir>/<version>/model.json       metadata
 
 ``model.json`` lives outside the weight directories, so recording a metric or a gate decision
@@ -11,7 +13,8 @@ never changes the files the encoder fingerprints (``encoders.text.fingerprint``)
 every weight file recorded at registration lets :meth:`ModelRegistry.verify_hashes` prove that
 the weights served are the ones that were evaluated. Fields: ``version``, ``created_at``,
 ``base_model``, ``base_version``, ``window`` (training data ``since``/``until``), ``data`` (the
-``TrainingData.summary()``), ``params``, ``metrics``, ``files`` (sha256 per weight file), ``gate``
+``TrainingData.summary()``), ``params``, ``metrics``, ``files`` (sha256 per weight and adapter file),
+``adapters`` (the adapter directories present), ``gate``
 (``decision``, ``numbers``, ``margin``, ``judgments``, ``at``), ``status`` and ``history``;
 ``onnx`` (per part: which ONNX variant serves and its gate's figures, :meth:`ModelRegistry.record_onnx`).
 
@@ -39,6 +42,7 @@ from shopsearch.files import locked, read_json, write_json_atomic
 
 STATUSES = ("candidate", "promoted", "rejected", "retired")
 PARTS = ("bi-encoder", "cross-encoder")
+ADAPTERS = tuple(f"{part}-adapter" for part in PARTS)  # beside each part, never inside it (learn/lora.py)
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -109,6 +113,21 @@ class ModelRegistry:
             raise RegistryError(f"model {version} has no {part} directory ({directory})")
         return directory
 
+    def adapter(self, version: str, part: str = "bi-encoder") -> Path:
+        """The LoRA adapter directory of a registered version's ``part`` (``RegistryError`` if it has none)."""
+        self.load(version)
+        directory = self.part_dir(version, part).with_name(f"{part}-adapter")
+        if not directory.is_dir():
+            raise RegistryError(f"model {version} has no {part} adapter ({directory}): it was not trained with LoRA")
+        return directory
+
+    def _hashed(self, directory: Path) -> dict[str, str]:
+        files = {}
+        for name in PARTS + ADAPTERS:
+            if (directory / name).is_dir():
+                files.update(file_hashes(directory / name, directory))
+        return files
+
     # --- reading -----------------------------------------------------------------------------
 
     def load(self, version: str) -> dict:
@@ -149,22 +168,21 @@ class ModelRegistry:
                  metrics: dict | None = None, catalogue: str | None = None, created_at: str | None = None) -> dict:
         """Record a trained model whose weights already sit in ``part_dir(version, ...)``; status ``candidate``.
 
-        Hashes every file of ``bi-encoder/`` (required) and ``cross-encoder/`` (if present).
+        Hashes every file of ``bi-encoder/`` (required), ``cross-encoder/`` and the LoRA adapter
+        directories (where present).
         Registering a version again returns its entry unchanged when the weights are the same files
         (a resumed pipeline step), and is refused when they differ (recorded hashes never change).
         """
         directory = self.path(version)
         if not (directory / "bi-encoder").is_dir():
             raise RegistryError(f"{directory / 'bi-encoder'} does not exist: train into part_dir({version!r}) first")
-        files = {}
-        for part in PARTS:
-            if (directory / part).is_dir():
-                files.update(file_hashes(directory / part, directory))
+        files = self._hashed(directory)
         meta = {"version": version, "created_at": created_at or now_iso(), "catalogue": catalogue,
                 "base_model": base_model, "base_version": base_version,
                 "window": window or {"since": None, "until": None}, "data": data or {}, "params": params or {},
                 "metrics": metrics or {}, "files": files,
-                "parts": [p for p in PARTS if (directory / p).is_dir()], "gate": None, "status": "candidate",
+                "parts": [p for p in PARTS if (directory / p).is_dir()],
+                "adapters": [a for a in ADAPTERS if (directory / a).is_dir()], "gate": None, "status": "candidate",
                 "history": [{"status": "candidate", "at": now_iso()}]}
         with self._locked(version) as meta_path:
             if meta_path.exists():
@@ -209,10 +227,7 @@ class ModelRegistry:
         """Compare the weight files with the recorded sha256: ``{"ok", "changed", "missing", "extra"}``."""
         meta = self.load(version)
         directory = self.path(version)
-        now = {}
-        for part in PARTS:
-            if (directory / part).is_dir():
-                now.update(file_hashes(directory / part, directory))
+        now = self._hashed(directory)
         recorded = meta["files"]
         changed = sorted(f for f in recorded if f in now and now[f] != recorded[f])
         missing = sorted(f for f in recorded if f not in now)

@@ -113,7 +113,8 @@ def verify(client: OpenSearch, index: str, encoder, expected: int) -> dict:
     sample = client.search(index=index, body={"size": VERIFY_SAMPLE, "query": sample_query,
                                               "_source": ["title", "has_image", "*_vector"]})["hits"]["hits"]
     for hit in sample:
-        src, want = hit["_source"], ["text_vector", "fused_vector"] + (["image_vector"] if hit["_source"].get("has_image") else [])
+        # text_vector is stored only where an image makes it differ from fused_vector (ingest/write.py)
+        src, want = hit["_source"], ["fused_vector"] + (["text_vector", "image_vector"] if hit["_source"].get("has_image") else [])
         wrong = [f for f in want if len(src.get(f) or []) != encoder.dimension]
         if wrong:
             raise RolloutError(f"{index}: document {hit['_id']} lacks {encoder.dimension}-dimensional {wrong}")

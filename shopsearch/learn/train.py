@@ -27,6 +27,10 @@ loss): positives carry their weight normalised to mean 1, negatives weight 1. Th
 saved with ``save_pretrained`` and loads with ``sentence_transformers.CrossEncoder`` (sigmoid
 score in [0, 1]).
 
+**LoRA** (``lora=LoraOptions(...)``, :mod:`shopsearch.learn.lora`): either trainer trains low-rank
+adapters instead of every weight, at ``lora.lr``; the adapter is saved beside ``out_dir``
+(``<out_dir>-adapter``) and merged, so ``out_dir`` holds a plain model as without LoRA.
+
 **Both:** CPU by default; CUDA with fp16 autocast and a gradient scaler when
 ``torch.cuda.is_available()``. AdamW, linear warm-up (10 %) and decay. A tqdm progress bar.
 The loop, checkpoints and resume are in :mod:`shopsearch.learn.train_loop`.
@@ -54,6 +58,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from shopsearch.errors import InputError
+from shopsearch.learn import lora as lora_adapters
+from shopsearch.learn.lora import LoraOptions
 from shopsearch.learn.train_loop import TrainingLoop, already_done, pick_device, seed_everything
 from shopsearch.learn.training_data import Example, item_texts
 from shopsearch.query.build import bm25_body
@@ -74,6 +80,7 @@ class TrainResult:
     pairs_per_second: float  # rows / training_seconds
     resumed_from: int | str | None
     losses: list[float]
+    lora: dict | None = None  # the LoRA options and the trainable share, when the run trained adapters
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -174,20 +181,27 @@ def _result(kind, out_dir, device, examples, loop, rows, started, training_secon
                        round(rows / training_seconds, 2) if training_seconds > 0 else 0.0, loop.resumed_from, loop.losses)
 
 
+def _with_lora(result: TrainResult, lora: LoraOptions | None, share: dict | None) -> TrainResult:
+    if lora:
+        result.lora = {**lora.as_dict(), **(share or {}), "adapter": str(lora_adapters.adapter_dir(result.path))}
+    return result
+
+
 # --- the two trainers --------------------------------------------------------------------------
 
 def train_bi_encoder(base_model_dir, examples: Sequence[Example], out_dir, *, epochs: int = 1, batch_size: int = 32,
                      lr: float = 2e-5, hard_negatives: NegativeSource = "skipped", device: str | None = None,
                      resume: bool = True, progress: bool = True, seed: int = 0, shuffle_labels: bool = False,
                      max_seq_length: int = 64, checkpoint_every: int = 200, max_steps: int | None = None,
-                     on_step: Callable[[int, float], None] | None = None) -> TrainResult:
+                     on_step: Callable[[int, float], None] | None = None, lora: LoraOptions | None = None) -> TrainResult:
     """Fine-tune a sentence-transformers model with MultipleNegativesRankingLoss (see the module docstring).
 
     ``examples``: :class:`~shopsearch.learn.training_data.Example` rows with texts. ``hard_negatives``:
     ``"skipped"``, ``None``, or mined texts (a callable or a list aligned with ``examples``, see
     :func:`mine_negatives`) added to the skipped ones. An ``out_dir`` that already holds a
     finished model is returned as is (``resumed_from="done"``); ``resume=False`` trains afresh.
-    ``max_steps`` caps the run; ``on_step(step, loss)`` is called after every step.
+    ``max_steps`` caps the run; ``on_step(step, loss)`` is called after every step. ``lora``: train
+    LoRA adapters at ``lora.lr`` instead of every weight at ``lr`` (see the module docstring).
     """
     # why: sentence-transformers and torch are heavy; loaded only when training
     from sentence_transformers import SentenceTransformer
@@ -204,14 +218,17 @@ def train_bi_encoder(base_model_dir, examples: Sequence[Example], out_dir, *, ep
     keys = [(("q", e.query), ("p", e.positive)) for e in examples]
     plan = plan_batches([e.weight for e in examples], keys, batch_size, epochs, seed)[:max_steps]
     params = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "shuffle": shuffle_labels,
-              "max_seq_length": max_seq_length, "max_steps": max_steps}
+              "max_seq_length": max_seq_length, "max_steps": max_steps, "lora": lora.as_dict() if lora else None}
     fingerprint = run_fingerprint("bi-encoder", base_model_dir, params,
                                   [(e.query, e.positive, p, e.weight) for e, p in zip(examples, pools)])
     seed_everything(seed)
     model = SentenceTransformer(str(base_model_dir), device=device)
     model.max_seq_length = max_seq_length
+    if lora:
+        model[0].model = lora_adapters.wrap(model[0].model, lora)
     loss_fn = MultipleNegativesRankingLoss(model)
-    loop = TrainingLoop("bi-encoder", model, out_dir, device, lr, len(plan), fingerprint, checkpoint_every, resume, progress, on_step)
+    loop = TrainingLoop("bi-encoder", model, out_dir, device, lora.lr if lora else lr, len(plan), fingerprint,
+                        checkpoint_every, resume, progress, on_step)
     positives = [(e.query, e.positive) for e in examples]
     model.train()
     rows, loop_started = 0, time.perf_counter()
@@ -228,8 +245,15 @@ def train_bi_encoder(base_model_dir, examples: Sequence[Example], out_dir, *, ep
         rows += len(batch)
     training_seconds = time.perf_counter() - loop_started
     model.eval()
-    loop.finish(lambda path: model.save(str(path), create_model_card=False))
-    return _result("bi-encoder", out_dir, device, examples, loop, rows, started, training_seconds)
+    share = lora_adapters.trainable_share(model) if lora else None
+
+    def save(path: Path) -> None:
+        if lora:  # the adapter beside the model, then the plain merged model as the one served
+            lora_adapters.save_adapter(model[0].model, lora_adapters.adapter_dir(out_dir))
+            model[0].model = lora_adapters.merge(model[0].model)
+        model.save(str(path), create_model_card=False)
+    loop.finish(save)
+    return _with_lora(_result("bi-encoder", out_dir, device, examples, loop, rows, started, training_seconds), lora, share)
 
 
 def cross_encoder_rows(examples: Sequence[Example], pools: list[list[str]], random_negatives: int,
@@ -251,13 +275,15 @@ def train_cross_encoder(base_model_dir, examples: Sequence[Example], out_dir, *,
                         lr: float = 3e-5, head_lr: float = 1e-3, hard_negatives: NegativeSource = "skipped", random_negatives: int = 1,
                         max_negatives: int = 3, device: str | None = None, resume: bool = True, progress: bool = True,
                         seed: int = 0, shuffle_labels: bool = False, max_length: int = 128, checkpoint_every: int = 200,
-                        max_steps: int | None = None, on_step: Callable[[int, float], None] | None = None) -> TrainResult:
+                        max_steps: int | None = None, on_step: Callable[[int, float], None] | None = None,
+                        lora: LoraOptions | None = None) -> TrainResult:
     """Train a one-logit sequence-classification re-ranker with weighted BCE (see the module docstring).
 
     Rows: each positive, up to ``max_negatives`` of its hard negatives (as for the bi-encoder) and
     ``random_negatives`` positives of other queries. ``head_lr``: the learning rate of the freshly
     initialised classification head (its logits start near 0 and move slowly at the body's rate).
-    Resume, ``max_steps`` and ``on_step`` as in :func:`train_bi_encoder`.
+    Resume, ``max_steps``, ``on_step`` and ``lora`` as in :func:`train_bi_encoder` (with LoRA the
+    head is trained whole at ``head_lr``, the body through its adapters at ``lora.lr``).
     """
     import torch  # why: torch and transformers are heavy; loaded only when training
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -273,7 +299,8 @@ def train_cross_encoder(base_model_dir, examples: Sequence[Example], out_dir, *,
     plan = [b.tolist() for _ in range(epochs) for b in np.array_split(order_rng.permutation(len(rows)),
                                                                      max(1, -(-len(rows) // batch_size)))][:max_steps]
     params = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "head_lr": head_lr, "seed": seed,
-              "shuffle": shuffle_labels, "max_length": max_length, "max_steps": max_steps, "random_negatives": random_negatives}
+              "shuffle": shuffle_labels, "max_length": max_length, "max_steps": max_steps, "random_negatives": random_negatives,
+              "lora": lora.as_dict() if lora else None}
     fingerprint = run_fingerprint("cross-encoder", base_model_dir, params, rows)
     seed_everything(seed)
     verbosity = hf_logging.get_verbosity()
@@ -283,8 +310,11 @@ def train_cross_encoder(base_model_dir, examples: Sequence[Example], out_dir, *,
     finally:
         hf_logging.set_verbosity(verbosity)
     tokenizer = AutoTokenizer.from_pretrained(str(base_model_dir))
-    loop = TrainingLoop("cross-encoder", model, out_dir, device, lr, len(plan), fingerprint, checkpoint_every, resume, progress,
-                 on_step, head="classifier.", head_lr=head_lr)
+    if lora:
+        model = lora_adapters.wrap(model, lora, classifier=True)
+    loop = TrainingLoop("cross-encoder", model, out_dir, device, lora.lr if lora else lr, len(plan), fingerprint,
+                        checkpoint_every, resume, progress, on_step,
+                        head="base_model.model.classifier." if lora else "classifier.", head_lr=head_lr)
     bce = torch.nn.BCEWithLogitsLoss(reduction="none")
     model.train()
     seen, loop_started = 0, time.perf_counter()
@@ -301,12 +331,17 @@ def train_cross_encoder(base_model_dir, examples: Sequence[Example], out_dir, *,
         seen += len(batch)
     training_seconds = time.perf_counter() - loop_started
     model.eval()
+    share = lora_adapters.trainable_share(model) if lora else None
 
     def save(path: Path) -> None:
-        model.save_pretrained(str(path))
+        served = model
+        if lora:  # the adapter (and head) beside the model, then the plain merged model as the one served
+            lora_adapters.save_adapter(model, lora_adapters.adapter_dir(out_dir))
+            served = lora_adapters.merge(model)
+        served.save_pretrained(str(path))
         tokenizer.save_pretrained(str(path))
     loop.finish(save)
-    return _result("cross-encoder", out_dir, device, examples, loop, seen, started, training_seconds)
+    return _with_lora(_result("cross-encoder", out_dir, device, examples, loop, seen, started, training_seconds), lora, share)
 
 
 # --- I/O: hard negatives mined from the current index ----------------------------------------

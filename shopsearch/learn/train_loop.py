@@ -105,7 +105,7 @@ class TrainingLoop:
         import torch  # why: torch is heavy; loaded only when training
         self.kind, self.module, self.out_dir, self.device = kind, module, Path(out_dir), device
         self.total, self.fingerprint, self.every, self.on_step = total_steps, fingerprint, max(1, checkpoint_every), on_step
-        named = list(module.named_parameters())
+        named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]  # LoRA freezes the base weights
         groups = [{"params": [p for n, p in named if not (head and n.startswith(head))], "lr": lr}]
         if head:  # a freshly initialised head learns at its own (higher) rate
             groups.append({"params": [p for n, p in named if n.startswith(head)], "lr": head_lr or lr})
@@ -142,7 +142,7 @@ class TrainingLoop:
         import torch  # why: torch is heavy; loaded only when training
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
-        torch.nn.utils.clip_grad_norm_(self.module.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_([p for p in self.module.parameters() if p.requires_grad], 1.0)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
