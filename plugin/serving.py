@@ -23,21 +23,24 @@ timeout = 120
 graceful_timeout = 30
 
 
-def intra_threads(settings: Settings, cores: int | None = None) -> int:
-    """Intra-op threads per worker: ``proxy_intra_threads``, or the cores shared out among the workers.
+def intra_threads(settings: Settings, workers: int | None = None, cores: int | None = None) -> int:
+    """Intra-op threads per worker: ``proxy_intra_threads``, or the cores shared out among the
+    ``workers`` (default ``proxy_workers``; gunicorn's ``-w`` when given).
 
     >>> from shopsearch.settings import load_settings
     >>> intra_threads(load_settings({"SHOPSEARCH_PROXY_WORKERS": "2"}), cores=2)
     1
+    >>> intra_threads(load_settings({}), workers=1, cores=2)
+    2
     >>> intra_threads(load_settings({"SHOPSEARCH_PROXY_INTRA_THREADS": "3"}), cores=2)
     3
     """
     if settings.proxy_intra_threads > 0:
         return settings.proxy_intra_threads
-    return max(1, (cores or os.cpu_count() or 1) // max(1, settings.proxy_workers))
+    return max(1, (cores or os.cpu_count() or 1) // max(1, workers or settings.proxy_workers))
 
 
 def post_fork(server, worker) -> None:
     """In each worker, before the app loads: its share of intra-op threads."""
     import torch  # why: heavy; the worker loads it with the encoder anyway, this only sizes its thread pool
-    torch.set_num_threads(intra_threads(_settings))
+    torch.set_num_threads(intra_threads(_settings, server.cfg.workers))

@@ -41,6 +41,7 @@ from collections import Counter
 
 import numpy as np
 import psutil
+import redis
 import requests
 
 from shopsearch.cluster import connect
@@ -48,6 +49,7 @@ from shopsearch.evaluation.metrics import percentile
 from shopsearch.index.profiles import put_profile
 from shopsearch.ops.services.process import wait_until
 from shopsearch.query.build import plain_bm25_body
+from shopsearch.query.caches import KEY_PREFIX, shared_cache_url
 from shopsearch.settings import Settings
 
 MODES = ("direct_bm25", "proxy_passthrough", "proxy_hybrid", "proxy_hybrid_personalised", "proxy_hybrid_rerank")
@@ -100,6 +102,21 @@ def replay_shape(replay: list[str]) -> dict:
     counts = Counter(replay)
     return {"requests": len(replay), "distinct": len(counts),
             "top100_share": round(sum(c for _, c in counts.most_common(100)) / max(len(replay), 1), 4)}
+
+
+def empty_shared_cache(settings: Settings) -> int:
+    """Forget the shared query vectors of earlier runs, so no-repeat stays the worst case; how many went."""
+    url = shared_cache_url(settings.vector_cache_url, settings.redis_url)
+    if url is None:
+        return 0
+    try:
+        r = redis.Redis.from_url(url, socket_timeout=2)
+        keys = list(r.scan_iter(match=f"{KEY_PREFIX}*", count=1000))
+        for start in range(0, len(keys), 1000):
+            r.delete(*keys[start:start + 1000])
+        return len(keys)
+    except redis.RedisError:
+        return 0  # no shared cache to empty: the proxy will run on its local caches
 
 
 def _free_port() -> int:
@@ -249,6 +266,7 @@ def bench_query(settings: Settings, catalogue: str, clients: int = 16, seconds: 
     slices = {(phase, m): queries[i::2 * len(MODES)]
               for i, (phase, m) in enumerate((p, m) for p in ("no_repeat", "one_client") for m in MODES)}
     users = _make_profiles(settings, catalogue)
+    echo(f"shared query-vector cache emptied: {empty_shared_cache(settings)} vectors of earlier runs")
     port = _free_port()
     proxy = f"http://127.0.0.1:{port}"
     server = start_proxy(settings, port, proxy_workers, proxy_threads, intra_threads)

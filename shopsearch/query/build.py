@@ -22,8 +22,9 @@ NO_VECTORS = {"excludes": ["*_vector"]}
 # what ranking reads from a candidate beyond what the page shows: the personal boost (category,
 # brand, price_norm), the popularity boost and browse blend, and the re-ranker's item text
 RANKING_FIELDS = ("id", "title", "brand", "category", "category_path", "price_norm", "popularity_norm")
-# the profile's sufficient statistics are the builder's, not the search's: the vector sum and price samples stay home
-PROFILE_EXCLUDES = ["stats.vector_sum", "stats.prices"]
+# what the search does not read of a profile: its vector (no boost term uses it since #13) and the
+# builder's sufficient statistics (vector sum, price samples)
+PROFILE_EXCLUDES = ["vector", "stats.vector_sum", "stats.prices"]
 PROFILE_ITEMS_FIELD = "item_ids"  # the profile's products, strongest first: the path of the terms lookup
 PERSONAL_SIZE = 500               # at most this many of them (the profile keeps 500)
 
