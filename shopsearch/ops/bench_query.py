@@ -181,7 +181,8 @@ def _run_mode(make_request, queries: list[str], clients: int, seconds: float) ->
                 if isinstance(body, dict) and "cached" in body:
                     flags["answers"] += 1
                     flags["cached"] += bool(body.get("cached"))
-                    flags[f"vector_{body.get('vector_cache') or ('local' if body.get('vector_cached') else 'encoded')}"] += 1
+                    if not body.get("cached"):  # a cached answer repeats its first look-up's flags
+                        flags[f"vector_{body.get('vector_cache') or ('local' if body.get('vector_cached') else 'encoded')}"] += 1
 
     started = time.monotonic()
     threads = [threading.Thread(target=client_loop) for _ in range(clients)]
