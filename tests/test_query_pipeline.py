@@ -1,8 +1,8 @@
 """Specification of the search strategies as pipelines of stages: registry, printing, composition,
 fusion, and runs on hand-made candidate lists (expected orders worked out by hand).
 
-Pure tests: no service fixtures. The I/O a stage needs (retrieval, profiles, the personalisation
-script) comes from a stand-in searcher holding hand-made answers.
+Pure tests: no service fixtures. The I/O a stage needs (retrieval, which brings the shopper's
+profile) comes from a stand-in searcher holding hand-made answers.
 """
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ import pytest
 from shopsearch import hooks
 from shopsearch.errors import SearchError
 from shopsearch.query import stages, strategies
+from shopsearch.query.build import source_filter
 from shopsearch.query.fuse import add_popularity, blend_browse, blend_rerank, cut_keeping, fuse_minmax, fuse_rrf, minmax, rank
 from shopsearch.query.live import Live
 from shopsearch.query.personalise import parse_weights
 from shopsearch.query.respond import Answer, respond
-from shopsearch.query.retrieve import Retrieved
+from shopsearch.query.retrieve import Retrieved, Shopper
 from shopsearch.query.searcher import STRATEGIES, SearchRequest
 from shopsearch.query.stages import (RRF, Boosts, Cut, Dense, MinMax, Personalise, Pipeline, Retrieve,
                                      Search)
@@ -31,26 +32,23 @@ LIVE = Live("shop-v1", {"catalogue": "shop", "model_version": "m@1"}, Facets())
 class StandIn:
     """The searcher's I/O as the stages see it, answering from hand-made lists."""
 
-    def __init__(self, got: Retrieved, settings=SETTINGS, profile=None, scores=None):
-        self.got, self.settings, self._profile, self._scores = got, settings, profile, scores or {}
+    def __init__(self, got: Retrieved, settings=SETTINGS, profile=None):
+        self.got, self.settings, self._profile = got, settings, profile
         self.weights = parse_weights(settings.personalise_weights)
+        self.source = source_filter(settings.response_fields)
         self.asked: dict = {}
         self.sent: list = []
 
-    def retrieve(self, live, q, depth, filters, want_vector=True, personal_ids=()):
-        self.asked = {"q": q, "depth": depth, "filters": filters, "want_vector": want_vector, "personal_ids": personal_ids}
+    def retrieve(self, live, q, depth, filters, want_vector=True, personal_ids=(), shopper=None):
+        self.asked = {"q": q, "depth": depth, "filters": filters, "want_vector": want_vector, "shopper": shopper}
+        self.got.profile = self._profile if shopper else None  # the profile comes back with the candidates
         return self.got
 
-    def profile(self, catalogue, user):
-        return self._profile
-
-    def ensure_script(self):
-        pass
+    def shopper(self, live, user):
+        return Shopper(f"{live.meta['catalogue']}:{user}", own_items=self.weights["w_item"] > 0)
 
     def hits(self, index, body):
         self.sent.append(body)
-        if "script_score" in body["query"]:
-            return [{"_id": d, "_score": s} for d, s in self._scores.items()]
         return [{"_id": "a", "_score": 2.0, "_source": {"title": "A"}}, {"_id": "b", "_score": 1.0, "_source": {}}]
 
 
@@ -216,16 +214,24 @@ def test_a_browse_query_ranks_by_popularity_and_skips_the_popularity_boost():
 def test_the_shoppers_own_products_join_the_bm25_list_and_survive_the_depth_cut():
     retrieved = got(BM25, [], personal=[("z", 1.0), ("a", 9.0)])
     order, _, searcher = run("hybrid", retrieved, depth=2, user="u", profile={"items": {"a": 1.0, "z": 2.0}})
-    assert searcher.asked["personal_ids"] == ["z", "a"]  # strongest first
+    assert searcher.asked["shopper"] == Shopper("shop:u", own_items=True)  # asked for in the same _msearch
     assert order == ["a", "b", "z"]  # a, b within depth 2; z (the shopper's, last) kept; c cut
 
 
-def test_personalise_reorders_by_the_scripts_scores_and_explains_the_boost():
-    order, done, searcher = run("hybrid", got(BM25), user="u", profile={"categories": {"x": 1.0}},
-                                scores={"a": 10.0, "b": 5.0, "c": 11.0})
+def test_personalise_adds_the_bounded_boost_in_python_and_sends_no_request():
+    sources = {"a": {}, "b": {"category": "Tea"}, "c": {"category": "X"}}
+    order, done, searcher = run("hybrid", got([("a", 1.0), ("b", 0.5), ("c", 0.0)], sources=sources), user="u",
+                                profile={"categories": {"x": 1.0}, "items": {"c": 1.0}})
+    # a 1.0, b .5, c 0 + (category .3 + item 2.0, bounded by personalise_max_boost 2.0)
     assert order == ["c", "a", "b"]
-    assert done.answer.components["boost"] == {"a": 0.0, "b": 0.0, "c": 11.0}
-    assert done.answer.bodies[-1]["query"]["script_score"]["script"]["params"]["fused"] == "<3 candidates>"
+    assert done.answer.components["boost"] == {"a": 0.0, "b": 0.0, "c": 2.0}
+    assert searcher.sent == []
+
+
+def test_with_the_item_weight_zero_the_own_products_are_not_asked_for():
+    settings = SETTINGS.replace(personalise_weights="item=0")
+    _, _, searcher = run("hybrid", got(BM25), settings, user="u", profile={"items": {"a": 1.0}})
+    assert searcher.asked["shopper"] == Shopper("shop:u", own_items=False)
 
 
 def test_a_shopper_without_a_profile_is_not_personalised():

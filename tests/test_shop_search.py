@@ -3,6 +3,7 @@
 import pytest
 
 from shopsearch.index.profiles import put_profile
+from shopsearch.privacy import pseudonym
 from shopsearch.ops.services import opensearch
 from shopsearch.query.build import bm25_body
 from shopsearch.query.searcher import SearchRequest, Searcher
@@ -168,7 +169,8 @@ def test_caches_are_emptied_when_the_alias_moves_to_a_new_version(client, settin
     time.sleep(1.1)  # the live index is re-checked at most once a second
     after = searcher.search(catalogue, SearchRequest(q="shirt"))
     assert after["cached"] is False and after["index"] == new != first["index"]
-    assert after["hits"] == [] and after["vector_cached"] is False
+    # the local LRU was emptied; the shared cache may still answer, its keys carry the model version
+    assert after["hits"] == [] and after["vector_cache"] != "local"
 
 
 def test_an_index_whose_vectors_do_not_fit_its_encoder_is_refused_with_a_clear_error(client, settings, catalogue):
@@ -180,3 +182,117 @@ def test_an_index_whose_vectors_do_not_fit_its_encoder_is_refused_with_a_clear_e
     with pytest.raises(SearchError) as refused:
         Searcher(client, settings).search(catalogue, SearchRequest(q="shirt"))
     assert refused.value.status == 409 and "512-dimensional" in str(refused.value) and "gives 384" in str(refused.value)
+
+
+# --- one round trip, lean responses, the shared vector cache (issue #13) ---------------------------
+
+class Requests:
+    """The requests a real OpenSearch client sends (a recording wrapper over its transport)."""
+
+    def __init__(self, client):
+        self.sent, real = [], client.transport.perform_request
+
+        def record(method, url, *args, **kwargs):
+            self.sent.append((method, url.split("?")[0]))
+            return real(method, url, *args, **kwargs)
+        client.transport.perform_request = record
+
+
+@pytest.fixture
+def counted(settings):
+    from shopsearch.cluster import connect
+    client = connect(settings)
+    return client, Requests(client)
+
+
+def test_a_personalised_search_is_one_request_to_opensearch(counted, settings, shop):
+    client, requests = counted
+    searcher = Searcher(client, settings)
+    searcher.search(shop, SearchRequest(q="shirt"))  # the live index is resolved once
+    base = searcher.search(shop, SearchRequest(q="black watch", size=20, explain=True))
+    own = base["hits"][-1]["id"]
+    put_profile(client, settings, shop, "carol", {"categories": {"Watches": 1.0}, "items": {own: 1.0}}, refresh=True)
+    requests.sent.clear()
+    personal = searcher.search(shop, SearchRequest(q="black watch", size=20, user="carol", explain=True))
+    # besides the live alias, re-read at most once a second per process (live.py), one request
+    assert [r for r in requests.sent if not r[1].startswith("/_alias/")] == [("POST", "/_msearch")]
+    assert personal["hits"][0]["id"] == own and personal["hits"][0]["explain"]["boost"] > 1.0
+    sent = personal["explain"]["requests"]
+    assert {"ids": {"values": [f"{shop}:{pseudonym('carol', settings.pseudonym_salt)}"]}} in [b["query"] for b in sent]
+
+
+def test_a_shopper_without_a_profile_or_a_profiles_index_gets_the_plain_ranking(client, settings, shop):
+    for profiles in (settings.profiles_index, "test-no-such-profiles"):
+        searcher = Searcher(client, settings.replace(profiles_index=profiles, result_cache_seconds=0))
+        plain = searcher.search(shop, SearchRequest(q="running shoes"))
+        nobody = searcher.search(shop, SearchRequest(q="running shoes", user="nobody-at-all"))
+        assert [h["id"] for h in nobody["hits"]] == [h["id"] for h in plain["hits"]] and nobody["hits"]
+
+
+def test_a_profile_stored_before_item_ids_still_lifts_the_shoppers_own_products(counted, settings, shop):
+    client, requests = counted
+    searcher = Searcher(client, settings)
+    own = searcher.search(shop, SearchRequest(q="blue jeans", size=30))["hits"][-1]["id"]
+    who = pseudonym("dave", settings.pseudonym_salt)
+    client.index(index=settings.profiles_index, id=f"{shop}:{who}", refresh=True,  # as an older version wrote it
+                 body={"user": who, "catalogue": shop, "items": {own: 1.0}})
+    requests.sent.clear()
+    r = searcher.search(shop, SearchRequest(q="blue jeans", size=30, user="dave"))
+    assert r["hits"][0]["id"] == own
+    assert [r for r in requests.sent if not r[1].startswith("/_alias/")] == [("POST", "/_msearch"), ("POST", f"/{r['index']}/_search")]
+
+
+def test_hits_show_only_the_response_fields_and_explain_shows_the_ranking_fields(client, settings, shop):
+    lean = Searcher(client, settings.replace(response_fields="id,title,price"))
+    r = lean.search(shop, SearchRequest(q="red dress"))
+    assert r["hits"] and all(set(h) <= {"id", "score", "title", "price"} for h in r["hits"])
+    explained = lean.search(shop, SearchRequest(q="red dress", explain=True))
+    assert any("category" in h for h in explained["hits"])  # ranking read it, explain shows it
+    sent = explained["explain"]["requests"]
+    assert sent and all(set(b["_source"]["includes"]) >= {"id", "title", "price", "category", "price_norm"} for b in sent)
+
+
+@pytest.mark.parametrize("params", [{"q": "red dress"}, {"q": "watch", "user": "alice", "explain": "true"},
+                                    {"q": "sports shoes", "strategy": "dense"}, {"q": "shirt", "strategy": "bm25"},
+                                    {"q": "blue jeans", "strategy": "hybrid-rrf", "explain": "true"}])
+def test_no_response_carries_a_vector(web, shop, params):
+    r = web(f"/shop/{shop}/search", **params)
+    assert r.status_code == 200 and r.json()["hits"]
+    assert vectors_in(r.json()) == []
+
+
+def vectors_in(value, path="") -> list[str]:
+    """Where a JSON value holds a vector: a ``*_vector`` field with values, or a list of more than eight numbers
+    (explain's requests name ``fused_vector`` as the k-NN field, its query vector elided)."""
+    if isinstance(value, dict):
+        return [p for k, v in value.items()
+                for p in ([f"{path}.{k}"] if k.endswith("_vector") and isinstance(v, list) else vectors_in(v, f"{path}.{k}"))]
+    if isinstance(value, list):
+        if len(value) > 8 and all(isinstance(v, (int, float)) for v in value):
+            return [path]
+        return [p for i, v in enumerate(value) for p in vectors_in(v, f"{path}[{i}]")]
+    return []
+
+
+def test_a_vector_one_worker_encoded_is_read_by_another_through_redis(client, settings, shop):
+    import uuid
+    text = f"linen summer shirt {uuid.uuid4().hex[:6]}"  # never encoded before
+    first, second = Searcher(client, settings), Searcher(client, settings)  # two workers of one host
+    assert first.search(shop, SearchRequest(q=text))["vector_cache"] is None  # encoded
+    again = second.search(shop, SearchRequest(q=text))
+    assert again["vector_cache"] == "shared" and second.vectors.shared_hits == 1
+    assert second.search(shop, SearchRequest(q=text, page=1))["vector_cache"] == "local"
+    assert [h["id"] for h in again["hits"]] == [h["id"] for h in first.search(shop, SearchRequest(q=text))["hits"]]
+
+
+def test_with_redis_down_the_search_still_answers_from_the_encoder(client, settings, shop):
+    import socket
+    with socket.socket() as s:  # a port nobody listens on: Redis is down
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    down = Searcher(client, settings.replace(vector_cache_url=f"redis://127.0.0.1:{port}/2", result_cache_seconds=0))
+    r = down.search(shop, SearchRequest(q="cotton kurta for women"))
+    assert r["hits"] and r["degraded"] is False and r["vector_cache"] is None
+    assert down.vectors.shared_errors == 1
+    assert down.search(shop, SearchRequest(q="cotton kurta for women"))["vector_cache"] == "local"
+    assert down.vectors.shared_errors == 1  # resting: Redis is not asked again on every query

@@ -20,7 +20,7 @@ from shopsearch.ingest import pipeline
 from shopsearch.ingest.in_process import InProcessRunner
 from shopsearch.ops.bench_encoder import bench_encoder
 from shopsearch.ops.bench_ingest import RUNNERS, bench_ingest
-from shopsearch.ops.bench_query import bench_query
+from shopsearch.ops.bench_query import MODES as BENCH_MODES, bench_query
 from shopsearch.ops.bench_rerank import bench_rerank
 from shopsearch.ops.demo import run_demo
 from shopsearch.ops.simulate import simulate_clicks
@@ -221,15 +221,27 @@ def bench_ingest_cmd(settings: Settings, catalogue: str, limit: int | None, keep
 @bench.command("query")
 @click.option("--catalogue", default="homedepot", show_default=True)
 @click.option("--clients", type=int, default=16, show_default=True)
-@click.option("--seconds", type=float, default=20.0, show_default=True, help="Per mode.")
-@click.option("--proxy-workers", type=int, default=2, show_default=True, help="gunicorn workers of the proxy under test.")
+@click.option("--seconds", type=float, default=20.0, show_default=True, help="Per mode, at --clients clients.")
+@click.option("--one-client-seconds", type=float, help="Per mode at one client (default: half of --seconds).")
+@click.option("--modes", default=",".join(BENCH_MODES), show_default=True, help="Comma-separated modes to run.")
+@click.option("--zipf/--no-zipf", default=True, show_default=True, help="Also replay queries with Zipf frequencies (hybrid, personalised).")
+@click.option("--proxy-workers", type=int, help="gunicorn workers of the proxy under test (default: proxy_workers).")
+@click.option("--proxy-threads", type=int, help="Threads per worker (default: proxy_threads).")
+@click.option("--intra-threads", type=int, help="Intra-op threads per worker (default: proxy_intra_threads).")
 @click.option("--json", "json_file", type=click.Path(dir_okay=False))
 @pass_settings
 @fail_cleanly
-def bench_query_cmd(settings: Settings, catalogue: str, clients: int, seconds: float, proxy_workers: int,
-                    json_file: str | None) -> None:
-    """Direct BM25 vs pass-through vs hybrid vs hybrid + personalised: latency, QPS, errors."""
-    figures = bench_query(settings, catalogue, clients, seconds, proxy_workers, echo=click.echo)
+def bench_query_cmd(settings: Settings, catalogue: str, clients: int, seconds: float, one_client_seconds: float | None,
+                    modes: str, zipf: bool, proxy_workers: int | None, proxy_threads: int | None,
+                    intra_threads: int | None, json_file: str | None) -> None:
+    """Direct BM25 vs pass-through vs hybrid vs personalised vs re-rank, at N clients and at one, no-repeat and Zipf: latency, QPS, errors, ratios, memory."""
+    chosen = tuple(m.strip() for m in modes.split(",") if m.strip())
+    unknown = set(chosen) - set(BENCH_MODES)
+    if unknown:
+        raise click.BadParameter(f"unknown modes {', '.join(sorted(unknown))}; known: {', '.join(BENCH_MODES)}", param_hint="--modes")
+    figures = bench_query(settings, catalogue, clients, seconds, proxy_workers, echo=click.echo,
+                          one_client_seconds=one_client_seconds, modes=chosen, zipf=zipf, proxy_threads=proxy_threads,
+                          intra_threads=intra_threads)
     if json_file:
         with open(json_file, "w", encoding="utf-8") as f:
             json.dump(figures, f, indent=2)

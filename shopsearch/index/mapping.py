@@ -25,10 +25,6 @@ def load_template(name: str = "products") -> dict:
     return json.loads(text)
 
 
-def load_script(name: str) -> str:
-    """The Painless source ``mappings/scripts/<name>.painless``."""
-    return resources.files("shopsearch.mappings").joinpath("scripts", f"{name}.painless").read_text(encoding="utf-8")
-
 
 def render(template: Any, params: dict[str, Any]) -> Any:
     """Replace every string value that is exactly ``${name}`` with ``params[name]``."""

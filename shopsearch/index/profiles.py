@@ -25,16 +25,27 @@ def profile_id(catalogue: str, who: str) -> str:
     return f"{catalogue}:{who}"
 
 
+def item_ids(items: dict[str, float] | None) -> list[str]:
+    """The profile's products strongest first, as the search's terms lookup reads them (``item_ids``).
+
+    >>> item_ids({"a": 0.4, "b": 1.0})
+    ['b', 'a']
+    """
+    return sorted(items or {}, key=lambda d: (-items[d], d))
+
+
 def put_profile(client: OpenSearch, settings: Settings, catalogue: str, user: str, profile: dict,
                 refresh: bool = False, pseudonymous: bool = False) -> None:
-    """Store a profile (``vector``, ``categories``, ``brands``, ``items``, ``price_band``, ``model_version``).
+    """Store a profile (``vector``, ``categories``, ``brands``, ``items``, ``price_band``, ``model_version``),
+    with ``item_ids`` derived from ``items`` (the search asks for the shopper's own products by a terms
+    lookup on it, in its one ``_msearch``).
 
     ``user`` is the shop's shopper id, pseudonymised here, unless ``pseudonymous`` says it already is.
     """
     who = user if pseudonymous else pseudonym(user, settings.pseudonym_salt)
     ensure_profiles_index(client, settings)
-    client.index(index=settings.profiles_index, id=profile_id(catalogue, who),
-                 body={**profile, "user": who, "catalogue": catalogue}, refresh=refresh)
+    body = {**profile, "item_ids": item_ids(profile.get("items")), "user": who, "catalogue": catalogue}
+    client.index(index=settings.profiles_index, id=profile_id(catalogue, who), body=body, refresh=refresh)
 
 
 def get_profile(client: OpenSearch, settings: Settings, catalogue: str, who: str) -> dict | None:

@@ -1,6 +1,7 @@
 """``shopsearch bench query``: query latency and throughput, the modes side by side in one run.
 
-Modes, each for ``seconds`` with ``clients`` concurrent clients:
+Modes, each for ``seconds`` with ``clients`` concurrent clients, then each again with one client
+(latency without queueing):
 
 * ``direct_bm25`` — the plain ``multi_match`` straight to OpenSearch;
 * ``proxy_passthrough`` — the same request through the proxy's pass-through;
@@ -9,23 +10,38 @@ Modes, each for ``seconds`` with ``clients`` concurrent clients:
 * ``proxy_hybrid_rerank`` — strategy ``hybrid-rerank``: the fused head re-ordered by the
   cross-encoder trained with the live model (skipped, and said so, when there is none).
 
-Query texts are real (Home Depot judgments and WANDS queries). Each mode draws from its own slice
-of the shuffled queries and no text repeats within a mode, so no cache can flatter a figure; the
-hit rates of the result cache and the query-vector cache are reported beside the latencies.
-The proxy runs under gunicorn, as in production, started by the benchmark on a free port.
+Query texts are real (Home Depot judgments and WANDS queries). Two replays:
+
+* ``no_repeat`` (the worst case): each phase and mode draws from its own slice of the shuffled
+  queries and no text repeats, so no cache can flatter a figure;
+* ``zipf`` (real traffic, ``proxy_hybrid`` and ``proxy_hybrid_personalised`` at ``clients``): query
+  frequencies follow a Zipf law over the same texts ranked by how many products Home Depot's
+  raters judged for each (the query log's own trace of how often it was asked), so a head of
+  queries repeats as in a shop's logs (:func:`zipf_replay`).
+
+The hit rates of the result cache and of the query-vector cache (local LRU or shared through
+Redis) are reported beside the latencies, the proxy's resident memory after the run, and
+``ratios``: the issue's five figures from this one run (a skipped mode: null, with its reason in
+``ratios_skipped``). The proxy runs under gunicorn, as in production, started by the benchmark on
+a free port with the serving settings (``plugin/serving.py``) or the workers / threads / intra-op
+threads given.
 """
 
 from __future__ import annotations
 
 import csv
+import os
 import random
 import socket
 import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 
 import numpy as np
+import psutil
+import redis
 import requests
 
 from shopsearch.cluster import connect
@@ -33,24 +49,74 @@ from shopsearch.evaluation.metrics import percentile
 from shopsearch.index.profiles import put_profile
 from shopsearch.ops.services.process import wait_until
 from shopsearch.query.build import plain_bm25_body
+from shopsearch.query.caches import KEY_PREFIX, shared_cache_url
 from shopsearch.settings import Settings
 
 MODES = ("direct_bm25", "proxy_passthrough", "proxy_hybrid", "proxy_hybrid_personalised", "proxy_hybrid_rerank")
+ZIPF_MODES = ("proxy_hybrid", "proxy_hybrid_personalised")
+RATIOS = ("passthrough_p50_vs_direct", "hybrid_qps_vs_direct", "personalised_qps_vs_direct", "rerank_qps_vs_hybrid",
+          "hybrid_p50_minus_direct_ms_1client")
 BENCH_USERS = 20
+ZIPF_EXPONENT = 1.0   # web and shop query logs: frequency ~ 1 / rank^s with s near 1
+ZIPF_DRAWS = 50_000   # more than any mode can send in its seconds
+
+
+def judged_counts(settings: Settings) -> Counter:
+    """Distinct real shopper queries (Home Depot, then WANDS) with how many products were judged for each."""
+    counts: Counter = Counter()
+    with open(settings.data_path / "homedepot" / "judgments.tsv", encoding="utf-8", newline="") as f:
+        for row in csv.DictReader(f, delimiter="\t"):
+            counts[row["query"].strip()] += 1
+    with open(settings.data_path / "wands" / "queries.tsv", encoding="utf-8", newline="") as f:
+        for row in csv.DictReader(f, delimiter="\t"):
+            counts[row["query"].strip()] += 0 if row["query"].strip() in counts else 1
+    counts.pop("", None)
+    return counts
 
 
 def load_queries(settings: Settings) -> list[str]:
     """Distinct real shopper queries, in a fixed shuffled order."""
-    seen: dict[str, None] = {}
-    with open(settings.data_path / "homedepot" / "judgments.tsv", encoding="utf-8", newline="") as f:
-        for row in csv.DictReader(f, delimiter="\t"):
-            seen.setdefault(row["query"].strip(), None)
-    with open(settings.data_path / "wands" / "queries.tsv", encoding="utf-8", newline="") as f:
-        for row in csv.DictReader(f, delimiter="\t"):
-            seen.setdefault(row["query"].strip(), None)
-    queries = [q for q in seen if q]
+    queries = sorted(judged_counts(settings))
     random.Random(7).shuffle(queries)
     return queries
+
+
+def zipf_replay(counts: Counter, n: int, exponent: float = ZIPF_EXPONENT, seed: int = 5) -> list[str]:
+    """``n`` queries drawn with probability ~ 1 / rank^exponent, ranked by ``counts`` (ties in a fixed random order).
+
+    >>> replay = zipf_replay(Counter({"a": 9, "b": 3, "c": 1}), 1000)
+    >>> [q for q, _ in Counter(replay).most_common()]
+    ['a', 'b', 'c']
+    """
+    rng = random.Random(seed)
+    texts = sorted(counts)
+    rng.shuffle(texts)
+    ranked = sorted(texts, key=lambda q: -counts[q])  # stable: the shuffle orders the ties
+    weights = 1.0 / np.arange(1, len(ranked) + 1) ** exponent
+    picks = np.random.default_rng(seed).choice(len(ranked), size=n, p=weights / weights.sum())
+    return [ranked[i] for i in picks]
+
+
+def replay_shape(replay: list[str]) -> dict:
+    """How repetitive a replay is: distinct share, and the share of the 100 most frequent texts."""
+    counts = Counter(replay)
+    return {"requests": len(replay), "distinct": len(counts),
+            "top100_share": round(sum(c for _, c in counts.most_common(100)) / max(len(replay), 1), 4)}
+
+
+def empty_shared_cache(settings: Settings) -> int:
+    """Forget the shared query vectors of earlier runs, so no-repeat stays the worst case; how many went."""
+    url = shared_cache_url(settings.vector_cache_url, settings.redis_url)
+    if url is None:
+        return 0
+    try:
+        r = redis.Redis.from_url(url, socket_timeout=2)
+        keys = list(r.scan_iter(match=f"{KEY_PREFIX}*", count=1000))
+        for start in range(0, len(keys), 1000):
+            r.delete(*keys[start:start + 1000])
+        return len(keys)
+    except redis.RedisError:
+        return 0  # no shared cache to empty: the proxy will run on its local caches
 
 
 def _free_port() -> int:
@@ -60,21 +126,22 @@ def _free_port() -> int:
 
 
 def _make_profiles(settings: Settings, catalogue: str) -> list[str]:
-    """Bench shoppers whose profile vector is the mean of a few real products' fused vectors."""
+    """Bench shoppers: a profile from a few real products (vector, categories, brands, own items)."""
     client = connect(settings)
     meta = client.indices.get_mapping(index=catalogue)
     meta = next(iter(meta.values()))["mappings"].get("_meta", {})
     rng = random.Random(11)
     users = []
     for u in range(BENCH_USERS):
-        body = {"size": 5, "_source": ["fused_vector", "category", "brand"],
+        body = {"size": 20, "_source": ["fused_vector", "category", "brand"],
                 "query": {"function_score": {"random_score": {"seed": rng.randrange(1 << 30), "field": "_seq_no"}}}}
         hits = client.search(index=catalogue, body=body)["hits"]["hits"]
-        vectors = np.array([h["_source"]["fused_vector"] for h in hits if "fused_vector" in h["_source"]])
-        cats = {h["_source"]["category"]: 1.0 for h in hits if h["_source"].get("category")}
-        brands = {h["_source"]["brand"]: 1.0 for h in hits if h["_source"].get("brand")}
+        vectors = np.array([h["_source"]["fused_vector"] for h in hits[:5] if "fused_vector" in h["_source"]])
+        cats = {h["_source"]["category"]: 1.0 for h in hits[:5] if h["_source"].get("category")}
+        brands = {h["_source"]["brand"]: 1.0 for h in hits[:5] if h["_source"].get("brand")}
         profile = {"vector": (vectors.mean(axis=0) / max(np.linalg.norm(vectors.mean(axis=0)), 1e-9)).tolist(),
-                   "categories": cats, "brands": brands, "model_version": meta.get("model_version")}
+                   "categories": cats, "brands": brands, "model_version": meta.get("model_version"),
+                   "items": {h["_id"]: round(1.0 - i / 40, 6) for i, h in enumerate(hits)}}
         user = f"bench-{u}"
         put_profile(client, settings, catalogue, user, profile)
         users.append(user)
@@ -82,16 +149,15 @@ def _make_profiles(settings: Settings, catalogue: str) -> list[str]:
 
 
 def _run_mode(make_request, queries: list[str], clients: int, seconds: float) -> dict:
-    """Send requests from ``clients`` threads for ``seconds``; each query text is used once."""
+    """Send requests from ``clients`` threads for ``seconds``, each query of ``queries`` once, in order."""
     lock = threading.Lock()
     cursor = iter(queries)
     latencies: list[float] = []
-    errors = 0
-    flags = {"cached": 0, "vector_cached": 0, "answers": 0}
+    errors: Counter = Counter()
+    flags: Counter = Counter()
     deadline = time.monotonic() + seconds
 
     def client_loop() -> None:
-        nonlocal errors
         session = requests.Session()
         while time.monotonic() < deadline:
             with lock:
@@ -103,18 +169,20 @@ def _run_mode(make_request, queries: list[str], clients: int, seconds: float) ->
                 r = make_request(session, q)
                 ok = r.status_code == 200
                 body = r.json() if ok else None
-            except (requests.RequestException, ValueError):
-                ok, body = False, None
+                why = None if ok else f"HTTP {r.status_code}"
+            except (requests.RequestException, ValueError) as e:
+                ok, body, why = False, None, type(e).__name__
             elapsed = (time.perf_counter() - start) * 1000
             with lock:
-                if ok:
-                    latencies.append(elapsed)
-                    if isinstance(body, dict) and "cached" in body:
-                        flags["answers"] += 1
-                        flags["cached"] += bool(body.get("cached"))
-                        flags["vector_cached"] += bool(body.get("vector_cached"))
-                else:
-                    errors += 1
+                if not ok:
+                    errors[why] += 1
+                    continue
+                latencies.append(elapsed)
+                if isinstance(body, dict) and "cached" in body:
+                    flags["answers"] += 1
+                    flags["cached"] += bool(body.get("cached"))
+                    if not body.get("cached"):  # a cached answer repeats its first look-up's flags
+                        flags[f"vector_{body.get('vector_cache') or ('local' if body.get('vector_cached') else 'encoded')}"] += 1
 
     started = time.monotonic()
     threads = [threading.Thread(target=client_loop) for _ in range(clients)]
@@ -125,32 +193,94 @@ def _run_mode(make_request, queries: list[str], clients: int, seconds: float) ->
     wall = time.monotonic() - started
     out = {"p50_ms": round(percentile(latencies, 50), 2), "p95_ms": round(percentile(latencies, 95), 2),
            "p99_ms": round(percentile(latencies, 99), 2), "qps": round(len(latencies) / wall, 2),
-           "requests": len(latencies) + errors, "errors": errors}
+           "requests": len(latencies) + sum(errors.values()), "errors": sum(errors.values())}
+    if errors:
+        out["error_kinds"] = dict(errors)
     if flags["answers"]:
-        out["cache_hit_rate"] = {"results": round(flags["cached"] / flags["answers"], 4),
-                                 "query_vectors": round(flags["vector_cached"] / flags["answers"], 4)}
+        n = flags["answers"]
+        fresh = n - flags["cached"]  # answers not from the result cache asked the vector cache
+        out["cache_hit_rate"] = {"results": round(flags["cached"] / n, 4),
+                                 "query_vectors_local": round(flags["vector_local"] / max(fresh, 1), 4),
+                                 "query_vectors_shared": round(flags["vector_shared"] / max(fresh, 1), 4)}
     return out
 
 
+def proxy_memory(pid: int) -> dict:
+    """Resident memory of the gunicorn master and its workers, in MiB."""
+    master = psutil.Process(pid)
+    workers = [p.memory_info().rss for p in master.children(recursive=True)]
+    mib = 1 << 20
+    return {"total_mib": round((master.memory_info().rss + sum(workers)) / mib, 1),
+            "master_mib": round(master.memory_info().rss / mib, 1), "workers_mib": [round(w / mib, 1) for w in workers]}
+
+
+def ratios(phases: dict) -> tuple[dict, dict]:
+    """The issue's five ratios from one run, and why any of them is null."""
+    many, one = phases.get("no_repeat", {}), phases.get("one_client", {})
+
+    def figure(table: dict, mode: str, key: str):
+        found = table.get(mode) or {}
+        return found.get(key), found.get("skipped")
+
+    def ratio(a, b, digits=3):
+        return round(a / b, digits) if a is not None and b else None
+
+    wanted = {
+        "passthrough_p50_vs_direct": ((one, "proxy_passthrough", "p50_ms"), (one, "direct_bm25", "p50_ms"), ratio),
+        "hybrid_qps_vs_direct": ((many, "proxy_hybrid", "qps"), (many, "direct_bm25", "qps"), ratio),
+        "personalised_qps_vs_direct": ((many, "proxy_hybrid_personalised", "qps"), (many, "direct_bm25", "qps"), ratio),
+        "rerank_qps_vs_hybrid": ((many, "proxy_hybrid_rerank", "qps"), (many, "proxy_hybrid", "qps"), ratio),
+        "hybrid_p50_minus_direct_ms_1client": ((one, "proxy_hybrid", "p50_ms"), (one, "direct_bm25", "p50_ms"),
+                                               lambda a, b: round(a - b, 2) if a is not None and b is not None else None),
+    }
+    out, skipped = {}, {}
+    for name, (top, bottom, combine) in wanted.items():
+        a, why_a = figure(*top)
+        b, why_b = figure(*bottom)
+        out[name] = combine(a, b)
+        if out[name] is None:
+            skipped[name] = why_a or why_b or "mode not run (--modes)"
+    return out, skipped
+
+
+def start_proxy(settings: Settings, port: int, workers: int | None, threads: int | None,
+                intra_threads: int | None) -> subprocess.Popen:
+    """gunicorn with the serving config (``plugin/serving.py``); the arguments override its settings."""
+    overrides = {"SHOPSEARCH_PROXY_HOST": "127.0.0.1", "SHOPSEARCH_PROXY_PORT": str(port)}
+    for name, value in (("PROXY_WORKERS", workers), ("PROXY_THREADS", threads), ("PROXY_INTRA_THREADS", intra_threads)):
+        if value is not None:
+            overrides[f"SHOPSEARCH_{name}"] = str(value)
+    log = open(settings.home_path / "bench-proxy.log", "ab")
+    # the child reads its settings from the environment like any gunicorn started by hand
+    return subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "python:shopsearch.plugin.serving",
+                             "shopsearch.plugin.app:create_app()"],
+                            env={**os.environ, **overrides}, stdout=log, stderr=subprocess.STDOUT)
+
+
 def bench_query(settings: Settings, catalogue: str, clients: int = 16, seconds: float = 20.0,
-                proxy_workers: int = 2, echo=print) -> dict:
+                proxy_workers: int | None = None, echo=print, one_client_seconds: float | None = None,
+                modes: tuple[str, ...] = MODES, zipf: bool = True, proxy_threads: int | None = None,
+                intra_threads: int | None = None) -> dict:
+    """Every mode at ``clients`` and at one client (no repeated query), then the Zipf replay; ratios and memory."""
+    counts = judged_counts(settings)
     queries = load_queries(settings)
-    slices = {m: queries[i::len(MODES)] for i, m in enumerate(MODES)}
+    slices = {(phase, m): queries[i::2 * len(MODES)]
+              for i, (phase, m) in enumerate((p, m) for p in ("no_repeat", "one_client") for m in MODES)}
     users = _make_profiles(settings, catalogue)
+    echo(f"shared query-vector cache emptied: {empty_shared_cache(settings)} vectors of earlier runs")
     port = _free_port()
     proxy = f"http://127.0.0.1:{port}"
-    log = open(settings.home_path / "bench-proxy.log", "ab")
-    server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-w", str(proxy_workers), "-k", "gthread", "--threads", "8",
-                               "-b", f"127.0.0.1:{port}", "--timeout", "120", "shopsearch.plugin.app:create_app()"],
-                              stdout=log, stderr=subprocess.STDOUT)
+    server = start_proxy(settings, port, proxy_workers, proxy_threads, intra_threads)
     direct = settings.opensearch_url.rstrip("/")
+    phases: dict = {"no_repeat": {}, "one_client": {}}
+    memory: dict = {}
     try:
-        wait_until(lambda: requests.get(f"{proxy}/healthz", timeout=2).ok, 120, "bench proxy", alive=lambda: server.poll() is None)
-        # warm each proxy worker's encoder once, with a text no mode uses
-        for _ in range(proxy_workers * 2):
-            requests.get(f"{proxy}/shop/{catalogue}/search", params={"q": "warm up the encoder"}, timeout=120)
+        wait_until(lambda: requests.get(f"{proxy}/healthz", timeout=2).ok, 180, "bench proxy", alive=lambda: server.poll() is None)
+        workers = len(psutil.Process(server.pid).children())
+        for _ in range(workers * 3):  # warm each proxy worker's encoder, with texts no mode uses
+            requests.get(f"{proxy}/shop/{catalogue}/search", params={"q": f"warm up the encoder {_}"}, timeout=120)
         rng = random.Random(3)
-        modes = {
+        send = {
             "direct_bm25": lambda s, q: s.post(f"{direct}/{catalogue}/_search", json=plain_bm25_body(q, 10), timeout=30),
             "proxy_passthrough": lambda s, q: s.post(f"{proxy}/{catalogue}/_search", json=plain_bm25_body(q, 10), timeout=30),
             "proxy_hybrid": lambda s, q: s.get(f"{proxy}/shop/{catalogue}/search", params={"q": q}, timeout=30),
@@ -159,21 +289,38 @@ def bench_query(settings: Settings, catalogue: str, clients: int = 16, seconds: 
             "proxy_hybrid_rerank": lambda s, q: s.get(f"{proxy}/shop/{catalogue}/search",
                                                       params={"q": q, "strategy": "hybrid-rerank"}, timeout=30),
         }
-        results = {}
-        for _ in range(proxy_workers * 2):  # load the re-ranker in each worker, or learn there is none
-            probe = requests.get(f"{proxy}/shop/{catalogue}/search", params={"q": "warm up", "strategy": "hybrid-rerank"}, timeout=120)
-        if probe.status_code != 200:
-            results["proxy_hybrid_rerank"] = {"skipped": probe.json().get("message", probe.text)}
-            echo(f"{'proxy_hybrid_rerank':27} skipped: {results['proxy_hybrid_rerank']['skipped']}")
-        for mode in MODES:
-            if mode in results:
+        skipped = {}
+        if "proxy_hybrid_rerank" in modes:
+            for _ in range(workers * 2):  # load the re-ranker in each worker, or learn there is none
+                probe = requests.get(f"{proxy}/shop/{catalogue}/search",
+                                     params={"q": "warm up", "strategy": "hybrid-rerank"}, timeout=120)
+            if probe.status_code != 200:
+                skipped["proxy_hybrid_rerank"] = {"skipped": probe.json().get("message", probe.text)}
+        runs = [("no_repeat", m, clients, seconds) for m in MODES] + \
+               [("one_client", m, 1, one_client_seconds or seconds / 2) for m in MODES]
+        replay = zipf_replay(counts, ZIPF_DRAWS)
+        if zipf:
+            phases["zipf"] = {"replay": replay_shape(replay)}
+            runs += [("zipf", m, clients, seconds) for m in ZIPF_MODES]
+        for phase, mode, n, secs in runs:
+            if mode not in modes:
                 continue
-            results[mode] = _run_mode(modes[mode], slices[mode], clients, seconds)
-            m = results[mode]
-            echo(f"{mode:27} p50 {m['p50_ms']:7.1f} ms  p95 {m['p95_ms']:7.1f}  p99 {m['p99_ms']:7.1f}  "
+            if mode in skipped:
+                phases[phase][mode] = skipped[mode]
+                echo(f"{phase:10} {mode:27} skipped: {skipped[mode]['skipped']}")
+                continue
+            texts = replay if phase == "zipf" else slices[(phase, mode)]
+            phases[phase][mode] = m = _run_mode(send[mode], texts, n, secs)
+            echo(f"{phase:10} {mode:27} p50 {m['p50_ms']:7.1f} ms  p95 {m['p95_ms']:7.1f}  p99 {m['p99_ms']:7.1f}  "
                  f"{m['qps']:7.1f} QPS  {m['requests']} requests  {m['errors']} errors  {m.get('cache_hit_rate', '')}")
+        memory = proxy_memory(server.pid)
     finally:
         server.terminate()
         server.wait(timeout=30)
-        log.close()
-    return {"catalogue": catalogue, "clients": clients, "seconds": seconds, "modes": results}
+    found, why = ratios(phases)
+    errors = sum(m.get("errors", 0) for phase in phases.values() for m in phase.values() if isinstance(m, dict))
+    echo(f"ratios: {found}" + (f"  (null: {why})" if why else ""))
+    echo(f"proxy resident memory: {memory.get('total_mib')} MiB ({memory.get('workers_mib')} per worker); errors: {errors}")
+    return {"catalogue": catalogue, "clients": clients, "seconds": seconds, "phases": phases, "ratios": found,
+            "ratios_skipped": why, "proxy_memory": memory, "errors": errors,
+            "serving": {"workers": proxy_workers, "threads": proxy_threads, "intra_threads": intra_threads}}

@@ -59,8 +59,8 @@ def run_demo(settings: Settings, serve: bool = True) -> None:
                f"unchanged={summary.skipped_unchanged} rejected={dict(summary.rejected)} in {summary.seconds}s")
     url = f"http://{settings.proxy_host}:{settings.proxy_port}"
     click.echo(f"3/4 serving the proxy at {url} (gunicorn) ...")
-    proxy = subprocess.Popen([sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"{settings.proxy_host}:{settings.proxy_port}",
-                              "--timeout", "120", "shopsearch.plugin.app:create_app()"])
+    proxy = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "python:shopsearch.plugin.serving",
+                              "-b", f"{settings.proxy_host}:{settings.proxy_port}", "shopsearch.plugin.app:create_app()"])
     try:
         wait_until(lambda: requests.get(f"{url}/healthz", timeout=2).ok, 120, "proxy", alive=lambda: proxy.poll() is None)
         click.echo("4/4 example shopper queries through the proxy:")

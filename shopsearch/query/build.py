@@ -3,7 +3,12 @@
 BM25 (:func:`bm25_body`) and k-NN (:func:`knn_body`) run over the same filters (the shopper's
 explicit ones, :func:`request_filters`, and those query understanding found); a browse query
 also asks for its category's most popular products (:func:`popular_body`), a known shopper for
-their own products that answer the query (:func:`personal_body`). Fusion is in ``fuse.py``.
+their profile (:func:`profile_body`) and their own products that answer the query
+(:func:`personal_lookup_body`: a terms lookup on the profile, so neither needs the profile first
+and a personalised search stays one ``_msearch``). Fusion is in ``fuse.py``.
+
+Every body fetches only the fields ``source`` names (:func:`source_filter`: what the result list
+shows plus what ranking needs), never a vector.
 
 >>> bm25_body("red shoes", 5)["query"]["bool"]["must"][0]["multi_match"]["query"]
 'red shoes'
@@ -13,15 +18,40 @@ from __future__ import annotations
 
 
 TEXT_FIELDS = ["title^3", "title.zh^3", "brand.text^2", "description", "description.zh"]
+NO_VECTORS = {"excludes": ["*_vector"]}
+# what ranking reads from a candidate beyond what the page shows: the personal boost (category,
+# brand, price_norm), the popularity boost and browse blend, and the re-ranker's item text
+RANKING_FIELDS = ("id", "title", "brand", "category", "category_path", "price_norm", "popularity_norm")
+# what the search does not read of a profile: its vector (no boost term uses it since #13) and the
+# builder's sufficient statistics (vector sum, price samples)
+PROFILE_EXCLUDES = ["vector", "stats.vector_sum", "stats.prices"]
+PROFILE_ITEMS_FIELD = "item_ids"  # the profile's products, strongest first: the path of the terms lookup
+PERSONAL_SIZE = 500               # at most this many of them (the profile keeps 500)
 
 
-def bm25_body(q: str, size: int, filters: list[dict] | None = None, boosts: list[dict] | None = None) -> dict:
+def source_filter(response_fields: str | list[str] | None) -> dict:
+    """``_source`` of every sub-request: the fields a result list shows plus what ranking needs, never vectors.
+
+    >>> source_filter("title,price")
+    {'includes': ['brand', 'category', 'category_path', 'id', 'popularity_norm', 'price', 'price_norm', 'title'], 'excludes': ['*_vector']}
+    >>> source_filter(None)
+    {'excludes': ['*_vector']}
+    """
+    if response_fields is None:
+        return dict(NO_VECTORS)
+    names = response_fields.split(",") if isinstance(response_fields, str) else list(response_fields)
+    shown = {n.strip() for n in names if n.strip() and not n.strip().endswith("_vector")}
+    return {"includes": sorted(shown | set(RANKING_FIELDS)), **NO_VECTORS}
+
+
+def bm25_body(q: str, size: int, filters: list[dict] | None = None, boosts: list[dict] | None = None,
+              source: dict | None = None) -> dict:
     """A BM25 ``multi_match`` over the English and Chinese text fields; ``boosts`` are optional should clauses."""
     must = {"multi_match": {"query": q, "fields": TEXT_FIELDS, "type": "best_fields"}}
     query: dict = {"must": [must], "filter": filters or []}
     if boosts:
         query["should"] = boosts
-    return {"size": size, "_source": {"excludes": ["*_vector"]}, "query": {"bool": query}}
+    return {"size": size, "_source": source or NO_VECTORS, "query": {"bool": query}}
 
 
 def split_understood_filters(clauses: list[dict], mode: str) -> tuple[list[dict], list[dict]]:
@@ -43,12 +73,13 @@ def split_understood_filters(clauses: list[dict], mode: str) -> tuple[list[dict]
     return filters, boosts
 
 
-def knn_body(vector: list[float], size: int, k: int, filters: list[dict] | None = None, field: str = "fused_vector") -> dict:
+def knn_body(vector: list[float], size: int, k: int, filters: list[dict] | None = None, field: str = "fused_vector",
+             source: dict | None = None) -> dict:
     """A k-NN query with the filters applied inside the k-NN search (Lucene efficient filtering)."""
     knn: dict = {"vector": vector, "k": k}
     if filters:
         knn["filter"] = {"bool": {"filter": filters}}
-    return {"size": size, "_source": {"excludes": ["*_vector"]}, "query": {"knn": {field: knn}}}
+    return {"size": size, "_source": source or NO_VECTORS, "query": {"knn": {field: knn}}}
 
 
 def category_clause(category: str) -> dict:
@@ -57,27 +88,54 @@ def category_clause(category: str) -> dict:
                      "minimum_should_match": 1}}
 
 
-def popular_body(size: int, filters: list[dict]) -> dict:
+def popular_body(size: int, filters: list[dict], source: dict | None = None) -> dict:
     """The most popular products passing ``filters`` (a browse query's candidates), id as tie-break."""
-    return {"size": size, "_source": {"excludes": ["*_vector"]}, "query": {"bool": {"filter": filters}},
+    return {"size": size, "_source": source or NO_VECTORS, "query": {"bool": {"filter": filters}},
             "sort": [{"popularity_norm": {"order": "desc", "missing": "_last"}}, {"id": "asc"}]}
 
 
-def personal_body(q: str, ids: list[str], filters: list[dict], text_must: bool = True) -> dict:
-    """The shopper's own products (from the profile) that answer the query: same text match and filters.
+def personal_body(q: str, ids: list[str], filters: list[dict], text_must: bool = True, source: dict | None = None) -> dict:
+    """The shopper's own products ``ids`` that answer the query: same text match and filters.
 
     Retrieval alone would miss a shopper's usual product when a hundred others score higher;
     asking for it by id, still under the query, brings it into the candidates to be boosted.
+    (A profile stored before ``item_ids`` existed is asked this way, a second request; see
+    :func:`personal_lookup_body` for the one-request form.)
     """
-    query: dict = {"filter": list(filters) + [{"ids": {"values": ids}}]}
+    return _personal(q, {"ids": {"values": ids}}, len(ids), filters, text_must, source)
+
+
+def personal_lookup_body(q: str, profiles_index: str, profile_doc: str, filters: list[dict], text_must: bool = True,
+                         source: dict | None = None) -> dict:
+    """:func:`personal_body` without knowing the profile: the ids come from a terms lookup on the
+    profile document's ``item_ids`` (no profile, or none there: no hits).
+
+    >>> personal_lookup_body("tea", "profiles", "shop:u1", [])["query"]["bool"]["filter"][0]
+    {'terms': {'_id': {'index': 'profiles', 'id': 'shop:u1', 'path': 'item_ids'}}}
+    """
+    lookup = {"terms": {"_id": {"index": profiles_index, "id": profile_doc, "path": PROFILE_ITEMS_FIELD}}}
+    return _personal(q, lookup, PERSONAL_SIZE, filters, text_must, source)
+
+
+def _personal(q: str, which: dict, size: int, filters: list[dict], text_must: bool, source: dict | None) -> dict:
+    query: dict = {"filter": list(filters) + [which]}
     if text_must:
         query["must"] = [{"multi_match": {"query": q, "fields": TEXT_FIELDS, "type": "best_fields"}}]
-    return {"size": len(ids), "_source": {"excludes": ["*_vector"]}, "query": {"bool": query}}
+    return {"size": size, "_source": source or NO_VECTORS, "query": {"bool": query}}
 
 
-def plain_bm25_body(q: str, size: int) -> dict:
+def profile_body(profile_doc: str) -> dict:
+    """The shopper's profile document (by id, in the profiles index), read inside the search's ``_msearch``.
+
+    >>> profile_body("shop:u1")["query"]
+    {'ids': {'values': ['shop:u1']}}
+    """
+    return {"size": 1, "_source": {"excludes": PROFILE_EXCLUDES}, "query": {"ids": {"values": [profile_doc]}}}
+
+
+def plain_bm25_body(q: str, size: int, source: dict | None = None) -> dict:
     """The baseline a shop runs without shopsearch: one ``multi_match`` over the text fields."""
-    return {"size": size, "_source": {"excludes": ["*_vector"]},
+    return {"size": size, "_source": source or NO_VECTORS,
             "query": {"multi_match": {"query": q, "fields": ["title", "title.zh", "description", "description.zh"]}}}
 
 

@@ -1,6 +1,7 @@
 """Respond: the ranked candidates become the shopper's page, with an ``explain`` part when asked.
 
-Pure functions. ``explain`` shows, per hit, the retrieval scores (``bm25``, ``vector``), the
+Pure functions. A hit shows the fields of ``response_fields`` (:func:`shown_fields`), never a
+vector; with ``explain`` it also shows every field ranking read. ``explain`` shows, per hit, the retrieval scores (``bm25``, ``vector``), the
 fused score before personalisation (``fused``), the personal ``boost`` and the cross-encoder
 score (``rerank``, strategy ``hybrid-rerank``); for the whole answer the requests sent (vectors
 elided), the pipeline that answered, and every ranking feature of every hit
@@ -53,13 +54,34 @@ def hit_explain(d: str, score: float, components: dict) -> dict:
     return out
 
 
-def respond(live, req, answer: Answer, pipeline: str) -> dict:
-    """The response body of one search: ``live`` the index answered, ``req`` the shopper's request."""
+def shown_fields(response_fields: str | None) -> frozenset[str] | None:
+    """The fields a hit shows, from the ``response_fields`` setting (None: every non-vector field).
+
+    >>> sorted(shown_fields("title, price,fused_vector"))
+    ['price', 'title']
+    """
+    if response_fields is None:
+        return None
+    return frozenset(f.strip() for f in response_fields.split(",") if f.strip() and not f.strip().endswith("_vector"))
+
+
+def hit_fields(source: dict, shown: frozenset[str] | None) -> dict:
+    """A candidate's fields as its hit shows them: the ``shown`` ones (None: all), never a vector.
+
+    >>> hit_fields({"title": "T", "price_norm": 0.2, "text_vector": [0.1]}, frozenset({"title"}))
+    {'title': 'T'}
+    """
+    return {k: v for k, v in source.items() if not k.endswith("_vector") and (shown is None or k in shown)}
+
+
+def respond(live, req, answer: Answer, pipeline: str, shown: frozenset[str] | None = None) -> dict:
+    """The response body of one search: ``live`` the index answered, ``req`` the shopper's request,
+    ``shown`` the fields each hit shows (:func:`shown_fields`; ``explain`` shows all it has)."""
     page = answer.ranked[req.page * req.size:(req.page + 1) * req.size]
     hits = []
     for d, score in page:
         hit = {"id": d, "score": round(float(score), 6),
-               **{k: v for k, v in answer.sources.get(d, {}).items() if not k.endswith("_vector")}}
+               **hit_fields(answer.sources.get(d, {}), None if req.explain else shown)}
         if req.explain:
             hit["explain"] = hit_explain(d, score, answer.components)
         hits.append(hit)

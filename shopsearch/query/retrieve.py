@@ -4,7 +4,10 @@ The retrieval adapter of the query flow (the one place the shopper search's cand
 from OpenSearch). The text searched is the shopper's text after the query rewriters
 (``understand.rewrite_query``); query understanding adds filters (``understand.py``); the
 requests are built in ``build.py``: BM25 and k-NN over the same filters (k-NN filtered inside),
-a browse query's most popular products, the shopper's own products that answer the query.
+a browse query's most popular products and, for a known shopper, their profile and their own
+products that answer the query (a terms lookup on the profile): a personalised search is one
+``_msearch``, like any other. Every request fetches only ``response_fields`` plus the ranking
+fields (``build.source_filter``), never a vector.
 
 Failures degrade instead of failing: no query vector (encoder error or timeout) or a k-NN error
 gives the BM25 candidates with ``degraded`` and the reason.
@@ -18,8 +21,10 @@ from dataclasses import dataclass, field
 from opensearchpy import OpenSearch
 
 from shopsearch.errors import EncoderError, SearchError
-from shopsearch.query.build import bm25_body, category_clause, knn_body, personal_body, popular_body, split_understood_filters
-from shopsearch.query.caches import LRU
+from shopsearch.query.build import (PROFILE_ITEMS_FIELD, bm25_body, category_clause, knn_body, personal_body,
+                                    personal_lookup_body, popular_body, profile_body, source_filter,
+                                    split_understood_filters)
+from shopsearch.query.caches import QueryVectors
 from shopsearch.query.live import Live, encoder_for
 from shopsearch.query.understand import Understood, rewrite_query, understand
 from shopsearch.settings import Settings
@@ -35,40 +40,51 @@ class Retrieved:
     sources: dict = field(default_factory=dict)
     degraded: str | None = None
     vector_cached: bool = False
+    vector_cache: str | None = None    # where the query vector came from: local, shared, or None (encoded)
     text: str = ""                     # the shopper's text after the query rewriters
     browse: str | None = None          # the category a browse query shows
     popular: list = field(default_factory=list)   # browse: the category's most popular products
     personal: list = field(default_factory=list)  # the shopper's own products that answer the query
+    profile: dict | None = None        # the shopper's stored profile, read in the same _msearch (None: none)
+
+
+@dataclass(frozen=True)
+class Shopper:
+    """Who searches, as retrieval asks for them: the profile document and whether to ask for their own products."""
+    profile_doc: str
+    own_items: bool = True
 
 
 class Retriever:
     """Query vectors (cached per model version) and the one ``_msearch`` of a search."""
 
-    def __init__(self, client: OpenSearch, settings: Settings, vectors: LRU):
+    def __init__(self, client: OpenSearch, settings: Settings, vectors: QueryVectors):
         self.client, self.settings, self.vectors = client, settings, vectors
+        self.source = source_filter(settings.response_fields)
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="encode")
 
-    def query_vector(self, live: Live, text: str) -> tuple[list[float], bool]:
-        """The query's vector from the encoder recorded for the index, and whether it came from the cache."""
-        key = (live.meta.get("model_version"), text)
-        cached = self.vectors.get(key)
+    def query_vector(self, live: Live, text: str) -> tuple[list[float], str | None]:
+        """The query's vector from the encoder recorded for the index, and which cache had it (None: encoded now)."""
+        version = live.meta.get("model_version")
+        cached, where = self.vectors.get(version, text)
         if cached is not None:
-            return cached, True
+            return cached, where
         encoder = encoder_for(self.settings, live.meta)
-        if live.meta.get("model_version") and encoder.version != live.meta["model_version"]:
-            raise SearchError(f"index {live.index} was encoded with {live.meta['model_version']}, but the query "
+        if version and encoder.version != version:
+            raise SearchError(f"index {live.index} was encoded with {version}, but the query "
                               f"encoder is {encoder.version}: reindex, or restore that model", 409, "model_mismatch")
         vector = self._pool.submit(encoder.encode, [text]).result(timeout=self.settings.encode_timeout)[0].tolist()
-        self.vectors.put(key, vector)
-        return vector, False
+        self.vectors.put(version, text, vector)
+        return vector, None
 
     def retrieve(self, live: Live, q: str, depth: int, filters: list[dict], want_vector: bool = True,
-                 personal_ids: list[str] = ()) -> Retrieved:
-        """The candidates of one query: BM25 and k-NN (and browse / personal lists) in one ``_msearch``.
+                 personal_ids: list[str] = (), shopper: Shopper | None = None) -> Retrieved:
+        """The candidates of one query: BM25 and k-NN (and browse / personal lists, the profile) in one ``_msearch``.
 
         A browse query (a category name and nothing else) is limited to that category and also
-        asks for its most popular products; a shopper's own products that answer the query are
-        asked for by id (``personal_ids``), so "buy again" can lift them.
+        asks for its most popular products. A ``shopper``'s profile is read in the same request,
+        and their own products that answer the query are asked for by a terms lookup on it, so
+        "buy again" can lift them; ``personal_ids`` asks for given products by id instead.
         """
         rewritten = rewrite_query(q)
         understood = understand(rewritten, live.facets)
@@ -82,15 +98,30 @@ class Retriever:
         got = Retrieved(applied=list(understood.applied) + (["sku: lexical only"] if understood.sku else []),
                         text=rewritten, browse=understood.browse)
         vector = self._vector(live, text, got) if want_vector and not understood.sku else None
-        named = self._requests(understood, text, depth, filters, boosts, vector, list(personal_ids))
-        got.bodies = list(named.values())
-        self._run(live, named, got)
+        named = self._requests(understood, text, depth, filters, boosts, vector, list(personal_ids), shopper)
+        got.bodies = [body for _, body in named.values()]
+        self._run(named, got, live.index)
+        if shopper and shopper.own_items and got.profile and PROFILE_ITEMS_FIELD not in got.profile:
+            self._legacy_personal(live, understood, text, filters, got)
         return got
+
+    def _legacy_personal(self, live: Live, understood: Understood, text: str, filters: list[dict], got: Retrieved) -> None:
+        """A profile stored before ``item_ids`` existed: its own products asked for by id, a second request
+        (rewriting the profile, e.g. the next ``profiles update``, makes it one again)."""
+        items = got.profile.get("items") or {}
+        if not items:
+            return
+        body = personal_body(text, sorted(items, key=lambda d: -items[d]), filters, not understood.browse, self.source)
+        got.bodies.append(body)
+        hits = self.client.search(index=live.index, body=body)["hits"]["hits"]
+        got.sources.update({h["_id"]: h["_source"] for h in hits})
+        got.personal = [(h["_id"], h["_score"]) for h in hits]
 
     def _vector(self, live: Live, text: str, got: Retrieved) -> list[float] | None:
         """The query vector, or None with ``got.degraded`` saying why (the search goes on with BM25)."""
         try:
-            vector, got.vector_cached = self.query_vector(live, text)
+            vector, got.vector_cache = self.query_vector(live, text)
+            got.vector_cached = got.vector_cache is not None
             return vector
         except concurrent.futures.TimeoutError:
             got.degraded = f"query encoding took longer than {self.settings.encode_timeout}s"
@@ -98,35 +129,51 @@ class Retriever:
             got.degraded = f"query encoder failed: {e}"
         return None
 
-    @staticmethod
-    def _requests(understood: Understood, text: str, depth: int, filters: list[dict], boosts: list[dict],
-                  vector: list[float] | None, personal_ids: list[str]) -> dict[str, dict]:
-        """The named request bodies of one search, in ``_msearch`` order."""
-        named = {"bm25": bm25_body(text, depth, filters, boosts)}
+    def _requests(self, understood: Understood, text: str, depth: int, filters: list[dict], boosts: list[dict],
+                  vector: list[float] | None, personal_ids: list[str], shopper: Shopper | None) -> dict[str, tuple]:
+        """The named requests of one search, ``name: (index or None for the live one, body)``, in ``_msearch`` order."""
+        src = self.source
+        named = {"bm25": (None, bm25_body(text, depth, filters, boosts, source=src))}
         if vector is not None:
-            named["knn"] = knn_body(vector, depth, depth, filters)
+            named["knn"] = (None, knn_body(vector, depth, depth, filters, source=src))
         if understood.browse:
-            named["popular"] = popular_body(depth, filters)
+            named["popular"] = (None, popular_body(depth, filters, source=src))
         if personal_ids:
-            named["personal"] = personal_body(text, personal_ids, filters, text_must=not understood.browse)
+            named["personal"] = (None, personal_body(text, personal_ids, filters, not understood.browse, src))
+        elif shopper is not None and shopper.own_items:
+            named["personal"] = (None, personal_lookup_body(text, self.settings.profiles_index, shopper.profile_doc,
+                                                            filters, not understood.browse, src))
+        if shopper is not None:
+            named["profile"] = (self.settings.profiles_index, profile_body(shopper.profile_doc))
         return named
 
-    def _run(self, live: Live, named: dict[str, dict], got: Retrieved) -> None:
-        """Run the requests in one ``_msearch`` and read their candidates into ``got``."""
+    def _run(self, named: dict[str, tuple], got: Retrieved, index: str) -> None:
+        """Run the requests in one ``_msearch`` and read their candidates (and the profile) into ``got``."""
         lines = []
-        for body in named.values():
-            lines += [{"index": live.index}, body]
+        for where, body in named.values():
+            lines += [{"index": where or index}, body]
         responses = dict(zip(named, self.client.msearch(body=lines)["responses"]))
         for name, response in responses.items():
             if "error" not in response:
                 continue
-            reason = response["error"].get("reason", response["error"])
+            error = response["error"]
+            reason = error.get("reason", error) if isinstance(error, dict) else error
             if name == "knn":
                 got.degraded = f"k-NN search failed: {reason}"
+            elif name in ("profile", "personal") and _no_profiles_index(error):
+                continue  # no profile was ever stored: a cold start, not a failure
             else:
                 raise SearchError(f"OpenSearch rejected the query: {reason}", 502, "upstream_error")
         hits = {name: r["hits"]["hits"] for name, r in responses.items() if "error" not in r}
+        found = hits.pop("profile", [])
+        got.profile = found[0]["_source"] if found else None
         got.sources = {h["_id"]: h["_source"] for found in hits.values() for h in found}
         got.bm25, got.knn = ([(h["_id"], h["_score"]) for h in hits.get(name, [])] for name in ("bm25", "knn"))
         got.popular = [(h["_id"], float(h["_source"].get("popularity_norm") or 0.0)) for h in hits.get("popular", [])]
         got.personal = [(h["_id"], h["_score"]) for h in hits.get("personal", [])]
+
+
+def _no_profiles_index(error) -> bool:
+    """Whether an ``_msearch`` error says the profiles index does not exist (no profile stored yet)."""
+    text = str(error)
+    return "index_not_found_exception" in text

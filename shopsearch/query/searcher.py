@@ -5,14 +5,16 @@ The flow, one file per step (this module runs them):
 1. the live index (``live.py``): the catalogue's alias resolved at most once a second, caches
    emptied when it moves, an index refused when its vectors do not fit its encoder;
 2. understand (``understand.py``): the query rewriters, SKU check, facet filters;
-3. build (``build.py``) and retrieve (``retrieve.py``): BM25 and k-NN with the same filters,
-   run in one ``_msearch``; failures degrade to BM25 with the reason;
+3. build (``build.py``) and retrieve (``retrieve.py``): BM25 and k-NN with the same filters, and
+   a known shopper's profile and own products, run in one ``_msearch`` (one round trip per
+   search, personalised or not); failures degrade to BM25 with the reason;
 4. the strategy's pipeline (``strategies.py``, stages in ``stages.py``): fuse (``fuse.py``),
    browse blend, boosts, re-rank (``rerank.py``), personalise (``personalise.py``);
 5. respond (``respond.py``), with per-item components and the pipeline when ``explain`` is asked.
 
 :class:`Searcher` is the live-index registry, the retrieval adapter and the pipeline runner;
-answers are cached for ``result_cache_seconds`` per index version.
+answers are cached for ``result_cache_seconds`` per index version, query vectors in a local LRU
+in front of a Redis every worker shares (``caches.QueryVectors``).
 """
 
 from __future__ import annotations
@@ -25,14 +27,13 @@ from dataclasses import asdict, dataclass
 from opensearchpy import NotFoundError, OpenSearch
 
 from shopsearch.errors import SearchError
-from shopsearch.index.mapping import load_script
-from shopsearch.index.profiles import get_profile
+from shopsearch.index.profiles import get_profile, profile_id
 from shopsearch.privacy import pseudonym
-from shopsearch.query.caches import LRU, TTLCache
+from shopsearch.query.caches import LRU, QueryVectors, TTLCache, shared_cache_url
 from shopsearch.query.live import Live, LiveIndexes
-from shopsearch.query.personalise import SCRIPT_ID, parse_weights
-from shopsearch.query.respond import respond
-from shopsearch.query.retrieve import Retrieved, Retriever
+from shopsearch.query.personalise import parse_weights
+from shopsearch.query.respond import respond, shown_fields
+from shopsearch.query.retrieve import Retrieved, Retriever, Shopper
 from shopsearch.query.stages import Search
 from shopsearch.query.strategies import STRATEGIES, pipeline
 from shopsearch.settings import Settings
@@ -67,13 +68,16 @@ class Searcher:
 
     def __init__(self, client: OpenSearch, settings: Settings):
         self.client, self.settings = client, settings
-        self.vectors = LRU(settings.query_cache_size)
+        self.vectors = QueryVectors(LRU(settings.query_cache_size),
+                                    shared_cache_url(settings.vector_cache_url, settings.redis_url),
+                                    settings.vector_cache_seconds)
         self.results = TTLCache(1000, settings.result_cache_seconds)
         self.profiles = TTLCache(10000, 30.0)
         self.indexes = LiveIndexes(client, settings, caches=(self.vectors, self.results))
         self.retriever = Retriever(client, settings, self.vectors)
+        self.source = self.retriever.source  # every request's _source: shown fields + ranking fields, no vectors
         self.weights = parse_weights(settings.personalise_weights)
-        self._script_ready = False
+        self.shown = shown_fields(settings.response_fields)
 
     # --- the live index --------------------------------------------------------------------
     def live(self, catalogue: str) -> Live:
@@ -85,14 +89,19 @@ class Searcher:
         return self.indexes.pinned(catalogue, index)
 
     # --- retrieval -------------------------------------------------------------------------
-    def query_vector(self, live: Live, text: str) -> tuple[list[float], bool]:
-        """The query's vector for the index, and whether it came from the cache."""
+    def query_vector(self, live: Live, text: str) -> tuple[list[float], str | None]:
+        """The query's vector for the index, and which cache had it (``local``, ``shared``; None: encoded)."""
         return self.retriever.query_vector(live, text)
 
     def retrieve(self, live: Live, q: str, depth: int, filters: list[dict], want_vector: bool = True,
-                 personal_ids: list[str] = ()) -> Retrieved:
-        """The candidates of one query before fusion (``retrieve.py``)."""
-        return self.retriever.retrieve(live, q, depth, filters, want_vector, personal_ids)
+                 personal_ids: list[str] = (), shopper: Shopper | None = None) -> Retrieved:
+        """The candidates of one query before fusion, with the shopper's profile (``retrieve.py``)."""
+        return self.retriever.retrieve(live, q, depth, filters, want_vector, personal_ids, shopper)
+
+    def shopper(self, live: Live, user: str) -> Shopper:
+        """How retrieval asks for a shopper: their profile document, and their own products when ``item`` weighs."""
+        doc = profile_id(live.meta.get("catalogue", ""), pseudonym(user, self.settings.pseudonym_salt))
+        return Shopper(doc, own_items=self.weights["w_item"] > 0)
 
     def candidates(self, catalogue: str, q: str, depth: int) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
         """The BM25 and k-NN candidate lists of a query before fusion (``eval tune`` fuses them offline)."""
@@ -130,14 +139,16 @@ class Searcher:
         weight = s.vector_weight if req.vector_weight is None else req.vector_weight
         depth = max(s.candidate_depth, (req.page + 1) * req.size)
         done = steps.run(Search(req=req, live=live, searcher=self, depth=depth, weight=weight))
-        out = respond(live, req, done.answer, str(steps))
+        out = respond(live, req, done.answer, str(steps), self.shown)
         if done.got is not None:  # the baseline retrieves no vector
             out["vector_cached"] = done.got.vector_cached
+            out["vector_cache"] = done.got.vector_cache
         return out
 
-    # --- personalisation's I/O ---------------------------------------------------------------
+    # --- profiles outside the search -------------------------------------------------------------
     def profile(self, catalogue: str, user: str) -> dict | None:
-        """The shopper's stored profile (cached 30 s), or None."""
+        """The shopper's stored profile (cached 30 s), or None: for routes that need it before their
+        own request (recommendations). A search reads it in its ``_msearch`` instead (``Search.profile``)."""
         key = (catalogue, user)
         found = self.profiles.get(key)
         if found is not None:
@@ -152,9 +163,3 @@ class Searcher:
     def forget_profiles(self) -> None:
         """Empty this process's cached profiles (after profiles changed or a shopper was forgotten)."""
         self.profiles.clear()
-
-    def ensure_script(self) -> None:
-        """Store the personalisation script in the cluster (once per process)."""
-        if not self._script_ready:
-            self.client.put_script(id=SCRIPT_ID, body={"script": {"lang": "painless", "source": load_script("personalise")}})
-            self._script_ready = True

@@ -7,8 +7,8 @@ with ``>>`` into a :class:`Pipeline` and print as they compose::
     Retrieve(bm25, knn) >> Dense() >> BrowseBlend(browse_text_weight) >> ...
 
 Stages do their I/O through ``search.searcher`` (the :class:`~shopsearch.query.searcher.Searcher`:
-retrieval, profiles, the personalisation script); the arithmetic is in ``fuse.py`` and
-``personalise.py``. The strategies built from them are registered in ``strategies.py``.
+retrieval, which also brings the shopper's profile, ``search.profile``); the arithmetic is in
+``fuse.py`` and ``personalise.py``. The strategies built from them are registered in ``strategies.py``.
 
 >>> print(MinMax() >> Cut() >> Personalise())
 MinMax(vector_weight) >> Cut(candidate_depth, keep=own) >> Personalise()
@@ -23,7 +23,7 @@ from shopsearch import hooks
 from shopsearch.encoders.text import item_text
 from shopsearch.query.build import plain_bm25_body, request_filters
 from shopsearch.query.fuse import add_popularity, blend_browse, blend_rerank, cut_keeping, rank
-from shopsearch.query.personalise import apply_personal_scores, comparable_profile, personal_request, script_params
+from shopsearch.query.personalise import personalise
 from shopsearch.query.rerank import reranker_for
 from shopsearch.query.respond import Answer
 from shopsearch.query.retrieve import Retrieved
@@ -46,6 +46,12 @@ class Search:
     def browse(self) -> bool:
         """Whether the query only names a category (then popularity leads)."""
         return bool(self.got and self.got.browse)
+
+    @property
+    def profile(self) -> dict | None:
+        """The shopper's stored profile, read with the candidates in the same ``_msearch`` (None: no
+        shopper, or no profile yet)."""
+        return self.got.profile if self.got else None
 
 
 class Stage:
@@ -92,7 +98,7 @@ class PlainBM25(Stage):
     """The baseline, the plain query a shop sends without shopsearch: no understanding, no fusion."""
 
     def run(self, s: Search) -> Search:
-        body = plain_bm25_body(s.req.q, s.depth)
+        body = plain_bm25_body(s.req.q, s.depth, source=s.searcher.source)
         hits = s.searcher.hits(s.live.index, body)
         s.answer = Answer(ranked=[(h["_id"], h["_score"]) for h in hits], sources={h["_id"]: h["_source"] for h in hits},
                           bodies=[body])
@@ -111,24 +117,15 @@ class Retrieve(Stage):
     def run(self, s: Search) -> Search:
         req = s.req
         filters = request_filters(req.price_min, req.price_max, req.category, req.brand, req.colour, req.in_stock)
-        own = own_items(s.searcher, s.live, req.user)
+        shopper = s.searcher.shopper(s.live, req.user) if req.user else None
         got = s.searcher.retrieve(s.live, req.q, s.depth, filters, want_vector=self.knn == "always" or s.weight > 0,
-                                  personal_ids=own)
+                                  shopper=shopper)
         bm25 = dict(got.bm25)
         s.got = got
         s.lexical = got.bm25 if got.browse else got.bm25 + [(d, v) for d, v in got.personal if d not in bm25]
         s.answer = Answer(sources=got.sources, components={"bm25": bm25, "vector": dict(got.knn)},
                           bodies=list(got.bodies), degraded=got.degraded, applied=got.applied)
         return s
-
-
-def own_items(searcher, live, user: str | None) -> list[str]:
-    """The shopper's own products, strongest first (asked for by id when ``item`` weighs anything)."""
-    profile = searcher.profile(live.meta.get("catalogue", ""), user) if user else None
-    if searcher.weights["w_item"] <= 0:
-        return []
-    items = (profile or {}).get("items") or {}
-    return sorted(items, key=lambda d: -items[d])
 
 
 @dataclass(frozen=True)
@@ -232,7 +229,7 @@ class Rerank(Stage):
 
 @dataclass(frozen=True)
 class Personalise(Stage):
-    """A known shopper's boosts: the stored Painless script over the candidates (``personalise.py``).
+    """A known shopper's boosts over the candidates, from the profile retrieval brought (``personalise.py``).
 
     No shopper, or one without a profile (cold start): the ranking stays as it is, never an error.
     """
@@ -241,18 +238,10 @@ class Personalise(Stage):
         if not s.req.user:
             return s
         s.answer.components["boost"] = {}
-        profile = s.searcher.profile(s.live.meta.get("catalogue", ""), s.req.user)
-        ranked = s.answer.ranked
-        if not profile or not ranked:
+        if not s.profile or not s.answer.ranked:
             return s
-        profile = comparable_profile(profile, s.live.meta.get("model_version"))
-        s.searcher.ensure_script()
-        fused = dict(ranked)
-        params = script_params(profile, fused, s.searcher.settings.personalise_max_boost, s.searcher.weights)
-        body, shown = personal_request(params, list(fused))
-        final = {h["_id"]: h["_score"] for h in s.searcher.hits(s.live.index, body)}
-        s.answer.ranked, s.answer.components["boost"] = apply_personal_scores(ranked, final)
-        s.answer.bodies.append(shown)
+        s.answer.ranked, s.answer.components["boost"] = personalise(
+            s.answer.ranked, s.answer.sources, s.profile, s.searcher.settings.personalise_max_boost, s.searcher.weights)
         return s
 
 

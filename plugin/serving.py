@@ -1,0 +1,46 @@
+"""The middleware's serving model: gunicorn's settings, from the settings table.
+
+``gunicorn -c python:shopsearch.plugin.serving 'shopsearch.plugin.app:create_app()'`` serves
+``proxy_workers`` processes of ``proxy_threads`` threads each (gthread: a thread waits on
+OpenSearch while another encodes), and gives each worker ``proxy_intra_threads`` intra-op threads
+for the encoder and re-ranker, so the workers do not oversubscribe the cores (the chosen values
+and the measurements that chose them: docs/ARCHITECTURE.md, "Serving model").
+"""
+
+from __future__ import annotations
+
+import os
+
+from shopsearch.settings import Settings, load_settings
+
+_settings = load_settings()
+
+bind = f"{_settings.proxy_host}:{_settings.proxy_port}"
+workers = _settings.proxy_workers
+threads = _settings.proxy_threads
+worker_class = "gthread"
+timeout = 120
+graceful_timeout = 30
+
+
+def intra_threads(settings: Settings, workers: int | None = None, cores: int | None = None) -> int:
+    """Intra-op threads per worker: ``proxy_intra_threads``, or the cores shared out among the
+    ``workers`` (default ``proxy_workers``; gunicorn's ``-w`` when given).
+
+    >>> from shopsearch.settings import load_settings
+    >>> intra_threads(load_settings({"SHOPSEARCH_PROXY_WORKERS": "2"}), cores=2)
+    1
+    >>> intra_threads(load_settings({}), workers=1, cores=2)
+    2
+    >>> intra_threads(load_settings({"SHOPSEARCH_PROXY_INTRA_THREADS": "3"}), cores=2)
+    3
+    """
+    if settings.proxy_intra_threads > 0:
+        return settings.proxy_intra_threads
+    return max(1, (cores or os.cpu_count() or 1) // max(1, workers or settings.proxy_workers))
+
+
+def post_fork(server, worker) -> None:
+    """In each worker, before the app loads: its share of intra-op threads."""
+    import torch  # why: heavy; the worker loads it with the encoder anyway, this only sizes its thread pool
+    torch.set_num_threads(intra_threads(_settings, server.cfg.workers))

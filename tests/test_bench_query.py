@@ -1,0 +1,38 @@
+"""``bench query``'s arithmetic: the ratios' keys and nulls, the Zipf replay's shape (pure; the
+benchmark itself prints figures, it is not a test)."""
+
+from collections import Counter
+
+from shopsearch.ops.bench_query import RATIOS, judged_counts, ratios, replay_shape, zipf_replay
+from shopsearch.settings import load_settings
+
+
+def phases(rerank):
+    many = {"direct_bm25": {"qps": 200.0}, "proxy_hybrid": {"qps": 100.0}, "proxy_hybrid_personalised": {"qps": 80.0},
+            "proxy_hybrid_rerank": rerank}
+    one = {"direct_bm25": {"p50_ms": 8.0}, "proxy_passthrough": {"p50_ms": 8.8}, "proxy_hybrid": {"p50_ms": 12.5}}
+    return {"no_repeat": many, "one_client": one}
+
+
+def test_the_ratios_are_exactly_the_issues_five_from_one_run():
+    found, skipped = ratios(phases({"qps": 60.0}))
+    assert tuple(found) == RATIOS
+    assert found == {"passthrough_p50_vs_direct": 1.1, "hybrid_qps_vs_direct": 0.5, "personalised_qps_vs_direct": 0.4,
+                     "rerank_qps_vs_hybrid": 0.6, "hybrid_p50_minus_direct_ms_1client": 4.5}
+    assert skipped == {}
+
+
+def test_a_skipped_mode_keeps_its_ratio_key_with_null_and_the_reason():
+    found, skipped = ratios(phases({"skipped": "no re-ranker for model m"}))
+    assert tuple(found) == RATIOS and found["rerank_qps_vs_hybrid"] is None
+    assert skipped == {"rerank_qps_vs_hybrid": "no re-ranker for model m"}
+
+
+def test_the_zipf_replay_repeats_a_head_of_real_queries():
+    counts = judged_counts(load_settings())
+    replay = zipf_replay(counts, 20_000)
+    shape = replay_shape(replay)
+    assert set(replay) <= set(counts) and len(counts) > 8000
+    assert 0.3 < shape["top100_share"] < 0.7 and shape["distinct"] < len(counts)
+    most = [q for q, _ in Counter(replay).most_common(20)]
+    assert sum(counts[q] for q in most) / 20 > sum(counts.values()) / len(counts)  # the head is the much-judged queries
