@@ -2,7 +2,7 @@
 
 ``gunicorn -c python:shopsearch.plugin.serving 'shopsearch.plugin.app:create_app()'`` serves
 ``proxy_workers`` processes of ``proxy_threads`` threads each (gthread: a thread waits on
-OpenSearch while another encodes), and gives each worker ``proxy_intra_threads`` intra-op threads
+OpenSearch while another encodes), and gives each worker ``inference_threads`` intra-op threads
 for the encoder and re-ranker, so the workers do not oversubscribe the cores (the chosen values
 and the measurements that chose them: docs/ARCHITECTURE.md, "Serving model").
 """
@@ -24,7 +24,7 @@ graceful_timeout = 30
 
 
 def intra_threads(settings: Settings, workers: int | None = None, cores: int | None = None) -> int:
-    """Intra-op threads per worker: ``proxy_intra_threads``, or the cores shared out among the
+    """Intra-op threads per worker: ``inference_threads``, or the cores shared out among the
     ``workers`` (default ``proxy_workers``; gunicorn's ``-w`` when given).
 
     >>> from shopsearch.settings import load_settings
@@ -32,15 +32,18 @@ def intra_threads(settings: Settings, workers: int | None = None, cores: int | N
     1
     >>> intra_threads(load_settings({}), workers=1, cores=2)
     2
-    >>> intra_threads(load_settings({"SHOPSEARCH_PROXY_INTRA_THREADS": "3"}), cores=2)
+    >>> intra_threads(load_settings({"SHOPSEARCH_INFERENCE_THREADS": "3"}), cores=2)
     3
     """
-    if settings.proxy_intra_threads > 0:
-        return settings.proxy_intra_threads
+    if settings.inference_threads > 0:
+        return settings.inference_threads
     return max(1, (cores or os.cpu_count() or 1) // max(1, workers or settings.proxy_workers))
 
 
 def post_fork(server, worker) -> None:
-    """In each worker, before the app loads: its share of intra-op threads."""
+    """In each worker, before the app loads: its share of intra-op threads, for torch and for the
+    ONNX Runtime sessions (which read ``inference_threads`` when the worker's app loads its settings)."""
+    share = intra_threads(_settings, server.cfg.workers)
+    os.environ["SHOPSEARCH_INFERENCE_THREADS"] = str(share)  # this worker's settings, read by create_app
     import torch  # why: heavy; the worker loads it with the encoder anyway, this only sizes its thread pool
-    torch.set_num_threads(intra_threads(_settings, server.cfg.workers))
+    torch.set_num_threads(share)

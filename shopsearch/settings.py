@@ -89,7 +89,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("lora_lr", 2e-4, "Learning rate of the LoRA adapters (replaces the trainers' full fine-tuning rate when lora_rank > 0)."),
     Setting("models_dir", "", "Registry of fine-tuned models (empty: <home>/models)."),
     Setting("inference_backend", "auto", "How the text encoder and the cross-encoder run: auto (ONNX Runtime on CPU, torch on CUDA), torch, or onnx (exported once per model version, cached beside it in the registry)."),
-    Setting("inference_threads", 0, "Intra-op threads of each process's encoder and cross-encoder (ONNX Runtime session, or torch's pool); 0: the library's default (all cores)."),
+    Setting("inference_threads", 0, "Intra-op threads of each process's encoder and cross-encoder (ONNX Runtime session, or torch's pool); 0: in the proxy, the cores shared out among its workers (plugin/serving.py); elsewhere the library's default (all cores)."),
     Setting("onnx_variant", "fp32", "ONNX variant of the query encoder: fp32, or int8 (dynamic quantisation), which serves only where its gate (shopsearch models onnx --variant int8) passed; documents are always encoded fp32."),
     # query path
     Setting("fusion", "minmax", "Default fusion of BM25 and k-NN: minmax (weighted min-max) or rrf (reciprocal rank)."),
@@ -130,7 +130,6 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("proxy_port", 8000, "Port the middleware listens on."),
     Setting("proxy_workers", 2, "gunicorn worker processes of the middleware (plugin/serving.py; chosen by bench query, see ARCHITECTURE)."),
     Setting("proxy_threads", 8, "Threads per gunicorn worker (gthread): requests a worker serves at once while others wait on OpenSearch."),
-    Setting("proxy_intra_threads", 0, "Intra-op threads of the query encoder and re-ranker in each proxy worker (torch.set_num_threads); 0: CPU cores / proxy_workers, at least 1."),
     Setting("admin_token", "", "Token required by /admin routes and by pass-through requests off the allow-list (at least 16 characters). Empty: the install's own, from <home>/secrets.toml; the proxy refuses to start without one."),
     Setting("max_body_bytes", 10 * 1024 * 1024, "Largest request body the middleware accepts, in bytes (larger: 413); 0 means no limit. Bulk clients must send chunks below it."),
     Setting("passthrough_allow", "GET,HEAD /; GET /_cluster/health; GET /_cluster/health/{index}; GET /_cat; GET /_cat/*; GET /_cat/*/*; HEAD /{index}; GET,POST /{index}/_search; GET,POST /_msearch; GET,POST /{index}/_msearch; GET,POST /{index}/_count; GET,POST /_mget; GET,POST /{index}/_mget; GET,HEAD /{index}/_doc/{id}; GET,POST /{index}/_explain/{id}; GET,POST /{index}/_field_caps; GET,POST /{index}/_validate/query", "What the pass-through forwards without a credential: ';'-separated 'METHODS /pattern' rules; segments are literals, * (any one), {id} and {index} (a catalogue alias or an index matching passthrough_indices; never a pattern, a list, a system index or the project's own). Anything else needs the admin token (or, with passthrough_forward_auth, the caller's own cluster credentials)."),

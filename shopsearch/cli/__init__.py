@@ -227,7 +227,7 @@ def bench_ingest_cmd(settings: Settings, catalogue: str, limit: int | None, keep
 @click.option("--zipf/--no-zipf", default=True, show_default=True, help="Also replay queries with Zipf frequencies (hybrid, personalised).")
 @click.option("--proxy-workers", type=int, help="gunicorn workers of the proxy under test (default: proxy_workers).")
 @click.option("--proxy-threads", type=int, help="Threads per worker (default: proxy_threads).")
-@click.option("--intra-threads", type=int, help="Intra-op threads per worker (default: proxy_intra_threads).")
+@click.option("--intra-threads", type=int, help="Intra-op threads per worker (default: inference_threads).")
 @click.option("--json", "json_file", type=click.Path(dir_okay=False))
 @pass_settings
 @fail_cleanly

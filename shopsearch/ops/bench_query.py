@@ -247,7 +247,7 @@ def start_proxy(settings: Settings, port: int, workers: int | None, threads: int
                 intra_threads: int | None) -> subprocess.Popen:
     """gunicorn with the serving config (``plugin/serving.py``); the arguments override its settings."""
     overrides = {"SHOPSEARCH_PROXY_HOST": "127.0.0.1", "SHOPSEARCH_PROXY_PORT": str(port)}
-    for name, value in (("PROXY_WORKERS", workers), ("PROXY_THREADS", threads), ("PROXY_INTRA_THREADS", intra_threads)):
+    for name, value in (("PROXY_WORKERS", workers), ("PROXY_THREADS", threads), ("INFERENCE_THREADS", intra_threads)):
         if value is not None:
             overrides[f"SHOPSEARCH_{name}"] = str(value)
     log = open(settings.home_path / "bench-proxy.log", "ab")
