@@ -33,7 +33,7 @@ def buy_again(orders: dict, aisle_of: dict[str, str], counts: dict[str, float], 
     >>> from shopsearch.ops.eval_personalisation import Order
     >>> o = {"u": [Order("1", 1, 0, ("a", "b", "a2")), Order("2", 2, 1, ("b",)), Order("3", 3, 1, ("a",))]}
     >>> buy_again(o, {"a": "x", "b": "x", "a2": "x"}, {"a2": 9.0}, [("u", "a", "x")])
-    [(['b', 'a', 'a2'], 'a')]
+    [(['b', 'a2', 'a'], 'a')]
     """
     in_aisle: dict[str, list[str]] = defaultdict(list)
     for product, aisle in aisle_of.items():

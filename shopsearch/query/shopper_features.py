@@ -62,10 +62,13 @@ FEATURES = (
 )
 
 
+def _parse(when: str) -> datetime:
+    found = datetime.fromisoformat(when.replace("Z", "+00:00"))
+    return found.replace(tzinfo=timezone.utc) if found.tzinfo is None else found
+
+
 def _days(later: datetime, earlier: str) -> float:
-    when = datetime.fromisoformat(earlier.replace("Z", "+00:00"))
-    when = when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when
-    return (later - when).total_seconds() / 86400.0
+    return (later - _parse(earlier)).total_seconds() / 86400.0
 
 
 def _ratio(a: float, b: float) -> float:
@@ -88,11 +91,6 @@ def _item_features(item: dict | None, orders: int, lines: int, now: datetime) ->
     return [n, since_orders, n / (orders - item["first"] + 1), interval_orders, _ratio(since_orders, interval_orders),
             since_days, interval_days, _ratio(since_days, interval_days), n / orders if orders else NAN, cart,
             _ratio(cart, basket), min(gap, 24 - gap), item["dow"][now.weekday()] / n]
-
-
-def _parse(when: str) -> datetime:
-    found = datetime.fromisoformat(when.replace("Z", "+00:00"))
-    return found.replace(tzinfo=timezone.utc) if found.tzinfo is None else found
 
 
 def user_features(purchases: dict, now: datetime) -> list[float]:
