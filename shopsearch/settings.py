@@ -100,6 +100,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("rrf_k", 60, "The k constant of reciprocal rank fusion."),
     Setting("personalise_max_boost", 2.0, "Upper bound of the personalisation boost added to a fused score (fused scores lie in [0, 1]; above 1 the shopper's own history may outrank anything, as buy-again should in a grocery shop)."),
     Setting("personalise_weights", "category=0.3,brand=0.2,item=2.0,price=0.1", "Weights of the profile features in the personalisation boost: category and brand affinity, the shopper's own items (buy again), price band. A weight of 0 switches a feature off (item=0 also stops asking for the shopper's own products)."),
+    Setting("personalise_ranker", False, "Rank a known shopper's candidates by the catalogue's learned shopper ranker (LightGBM LambdaMART over user x item purchase features, <models_dir>/shopper-ranker/<catalogue>/, trained by shopsearch eval personalisation) instead of the personalisation script; without a trained model or purchase statistics the script still runs."),
+    Setting("shopper_ranker_orders", 5, "How many earlier orders of each shopper the shopper ranker trains on (the last order before the evaluated one, the one before it ...); the evaluated order itself never."),
     Setting("browse_text_weight", 0.1, "When a query names a category and nothing else (browse), the weight of text relevance against popularity in ranking that category's products."),
     Setting("max_result_depth", 1000, "Deepest result a shopper may page to: (page + 1) * size must not exceed it (deeper: 400). Bounds the work of one search."),
     Setting("rerank_model", "", "Cross-encoder of strategy hybrid-rerank: a directory (empty: the cross-encoder trained with the live index's model, in the registry)."),

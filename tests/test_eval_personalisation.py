@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import uuid
 from datetime import datetime, timezone
 
@@ -17,6 +18,8 @@ from click.testing import CliRunner
 
 from shopsearch.ingest.normalise import apply_scale, fit_popularity_scale
 from shopsearch.ops.eval_personalisation import load_orders, replay_events, run, score, shopper_id, targets
+from shopsearch.ops.middleware_client import middleware
+from shopsearch.query.shopper_rank import model_dir
 
 from .conftest import DATA
 
@@ -37,11 +40,12 @@ def _write(path, fieldnames, rows):
 
 
 @pytest.fixture(scope="module")
-def shop(client):
-    """One catalogue for this module (ingested once by the first run); deleted afterwards."""
+def shop(client, settings):
+    """One catalogue for this module (ingested once by the first run); deleted afterwards, its shopper ranker too."""
     name = f"test_ic_{uuid.uuid4().hex[:8]}"
     yield name
     client.indices.delete(index=f"{name}-v*", ignore_unavailable=True, allow_no_indices=True)
+    shutil.rmtree(model_dir(settings, name), ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -92,22 +96,49 @@ def test_the_best_sellers_are_not_clipped_into_a_tie():
     assert apply_scale(5000, scale) < apply_scale(9000, scale) == 1.0
 
 
-def test_personalised_search_beats_popularity_on_real_histories(slice_dir, services, settings, client, shop):
-    catalogue = shop
-    doc = run(settings, slice_dir / "order_lines.tsv", catalogue)
+@pytest.fixture(scope="module")
+def evaluated(slice_dir, services, settings, shop):
+    """The whole protocol run once on the slice, the learned shopper ranker included."""
+    return run(settings, slice_dir / "order_lines.tsv", shop)
+
+
+def test_personalised_search_beats_popularity_on_real_histories(evaluated, slice_dir, settings, client, shop):
+    doc = evaluated
     orders = load_orders(slice_dir / "order_lines.tsv")
     assert doc["users"] == 4
     assert doc["targets"] == sum(len(h[-1].products) for h in orders.values())
-    assert set(doc["unpersonalised"]) == set(doc["personalised"]) == {"mrr", "hit@10"}
+    assert set(doc["unpersonalised"]) == set(doc["personalised"]) == set(doc["learned"]) == {"mrr", "hit@10"}
     assert doc["personalised"]["mrr"] > doc["unpersonalised"]["mrr"] > 0
     assert doc["ratio_mrr"] == pytest.approx(doc["personalised"]["mrr"] / doc["unpersonalised"]["mrr"], abs=1e-3)
 
     # a second run stores no event twice: same events, same profiles, same figures
-    again = run(settings, slice_dir / "order_lines.tsv", catalogue)
+    again = run(settings, slice_dir / "order_lines.tsv", shop, learned=False)
     assert again["personalised"] == doc["personalised"] and again["unpersonalised"] == doc["unpersonalised"]
     client.indices.refresh(index=settings.ubi_events_index)
-    stored = client.count(index=settings.ubi_events_index, body={"query": {"term": {"catalogue": catalogue}}})["count"]
+    stored = client.count(index=settings.ubi_events_index, body={"query": {"term": {"catalogue": shop}}})["count"]
     assert stored == doc["events_replayed"]
+
+
+def test_the_learned_ranker_beats_popularity_and_is_stored_with_its_card(evaluated, settings, shop):
+    doc = evaluated
+    assert doc["learned"]["mrr"] > doc["unpersonalised"]["mrr"]
+    assert doc["buy_again"]["mrr"] > doc["unpersonalised"]["mrr"]
+    card = json.loads((model_dir(settings, shop) / "card.json").read_text())
+    assert card["training"]["groups"] > 0 and card["training"]["users"] <= 4
+    assert doc["shopper_ranker"]["path"] == str(model_dir(settings, shop))
+
+
+def test_the_learned_ranker_serves_a_shoppers_usual_product_first(evaluated, settings, shop):
+    # shopper 1 bought product 196 (Soda, aisle "soft drinks") in every order
+    mw = middleware(settings.replace(personalise_ranker=True))
+    try:
+        body = mw.get(f"/shop/{shop}/search", {"q": "soft drinks", "user": shopper_id("1"), "size": 5, "explain": "true"})
+        plain = mw.get(f"/shop/{shop}/search", {"q": "soft drinks", "size": 5})
+    finally:
+        mw.close()
+    assert body["hits"][0]["id"] == "196"
+    assert "ShopperRank(shopper-ranker" in body["explain"]["pipeline"]
+    assert [h["id"] for h in plain["hits"]] != [h["id"] for h in body["hits"]]
 
 
 def test_the_command_writes_the_json_of_the_issue(slice_dir, services, settings, shop, tmp_path):
@@ -115,8 +146,9 @@ def test_the_command_writes_the_json_of_the_issue(slice_dir, services, settings,
     from shopsearch.cli import main
     out = tmp_path / "p.json"
     result = CliRunner().invoke(main, ["eval", "personalisation", "--orders", str(slice_dir / "order_lines.tsv"),
-                                       "--catalogue", catalogue, "--limit-users", "2", "--json", str(out)])
+                                       "--catalogue", catalogue, "--limit-users", "2", "--no-learned",
+                                       "--json", str(out)])
     assert result.exit_code == 0, result.output
     doc = json.loads(out.read_text())
     assert {"users", "targets", "unpersonalised", "personalised", "ratio_mrr"} <= set(doc)
-    assert doc["users"] == 2 and "| personalised |" in result.output
+    assert doc["users"] == 2 and "| personalised (script) |" in result.output and "learned" not in doc

@@ -115,12 +115,14 @@ def eval_split(judgments: str, valid_fraction: float, seed: int, out_dir: str) -
 @click.option("--catalogue", default="instacart", show_default=True)
 @click.option("--limit-users", type=int, help="The first N shoppers only (a quick run).")
 @click.option("--ablation", is_flag=True, help="Also score with each profile feature switched off.")
+@click.option("--learned/--no-learned", default=True, show_default=True,
+              help="Also train the shopper ranker on the orders before each shopper's last and score it.")
 @click.option("--proxy", help="Send events and searches to a running proxy (URL) instead of the in-process middleware.")
 @click.option("--json", "json_file", type=click.Path(dir_okay=False))
 @click.pass_obj
 @fail_cleanly
 def eval_personalisation(settings: Settings, orders_file: str, catalogue: str, limit_users: int | None, ablation: bool,
-                         proxy: str | None, json_file: str | None) -> None:
+                         learned: bool, proxy: str | None, json_file: str | None) -> None:
     """Replay real order histories as purchase events and score personalised search on the last orders."""
     bars: dict[str, tqdm] = {}
 
@@ -129,17 +131,23 @@ def eval_personalisation(settings: Settings, orders_file: str, catalogue: str, l
         bar.update(done - bar.n)
     try:
         doc = run(settings, orders_file, catalogue, proxy=proxy, limit_users=limit_users, ablation=ablation,
-                  progress=progress)
+                  learned=learned, progress=progress)
     finally:
         for bar in bars.values():
             bar.close()
     click.echo(f"users {doc['users']}, targets {doc['targets']}")
     click.echo("| ranking | MRR | HitRate@10 |\n|---|---|---|")
-    rows = [("unpersonalised", doc["unpersonalised"]), ("personalised", doc["personalised"])]
+    rows = [("unpersonalised", doc["unpersonalised"])]
+    rows += [("reference: buy again (own count, then popularity)", doc["buy_again"])] if "buy_again" in doc else []
+    rows += [("personalised (script)", doc["personalised"])]
+    rows += [("personalised (learned shopper ranker)", doc["learned"])] if "learned" in doc else []
     rows += list(doc.get("ablation", {}).items())
     for name, m in rows:
         click.echo(f"| {name} | {m['mrr']:.4f} | {m['hit@10']:.4f} |")
     click.echo(f"personalised / unpersonalised MRR: {doc['ratio_mrr']}")
+    if "learned" in doc:
+        click.echo(f"learned / unpersonalised MRR: {doc['ratio_mrr_learned']}; shopper ranker in "
+                   f"{doc['shopper_ranker']['path']}")
     if json_file:
         Path(json_file).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
 

@@ -2,8 +2,10 @@
 
 Incremental: only shoppers with events after ``since`` are touched, and each profile is updated
 from its previous statistics plus the events newer than it (``profile_build.build_profile``).
-Item features (fused vector, category, brand, price band) come from the catalogue's live index,
-so a profile vector lives in the same space as the documents it is compared with.
+Item features (fused vector, category, brand, price band, title) come from the catalogue's live
+index, so a profile vector lives in the same space as the documents it is compared with. Beside
+the decayed statistics, each profile keeps the shopper's per-item purchase statistics
+(``purchases``, ``profile_purchases.build_purchases``), which the learned shopper ranker reads.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from shopsearch.index.ubi import user_events
 from shopsearch.index.versions import live_index
 from shopsearch.learn.events import ACTION_WEIGHTS
 from shopsearch.learn.profile_build import build_profile, decay_weight
+from shopsearch.learn.profile_purchases import build_purchases
 from shopsearch.settings import Settings
 
 ITEMS_KEPT = 500
@@ -57,13 +60,14 @@ def recent_catalogues(client: OpenSearch, settings: Settings, since: str) -> lis
 
 
 def item_features(client: OpenSearch, index: str, ids: list[str]) -> dict[str, dict]:
-    """What a profile takes from each item of ``index``: fused vector, category, brand, ``price_norm``."""
+    """What a profile takes from each item of ``index``: fused vector, category, brand, ``price_norm``, title."""
     if not ids:
         return {}
     docs = client.mget(index=index, body={"ids": sorted(set(ids))},
-                       _source_includes=["fused_vector", "category", "brand", "price_norm"])["docs"]
+                       _source_includes=["fused_vector", "category", "brand", "price_norm", "title"])["docs"]
     return {d["_id"]: {"vector": d["_source"].get("fused_vector"), "category": d["_source"].get("category"),
-                       "brand": d["_source"].get("brand"), "price_norm": d["_source"].get("price_norm")}
+                       "brand": d["_source"].get("brand"), "price_norm": d["_source"].get("price_norm"),
+                       "title": d["_source"].get("title")}
             for d in docs if d.get("found")}
 
 
@@ -93,8 +97,8 @@ def update_profiles(client: OpenSearch, settings: Settings, catalogue: str, user
     updated = 0
     for who in users:
         previous = get_profile(client, settings, catalogue, who)
-        if previous and previous.get("model_version") != model_version:
-            previous = None  # vectors of another model: rebuild from all events
+        if previous and (previous.get("model_version") != model_version or "purchases" not in previous):
+            previous = None  # vectors of another model, or no purchase statistics yet: rebuild from all events
         events = user_events(client, settings, who, catalogue, since=previous["updated_at"] if previous else None)
         if not events:
             continue
@@ -104,6 +108,8 @@ def update_profiles(client: OpenSearch, settings: Settings, catalogue: str, user
         top = max(affinities.values(), default=0.0) or 1.0
         profile["stats"]["items"] = affinities
         profile["items"] = {k: round(ITEM_FLOOR + (1 - ITEM_FLOOR) * v / top, 6) for k, v in affinities.items()}
+        profile["purchases"] = build_purchases(events, items, (previous or {}).get("purchases"),
+                                               since=previous["updated_at"] if previous else None)
         profile["model_version"] = model_version
         put_profile(client, settings, catalogue, who, profile, pseudonymous=True)
         updated += 1

@@ -12,7 +12,10 @@ Protocol (issue #6), every step through the production path:
    (``shopsearch.profiles.update``) are built by the real Celery tasks;
 4. for each product of the last order, the shopper search is asked for the product's aisle
    name (a browse query), once without and once with the shopper; the product's rank in the
-   top 100 gives the reciprocal rank (0 past 100) and HitRate@10.
+   top 100 gives the reciprocal rank (0 past 100) and HitRate@10;
+5. (``learned``) the buy-again reference is scored, the shopper ranker is trained on the orders
+   before each shopper's last one (``eval_shopper_ranker.py``; the last order is never seen) and
+   the personalised searches run again with ``personalise_ranker`` on.
 
 Searches go through the middleware's own routes (an in-process Flask client of
 ``plugin.app.create_app``, or ``--proxy URL`` for a running proxy); identical requests share one
@@ -37,9 +40,11 @@ from shopsearch.errors import InputError
 from shopsearch.index.profiles import profile_id
 from shopsearch.index.versions import live_index
 from shopsearch.learn.events import format_timestamp
+from shopsearch.ops.eval_shopper_ranker import buy_again, index_counts, train_on_earlier_orders
 from shopsearch.ops.middleware_client import middleware
 from shopsearch.privacy import pseudonym
 from shopsearch.query.personalise import FEATURES
+from shopsearch.query.shopper_rank import model_dir
 from shopsearch.settings import Settings
 from shopsearch.workers.app import make_app
 from shopsearch.workers.dispatch import run_ingest
@@ -53,7 +58,8 @@ class Order:
     order_id: str
     number: int
     days_since_prior: float
-    products: tuple[str, ...]
+    products: tuple[str, ...]          # in add-to-cart order
+    reordered: tuple[int, ...] = ()    # Instacart's flag per product: bought by this shopper before
 
 
 def load_orders(path: str | Path, limit_users: int | None = None) -> dict[str, list[Order]]:
@@ -63,10 +69,10 @@ def load_orders(path: str | Path, limit_users: int | None = None) -> dict[str, l
         for row in csv.DictReader(f, delimiter="\t"):
             order = lines[row["user_id"]].setdefault(row["order_id"], [int(row["order_number"]),
                                                                       float(row["days_since_prior_order"] or 0), []])
-            order[2].append((int(row["add_to_cart_order"]), row["product_id"]))
+            order[2].append((int(row["add_to_cart_order"]), row["product_id"], int(row["reordered"] or 0)))
     users = sorted(lines, key=lambda u: int(u) if u.isdigit() else u)[:limit_users]
-    return {u: sorted((Order(oid, n, d, tuple(p for _, p in sorted(ps))) for oid, (n, d, ps) in lines[u].items()),
-                      key=lambda o: o.number)
+    return {u: sorted((Order(oid, n, d, tuple(p for _, p, _ in sorted(ps)), tuple(r for _, _, r in sorted(ps)))
+                       for oid, (n, d, ps) in lines[u].items()), key=lambda o: o.number)
             for u in users}
 
 
@@ -81,18 +87,28 @@ def replay_events(user: str, orders: list[Order], catalogue: str, last_at: datet
     >>> [(e["object_id"], e["timestamp"][:10]) for e in replay_events("9", o, "ic", datetime(2024, 1, 31))]
     [('a', '2024-01-21'), ('b', '2024-01-28')]
     """
+    return [e for order in order_history(user, orders, catalogue, last_at)[:-1] for e in order]
+
+
+def order_history(user: str, orders: list[Order], catalogue: str, last_at: datetime) -> list[list[dict]]:
+    """Every order's purchase events (the last order's too), timed so the last order falls at ``last_at`` (pure)."""
     last_at = last_at.replace(tzinfo=timezone.utc) if last_at.tzinfo is None else last_at
-    events, days_before = [], 0.0
-    when = {}
+    when, days_before = {}, 0.0
     for order in reversed(orders):
         when[order.order_id] = last_at - timedelta(days=days_before)
         days_before += order.days_since_prior
-    for order in orders[:-1]:
-        for product in order.products:
-            events.append({"event_id": f"{catalogue}-{order.order_id}-{product}", "user_id": shopper_id(user),
-                           "action_name": "purchase", "object_id": product, "catalogue": catalogue,
-                           "timestamp": format_timestamp(when[order.order_id])})
-    return events
+    return [order_events(user, order, catalogue, when[order.order_id]) for order in orders]
+
+
+def order_events(user: str, order: Order, catalogue: str, when: datetime) -> list[dict]:
+    """One order's purchase events; its order id, number, cart positions and reorder flags as event attributes."""
+    flags = order.reordered or (None,) * len(order.products)
+    return [{"event_id": f"{catalogue}-{order.order_id}-{product}", "user_id": shopper_id(user),
+             "action_name": "purchase", "object_id": product, "catalogue": catalogue,
+             "timestamp": format_timestamp(when),
+             "event_attributes": {"order_id": order.order_id, "order_number": order.number, "cart_position": position,
+                                  **({"reordered": flag} if flag is not None else {})}}
+            for position, (product, flag) in enumerate(zip(order.products, flags), 1)]
 
 
 def reciprocal_rank(ranked: list[str], target: str, depth: int = DEPTH) -> float:
@@ -158,10 +174,9 @@ def _ensure_catalogue(settings: Settings, client, catalogue: str, data_dir: Path
             raise RuntimeError(f"ingest of {catalogue} incomplete: {summary.as_dict()}")
 
 
-def _replay(mw, orders: dict, catalogue: str, progress) -> int:
+def _replay(mw, orders: dict, catalogue: str, last_at: datetime, progress) -> int:
     """Every order line as a purchase event through ``POST /events``; returns how many were sent."""
     replayed, batch = 0, []
-    last_at = datetime.now(timezone.utc).replace(microsecond=0)
     for n, (user, history) in enumerate(orders.items(), 1):
         batch += replay_events(user, history, catalogue, last_at)
         while len(batch) >= EVENT_BATCH:
@@ -220,8 +235,35 @@ def _ablation(settings: Settings, catalogue: str, wanted, progress) -> dict:
     return out
 
 
+def _learned(settings: Settings, client, catalogue: str, orders: dict, data_dir: Path, last_at: datetime,
+             wanted, progress) -> tuple[dict, dict, dict]:
+    """``(buy-again reference, learned shopper ranker's scores, its card)``: trained on the orders
+    before each shopper's last, then the personalised searches again with ``personalise_ranker`` on."""
+    aisle_of = aisle_names(data_dir)
+    counts, _ = index_counts(client, settings, catalogue)
+    reference = score(buy_again(orders, aisle_of, counts, wanted))
+    histories = {u: order_history(u, h, catalogue, last_at)[:-1] for u, h in orders.items() if len(h) > 2}
+    card = train_on_earlier_orders(settings, client, catalogue, histories, aisle_of, product_titles(data_dir))
+    learned_mw = middleware(settings.replace(personalise_ranker=True))
+    try:
+        learned = _personalised(learned_mw, catalogue, wanted, progress, "learned")
+    finally:
+        learned_mw.close()
+    return reference, learned, card
+
+
+def product_titles(data_dir: Path) -> dict[str, str]:
+    """product id -> product name, from ``products.tsv``."""
+    with open(data_dir / "products.tsv", newline="", encoding="utf-8") as f:
+        return {r["product_id"]: r["product_name"] for r in csv.DictReader(f, delimiter="\t")}
+
+
+def _ratio(a: dict, b: dict) -> float | None:
+    return round(a["mrr"] / b["mrr"], 3) if b["mrr"] else None
+
+
 def run(settings: Settings, orders_path: str | Path, catalogue: str = "instacart", proxy: str | None = None,
-        limit_users: int | None = None, ablation: bool = False,
+        limit_users: int | None = None, ablation: bool = False, learned: bool = True,
         progress: Callable[[str, int, int], None] | None = None) -> dict:
     """The benchmark (see the module docstring); returns the JSON document of the issue, plus details."""
     if ablation and proxy:
@@ -235,10 +277,11 @@ def run(settings: Settings, orders_path: str | Path, catalogue: str = "instacart
 
     orders = load_orders(orders_path, limit_users)
     wanted = targets(orders, aisle_names(data_dir))
+    last_at = datetime.now(timezone.utc).replace(microsecond=0)
     mw = middleware(settings, proxy)
     try:
         clock = time.perf_counter()
-        replayed = _replay(mw, orders, catalogue, progress)
+        replayed = _replay(mw, orders, catalogue, last_at, progress)
         timings["replay_s"] = round(time.perf_counter() - clock, 1)
         clock = time.perf_counter()
         profiled = _build_profiles(settings, client, catalogue, orders)
@@ -251,13 +294,20 @@ def run(settings: Settings, orders_path: str | Path, catalogue: str = "instacart
         mw.close()
 
     doc = {"users": len(orders), "targets": len(wanted), "unpersonalised": unpersonalised,
-           "personalised": personalised,
-           "ratio_mrr": round(personalised["mrr"] / unpersonalised["mrr"], 3) if unpersonalised["mrr"] else None,
+           "personalised": personalised, "ratio_mrr": _ratio(personalised, unpersonalised),
            "events_replayed": replayed, "profiles_updated": profiled.get("profiles_updated"),
            "settings": {k: getattr(settings, k) for k in ("personalise_weights", "personalise_max_boost",
                                                           "browse_text_weight", "popularity_weight",
-                                                          "profile_half_life_days", "text_model")},
+                                                          "profile_half_life_days", "text_model",
+                                                          "shopper_ranker_orders")},
            "timings": timings}
+    if learned:  # in process: the learned searches need personalise_ranker on in the middleware
+        clock = time.perf_counter()
+        doc["buy_again"], doc["learned"], card = _learned(settings, client, catalogue, orders, data_dir, last_at,
+                                                          wanted, progress)
+        doc["ratio_mrr_learned"] = _ratio(doc["learned"], unpersonalised)
+        doc["shopper_ranker"] = {"path": str(model_dir(settings, catalogue)), **card}
+        timings["learned_s"] = round(time.perf_counter() - clock, 1)
     if ablation:  # in process only (checked at the start): a running proxy has its own settings
         doc["ablation"] = _ablation(settings, catalogue, wanted, progress)
     return doc

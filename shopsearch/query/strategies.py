@@ -15,6 +15,7 @@ hybrid-rerank: Retrieve(bm25, knn if vector_weight > 0) >> MinMax(vector_weight)
 from __future__ import annotations
 
 from shopsearch.errors import SearchError
+from shopsearch.query.shopper_rank import ShopperRank
 from shopsearch.query.stages import (RRF, Boosts, BrowseBlend, Cut, Dense, MinMax, Personalise, Pipeline, PlainBM25,
                                      Rerank, Retrieve)
 from shopsearch.settings import Settings
@@ -37,13 +38,19 @@ def pipeline(name: str, settings: Settings) -> Pipeline:
     """The pipeline that answers strategy ``name`` under ``settings``.
 
     The ``fusion`` setting chooses the default fusion: with ``rrf``, ``hybrid`` and
-    ``hybrid-rerank`` fuse by RRF instead of min-max (``hybrid-rrf`` always does).
+    ``hybrid-rerank`` fuse by RRF instead of min-max (``hybrid-rrf`` always does). With
+    ``personalise_ranker`` on, the learned shopper ranker takes the place of ``Personalise``
+    (which stays its fallback).
 
     >>> from shopsearch.settings import load_settings
     >>> str(pipeline("hybrid", load_settings({}).replace(fusion="rrf"))).split(" >> ")[1]
     'RRF(vector_weight, rrf_k)'
+    >>> str(pipeline("hybrid", load_settings({}).replace(personalise_ranker=True))).split(" >> ")[-1]
+    'ShopperRank(shopper-ranker, fallback=Personalise())'
     """
     if name not in PIPELINES:
         raise SearchError(f"unknown strategy {name!r}; one of {', '.join(STRATEGIES)}", field="strategy")
     found = PIPELINES[name]
-    return found.replace(MinMax, RRF()) if settings.fusion == "rrf" else found
+    if settings.fusion == "rrf":
+        found = found.replace(MinMax, RRF())
+    return found.replace(Personalise, ShopperRank()) if settings.personalise_ranker else found
