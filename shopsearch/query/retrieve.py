@@ -39,6 +39,7 @@ class Retrieved:
     browse: str | None = None          # the category a browse query shows
     popular: list = field(default_factory=list)   # browse: the category's most popular products
     personal: list = field(default_factory=list)  # the shopper's own products that answer the query
+    matched: dict = field(default_factory=dict)   # with ``named``: BM25 hit id -> names of the feature clauses it matched
 
 
 class Retriever:
@@ -63,12 +64,13 @@ class Retriever:
         return vector, False
 
     def retrieve(self, live: Live, q: str, depth: int, filters: list[dict], want_vector: bool = True,
-                 personal_ids: list[str] = ()) -> Retrieved:
+                 personal_ids: list[str] = (), named: bool = False) -> Retrieved:
         """The candidates of one query: BM25 and k-NN (and browse / personal lists) in one ``_msearch``.
 
         A browse query (a category name and nothing else) is limited to that category and also
         asks for its most popular products; a shopper's own products that answer the query are
-        asked for by id (``personal_ids``), so "buy again" can lift them.
+        asked for by id (``personal_ids``), so "buy again" can lift them. ``named``: the BM25
+        request also reports which feature clauses each hit matches (``build.feature_clauses``).
         """
         rewritten = rewrite_query(q)
         understood = understand(rewritten, live.facets)
@@ -82,9 +84,9 @@ class Retriever:
         got = Retrieved(applied=list(understood.applied) + (["sku: lexical only"] if understood.sku else []),
                         text=rewritten, browse=understood.browse)
         vector = self._vector(live, text, got) if want_vector and not understood.sku else None
-        named = self._requests(understood, text, depth, filters, boosts, vector, list(personal_ids))
-        got.bodies = list(named.values())
-        self._run(live, named, got)
+        requests = self._requests(understood, text, depth, filters, boosts, vector, list(personal_ids), named)
+        got.bodies = list(requests.values())
+        self._run(live, requests, got)
         return got
 
     def _vector(self, live: Live, text: str, got: Retrieved) -> list[float] | None:
@@ -100,9 +102,9 @@ class Retriever:
 
     @staticmethod
     def _requests(understood: Understood, text: str, depth: int, filters: list[dict], boosts: list[dict],
-                  vector: list[float] | None, personal_ids: list[str]) -> dict[str, dict]:
+                  vector: list[float] | None, personal_ids: list[str], features: bool = False) -> dict[str, dict]:
         """The named request bodies of one search, in ``_msearch`` order."""
-        named = {"bm25": bm25_body(text, depth, filters, boosts)}
+        named = {"bm25": bm25_body(text, depth, filters, boosts, named=features)}
         if vector is not None:
             named["knn"] = knn_body(vector, depth, depth, filters)
         if understood.browse:
@@ -130,3 +132,4 @@ class Retriever:
         got.bm25, got.knn = ([(h["_id"], h["_score"]) for h in hits.get(name, [])] for name in ("bm25", "knn"))
         got.popular = [(h["_id"], float(h["_source"].get("popularity_norm") or 0.0)) for h in hits.get("popular", [])]
         got.personal = [(h["_id"], h["_score"]) for h in hits.get("personal", [])]
+        got.matched = {h["_id"]: h["matched_queries"] for h in hits.get("bm25", []) if h.get("matched_queries")}
