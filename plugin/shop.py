@@ -60,4 +60,5 @@ def search(catalogue: str):
     req = parse_search_request(args)
     g.strategy = req.strategy
     result = searcher().search(catalogue, req)
+    g.strategy = result["strategy"]  # a request without one gets the catalogue's default
     return jsonify({**result, "query_id": record_search(catalogue, req.user, result)})

@@ -37,7 +37,7 @@ class StandIn:
         self.asked: dict = {}
         self.sent: list = []
 
-    def retrieve(self, live, q, depth, filters, want_vector=True, personal_ids=()):
+    def retrieve(self, live, q, depth, filters, want_vector=True, personal_ids=(), named=False):
         self.asked = {"q": q, "depth": depth, "filters": filters, "want_vector": want_vector, "personal_ids": personal_ids}
         return self.got
 
@@ -74,7 +74,7 @@ KNN = [("b", 0.9), ("d", 0.5)]
 # --- the registry ---------------------------------------------------------------------------------
 
 def test_the_registry_names_every_strategy():
-    assert STRATEGIES == tuple(PIPELINES) == ("bm25", "dense", "hybrid", "hybrid-rrf", "hybrid-rerank")
+    assert STRATEGIES == tuple(PIPELINES) == ("bm25", "dense", "hybrid", "hybrid-rrf", "hybrid-rerank", "learned")
     assert strategies.STRATEGIES is STRATEGIES
 
 

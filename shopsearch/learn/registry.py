@@ -4,7 +4,12 @@ Layout (``models_dir`` is the ``models_dir`` setting, or ``<home>/models``)::
 
     <models_dir>/<version>/bi-encoder/      sentence-transformers model (what the index is encoded with)
     <models_dir>/<version>/cross-encoder/   optional re-ranker (sentence_transformers.CrossEncoder)
+    <models_dir>/<version>/ranker/          optional learned ranker: model.txt (LightGBM), card.json (model card)
     <models_dir>/<version>/model.json       metadata
+
+A version holds at least one part: a fine-tuning run registers a bi-encoder (and cross-encoder),
+``shopsearch train`` a ranker alone or with encoders. Only ``model.txt`` of the ranker is hashed:
+its card gains the gate's figures after registration.
 
 ``model.json`` lives outside the weight directories, so recording a metric or a gate decision
 never changes the files the encoder fingerprints (``encoders.text.fingerprint``), and the sha256 of
@@ -37,7 +42,8 @@ from shopsearch.errors import RegistryError
 from shopsearch.files import locked, read_json, write_json_atomic
 
 STATUSES = ("candidate", "promoted", "rejected", "retired")
-PARTS = ("bi-encoder", "cross-encoder")
+PARTS = ("bi-encoder", "cross-encoder", "ranker")
+UNHASHED = ("ranker/card.json",)  # written after registration (the gate's figures); describes, never serves
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -148,17 +154,14 @@ class ModelRegistry:
                  metrics: dict | None = None, catalogue: str | None = None, created_at: str | None = None) -> dict:
         """Record a trained model whose weights already sit in ``part_dir(version, ...)``; status ``candidate``.
 
-        Hashes every file of ``bi-encoder/`` (required) and ``cross-encoder/`` (if present).
-        Registering a version again returns its entry unchanged when the weights are the same files
-        (a resumed pipeline step), and is refused when they differ (recorded hashes never change).
+        Hashes every file of each part present (``bi-encoder/``, ``cross-encoder/``, ``ranker/``; at
+        least one). Registering a version again returns its entry unchanged when the weights are the
+        same files (a resumed pipeline step), and is refused when they differ (recorded hashes never change).
         """
         directory = self.path(version)
-        if not (directory / "bi-encoder").is_dir():
-            raise RegistryError(f"{directory / 'bi-encoder'} does not exist: train into part_dir({version!r}) first")
-        files = {}
-        for part in PARTS:
-            if (directory / part).is_dir():
-                files.update(file_hashes(directory / part, directory))
+        if not any((directory / part).is_dir() for part in PARTS):
+            raise RegistryError(f"{directory} holds no {' / '.join(PARTS)} directory: train into part_dir({version!r}) first")
+        files = self._hashes(directory)
         meta = {"version": version, "created_at": created_at or now_iso(), "catalogue": catalogue,
                 "base_model": base_model, "base_version": base_version,
                 "window": window or {"since": None, "until": None}, "data": data or {}, "params": params or {},
@@ -201,16 +204,21 @@ class ModelRegistry:
     def verify_hashes(self, version: str) -> dict[str, Any]:
         """Compare the weight files with the recorded sha256: ``{"ok", "changed", "missing", "extra"}``."""
         meta = self.load(version)
-        directory = self.path(version)
-        now = {}
-        for part in PARTS:
-            if (directory / part).is_dir():
-                now.update(file_hashes(directory / part, directory))
+        now = self._hashes(self.path(version))
         recorded = meta["files"]
         changed = sorted(f for f in recorded if f in now and now[f] != recorded[f])
         missing = sorted(f for f in recorded if f not in now)
         extra = sorted(f for f in now if f not in recorded)
         return {"ok": not (changed or missing or extra), "changed": changed, "missing": missing, "extra": extra}
+
+
+    @staticmethod
+    def _hashes(directory: Path) -> dict[str, str]:
+        files = {}
+        for part in PARTS:
+            if (directory / part).is_dir():
+                files.update(file_hashes(directory / part, directory))
+        return {f: h for f, h in files.items() if f not in UNHASHED}
 
 
 def _set(meta: dict, status: str) -> None:

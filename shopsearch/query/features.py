@@ -13,7 +13,9 @@ feature costs another round trip:
   queries' scores, OpenSearch 3.3+, the value is that field's BM25 score.)
 - text overlap from the source fields: share of query terms in the title, partial (prefix)
   matches, numbers and model codes (``2x6``, ``18v``) found in the title, brand / colour /
-  material words named in the query, title and query lengths;
+  material words named in the query, title and query lengths, the query's last term (most often
+  the product type: ``metal brackets``) and first term in the title, and the share of query
+  terms matched weighted by how rare each is among the query's candidates;
 - the product: popularity, price (log) and price relative to the query's candidates (band);
 - the shopper (:func:`shopper_features`, missing without a known shopper): their own weight
   for the item, category and brand affinity, price-band fit;
@@ -42,9 +44,10 @@ from shopsearch.query.build import FEATURE_FIELDS
 from shopsearch.query.personalise import facet_key
 
 MATCH_NAMES = tuple(FEATURE_FIELDS) + ("title_all", "title_phrase", "title_near", "title_fuzzy")
-RETRIEVAL = ("bm25", "bm25_rank", "bm25_share", "vector", "vector_rank", "fused", "fused_rank")
+RETRIEVAL = ("bm25", "bm25_rank", "bm25_share", "vector", "vector_rank", "vector_gap", "fused", "fused_rank")
 TEXT = ("title_terms_share", "title_prefix_share", "numbers_share", "codes_share", "query_numbers",
-        "brand_in_query", "colour_in_query", "material_in_query", "title_terms", "query_terms")
+        "brand_in_query", "colour_in_query", "material_in_query", "title_terms", "query_terms",
+        "last_term_in_title", "first_term_in_title", "rare_terms_share")
 PRODUCT = ("popularity", "price_log", "price_vs_candidates", "rating")
 SHOPPER = ("shopper_item", "shopper_category", "shopper_brand", "shopper_price_fit")
 BUILT_IN = RETRIEVAL + tuple(f"match_{n}" for n in MATCH_NAMES) + TEXT + PRODUCT + SHOPPER
@@ -102,15 +105,18 @@ def _share(wanted: list[str], have: set[str]) -> float:
     return sum(t in have for t in wanted) / len(wanted) if wanted else NAN
 
 
-def text_features(query_terms: list[str], source: dict) -> tuple[float, ...]:
-    """The :data:`TEXT` features of one candidate (pure).
+def text_features(query_terms: list[str], source: dict, rarity: dict[str, float] | None = None,
+                  title: list[str] | None = None) -> tuple[float, ...]:
+    """The :data:`TEXT` features of one candidate (pure); ``rarity``: each query term's weight
+    (1 minus the share of the query's candidates whose title has it), default 1; ``title``: the
+    title's tokens when the caller has them already.
 
     ``20v`` is not a title word, but a prefix of one (``20``), and its number is in the title:
 
     >>> text_features(tokens("dewalt 20v drill"), {"title": "DEWALT 20-Volt Drill", "brand": "DEWALT"})[:4]
     (0.6666666666666666, 1.0, 1.0, 0.0)
     """
-    title = tokens(source.get("title") or "")
+    title = tokens(source.get("title") or "") if title is None else title
     have = set(title)
     numbers_wanted = [t for t in query_terms if _DIGITS.search(t)]
     title_numbers = {n for t in title for n in _DIGITS.findall(t)}
@@ -121,11 +127,17 @@ def text_features(query_terms: list[str], source: dict) -> tuple[float, ...]:
         words = tokens(value) if isinstance(value, str) else []
         return _share(words, q_set) if words else NAN
 
+    weights = [(rarity or {}).get(t, 1.0) for t in query_terms]
+    total = sum(weights)
+    rare = sum(w for t, w in zip(query_terms, weights) if t in have) / total if total > 0 else NAN
+
     return (_share(query_terms, have), prefix / len(query_terms) if query_terms else NAN,
             _share([n for t in numbers_wanted for n in _DIGITS.findall(t)], title_numbers),
             _share(numbers_wanted, have), float(len(numbers_wanted)),
             named(source.get("brand")), named(source.get("colour")), named(source.get("material")),
-            float(len(title)), float(len(query_terms)))
+            float(len(title)), float(len(query_terms)),
+            float(query_terms[-1] in have) if query_terms else NAN, float(query_terms[0] in have) if query_terms else NAN,
+            rare)
 
 
 def shopper_features(profile: dict | None, sources: dict[str, dict], ids: list[str]) -> np.ndarray:
@@ -173,6 +185,10 @@ def feature_table(text: str, ranked: list[tuple[str, float]], sources: dict[str,
     q = tokens(text)
     bm25_ranks, knn_ranks = _ranks(ids, bm25), _ranks(ids, knn)
     best = max(bm25.values(), default=0.0) or 1.0
+    closest = max(knn.values(), default=None)
+    titles = [tokens(sources.get(d, {}).get("title") or "") for d in ids]
+    sets = [set(t) for t in titles]
+    rarity = {t: 1.0 - sum(t in have for have in sets) / len(ids) for t in set(q)} if ids else {}
     prices = [sources.get(d, {}).get("price") for d in ids]
     known = [p for p in prices if p is not None and p > 0]
     median = float(np.median(known)) if known else None
@@ -186,12 +202,13 @@ def feature_table(text: str, ranked: list[tuple[str, float]], sources: dict[str,
         src = sources.get(d, {})
         b, v = bm25.get(d), knn.get(d)
         m[i, 0:len(RETRIEVAL)] = (NAN if b is None else b, bm25_ranks.get(d, NAN), NAN if b is None else b / best,
-                                  NAN if v is None else 2.0 * v - 1.0, knn_ranks.get(d, NAN), fused, i + 1)
+                                  NAN if v is None else 2.0 * v - 1.0, knn_ranks.get(d, NAN),
+                                  NAN if v is None else 2.0 * (closest - v), fused, i + 1)
         if b is not None:
             hit = matched.get(d) or ()
             scored = hit if isinstance(hit, dict) else None
             m[i, len(RETRIEVAL):t0] = [(scored.get(n, 0.0) if scored is not None else float(n in hit)) for n in MATCH_NAMES]
-        m[i, t0:p0] = text_features(q, src)
+        m[i, t0:p0] = text_features(q, src, rarity, titles[i])
         price = prices[i]
         m[i, p0:p0 + len(PRODUCT)] = (
             src.get("popularity_norm") if src.get("popularity_norm") is not None else NAN,

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from opensearchpy import NotFoundError, OpenSearch
 
@@ -29,6 +29,7 @@ from shopsearch.index.mapping import load_script
 from shopsearch.index.profiles import get_profile
 from shopsearch.privacy import pseudonym
 from shopsearch.query.caches import LRU, TTLCache
+from shopsearch.query.learned import LiveRankers
 from shopsearch.query.live import Live, LiveIndexes
 from shopsearch.query.personalise import SCRIPT_ID, parse_weights
 from shopsearch.query.respond import respond
@@ -47,7 +48,7 @@ class SearchRequest:
     user: str | None = None
     size: int = 10
     page: int = 0
-    strategy: str = "hybrid"
+    strategy: str | None = None        # None: the catalogue's default (Searcher.default_strategy)
     vector_weight: float | None = None
     price_min: float | None = None
     price_max: float | None = None
@@ -73,6 +74,7 @@ class Searcher:
         self.indexes = LiveIndexes(client, settings, caches=(self.vectors, self.results))
         self.retriever = Retriever(client, settings, self.vectors)
         self.weights = parse_weights(settings.personalise_weights)
+        self.rankers = LiveRankers(client)
         self._script_ready = False
 
     # --- the live index --------------------------------------------------------------------
@@ -90,9 +92,9 @@ class Searcher:
         return self.retriever.query_vector(live, text)
 
     def retrieve(self, live: Live, q: str, depth: int, filters: list[dict], want_vector: bool = True,
-                 personal_ids: list[str] = ()) -> Retrieved:
+                 personal_ids: list[str] = (), named: bool = False) -> Retrieved:
         """The candidates of one query before fusion (``retrieve.py``)."""
-        return self.retriever.retrieve(live, q, depth, filters, want_vector, personal_ids)
+        return self.retriever.retrieve(live, q, depth, filters, want_vector, personal_ids, named)
 
     def candidates(self, catalogue: str, q: str, depth: int) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
         """The BM25 and k-NN candidate lists of a query before fusion (``eval tune`` fuses them offline)."""
@@ -104,11 +106,18 @@ class Searcher:
         return self.client.search(index=index, body=body)["hits"]["hits"]
 
     # --- the search ------------------------------------------------------------------------
+    def default_strategy(self, live: Live) -> str:
+        """``learned`` once a ranker passed the gate for the index, else ``hybrid``."""
+        return "learned" if self.rankers.for_index(live)[0] is not None else "hybrid"
+
     def search(self, catalogue: str, req: SearchRequest, index: str | None = None) -> dict:
-        """One shopper search on the catalogue's live index (or on ``index``, one of its versions)."""
-        if req.strategy not in STRATEGIES:
+        """One shopper search on the catalogue's live index (or on ``index``, one of its versions);
+        a request without a strategy gets the catalogue's default (:meth:`default_strategy`)."""
+        if req.strategy is not None and req.strategy not in STRATEGIES:
             raise SearchError(f"unknown strategy {req.strategy!r}; one of {', '.join(STRATEGIES)}", field="strategy")
         live = self.pinned(catalogue, index) if index else self.live(catalogue)
+        if req.strategy is None:
+            req = replace(req, strategy=self.default_strategy(live))
         key = req.cache_key(live.index)
         cached = self.results.get(key)
         if cached is not None:
