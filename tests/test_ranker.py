@@ -1,6 +1,6 @@
 """The learned ranker on real Home Depot rows: it learns an ordering, explains itself, and the gate keeps its word.
 
-Real parts only: the products judged for 90 real queries (plus 150 others) are ingested through
+Real parts only: the products judged for 40 real queries (plus 50 others) are ingested through
 the Celery workers into a test catalogue; candidates come from the real shopper search
 (``Retrieve(named matches) >> MinMax >> ...``), the ranker is LightGBM, the gate searches
 through the ``Searcher``.
@@ -28,7 +28,7 @@ from shopsearch.workers.dispatch import run_ingest
 
 from .conftest import DATA
 
-QUERIES = 90
+QUERIES = 40
 
 
 def _read(path):
@@ -39,17 +39,17 @@ def _read(path):
 
 @pytest.fixture(scope="module")
 def world(services, settings, client, tmp_path_factory):
-    """A test catalogue of the products judged for 90 real queries and 150 others; its judgments."""
+    """A test catalogue of the products judged for 40 real queries and 50 others; its judgments."""
     tmp = tmp_path_factory.mktemp("ranker")
     _, rows = _read(DATA / "homedepot" / "judgments.tsv")
-    queries = sorted({r[0] for r in rows})[:QUERIES * 11:11]  # spread over the alphabet, deterministic
+    queries = sorted({r[0] for r in rows})[:QUERIES * 23:23]  # spread over the alphabet, deterministic
     judgments: dict[str, dict[str, float]] = {}
     for q, pid, rel in rows:
         if q in set(queries):
             judgments.setdefault(q, {})[pid] = float(rel)
     wanted = {d for rated in judgments.values() for d in rated}
     header, products = _read(DATA / "homedepot" / "products.tsv")
-    products = [r for n, r in enumerate(products) if r[0] in wanted or n < 150]
+    products = [r for n, r in enumerate(products) if r[0] in wanted or n < 50]
     with open(tmp / "products.tsv", "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f, delimiter="\t", lineterminator="\n")
         w.writerow(header)
