@@ -89,7 +89,7 @@ class SearchParams(Filters):
     size: Annotated[int, Field(ge=1, le=100), BeforeValidator(_number)] = Field(10, description="Hits per page.")
     page: Annotated[int, Field(ge=0, le=100), BeforeValidator(_number)] = Field(0, description="Page, from 0.")
     strategy: Annotated[Literal[STRATEGIES], BeforeValidator(_text)] | None = Field(  # type: ignore[valid-type]
-        None, description="Retrieval strategy (default: hybrid).")
+        None, description="Retrieval strategy (default: learned once a ranker passed the gate for the catalogue, else hybrid).")
     vector_weight: Weight = Field(
         None, description="Weight of the vector list in hybrid fusion (default: setting vector_weight).")
     explain: Annotated[bool, BeforeValidator(_scalar)] = Field(False, description="Include how each hit's score was made, and the pipeline.")

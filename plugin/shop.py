@@ -65,6 +65,7 @@ def search(catalogue: str):
     req = parse_search_request(args)
     g.strategy = req.strategy
     result = searcher().search(catalogue, req)
+    g.strategy = result["strategy"]  # a request without one gets the catalogue's default
     answer = {**result, "query_id": record_search(catalogue, req.user, result)}
     if req.user:
         answer["event_token"] = shopper_token(req.user)  # send it back with this shopper's events

@@ -39,7 +39,7 @@ class StandIn:
         self.asked: dict = {}
         self.sent: list = []
 
-    def retrieve(self, live, q, depth, filters, want_vector=True, personal_ids=(), shopper=None):
+    def retrieve(self, live, q, depth, filters, want_vector=True, personal_ids=(), shopper=None, named=False):
         self.asked = {"q": q, "depth": depth, "filters": filters, "want_vector": want_vector, "shopper": shopper}
         self.got.profile = self._profile if shopper else None  # the profile comes back with the candidates
         return self.got
@@ -72,7 +72,7 @@ KNN = [("b", 0.9), ("d", 0.5)]
 # --- the registry ---------------------------------------------------------------------------------
 
 def test_the_registry_names_every_strategy():
-    assert STRATEGIES == tuple(PIPELINES) == ("bm25", "dense", "hybrid", "hybrid-rrf", "hybrid-rerank")
+    assert STRATEGIES == tuple(PIPELINES) == ("bm25", "dense", "hybrid", "hybrid-rrf", "hybrid-rerank", "learned")
     assert strategies.STRATEGIES is STRATEGIES
 
 

@@ -12,6 +12,7 @@ from shopsearch import local_secrets
 from shopsearch.cli.admin import register as register_admin
 from shopsearch.cli.errors import fail_cleanly, message_for
 from shopsearch.cli.eval import eval_group
+from shopsearch.cli.train import ranker_group, train_cmd
 from shopsearch.cluster import connect
 from shopsearch.index.catalogue import create_catalogue_version
 from shopsearch.index.versions import delete_version, list_versions, switch_alias
@@ -21,6 +22,7 @@ from shopsearch.ingest.in_process import InProcessRunner
 from shopsearch.ops.bench_encoder import bench_encoder
 from shopsearch.ops.bench_ingest import RUNNERS, bench_ingest
 from shopsearch.ops.bench_query import MODES as BENCH_MODES, bench_query
+from shopsearch.ops.bench_ranker import bench_ranker
 from shopsearch.ops.bench_rerank import bench_rerank
 from shopsearch.ops.demo import run_demo
 from shopsearch.ops.simulate import simulate_clicks
@@ -285,6 +287,20 @@ def bench_rerank_cmd(settings: Settings, catalogue: str, judgments: str, depths:
             json.dump(figures, f, indent=2)
 
 
+@bench.command("ranker")
+@click.option("--catalogue", default="homedepot", show_default=True)
+@click.option("--queries", type=int, default=300, show_default=True, help="Real queries to time.")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False))
+@pass_settings
+@fail_cleanly
+def bench_ranker_cmd(settings: Settings, catalogue: str, queries: int, json_file: str | None) -> None:
+    """The learned ranker's cost per query (features, predict) and learned vs hybrid, side by side."""
+    figures = bench_ranker(settings, catalogue, queries, echo=click.echo)
+    if json_file:
+        with open(json_file, "w", encoding="utf-8") as f:
+            json.dump(figures, f, indent=2)
+
+
 # --- simulate and profiles -------------------------------------------------------------------
 
 @main.group()
@@ -355,6 +371,8 @@ def demo_cmd(settings: Settings, no_serve: bool) -> None:
 
 
 main.add_command(eval_group)
+main.add_command(train_cmd)
+main.add_command(ranker_group)
 register_admin(main)
 
 if __name__ == "__main__":

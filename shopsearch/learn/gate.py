@@ -5,6 +5,11 @@ given by the caller, never the training clicks' queries), live index against can
 searched through the same :class:`~shopsearch.query.searcher.Searcher` with the result cache off.
 The candidate passes when it beats the live one by ``gate_margin`` (relative). The gate only
 decides; the loop records the decision in the registry and rollout moves the alias.
+
+A learned ranker is gated the same way (:func:`compare_ranker`): on the live index, the
+strategy shoppers get today (``Searcher.default_strategy``: hybrid, or ``learned`` with the
+ranker served now) against ``learned`` with the candidate ranker pinned, on validation queries
+that neither trained nor tuned it.
 """
 
 from __future__ import annotations
@@ -45,4 +50,21 @@ def compare(client, settings: Settings, catalogue: str, live: str | None, candid
     decision = gate_decision(live_score["ndcg@10"], cand_score["ndcg@10"], settings.gate_margin)
     decision.update(live_index=live, candidate_index=candidate, queries=cand_score["queries"],
                     strategy=settings.gate_strategy)
+    return decision
+
+
+def compare_ranker(client, settings: Settings, catalogue: str, ranker, judgments, limit_queries: int | None = None) -> dict:
+    """The gate's decision for a candidate ranker (a ``query.learned.Ranker``) against what shoppers get now."""
+    searcher = Searcher(client, settings.replace(result_cache_seconds=0))
+    live = searcher.live(catalogue)
+    strategy = searcher.default_strategy(live)
+    live_score = ndcg(searcher, catalogue, None, judgments, strategy, limit_queries)
+    searcher.rankers.pin(live.index, ranker)
+    try:
+        cand_score = ndcg(searcher, catalogue, None, judgments, "learned", limit_queries)
+    finally:
+        searcher.rankers.unpin(live.index)
+    decision = gate_decision(live_score["ndcg@10"], cand_score["ndcg@10"], settings.gate_margin)
+    decision.update(index=live.index, live_strategy=strategy, candidate_strategy="learned",
+                    queries=cand_score["queries"])
     return decision

@@ -6,7 +6,12 @@ Layout (``models_dir`` is the ``models_dir`` setting, or ``<home>/models``)::
     <models_dir>/<version>/cross-encoder/   optional re-ranker (sentence_transformers.CrossEncoder)
     <models_dir>/<version>/bi-encoder-adapter/, cross-encoder-adapter/
                                             the LoRA adapters of a LoRA run (peft), merged into the two above
+    <models_dir>/<version>/ranker/          optional learned ranker: model.txt (LightGBM), card.json (model card)
     <models_dir>/<version>/model.json       metadata
+
+A version holds at least one part: a fine-tuning run registers a bi-encoder (and cross-encoder),
+``shopsearch train`` a ranker alone or with encoders. Only ``model.txt`` of the ranker is hashed:
+its card gains the gate's figures after registration.
 
 ``model.json`` lives outside the weight directories, so recording a metric or a gate decision
 never changes the files the encoder fingerprints (``encoders.text.fingerprint``), and the sha256 of
@@ -41,8 +46,9 @@ from shopsearch.errors import RegistryError
 from shopsearch.files import locked, read_json, write_json_atomic
 
 STATUSES = ("candidate", "promoted", "rejected", "retired")
-PARTS = ("bi-encoder", "cross-encoder")
-ADAPTERS = tuple(f"{part}-adapter" for part in PARTS)  # beside each part, never inside it (learn/lora.py)
+PARTS = ("bi-encoder", "cross-encoder", "ranker")
+ADAPTERS = ("bi-encoder-adapter", "cross-encoder-adapter")  # beside each encoder part, never inside it (learn/lora.py)
+UNHASHED = ("ranker/card.json",)  # written after registration (the gate's figures); describes, never serves
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -126,7 +132,7 @@ class ModelRegistry:
         for name in PARTS + ADAPTERS:
             if (directory / name).is_dir():
                 files.update(file_hashes(directory / name, directory))
-        return files
+        return {f: h for f, h in files.items() if f not in UNHASHED}
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -168,14 +174,14 @@ class ModelRegistry:
                  metrics: dict | None = None, catalogue: str | None = None, created_at: str | None = None) -> dict:
         """Record a trained model whose weights already sit in ``part_dir(version, ...)``; status ``candidate``.
 
-        Hashes every file of ``bi-encoder/`` (required), ``cross-encoder/`` and the LoRA adapter
-        directories (where present).
-        Registering a version again returns its entry unchanged when the weights are the same files
-        (a resumed pipeline step), and is refused when they differ (recorded hashes never change).
+        Hashes every file of each part present (``bi-encoder/``, ``cross-encoder/``, ``ranker/``; at
+        least one) and of the LoRA adapter directories (where present). Registering a version again
+        returns its entry unchanged when the weights are the same files (a resumed pipeline step),
+        and is refused when they differ (recorded hashes never change).
         """
         directory = self.path(version)
-        if not (directory / "bi-encoder").is_dir():
-            raise RegistryError(f"{directory / 'bi-encoder'} does not exist: train into part_dir({version!r}) first")
+        if not any((directory / part).is_dir() for part in PARTS):
+            raise RegistryError(f"{directory} holds no {' / '.join(PARTS)} directory: train into part_dir({version!r}) first")
         files = self._hashed(directory)
         meta = {"version": version, "created_at": created_at or now_iso(), "catalogue": catalogue,
                 "base_model": base_model, "base_version": base_version,
@@ -233,6 +239,7 @@ class ModelRegistry:
         missing = sorted(f for f in recorded if f not in now)
         extra = sorted(f for f in now if f not in recorded)
         return {"ok": not (changed or missing or extra), "changed": changed, "missing": missing, "extra": extra}
+
 
 
 def _set(meta: dict, status: str) -> None:

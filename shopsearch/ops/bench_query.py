@@ -5,7 +5,8 @@ Modes, each for ``seconds`` with ``clients`` concurrent clients, then each again
 
 * ``direct_bm25`` — the plain ``multi_match`` straight to OpenSearch;
 * ``proxy_passthrough`` — the same request through the proxy's pass-through;
-* ``proxy_hybrid`` — ``/shop/<catalogue>/search`` (BM25 + k-NN fused);
+* ``proxy_hybrid`` — ``/shop/<catalogue>/search`` with ``strategy=hybrid`` (BM25 + k-NN fused; named,
+  since a request without one gets ``learned`` once a ranker is served);
 * ``proxy_hybrid_personalised`` — the same with a shopper whose profile is stored;
 * ``proxy_hybrid_rerank`` — strategy ``hybrid-rerank``: the fused head re-ordered by the
   cross-encoder trained with the live model (skipped, and said so, when there is none).
@@ -283,9 +284,9 @@ def bench_query(settings: Settings, catalogue: str, clients: int = 16, seconds: 
         send = {
             "direct_bm25": lambda s, q: s.post(f"{direct}/{catalogue}/_search", json=plain_bm25_body(q, 10), timeout=30),
             "proxy_passthrough": lambda s, q: s.post(f"{proxy}/{catalogue}/_search", json=plain_bm25_body(q, 10), timeout=30),
-            "proxy_hybrid": lambda s, q: s.get(f"{proxy}/shop/{catalogue}/search", params={"q": q}, timeout=30),
+            "proxy_hybrid": lambda s, q: s.get(f"{proxy}/shop/{catalogue}/search", params={"q": q, "strategy": "hybrid"}, timeout=30),
             "proxy_hybrid_personalised": lambda s, q: s.get(f"{proxy}/shop/{catalogue}/search",
-                                                            params={"q": q, "user": rng.choice(users)}, timeout=30),
+                                                            params={"q": q, "user": rng.choice(users), "strategy": "hybrid"}, timeout=30),
             "proxy_hybrid_rerank": lambda s, q: s.get(f"{proxy}/shop/{catalogue}/search",
                                                       params={"q": q, "strategy": "hybrid-rerank"}, timeout=30),
         }

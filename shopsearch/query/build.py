@@ -28,6 +28,9 @@ PROFILE_EXCLUDES = ["vector", "stats.vector_sum", "stats.prices"]
 PROFILE_ITEMS_FIELD = "item_ids"  # the profile's products, strongest first: the path of the terms lookup
 PERSONAL_SIZE = 500               # at most this many of them (the profile keeps 500)
 
+# The text fields whose matches the learned ranker reads (``features.py``), by feature name: the
+# one place to add a field (e.g. colour / material text fields) to the ranker's named matches.
+FEATURE_FIELDS = {"title": "title", "brand": "brand.text", "description": "description"}
 
 def source_filter(response_fields: str | list[str] | None) -> dict:
     """``_source`` of every sub-request: the fields a result list shows plus what ranking needs, never vectors.
@@ -44,11 +47,36 @@ def source_filter(response_fields: str | list[str] | None) -> dict:
     return {"includes": sorted(shown | set(RANKING_FIELDS)), **NO_VECTORS}
 
 
+def feature_clauses(q: str) -> list[dict]:
+    """Named queries whose matches the learned ranker reads as features (``hit.matched_queries``).
+
+    Per field of :data:`FEATURE_FIELDS` a ``match``; on the title also all terms, the phrase,
+    the terms within three positions (proximity) and a fuzzy match (typos, ``brakets``).
+
+    >>> [c[next(iter(c))][next(iter(c[next(iter(c))]))]["_name"] for c in feature_clauses("2x6 bracket")][:3]
+    ['title', 'brand', 'description']
+    """
+    out = [{"match": {field: {"query": q, "_name": name}}} for name, field in FEATURE_FIELDS.items()]
+    title = FEATURE_FIELDS["title"]
+    out += [{"match": {title: {"query": q, "operator": "and", "_name": "title_all"}}},
+            {"match_phrase": {title: {"query": q, "_name": "title_phrase"}}},
+            {"match_phrase": {title: {"query": q, "slop": 3, "_name": "title_near"}}},
+            {"match": {title: {"query": q, "fuzziness": "AUTO", "operator": "and", "_name": "title_fuzzy"}}}]
+    return out
+
+
 def bm25_body(q: str, size: int, filters: list[dict] | None = None, boosts: list[dict] | None = None,
-              source: dict | None = None) -> dict:
-    """A BM25 ``multi_match`` over the English and Chinese text fields; ``boosts`` are optional should clauses."""
+              source: dict | None = None, named: bool = False) -> dict:
+    """A BM25 ``multi_match`` over the English and Chinese text fields; ``boosts`` are optional should clauses.
+
+    ``named``: the :func:`feature_clauses` ride along in filter context beside ``match_all``, so
+    they neither filter nor change a score; each hit then lists the ones it matches. (OpenSearch
+    2.19's ``_msearch`` does not return named queries' scores, only their names: issue #19102.)
+    """
     must = {"multi_match": {"query": q, "fields": TEXT_FIELDS, "type": "best_fields"}}
-    query: dict = {"must": [must], "filter": filters or []}
+    query: dict = {"must": [must], "filter": list(filters or [])}
+    if named:
+        query["filter"].append({"bool": {"should": feature_clauses(q) + [{"match_all": {}}]}})
     if boosts:
         query["should"] = boosts
     return {"size": size, "_source": source or NO_VECTORS, "query": {"bool": query}}

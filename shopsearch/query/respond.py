@@ -49,8 +49,9 @@ def hit_explain(d: str, score: float, components: dict) -> dict:
     boost = components.get("boost", {}).get(d, 0.0)
     out = {"bm25": components.get("bm25", {}).get(d), "vector": components.get("vector", {}).get(d),
            "fused": round(float(score) - boost, 6), "boost": boost}
-    if "rerank" in components:
-        out["rerank"] = components["rerank"].get(d)
+    for part in ("rerank", "learned"):  # the cross-encoder score; the ranker's score, features, contributions
+        if part in components:
+            out[part] = components[part].get(d)
     return out
 
 

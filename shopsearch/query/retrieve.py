@@ -46,6 +46,7 @@ class Retrieved:
     popular: list = field(default_factory=list)   # browse: the category's most popular products
     personal: list = field(default_factory=list)  # the shopper's own products that answer the query
     profile: dict | None = None        # the shopper's stored profile, read in the same _msearch (None: none)
+    matched: dict = field(default_factory=dict)   # with ``named``: BM25 hit id -> names of the feature clauses it matched
 
 
 @dataclass(frozen=True)
@@ -78,13 +79,15 @@ class Retriever:
         return vector, None
 
     def retrieve(self, live: Live, q: str, depth: int, filters: list[dict], want_vector: bool = True,
-                 personal_ids: list[str] = (), shopper: Shopper | None = None) -> Retrieved:
+                 personal_ids: list[str] = (), shopper: Shopper | None = None, named: bool = False) -> Retrieved:
         """The candidates of one query: BM25 and k-NN (and browse / personal lists, the profile) in one ``_msearch``.
 
         A browse query (a category name and nothing else) is limited to that category and also
         asks for its most popular products. A ``shopper``'s profile is read in the same request,
         and their own products that answer the query are asked for by a terms lookup on it, so
         "buy again" can lift them; ``personal_ids`` asks for given products by id instead.
+        ``named``: the BM25 request also reports which feature clauses each hit matches
+        (``build.feature_clauses``, read by the learned ranker).
         """
         rewritten = rewrite_query(q)
         understood = understand(rewritten, live.facets)
@@ -98,9 +101,9 @@ class Retriever:
         got = Retrieved(applied=list(understood.applied) + (["sku: lexical only"] if understood.sku else []),
                         text=rewritten, browse=understood.browse)
         vector = self._vector(live, text, got) if want_vector and not understood.sku else None
-        named = self._requests(understood, text, depth, filters, boosts, vector, list(personal_ids), shopper)
-        got.bodies = [body for _, body in named.values()]
-        self._run(named, got, live.index)
+        requests = self._requests(understood, text, depth, filters, boosts, vector, list(personal_ids), shopper, named)
+        got.bodies = [body for _, body in requests.values()]
+        self._run(requests, got, live.index)
         if shopper and shopper.own_items and got.profile and PROFILE_ITEMS_FIELD not in got.profile:
             self._legacy_personal(live, understood, text, filters, got)
         return got
@@ -130,10 +133,11 @@ class Retriever:
         return None
 
     def _requests(self, understood: Understood, text: str, depth: int, filters: list[dict], boosts: list[dict],
-                  vector: list[float] | None, personal_ids: list[str], shopper: Shopper | None) -> dict[str, tuple]:
+                  vector: list[float] | None, personal_ids: list[str], shopper: Shopper | None,
+                  features: bool = False) -> dict[str, tuple]:
         """The named requests of one search, ``name: (index or None for the live one, body)``, in ``_msearch`` order."""
         src = self.source
-        named = {"bm25": (None, bm25_body(text, depth, filters, boosts, source=src))}
+        named = {"bm25": (None, bm25_body(text, depth, filters, boosts, source=src, named=features))}
         if vector is not None:
             named["knn"] = (None, knn_body(vector, depth, depth, filters, source=src))
         if understood.browse:
@@ -171,6 +175,7 @@ class Retriever:
         got.bm25, got.knn = ([(h["_id"], h["_score"]) for h in hits.get(name, [])] for name in ("bm25", "knn"))
         got.popular = [(h["_id"], float(h["_source"].get("popularity_norm") or 0.0)) for h in hits.get("popular", [])]
         got.personal = [(h["_id"], h["_score"]) for h in hits.get("personal", [])]
+        got.matched = {h["_id"]: h["matched_queries"] for h in hits.get("bm25", []) if h.get("matched_queries")}
 
 
 def _no_profiles_index(error) -> bool:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from opensearchpy import NotFoundError, OpenSearch
 
@@ -30,6 +30,7 @@ from shopsearch.errors import SearchError
 from shopsearch.index.profiles import get_profile, profile_id
 from shopsearch.privacy import pseudonym
 from shopsearch.query.caches import LRU, QueryVectors, TTLCache, shared_cache_url
+from shopsearch.query.learned import LiveRankers
 from shopsearch.query.live import Live, LiveIndexes
 from shopsearch.query.personalise import parse_weights
 from shopsearch.query.respond import respond, shown_fields
@@ -48,7 +49,7 @@ class SearchRequest:
     user: str | None = None
     size: int = 10
     page: int = 0
-    strategy: str = "hybrid"
+    strategy: str | None = None        # None: the catalogue's default (Searcher.default_strategy)
     vector_weight: float | None = None
     price_min: float | None = None
     price_max: float | None = None
@@ -78,6 +79,7 @@ class Searcher:
         self.source = self.retriever.source  # every request's _source: shown fields + ranking fields, no vectors
         self.weights = parse_weights(settings.personalise_weights)
         self.shown = shown_fields(settings.response_fields)
+        self.rankers = LiveRankers(client)
 
     # --- the live index --------------------------------------------------------------------
     def live(self, catalogue: str) -> Live:
@@ -94,9 +96,9 @@ class Searcher:
         return self.retriever.query_vector(live, text)
 
     def retrieve(self, live: Live, q: str, depth: int, filters: list[dict], want_vector: bool = True,
-                 personal_ids: list[str] = (), shopper: Shopper | None = None) -> Retrieved:
+                 personal_ids: list[str] = (), shopper: Shopper | None = None, named: bool = False) -> Retrieved:
         """The candidates of one query before fusion, with the shopper's profile (``retrieve.py``)."""
-        return self.retriever.retrieve(live, q, depth, filters, want_vector, personal_ids, shopper)
+        return self.retriever.retrieve(live, q, depth, filters, want_vector, personal_ids, shopper, named)
 
     def shopper(self, live: Live, user: str) -> Shopper:
         """How retrieval asks for a shopper: their profile document, and their own products when ``item`` weighs."""
@@ -113,15 +115,22 @@ class Searcher:
         return self.client.search(index=index, body=body)["hits"]["hits"]
 
     # --- the search ------------------------------------------------------------------------
+    def default_strategy(self, live: Live) -> str:
+        """``learned`` once a ranker passed the gate for the index, else ``hybrid``."""
+        return "learned" if self.rankers.for_index(live)[0] is not None else "hybrid"
+
     def search(self, catalogue: str, req: SearchRequest, index: str | None = None) -> dict:
-        """One shopper search on the catalogue's live index (or on ``index``, one of its versions)."""
-        if req.strategy not in STRATEGIES:
+        """One shopper search on the catalogue's live index (or on ``index``, one of its versions);
+        a request without a strategy gets the catalogue's default (:meth:`default_strategy`)."""
+        if req.strategy is not None and req.strategy not in STRATEGIES:
             raise SearchError(f"unknown strategy {req.strategy!r}; one of {', '.join(STRATEGIES)}", field="strategy")
         if (req.page + 1) * req.size > self.settings.max_result_depth:
             raise SearchError(f"page {req.page} of size {req.size} reaches result {(req.page + 1) * req.size}; at most "
                               f"{self.settings.max_result_depth} results can be paged to (setting max_result_depth)",
                               field="page")
         live = self.pinned(catalogue, index) if index else self.live(catalogue)
+        if req.strategy is None:
+            req = replace(req, strategy=self.default_strategy(live))
         key = req.cache_key(live.index)
         cached = self.results.get(key)
         if cached is not None:

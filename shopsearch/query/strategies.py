@@ -10,11 +10,13 @@ dense: Retrieve(bm25, knn) >> Dense() >> BrowseBlend(browse_text_weight) >> Cut(
 hybrid: Retrieve(bm25, knn if vector_weight > 0) >> MinMax(vector_weight) >> BrowseBlend(browse_text_weight) >> Cut(candidate_depth, keep=own) >> Boosts(popularity) >> Personalise()
 hybrid-rrf: Retrieve(bm25, knn if vector_weight > 0) >> RRF(vector_weight, rrf_k) >> BrowseBlend(browse_text_weight) >> Cut(candidate_depth, keep=own) >> Boosts(popularity) >> Personalise()
 hybrid-rerank: Retrieve(bm25, knn if vector_weight > 0) >> MinMax(vector_weight) >> BrowseBlend(browse_text_weight) >> Cut(candidate_depth, keep=own) >> Boosts(popularity) >> Rerank(cross-encoder, rerank_depth, rerank_weight) >> Personalise()
+learned: Retrieve(bm25, knn if vector_weight > 0, named matches) >> MinMax(vector_weight) >> BrowseBlend(browse_text_weight) >> Cut(candidate_depth, keep=own) >> Boosts(popularity) >> LearnedRank(ranker, features) >> Personalise()
 """
 
 from __future__ import annotations
 
 from shopsearch.errors import SearchError
+from shopsearch.query.learned import LearnedRank
 from shopsearch.query.shopper_rank import ShopperRank
 from shopsearch.query.stages import (RRF, Boosts, BrowseBlend, Cut, Dense, MinMax, Personalise, Pipeline, PlainBM25,
                                      Rerank, Retrieve)
@@ -30,6 +32,8 @@ PIPELINES: dict[str, Pipeline] = {
     "hybrid": Retrieve() >> MinMax() >> _AFTER_FUSION >> Personalise(),
     "hybrid-rrf": Retrieve() >> RRF() >> _AFTER_FUSION >> Personalise(),
     "hybrid-rerank": Retrieve() >> MinMax() >> _AFTER_FUSION >> Rerank() >> Personalise(),
+    # the hybrid candidates re-scored by the index's learned ranker (``learned.py``; none: hybrid order)
+    "learned": Retrieve(features=True) >> MinMax() >> _AFTER_FUSION >> LearnedRank() >> Personalise(),
 }
 STRATEGIES = tuple(PIPELINES)
 

@@ -1,0 +1,84 @@
+"""``shopsearch train`` and ``shopsearch ranker``: the learned ranker from human judgments (and clicks).
+
+``train`` runs ``learn/train_ranker.py`` (split -> features -> fit -> gate -> promote) in this
+process and prints each step's time; ``ranker show`` prints a ranker's model card, ``ranker
+withdraw`` stops serving the live index's ranker (``learned`` answers in hybrid order again).
+Errors are translated by ``cli/errors.py``'s :func:`fail_cleanly`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from shopsearch.cli.errors import fail_cleanly
+from shopsearch.cluster import connect
+from shopsearch.evaluation.run import load_judgments
+from shopsearch.index.versions import live_index
+from shopsearch.learn.ranker import read_card, withdraw_ranker
+from shopsearch.learn.registry import ModelRegistry
+from shopsearch.learn.train_ranker import run_training
+from shopsearch.settings import Settings
+
+
+def _print(data) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+@click.command("train")
+@click.option("--catalogue", required=True, help="Catalogue whose live index the ranker is trained on and served for.")
+@click.option("--judgments", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Human judgments (query, product_uid, relevance 1-3); split by query into train / tune / validation.")
+@click.option("--clicks-since", help="Also learn from the click logs of searches from this ISO date-time on.")
+@click.option("--valid-fraction", default=0.3, show_default=True, type=click.FloatRange(0.05, 0.9),
+              help="Share of the judged queries kept for the gate and the evaluation (the `eval split` rule).")
+@click.option("--seed", default=0, show_default=True, help="Seed of the validation split.")
+@click.option("--limit-queries", type=int, help="Only a deterministic sample of N judged queries (a quick run).")
+@click.option("--gate-queries", type=int, help="Gate on a deterministic sample of N validation queries.")
+@click.option("--no-promote", is_flag=True, help="Stop after the gate; the ranker stays registered, unserved.")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False), help="Write the report (steps, times, split, gate).")
+@click.pass_obj
+@fail_cleanly
+def train_cmd(settings: Settings, catalogue: str, judgments: str, clicks_since: str | None, valid_fraction: float,
+              seed: int, limit_queries: int | None, gate_queries: int | None, no_promote: bool,
+              json_file: str | None) -> None:
+    """Train the learned ranker from judgments (and clicks), gate it on validation queries, serve it if it passed."""
+    report = run_training(settings, connect(settings, timeout=120), catalogue, load_judgments(judgments),
+                          echo=click.echo, valid_fraction=valid_fraction, seed=seed, limit_queries=limit_queries,
+                          gate_queries=gate_queries, clicks_since=clicks_since, promote=not no_promote)
+    gate = report["steps"]["gate"]
+    click.echo(f"gate: {gate['live_strategy']} {gate['live_ndcg@10']:.4f} -> learned {gate['candidate_ndcg@10']:.4f} "
+               f"(x{gate['ratio']}, needed {gate['needed']:.4f}) on {gate['queries']} validation queries: {gate['decision']}")
+    click.echo(f"{report['version']}: {'served' if report['steps']['promote']['promoted'] else 'not served'}; "
+               f"{report['seconds']:.0f} s in all; model card {report['card']}")
+    if json_file:
+        Path(json_file).write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+@click.group("ranker")
+def ranker_group() -> None:
+    """Learned rankers: their model cards, and which one a catalogue serves."""
+
+
+@ranker_group.command("show")
+@click.argument("version")
+@click.pass_obj
+@fail_cleanly
+def ranker_show(settings: Settings, version: str) -> None:
+    """Print a ranker's model card (features, importances, parameters, data, split, figures)."""
+    _print(read_card(ModelRegistry(settings.models_path), version))
+
+
+@ranker_group.command("withdraw")
+@click.option("--catalogue", required=True)
+@click.pass_obj
+@fail_cleanly
+def ranker_withdraw(settings: Settings, catalogue: str) -> None:
+    """Stop serving the live index's ranker: strategy learned falls back to hybrid order, hybrid is the default."""
+    client = connect(settings)
+    index = live_index(client, catalogue)
+    if index is None:
+        raise click.ClickException(f"catalogue {catalogue!r} has no live index")
+    _print({"index": index, "withdrawn": withdraw_ranker(client, index)})

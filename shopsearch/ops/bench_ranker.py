@@ -1,0 +1,77 @@
+"""``shopsearch bench ranker``: what strategy ``learned`` costs over ``hybrid``, measured side by side in one run.
+
+For each real query (Home Depot judgments and WANDS, the ``bench query`` set, a fixed sample),
+in this process and on one thread:
+
+* ``features_ms`` and ``predict_ms``: the ``LearnedRank`` stage's own work on that query's
+  candidates (building the feature table; one ``predict`` over all of them);
+* ``hybrid_ms`` and ``learned_ms``: the whole search of each strategy through the ``Searcher``
+  (result cache off), alternated query by query so that load drifts hit both alike.
+
+The stage's cost is the figure that answers "at most 2 ms per query": the end-to-end difference
+also holds the named clauses' fetch work in OpenSearch and the machine's noise.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from shopsearch.cluster import connect
+from shopsearch.errors import Missing
+from shopsearch.evaluation.metrics import percentile
+from shopsearch.learn.ranker import before_ranker
+from shopsearch.ops.bench_query import load_queries
+from shopsearch.query.learned import table_of
+from shopsearch.query.searcher import Searcher, SearchRequest
+from shopsearch.query.stages import Search
+from shopsearch.settings import Settings
+
+
+def _ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000.0
+
+
+def bench_ranker(settings: Settings, catalogue: str, queries: int = 300, echo: Callable[[str], None] = print) -> dict:
+    """Per-query costs of the ranker stage and of the two strategies; p50 / p95 and the ratios."""
+    searcher = Searcher(connect(settings, timeout=120), settings.replace(result_cache_seconds=0))
+    live = searcher.live(catalogue)
+    ranker, note = searcher.rankers.for_index(live)
+    if ranker is None:
+        raise Missing(f"{live.index} serves no ranker ({note}): train one with `shopsearch train`")
+    steps, texts = before_ranker(searcher.settings), load_queries(settings)[:queries]
+    times: dict[str, list[float]] = {k: [] for k in ("features_ms", "predict_ms", "stage_ms", "hybrid_ms", "learned_ms")}
+    candidates = []
+    for q in texts[:5]:  # warm up: encoder, caches of the cluster
+        searcher.search(catalogue, SearchRequest(q=q, strategy="learned"))
+    for q in texts:
+        done = steps.run(Search(req=SearchRequest(q=q, strategy="learned"), live=live, searcher=searcher,
+                                depth=settings.candidate_depth, weight=settings.vector_weight))
+        if len(done.answer.ranked) < 2:
+            continue
+        t = time.perf_counter()
+        table = table_of(done)
+        x = table.select(ranker.features)
+        features = _ms(t)
+        t = time.perf_counter()
+        ranker.predict(x)
+        predict = _ms(t)
+        times["features_ms"].append(features)
+        times["predict_ms"].append(predict)
+        times["stage_ms"].append(features + predict)
+        candidates.append(len(table.ids))
+        for strategy in ("hybrid", "learned"):
+            t = time.perf_counter()
+            searcher.search(catalogue, SearchRequest(q=q, strategy=strategy))
+            times[f"{strategy}_ms"].append(_ms(t))
+    figures = {"catalogue": catalogue, "index": live.index, "ranker": ranker.version, "queries": len(candidates),
+               "candidates_mean": round(sum(candidates) / max(len(candidates), 1), 1), "features": len(ranker.features)}
+    for name, values in times.items():
+        figures[name] = {"p50": round(percentile(values, 50), 3), "p95": round(percentile(values, 95), 3)}
+    figures["learned_over_hybrid_p50"] = round(figures["learned_ms"]["p50"] / figures["hybrid_ms"]["p50"], 3)
+    echo(f"{figures['queries']} queries, {figures['candidates_mean']} candidates each, {figures['features']} features")
+    echo(f"{'':14} {'p50 ms':>8} {'p95 ms':>8}")
+    for name in times:
+        echo(f"{name:14} {figures[name]['p50']:8.3f} {figures[name]['p95']:8.3f}")
+    echo(f"learned / hybrid p50: {figures['learned_over_hybrid_p50']}")
+    return figures

@@ -1,0 +1,163 @@
+"""The learned ranker on the query path: the trained model loaded, the live one found, the ``LearnedRank`` stage.
+
+A ranker is a LightGBM LambdaMART model trained by ``shopsearch train`` (``learn/ranker.py``)
+over the features of ``features.py``. It is served for an index version once it passed the gate:
+the version's mapping ``_meta.ranker`` then names it (``{"version", "path", "features",
+"model_version", "promoted_at", "gate"}``). The ranker belongs to the index it was trained on:
+a new index version starts without one (strategy ``learned`` answers in hybrid order until a
+ranker is trained and gated for it), and a model file that cannot be read is a note in the
+answer, never an error.
+
+This module only loads and predicts (one ``predict`` call over all candidates of a query, one
+thread); training, the model card and the registry are in ``learn/ranker.py``, which the query
+layer may not import.
+
+>>> print(LearnedRank())
+LearnedRank(ranker, features)
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightgbm
+import numpy as np
+
+from shopsearch.query.features import FeatureTable, feature_table
+from shopsearch.query.stages import Search, Stage
+
+# how often a process re-reads an index's ``_meta.ranker`` (a promotion is served within this time)
+RANKER_REFRESH_SECONDS = 5.0
+
+
+class Ranker:
+    """A trained ranker: a LightGBM booster and the feature names it reads, in order."""
+
+    def __init__(self, booster: lightgbm.Booster, features: list[str], version: str = ""):
+        self.booster, self.features, self.version = booster, list(features), version
+
+    @classmethod
+    def load(cls, path: str | Path, version: str = "") -> "Ranker":
+        """The ranker saved at ``path`` (LightGBM's text model; its feature names are in the file)."""
+        booster = lightgbm.Booster(model_file=str(path))
+        return cls(booster, booster.feature_name(), version)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Scores of the rows of ``x`` (columns in :attr:`features` order), higher is better."""
+        return self.booster.predict(x, num_threads=1)
+
+    def contributions(self, x: np.ndarray) -> np.ndarray:
+        """Per-row SHAP contributions (TreeSHAP, ``pred_contrib``): one column per feature and the
+        expected value last; each row sums to the prediction."""
+        return self.booster.predict(x, pred_contrib=True, num_threads=1)
+
+    def score_table(self, table: FeatureTable) -> np.ndarray:
+        """Scores of a query's candidates."""
+        return self.predict(table.select(self.features))
+
+
+class LiveRankers:
+    """The ranker each index version serves (``_meta.ranker``), re-read every few seconds; pins for the gate."""
+
+    def __init__(self, client):
+        self.client = client
+        self._by_index: dict[str, tuple[float, Ranker | None, str | None]] = {}
+        self._pinned: dict[str, Ranker | None] = {}
+        self._lock = threading.Lock()
+
+    def pin(self, index: str, ranker: Ranker | None) -> None:
+        """Serve ``ranker`` for ``index`` whatever its ``_meta`` says (the gate scores a candidate this way)."""
+        self._pinned[index] = ranker
+
+    def unpin(self, index: str) -> None:
+        """Back to the ranker the index's ``_meta`` names."""
+        self._pinned.pop(index, None)
+
+    def for_index(self, live) -> tuple[Ranker | None, str | None]:
+        """``(ranker, note)``: the index's ranker, or None and why (no ranker passed, or it cannot load)."""
+        if live.index in self._pinned:
+            return self._pinned[live.index], None
+        cached = self._by_index.get(live.index)
+        if cached and time.monotonic() - cached[0] < RANKER_REFRESH_SECONDS:
+            return cached[1], cached[2]
+        entry = self.client.indices.get_mapping(index=live.index)[live.index]["mappings"].get("_meta", {}).get("ranker")
+        ranker, note = self._load(entry, cached[1] if cached else None)
+        with self._lock:
+            self._by_index[live.index] = (time.monotonic(), ranker, note)
+        return ranker, note
+
+    @staticmethod
+    def _load(entry: dict | None, previous: Ranker | None) -> tuple[Ranker | None, str | None]:
+        if not entry:
+            return None, "no ranker has passed the gate for this index"
+        if previous is not None and previous.version == entry.get("version"):
+            return previous, None
+        try:
+            return Ranker.load(entry["path"], entry.get("version", "")), None
+        except (KeyError, OSError, lightgbm.basic.LightGBMError) as e:
+            return None, f"ranker {entry.get('version')} could not be loaded: {e}"
+
+
+def spread(scores: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Scores moved onto ``[low, high]`` in the same order (the fused range, so boosts added after
+    ranking keep their meaning).
+
+    >>> spread(np.array([3.0, 1.0, 2.0]), 0.0, 1.0).tolist()
+    [1.0, 0.0, 0.5]
+    """
+    span = float(scores.max() - scores.min())
+    if span <= 0:
+        return np.full(len(scores), high)
+    return low + (scores - scores.min()) / span * (high - low)
+
+
+@dataclass(frozen=True)
+class LearnedRank(Stage):
+    """The candidates re-scored by the index's learned ranker (no ranker: left in hybrid order).
+
+    With ``explain``, ``components["learned"]`` holds each candidate's ranker score, features and
+    their contributions.
+    """
+
+    def args(self) -> tuple[str, ...]:
+        return ("ranker", "features")
+
+    def run(self, s: Search) -> Search:
+        ranked = s.answer.ranked
+        ranker, note = s.searcher.rankers.for_index(s.live)
+        if ranker is None or s.browse or len(ranked) < 2:
+            s.answer.applied.append(f"learned: {note or 'nothing to re-rank'}; hybrid order")
+            return s
+        table = table_of(s)
+        x = table.select(ranker.features)
+        raw = ranker.predict(x)
+        fused = [v for _, v in ranked]
+        placed = spread(raw, min(fused), max(fused))
+        order = np.argsort(-raw, kind="stable")
+        s.answer.ranked = [(table.ids[i], float(placed[i])) for i in order]
+        if s.req.explain:
+            s.answer.components["learned"] = explain_rows(ranker, table, x, raw)
+        return s
+
+
+def table_of(s: Search) -> FeatureTable:
+    """The feature table of a search's candidates as the ranker sees them (serving and training alike)."""
+    got = s.got
+    profile = s.searcher.profile(s.live.meta.get("catalogue", ""), s.req.user) if s.req.user else None
+    return feature_table(got.text, s.answer.ranked, s.answer.sources, dict(got.bm25), dict(got.knn), got.matched, profile)
+
+
+def explain_rows(ranker: Ranker, table: FeatureTable, x: np.ndarray, raw: np.ndarray) -> dict[str, dict]:
+    """Per candidate: the ranker's score, each feature it read and that feature's contribution."""
+    contrib = ranker.contributions(x)
+    out = {}
+    for i, d in enumerate(table.ids):
+        values = table.row(i)
+        out[d] = {"ranker": ranker.version, "score": round(float(raw[i]), 6),
+                  "expected": round(float(contrib[i, -1]), 6),
+                  "features": {n: {"value": values.get(n), "contribution": round(float(c), 6)}
+                               for n, c in zip(ranker.features, contrib[i, :-1])}}
+    return out

@@ -1,0 +1,184 @@
+"""The learned ranker on real Home Depot rows: it learns an ordering, explains itself, and the gate keeps its word.
+
+Real parts only: the products judged for 40 real queries (plus 50 others) are ingested through
+the Celery workers into a test catalogue; candidates come from the real shopper search
+(``Retrieve(named matches) >> MinMax >> ...``), the ranker is LightGBM, the gate searches
+through the ``Searcher``.
+"""
+
+from __future__ import annotations
+
+import csv
+import uuid
+
+import numpy as np
+import pytest
+
+from shopsearch.evaluation.metrics import ndcg_at_k
+from shopsearch.evaluation.run import split_queries
+from shopsearch.index.versions import live_index
+from shopsearch.learn import gate as gating
+from shopsearch.learn import ranker as rk
+from shopsearch.learn.registry import ModelRegistry
+from shopsearch.learn.rollout_state import read_meta
+from shopsearch.learn.train_ranker import run_training
+from shopsearch.query.learned import Ranker
+from shopsearch.query.searcher import Searcher, SearchRequest
+from shopsearch.workers.dispatch import run_ingest
+
+from .conftest import DATA
+
+QUERIES = 40
+
+
+def _read(path):
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.reader(f, delimiter="\t")
+        return next(reader), list(reader)
+
+
+@pytest.fixture(scope="module")
+def world(services, settings, client, tmp_path_factory):
+    """A test catalogue of the products judged for 40 real queries and 50 others; its judgments."""
+    tmp = tmp_path_factory.mktemp("ranker")
+    _, rows = _read(DATA / "homedepot" / "judgments.tsv")
+    queries = sorted({r[0] for r in rows})[:QUERIES * 23:23]  # spread over the alphabet, deterministic
+    judgments: dict[str, dict[str, float]] = {}
+    for q, pid, rel in rows:
+        if q in set(queries):
+            judgments.setdefault(q, {})[pid] = float(rel)
+    wanted = {d for rated in judgments.values() for d in rated}
+    header, products = _read(DATA / "homedepot" / "products.tsv")
+    products = [r for n, r in enumerate(products) if r[0] in wanted or n < 50]
+    with open(tmp / "products.tsv", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, delimiter="\t", lineterminator="\n")
+        w.writerow(header)
+        w.writerows(products)
+    for side in ("colors.tsv", "materials.tsv"):  # the homedepot mapping joins them (read in place)
+        (tmp / side).symlink_to(DATA / "homedepot" / side)
+    name = f"test_rank_{uuid.uuid4().hex[:8]}"
+    assert run_ingest(settings, tmp / "products.tsv", name, mapping="homedepot").complete
+    local = settings.replace(models_dir=str(tmp / "models"), result_cache_seconds=0)
+    searcher = Searcher(client, local)
+    valid, train = split_queries(queries, 0.4, seed=0)
+    tables = rk.candidate_tables(searcher, name, queries, threads=2)
+    yield {"catalogue": name, "settings": local, "judgments": judgments, "train": train, "valid": valid,
+           "tables": tables, "registry": ModelRegistry(tmp / "models"), "searcher": searcher}
+    client.indices.delete(index=f"{name}-v*", ignore_unavailable=True, allow_no_indices=True)
+
+
+def _data(world, queries, relabel=None):
+    tables = {q: world["tables"][q] for q in queries}
+    data = rk.ranking_data(tables, world["judgments"])
+    if relabel is not None:
+        data.y = relabel(data.y)
+    return data
+
+
+def _mean_ndcg(world, queries, order) -> float:
+    values = [ndcg_at_k(order(q), world["judgments"][q], 10) for q in queries]
+    return float(np.mean([v for v in values if v is not None]))
+
+
+@pytest.fixture(scope="module")
+def trained(world):
+    booster, info = rk.train_ranker(_data(world, world["train"]), rounds=80)
+    return Ranker(booster, booster.feature_name(), "test"), info
+
+
+def test_the_ranker_orders_judged_products_above_the_rest_better_than_the_fused_order(world, trained):
+    ranker, _ = trained
+
+    def learned(q):
+        table = world["tables"][q]
+        return [table.ids[i] for i in np.argsort(-ranker.score_table(table), kind="stable")]
+    fused = _mean_ndcg(world, world["train"], lambda q: world["tables"][q].ids)
+    assert _mean_ndcg(world, world["train"], learned) > fused
+
+
+def test_each_candidates_contributions_sum_to_its_prediction(world, trained):
+    ranker, _ = trained
+    table = world["tables"][world["valid"][0]]
+    x = table.select(ranker.features)
+    contrib = ranker.contributions(x)
+    assert contrib.shape == (len(table.ids), len(ranker.features) + 1)
+    np.testing.assert_allclose(contrib.sum(axis=1), ranker.predict(x), rtol=1e-6, atol=1e-6)
+
+
+def test_a_saved_ranker_loads_with_the_same_features_and_predictions(world, trained, tmp_path):
+    ranker, info = trained
+    registry = ModelRegistry(tmp_path)
+    card = rk.model_card(ranker.booster, info, {"train": {}}, {"rule": "test"})
+    rk.save_ranker(registry, "rank-a", ranker.booster, card)
+    registry.register("rank-a", base_model="lightgbm-lambdarank")
+    again = rk.load_ranker(registry, "rank-a")
+    x = world["tables"][world["valid"][0]].select(ranker.features)
+    assert again.features == ranker.features
+    np.testing.assert_allclose(again.predict(x), ranker.predict(x))
+    assert registry.verify_hashes("rank-a")["ok"]
+
+
+def test_without_a_ranker_learned_answers_in_hybrid_order_and_hybrid_stays_the_default(world):
+    searcher, name = world["searcher"], world["catalogue"]
+    q = world["valid"][0]
+    hybrid = searcher.search(name, SearchRequest(q=q, size=20, strategy="hybrid"))
+    learned = searcher.search(name, SearchRequest(q=q, size=20, strategy="learned"))
+    assert [h["id"] for h in learned["hits"]] == [h["id"] for h in hybrid["hits"]]
+    assert any(note.startswith("learned: no ranker") for note in learned["filters_applied"])
+    assert searcher.search(name, SearchRequest(q=q, size=5))["strategy"] == "hybrid"
+
+
+def test_the_gate_refuses_a_ranker_trained_on_inverted_labels(world, client):
+    booster, _ = rk.train_ranker(_data(world, world["train"], relabel=lambda y: 4 - y), rounds=80)
+    worse = Ranker(booster, booster.feature_name(), "worse")
+    valid = {q: world["judgments"][q] for q in world["valid"]}
+    decision = gating.compare_ranker(client, world["settings"], world["catalogue"], worse, valid)
+    assert decision["decision"] == "reject"
+    assert decision["candidate_ndcg@10"] < decision["live_ndcg@10"]
+    assert "ranker" not in read_meta(client, live_index(client, world["catalogue"]))
+
+
+def test_train_splits_by_query_times_each_step_and_writes_the_model_card(world, client):
+    judgments = world["judgments"]
+    report = run_training(world["settings"], client, world["catalogue"], judgments, echo=lambda line: None,
+                          valid_fraction=0.4, threads=2, promote=False)
+    steps = report["steps"]
+    assert list(steps) == ["split", "features", "fit", "gate", "promote"]
+    assert all(step["seconds"] >= 0 for step in steps.values())
+    split = steps["split"]
+    assert split["train_queries"] + split["tune_queries"] + split["valid_queries"] == len(judgments)
+    valid, _ = split_queries(judgments, 0.4, 0)
+    assert split["valid_queries"] == len(valid) and steps["gate"]["queries"] <= len(valid)
+    card = rk.read_card(world["registry"], report["version"])
+    assert card["features"] and {r["feature"] for r in card["importances"]} == set(card["features"])
+    assert sum(r["gain"] for r in card["importances"]) > 0
+    assert card["params"]["objective"] == "lambdarank" and card["split"]["valid_queries"] == split["valid_queries"]
+    assert card["figures"]["gate"]["decision"] == steps["gate"]["decision"]
+    model = world["registry"].load(report["version"])
+    assert model["parts"] == ["ranker"] and model["gate"]["numbers"]["queries"] == steps["gate"]["queries"]
+    assert steps["promote"]["promoted"] is False  # not asked to: nothing served
+    assert "ranker" not in read_meta(client, live_index(client, world["catalogue"]))
+
+
+def test_a_promoted_ranker_becomes_the_default_and_explain_shows_each_feature_and_its_contribution(world, trained, client):
+    ranker, info = trained
+    registry, name = world["registry"], world["catalogue"]
+    rk.save_ranker(registry, "rank-served", ranker.booster, rk.model_card(ranker.booster, info, {}, {}))
+    registry.register("rank-served", base_model="lightgbm-lambdarank", catalogue=name)
+    index = live_index(client, name)
+    rk.promote_ranker(client, registry, name, index, "rank-served", {"decision": "promote"})
+    try:
+        searcher = Searcher(client, world["settings"])
+        out = searcher.search(name, SearchRequest(q=world["valid"][0], size=5, explain=True))
+        assert out["strategy"] == "learned" and registry.load("rank-served")["status"] == "promoted"
+        assert "LearnedRank(ranker, features)" in out["explain"]["pipeline"]
+        for hit in out["hits"]:
+            learned = hit["explain"]["learned"]
+            assert set(learned["features"]) == set(ranker.features)
+            total = learned["expected"] + sum(f["contribution"] for f in learned["features"].values())
+            assert total == pytest.approx(learned["score"], abs=1e-4)
+        scores = [h["explain"]["learned"]["score"] for h in out["hits"]]
+        assert scores == sorted(scores, reverse=True)
+    finally:
+        rk.withdraw_ranker(client, index)
+    assert Searcher(client, world["settings"]).search(name, SearchRequest(q=world["valid"][0]))["strategy"] == "hybrid"
