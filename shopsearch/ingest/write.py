@@ -13,7 +13,7 @@ INDEXED_FIELDS = ("id", "title", "description", "brand", "colour", "material", "
 
 
 def document(item: dict, text_vec, image_vec, fused_vec, has_image: bool, model_version: str) -> dict:
-    """The OpenSearch document of one clean, normalised, encoded item (pure)."""
+    """The OpenSearch document of one clean, normalised, encoded item (pure); derived: category, attribute text."""
     doc = {k: item[k] for k in INDEXED_FIELDS if item.get(k) not in (None, "", [], {})}
     path = item.get("category_path") or []
     if path:
@@ -24,7 +24,23 @@ def document(item: dict, text_vec, image_vec, fused_vec, has_image: bool, model_
                text_vector=[float(x) for x in text_vec], fused_vector=[float(x) for x in fused_vec])
     if has_image:
         doc["image_vector"] = [float(x) for x in image_vec]
+    words = attribute_text(item.get("attributes") or {})
+    if words:
+        doc["attribute_text"] = words
     return doc
+
+
+def attribute_text(attributes: dict) -> str:
+    """The searchable words of an item's attributes: every value with a letter in it (a year or a count is not).
+
+    ``attributes`` is a ``flat_object``, matched only as whole keywords; this text field lets BM25
+    match "sports" in fashion's ``usage`` = "Sports".
+
+    >>> attribute_text({"season": "Summer", "year": "2012", "usage": "Sports"})
+    'Summer Sports'
+    """
+    values = [str(v) for v in attributes.values() if not isinstance(v, (dict, list))]
+    return " ".join(v for v in values if any(c.isalpha() for c in v))
 
 
 def write_documents(client: OpenSearch, index: str, docs: list[dict]) -> tuple[int, list[dict]]:
