@@ -11,13 +11,81 @@ their own products that answer the query (:func:`personal_body`). Fusion is in `
 
 from __future__ import annotations
 
+from shopsearch.errors import SettingsError
+from shopsearch.settings import default
 
-TEXT_FIELDS = ["title^3", "title.zh^3", "brand.text^2", "description", "description.zh"]
+
+def parse_text_fields(spec: str) -> tuple[str, ...]:
+    """The ``text_fields`` setting as ``multi_match`` fields: ``field^weight``, weight-0 fields dropped.
+
+    >>> parse_text_fields("title^3, colour.text^0.5 ,material.text^0,description")
+    ('title^3', 'colour.text^0.5', 'description')
+    """
+    out = []
+    for part in (p.strip() for p in spec.split(",")):
+        if not part:
+            continue
+        name, _, weight = part.partition("^")
+        try:
+            w = float(weight) if weight else 1.0
+        except ValueError:
+            raise SettingsError(f"text_fields: {part!r} is not field^weight", field="text_fields") from None
+        if w < 0 or not name:
+            raise SettingsError(f"text_fields: {part!r} needs a field name and a weight >= 0", field="text_fields")
+        if w > 0:
+            out.append(part)
+    if not out:
+        raise SettingsError("text_fields names no field with a weight above 0", field="text_fields")
+    return tuple(out)
 
 
-def bm25_body(q: str, size: int, filters: list[dict] | None = None, boosts: list[dict] | None = None) -> dict:
-    """A BM25 ``multi_match`` over the English and Chinese text fields; ``boosts`` are optional should clauses."""
-    must = {"multi_match": {"query": q, "fields": TEXT_FIELDS, "type": "best_fields"}}
+def field_names(fields: tuple[str, ...]) -> list[str]:
+    """The field names of ``multi_match`` fields, without weights (per-field features read them).
+
+    >>> field_names(("title^3", "colour.text"))
+    ['title', 'colour.text']
+    """
+    return [f.partition("^")[0] for f in fields]
+
+
+# The shopper query's text fields and weights: the default of the ``text_fields`` setting (one list).
+TEXT_FIELDS = parse_text_fields(default("text_fields"))
+
+
+def text_match(q: str, fields: tuple[str, ...] = TEXT_FIELDS, tie_breaker: float = 0.0) -> dict:
+    """The ``multi_match`` of the shopper's text over ``fields`` (best field, plus ``tie_breaker`` × the others)."""
+    match = {"query": q, "fields": list(fields), "type": "best_fields"}
+    if tie_breaker:
+        match["tie_breaker"] = tie_breaker
+    return {"multi_match": match}
+
+
+def fuzzy_words(q: str, min_length: int = 4) -> str:
+    """The words of a query that fuzzy matching may bend: letters only, ``min_length`` or longer.
+
+    Sizes and model numbers ("2x6", "20v", "dw0240") are one edit from other sizes and models.
+
+    >>> fuzzy_words("2x6 metal brakets 20v")
+    'metal brakets'
+    """
+    return " ".join(w for w in q.split() if w.isalpha() and len(w) >= min_length)
+
+
+def bm25_body(q: str, size: int, filters: list[dict] | None = None, boosts: list[dict] | None = None,
+              fields: tuple[str, ...] = TEXT_FIELDS, tie_breaker: float = 0.0, fuzzy: dict | None = None) -> dict:
+    """A BM25 ``multi_match`` over the text fields; ``boosts`` are optional should clauses.
+
+    ``fuzzy`` (``{"prefix_length": 1, "weight": 0.5}``) adds a fuzzy ``multi_match`` of the query's
+    words (:func:`fuzzy_words`) beside the exact one, either sufficing, so a misspelt word still
+    finds its products while exact matches keep the higher score.
+    """
+    must = text_match(q, fields, tie_breaker)
+    bent = fuzzy_words(q) if fuzzy else ""
+    if bent:
+        loose = text_match(bent, fields, tie_breaker)
+        loose["multi_match"].update(fuzziness="AUTO", prefix_length=fuzzy.get("prefix_length", 1),
+                                    boost=fuzzy.get("weight", 0.5))
+        must = {"bool": {"should": [must, loose], "minimum_should_match": 1}}
     query: dict = {"must": [must], "filter": filters or []}
     if boosts:
         query["should"] = boosts
@@ -63,7 +131,8 @@ def popular_body(size: int, filters: list[dict]) -> dict:
             "sort": [{"popularity_norm": {"order": "desc", "missing": "_last"}}, {"id": "asc"}]}
 
 
-def personal_body(q: str, ids: list[str], filters: list[dict], text_must: bool = True) -> dict:
+def personal_body(q: str, ids: list[str], filters: list[dict], text_must: bool = True,
+                  fields: tuple[str, ...] = TEXT_FIELDS) -> dict:
     """The shopper's own products (from the profile) that answer the query: same text match and filters.
 
     Retrieval alone would miss a shopper's usual product when a hundred others score higher;
@@ -71,7 +140,7 @@ def personal_body(q: str, ids: list[str], filters: list[dict], text_must: bool =
     """
     query: dict = {"filter": list(filters) + [{"ids": {"values": ids}}]}
     if text_must:
-        query["must"] = [{"multi_match": {"query": q, "fields": TEXT_FIELDS, "type": "best_fields"}}]
+        query["must"] = [text_match(q, fields)]
     return {"size": len(ids), "_source": {"excludes": ["*_vector"]}, "query": {"bool": query}}
 
 

@@ -17,12 +17,15 @@ from dataclasses import dataclass, field
 
 from opensearchpy import OpenSearch
 
-from shopsearch.errors import EncoderError, SearchError
-from shopsearch.query.build import bm25_body, category_clause, knn_body, personal_body, popular_body, split_understood_filters
+from shopsearch.errors import EncoderError, SearchError, SettingsError
+from shopsearch.query.build import (bm25_body, category_clause, knn_body, parse_text_fields, personal_body, popular_body,
+                                    split_understood_filters)
 from shopsearch.query.caches import LRU
 from shopsearch.query.live import Live, encoder_for
 from shopsearch.query.understand import Understood, rewrite_query, understand
 from shopsearch.settings import Settings
+
+TYPO_TOLERANCE = ("spelling", "fuzzy", "off")
 
 
 @dataclass
@@ -39,6 +42,7 @@ class Retrieved:
     browse: str | None = None          # the category a browse query shows
     popular: list = field(default_factory=list)   # browse: the category's most popular products
     personal: list = field(default_factory=list)  # the shopper's own products that answer the query
+    did_you_mean: str | None = None    # the corrected text, when spelling correction changed the query
 
 
 class Retriever:
@@ -46,6 +50,12 @@ class Retriever:
 
     def __init__(self, client: OpenSearch, settings: Settings, vectors: LRU):
         self.client, self.settings, self.vectors = client, settings, vectors
+        if settings.typo_tolerance not in TYPO_TOLERANCE:
+            raise SettingsError(f"typo_tolerance must be one of {', '.join(TYPO_TOLERANCE)}, not {settings.typo_tolerance!r}",
+                                field="typo_tolerance")
+        self.text_fields = parse_text_fields(settings.text_fields)
+        self.fuzzy = ({"prefix_length": settings.fuzzy_prefix_length, "weight": settings.fuzzy_weight}
+                      if settings.typo_tolerance == "fuzzy" else None)
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="encode")
 
     def query_vector(self, live: Live, text: str) -> tuple[list[float], bool]:
@@ -71,6 +81,9 @@ class Retriever:
         asked for by id (``personal_ids``), so "buy again" can lift them.
         """
         rewritten = rewrite_query(q)
+        corrected = live.speller.correct(rewritten) if live.speller is not None else None
+        if corrected is not None and corrected.changed:
+            rewritten = corrected.text
         understood = understand(rewritten, live.facets)
         hard, boosts = split_understood_filters(understood.filters, self.settings.query_filters)
         filters = filters + hard
@@ -79,8 +92,10 @@ class Retriever:
         # words that only lift (boost mode) stay in the text: titles often say "white" where the
         # colour facet is empty; words that filter are enforced by the filter instead
         text = understood.text if self.settings.query_filters == "filter" else rewritten
-        got = Retrieved(applied=list(understood.applied) + (["sku: lexical only"] if understood.sku else []),
-                        text=rewritten, browse=understood.browse)
+        spelling = [f"spelling: {a} -> {b}" for a, b in corrected.changes] if corrected is not None else []
+        got = Retrieved(applied=spelling + list(understood.applied) + (["sku: lexical only"] if understood.sku else []),
+                        text=rewritten, browse=understood.browse,
+                        did_you_mean=corrected.text if corrected is not None and corrected.changed else None)
         vector = self._vector(live, text, got) if want_vector and not understood.sku else None
         named = self._requests(understood, text, depth, filters, boosts, vector, list(personal_ids))
         got.bodies = list(named.values())
@@ -98,17 +113,18 @@ class Retriever:
             got.degraded = f"query encoder failed: {e}"
         return None
 
-    @staticmethod
-    def _requests(understood: Understood, text: str, depth: int, filters: list[dict], boosts: list[dict],
+    def _requests(self, understood: Understood, text: str, depth: int, filters: list[dict], boosts: list[dict],
                   vector: list[float] | None, personal_ids: list[str]) -> dict[str, dict]:
         """The named request bodies of one search, in ``_msearch`` order."""
-        named = {"bm25": bm25_body(text, depth, filters, boosts)}
+        named = {"bm25": bm25_body(text, depth, filters, boosts, self.text_fields, self.settings.text_tie_breaker,
+                                   self.fuzzy)}
         if vector is not None:
             named["knn"] = knn_body(vector, depth, depth, filters)
         if understood.browse:
             named["popular"] = popular_body(depth, filters)
         if personal_ids:
-            named["personal"] = personal_body(text, personal_ids, filters, text_must=not understood.browse)
+            named["personal"] = personal_body(text, personal_ids, filters, text_must=not understood.browse,
+                                              fields=self.text_fields)
         return named
 
     def _run(self, live: Live, named: dict[str, dict], got: Retrieved) -> None:
