@@ -52,9 +52,9 @@ def test_material_words_match_the_material_field(client, settings, homedepot):
 
 
 def test_colour_words_match_the_colour_field(client, settings, homedepot):
-    # four DEWALT combo kits, none "yellow" in its title; one has the colour Yellow
+    # DEWALT combo kits, none "yellow" in its title; their colour rows say it
     out = lexical(client, settings).search(homedepot, SearchRequest(q="yellow"))
-    assert ids(out) == ["100545"] and out["hits"][0]["colour"] == "Yellow"
+    assert ids(out) and all("yellow" in h["colour"].lower() for h in out["hits"])
     assert ids(lexical(client, settings.replace(text_fields="title^3")).search(homedepot, SearchRequest(q="yellow"))) == []
 
 
