@@ -86,4 +86,4 @@ def as_opensearch_response(result: dict) -> dict:
             "hits": {"total": {"value": result["total"], "relation": "eq"},
                      "max_score": hits[0]["_score"] if hits else None, "hits": hits},
             "ext": {"shopsearch": {k: result.get(k) for k in ("strategy", "model_version", "degraded", "reason",
-                                                                "filters_applied", "explain") if k in result}}}
+                                                                "filters_applied", "did_you_mean", "explain") if k in result}}}

@@ -94,6 +94,14 @@ SETTINGS: tuple[Setting, ...] = (
     # query path
     Setting("fusion", "minmax", "Default fusion of BM25 and k-NN: minmax (weighted min-max) or rrf (reciprocal rank)."),
     Setting("query_filters", "boost", "What facets named in the query text do: boost (colour/brand/gender lift matching items; prices still filter), filter (all filter) or off."),
+    Setting("text_fields", "title^3,title.zh^3,brand.text^2,description,description.zh,colour.text^2,material.text^2,category.text,category_path.text,gender.text,attribute_text", "The text fields of the shopper BM25 query with their weights (field^weight, comma-separated; weight 0 drops a field). colour.text and material.text tuned on the Home Depot training judgments (`shopsearch eval fields`); category, gender and attribute fields untuned (no judgments with them)."),
+    Setting("text_tie_breaker", 0.3, "tie_breaker of the shopper BM25 multi_match: how much the fields other than the best matching one add (0: the best field alone, 1: the sum); tuned with text_fields."),
+    Setting("typo_tolerance", "spelling", "Misspelt queries: spelling (correct words the catalogue does not know, from its vocabulary and the query log; the response says did_you_mean), fuzzy (OpenSearch fuzzy matching in a should clause) or off."),
+    Setting("fuzzy_prefix_length", 1, "typo_tolerance=fuzzy: leading characters a fuzzy match must share exactly."),
+    Setting("fuzzy_weight", 0.5, "typo_tolerance=fuzzy: weight of the fuzzy should clause against the exact match."),
+    Setting("spelling_max_edits", 2, "typo_tolerance=spelling: the most edits between a word and its correction (words of up to 5 letters: 1)."),
+    Setting("spelling_min_length", 4, "typo_tolerance=spelling: shorter words are never corrected."),
+    Setting("spelling_query_log", True, "typo_tolerance=spelling: the query log's word counts (ubi_queries of the catalogue) rank candidate corrections too."),
     Setting("vector_weight", 0.3, "Default weight of the k-NN list in fusion (0: BM25 only, 1: vectors only)."),
     Setting("candidate_depth", 100, "How many candidates each of BM25 and k-NN contributes before fusion (also k of k-NN)."),
     Setting("popularity_weight", 0.1, "Weight of an item's popularity (from click logs or the catalogue) added to its fused score."),
@@ -140,6 +148,15 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
+
+
+def default(name: str) -> Any:
+    """The default value of one setting (for code that needs it without loaded settings).
+
+    >>> default("rrf_k")
+    60
+    """
+    return _BY_NAME[name].default
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ Errors are translated by ``cli/errors.py``'s :func:`fail_cleanly`, the CLI's one
 
 from __future__ import annotations
 
+import concurrent.futures
 import csv
 import json
 from pathlib import Path
@@ -18,7 +19,10 @@ from shopsearch.encoders.text import text_encoder
 from shopsearch.evaluation.metrics import ndcg_at_k
 from shopsearch.evaluation.report import write_report
 from shopsearch.evaluation.run import evaluate, load_judgments, score_pairs, select_queries, split_queries
+from shopsearch.evaluation.tune_fields import (QueryScores, field_scores, field_weights, fields_with_data, grid,
+                                               hybrid_ranking, mean_ndcg, spec)
 from shopsearch.ops.eval_personalisation import run
+from shopsearch.query.build import parse_text_fields
 from shopsearch.query.fuse import rank
 from shopsearch.query.searcher import STRATEGIES, SearchRequest, Searcher
 from shopsearch.settings import Settings
@@ -234,3 +238,71 @@ def eval_tune(settings: Settings, catalogue: str, judgments: str, validation_fra
     click.echo(f"  tuning nDCG@10 {value:.4f}; validation nDCG@10 {score(validation, m, w, k):.4f} "
                f"(current settings: {score(validation, settings.fusion, settings.vector_weight, settings.candidate_depth):.4f}; "
                f"k-NN alone: {score(validation, 'dense', 1.0, k):.4f}; lexical alone: {score(validation, 'minmax', 0.0, k):.4f})")
+
+
+@eval_group.command("fields")
+@click.option("--catalogue", required=True)
+@click.option("--judgments", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="The tuning part only (e.g. train.tsv of `eval split`); evaluate the choice on the other part.")
+@click.option("--tune", "tuned", default="colour.text,material.text", show_default=True,
+              help="Fields whose weight is searched; the others keep their text_fields weight.")
+@click.option("--weights", default="0,0.25,0.5,1,2,3", show_default=True, help="Weights tried for each tuned field.")
+@click.option("--tie-breakers", default="0,0.1,0.3", show_default=True)
+@click.option("--limit-queries", type=int, help="A deterministic sample of N queries.")
+@click.pass_obj
+@fail_cleanly
+def eval_fields(settings: Settings, catalogue: str, judgments: str, tuned: str, weights: str, tie_breakers: str,
+                limit_queries: int | None) -> None:
+    """Tune the BM25 field weights (and tie breaker) of the hybrid search on judgments; print the grid.
+
+    Each query's per-field BM25 scores and k-NN list are fetched once, then every setting is
+    scored offline as the hybrid pipeline fuses (``evaluation/tune_fields.py``).
+    """
+    tuned_fields = [f.strip() for f in tuned.split(",") if f.strip()]
+    try:
+        values = [float(v) for v in weights.split(",")]
+        ties = [float(v) for v in tie_breakers.split(",")]
+    except ValueError:
+        raise click.ClickException("--weights and --tie-breakers are comma-separated numbers") from None
+    base = field_weights(parse_text_fields(settings.text_fields))
+    names = list(dict.fromkeys([*base, *tuned_fields]))
+    judged = load_judgments(judgments)
+    queries = select_queries(judged, limit_queries)
+    searcher = _searcher(settings.replace(typo_tolerance="off"))
+    live = searcher.live(catalogue)
+    depth = settings.candidate_depth
+    present = fields_with_data(searcher.client, live.index, names)
+
+    def fetch(q: str) -> QueryScores:
+        got = searcher.retrieve(live, q, depth, [])
+        bool_query = got.bodies[0]["query"]["bool"]
+        text = bool_query["must"][0]["multi_match"]["query"]
+        fields, boosts, sources = field_scores(searcher.client, live.index, text, present, bool_query["filter"],
+                                               bool_query.get("should", []), depth)
+        return QueryScores(fields, boosts, got.knn, sources)
+    bar, progress = _bar("fields")
+    try:
+        # a few queries in flight: each waits on the cluster most of its time
+        with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+            per_query = {}
+            for n, (q, scores) in enumerate(zip(queries, pool.map(fetch, queries)), 1):
+                per_query[q] = scores
+                progress(n, len(queries))
+    finally:
+        bar.close()
+    click.echo(f"fields with data in {live.index}: {', '.join(present)}")
+
+    def score(w, tie):
+        return mean_ndcg(per_query, judged, lambda s: hybrid_ranking(s, w, tie, depth, settings.vector_weight,
+                                                                      settings.popularity_weight))
+    results = sorted(((score(w, t), i, w, t) for i, (w, t) in enumerate(grid(base, tuned_fields, values, ties))),
+                     key=lambda r: (-r[0], r[1]))
+    click.echo(f"{len(per_query)} queries; hybrid nDCG@10 (vector_weight {settings.vector_weight}) per setting, best first:")
+    click.echo("  " + "  ".join(f"{f:>14}" for f in tuned_fields) + "     tie  nDCG@10")
+    for value, _, w, t in results:
+        click.echo("  " + "  ".join(f"{w[f]:14g}" for f in tuned_fields) + f"  {t:6g}  {value:.4f}")
+    without = {**base, **{f: 0.0 for f in tuned_fields}}
+    click.echo(f"current text_fields: {score(base, settings.text_tie_breaker):.4f}; "
+               f"without the tuned fields: {score(without, 0.0):.4f}")
+    value, _, w, t = results[0]
+    click.echo(f"best: SHOPSEARCH_TEXT_FIELDS='{spec(w)}' SHOPSEARCH_TEXT_TIE_BREAKER={t:g}  ({value:.4f})")

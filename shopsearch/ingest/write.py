@@ -23,7 +23,7 @@ LOOKUP_FIELDS = ("content_hash", "model_version")
 
 
 def document(item: dict, text_vec, image_vec, fused_vec, has_image: bool, model_version: str) -> dict:
-    """The OpenSearch document of one clean, normalised, encoded item (pure).
+    """The OpenSearch document of one clean, normalised, encoded item (pure); derived: category, attribute text.
 
     >>> sorted(k for k in document({"id": "1", "title": "Mug"}, [1.0], [0.0], [1.0], False, "m@1") if k.endswith("_vector"))
     ['fused_vector']
@@ -41,7 +41,23 @@ def document(item: dict, text_vec, image_vec, fused_vec, has_image: bool, model_
     if has_image:
         doc["text_vector"] = [float(x) for x in text_vec]
         doc["image_vector"] = [float(x) for x in image_vec]
+    words = attribute_text(item.get("attributes") or {})
+    if words:
+        doc["attribute_text"] = words
     return doc
+
+
+def attribute_text(attributes: dict) -> str:
+    """The searchable words of an item's attributes: every value with a letter in it (a year or a count is not).
+
+    ``attributes`` is a ``flat_object``, matched only as whole keywords; this text field lets BM25
+    match "sports" in fashion's ``usage`` = "Sports".
+
+    >>> attribute_text({"season": "Summer", "year": "2012", "usage": "Sports"})
+    'Summer Sports'
+    """
+    values = [str(v) for v in attributes.values() if not isinstance(v, (dict, list))]
+    return " ".join(v for v in values if any(c.isalpha() for c in v))
 
 
 def write_documents(client: OpenSearch, index: str, docs: list[dict]) -> tuple[int, list[dict]]:

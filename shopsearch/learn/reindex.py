@@ -20,6 +20,10 @@ Filling takes one of two routes:
   ingest.write`` chains on the runner). Content-hash reuse only applies within one model version,
   so nothing of the old vectors survives; the image -> text projection is fitted again unless the
   model is the same.
+* no source and the same model (a new mapping, e.g. new searchable sub-fields): the documents are
+  rewritten with their stored vectors (:func:`copy_with_vectors`), nothing is encoded, once a
+  sample of them re-encodes to the vectors stored (cosine >= ``REUSE_MIN_COSINE``): the encoded
+  text (``item_text``) or the model's runtime may have changed since they were written.
 """
 
 from __future__ import annotations
@@ -27,14 +31,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 from opensearchpy import OpenSearch, helpers
 
 from shopsearch.cluster import connect
-from shopsearch.encoders.text import text_encoder
+from shopsearch.encoders.text import item_text, text_encoder
 from shopsearch.errors import RolloutError, RolloutInterrupted, RolloutNotFound
 from shopsearch.index.catalogue import create_catalogue_version
 from shopsearch.index.versions import check_catalogue_name, list_versions, live_index
-from shopsearch.ingest.pipeline import Runner, Summary, index_items, run_ingest
+from shopsearch.ingest.pipeline import Runner, Summary, index_items, run_ingest, update_meta
+from shopsearch.ingest.write import document, write_documents
 from shopsearch.learn import registry
 from shopsearch.learn.rollout_state import STEPS, count_docs, now, read_meta, record, swap_alias
 from shopsearch.settings import Settings
@@ -42,8 +48,9 @@ from shopsearch.settings import Settings
 ROLLOUT_QUEUE = "rollout"          # the Celery queue of the coordinator task (see workers/tasks.py)
 CHUNK_QUEUES = ("encode", "ingest")  # what the coordinator waits on: it must never share their workers
 VERIFY_SAMPLE = 20
+REUSE_MIN_COSINE = 0.999
 # fields that document() derives or that describe the old encoding, not the item
-_DERIVED = {"category", "category_path", "has_image", "model_version", "indexed_at"}
+_DERIVED = {"category", "category_path", "has_image", "model_version", "indexed_at", "attribute_text"}
 
 
 def item_from_document(source: dict) -> dict:
@@ -147,14 +154,77 @@ def _fill_from_source(settings, catalogue, target, source, images, chunk_size, o
     return summary.accepted
 
 
-def _fill_from_index(client, catalogue, target, origin, chunk_size, on_progress, runner) -> int:
-    """The live version's documents, back to clean items, through the ingest pipeline's second half."""
+def vectors_still_valid(client: OpenSearch, origin: str, encoder) -> bool:
+    """Whether a random sample of ``origin``'s documents re-encodes (``item_text``) to the text vectors stored."""
+    query = {"function_score": {"random_score": {"seed": 11, "field": "id"}}}
+    sample = [h["_source"] for h in client.search(index=origin, body={"size": VERIFY_SAMPLE, "query": query})["hits"]["hits"]]
+    sample = [src for src in sample if src.get("text_vector")]
+    if not sample:
+        return False
+    fresh = np.asarray(encoder.encode([item_text(item_from_document(src)) for src in sample]), dtype=np.float64)
+    stored = np.asarray([src["text_vector"] for src in sample], dtype=np.float64)
+    if fresh.shape != stored.shape:
+        return False
+    norms = np.linalg.norm(fresh, axis=1) * np.linalg.norm(stored, axis=1)
+    return bool(np.all((fresh * stored).sum(axis=1) >= REUSE_MIN_COSINE * norms))
+
+
+def copy_with_vectors(client: OpenSearch, target: str, origin: str, model_version: str,
+                      on_progress: Callable[[int, int], None] | None = None, batch: int = 500) -> int:
+    """Rewrite ``origin``'s documents into ``target`` with their stored vectors (``document()`` run again).
+
+    The fields ``document()`` derives (category, attribute text) follow the code as it is now;
+    the vectors are the ones stored, so nothing is encoded. Returns the number of documents.
+    """
+    total = count_docs(client, origin)
+    client.indices.put_settings(index=target, body={"index": {"refresh_interval": "-1"}})
+    done, failed, docs = 0, [], []
+
+    def flush() -> None:
+        nonlocal done
+        indexed, failures = write_documents(client, target, docs)
+        done += indexed
+        failed.extend(failures)
+        docs.clear()
+        if on_progress:
+            on_progress(done, total)
+    try:
+        for hit in helpers.scan(client, index=origin, query={"query": {"match_all": {}}}, size=batch):
+            src = hit["_source"]
+            # the stored flags stand: no encoder runs to find an unreadable image again
+            item = {**item_from_document({**src, "id": hit["_id"]}), "flags": src.get("flags") or []}
+            docs.append(document(item, src.get("text_vector") or [],
+                                 src.get("image_vector") or [], src.get("fused_vector") or [],
+                                 bool(src.get("has_image")), model_version))
+            if len(docs) >= batch:
+                flush()
+        if docs:
+            flush()
+    finally:
+        client.indices.put_settings(index=target, body={"index": {"refresh_interval": "1s"}})
+        client.indices.refresh(index=target)
+    if failed:
+        raise RolloutError(f"{target}: {len(failed)} documents failed to index (first: {failed[0]}); "
+                           f"run reindex again to resume")
+    return total
+
+
+def _fill_from_index(client, catalogue, target, origin, chunk_size, on_progress, runner, encoder=None) -> int:
+    """The live version's documents, back to clean items, through the ingest pipeline's second half.
+
+    Same model and vectors that still hold (:func:`vectors_still_valid`): copied with their vectors.
+    """
     items = [item_from_document({**h["_source"], "id": h["_id"]})
              for h in helpers.scan(client, index=origin, query={"query": {"match_all": {}}}, size=500,
                                    _source_excludes=["*_vector"])]
     meta, origin_meta = read_meta(client, target), read_meta(client, origin)
     # same text space: the fitted image -> text map still holds; a new one is learnt again, as a first ingest does
     same_space = origin_meta.get("model_version") == meta["model_version"]
+    if same_space and encoder is not None and vectors_still_valid(client, origin, encoder):
+        if "projection" in origin_meta:
+            update_meta(client, target, {"projection": origin_meta["projection"]})
+        record(client, target, vectors="reused from " + origin)
+        return copy_with_vectors(client, target, origin, meta["model_version"], on_progress)
     summary = Summary(catalogue, target, "rollout")
     index_items(client, runner, target, items, summary, chunk_size, on_progress,
                 projection=origin_meta.get("projection") if same_space else None)
@@ -221,7 +291,7 @@ def reindex(settings: Settings, catalogue: str, model: str | None = None, source
         if source is not None:
             expected = _fill_from_source(settings, catalogue, target, key, images, chunk_size, on_progress, runner)
         else:
-            expected = _fill_from_index(client, catalogue, target, origin, chunk_size, on_progress, runner)
+            expected = _fill_from_index(client, catalogue, target, origin, chunk_size, on_progress, runner, encoder)
         state = record(client, target, step="filled", expected=expected, docs=count_docs(client, target))
     if state["step"] == "filled":
         stop("verify")

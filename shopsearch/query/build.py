@@ -16,12 +16,53 @@ shows plus what ranking needs), never a vector.
 
 from __future__ import annotations
 
+from shopsearch.errors import SettingsError
+from shopsearch.settings import default
 
-TEXT_FIELDS = ["title^3", "title.zh^3", "brand.text^2", "description", "description.zh"]
+
+def parse_text_fields(spec: str) -> tuple[str, ...]:
+    """The ``text_fields`` setting as ``multi_match`` fields: ``field^weight``, weight-0 fields dropped.
+
+    >>> parse_text_fields("title^3, colour.text^0.5 ,material.text^0,description")
+    ('title^3', 'colour.text^0.5', 'description')
+    """
+    out = []
+    for part in (p.strip() for p in spec.split(",")):
+        if not part:
+            continue
+        name, _, weight = part.partition("^")
+        try:
+            w = float(weight) if weight else 1.0
+        except ValueError:
+            raise SettingsError(f"text_fields: {part!r} is not field^weight", field="text_fields") from None
+        if w < 0 or not name:
+            raise SettingsError(f"text_fields: {part!r} needs a field name and a weight >= 0", field="text_fields")
+        if w > 0:
+            out.append(part)
+    if not out:
+        raise SettingsError("text_fields names no field with a weight above 0", field="text_fields")
+    return tuple(out)
+
+
+def field_names(fields: tuple[str, ...]) -> list[str]:
+    """The field names of ``multi_match`` fields, without weights (per-field features read them).
+
+    >>> field_names(("title^3", "colour.text"))
+    ['title', 'colour.text']
+    """
+    return [f.partition("^")[0] for f in fields]
+
+
+# The shopper query's text fields and weights: the default of the ``text_fields`` setting (one list).
+TEXT_FIELDS = parse_text_fields(default("text_fields"))
+
+
 NO_VECTORS = {"excludes": ["*_vector"]}
 # what ranking reads from a candidate beyond what the page shows: the personal boost (category,
 # brand, price_norm), the popularity boost and browse blend, and the re-ranker's item text
-RANKING_FIELDS = ("id", "title", "brand", "category", "category_path", "price_norm", "popularity_norm")
+# and the learned ranker's features (``features.py``: price band, colour / material words, rating)
+RANKING_FIELDS = ("id", "title", "brand", "category", "category_path", "price", "price_norm", "popularity_norm",
+                  "rating_norm", "colour", "material")
 # what the search does not read of a profile: its vector (no boost term uses it since #13) and the
 # builder's sufficient statistics (vector sum, price samples)
 PROFILE_EXCLUDES = ["vector", "stats.vector_sum", "stats.prices"]
@@ -30,7 +71,8 @@ PERSONAL_SIZE = 500               # at most this many of them (the profile keeps
 
 # The text fields whose matches the learned ranker reads (``features.py``), by feature name: the
 # one place to add a field (e.g. colour / material text fields) to the ranker's named matches.
-FEATURE_FIELDS = {"title": "title", "brand": "brand.text", "description": "description"}
+FEATURE_FIELDS = {"title": "title", "brand": "brand.text", "description": "description", "colour": "colour.text",
+                  "material": "material.text"}
 
 def source_filter(response_fields: str | list[str] | None) -> dict:
     """``_source`` of every sub-request: the fields a result list shows plus what ranking needs, never vectors.
@@ -65,15 +107,44 @@ def feature_clauses(q: str) -> list[dict]:
     return out
 
 
-def bm25_body(q: str, size: int, filters: list[dict] | None = None, boosts: list[dict] | None = None,
-              source: dict | None = None, named: bool = False) -> dict:
-    """A BM25 ``multi_match`` over the English and Chinese text fields; ``boosts`` are optional should clauses.
+def text_match(q: str, fields: tuple[str, ...] = TEXT_FIELDS, tie_breaker: float = 0.0) -> dict:
+    """The ``multi_match`` of the shopper's text over ``fields`` (best field, plus ``tie_breaker`` × the others)."""
+    match = {"query": q, "fields": list(fields), "type": "best_fields"}
+    if tie_breaker:
+        match["tie_breaker"] = tie_breaker
+    return {"multi_match": match}
 
-    ``named``: the :func:`feature_clauses` ride along in filter context beside ``match_all``, so
-    they neither filter nor change a score; each hit then lists the ones it matches. (OpenSearch
-    2.19's ``_msearch`` does not return named queries' scores, only their names: issue #19102.)
+
+def fuzzy_words(q: str, min_length: int = 4) -> str:
+    """The words of a query that fuzzy matching may bend: letters only, ``min_length`` or longer.
+
+    Sizes and model numbers ("2x6", "20v", "dw0240") are one edit from other sizes and models.
+
+    >>> fuzzy_words("2x6 metal brakets 20v")
+    'metal brakets'
     """
-    must = {"multi_match": {"query": q, "fields": TEXT_FIELDS, "type": "best_fields"}}
+    return " ".join(w for w in q.split() if w.isalpha() and len(w) >= min_length)
+
+
+def bm25_body(q: str, size: int, filters: list[dict] | None = None, boosts: list[dict] | None = None,
+              source: dict | None = None, named: bool = False, fields: tuple[str, ...] = TEXT_FIELDS,
+              tie_breaker: float = 0.0, fuzzy: dict | None = None) -> dict:
+    """A BM25 ``multi_match`` over the text fields; ``boosts`` are optional should clauses.
+
+    ``fuzzy`` (``{"prefix_length": 1, "weight": 0.5}``) adds a fuzzy ``multi_match`` of the query's
+    words (:func:`fuzzy_words`) beside the exact one, either sufficing, so a misspelt word still
+    finds its products while exact matches keep the higher score. ``named``: the
+    :func:`feature_clauses` ride along in filter context beside ``match_all``, so they neither
+    filter nor change a score; each hit then lists the ones it matches. (OpenSearch 2.19's
+    ``_msearch`` does not return named queries' scores, only their names: issue #19102.)
+    """
+    must = text_match(q, fields, tie_breaker)
+    bent = fuzzy_words(q) if fuzzy else ""
+    if bent:
+        loose = text_match(bent, fields, tie_breaker)
+        loose["multi_match"].update(fuzziness="AUTO", prefix_length=fuzzy.get("prefix_length", 1),
+                                    boost=fuzzy.get("weight", 0.5))
+        must = {"bool": {"should": [must, loose], "minimum_should_match": 1}}
     query: dict = {"must": [must], "filter": list(filters or [])}
     if named:
         query["filter"].append({"bool": {"should": feature_clauses(q) + [{"match_all": {}}]}})
@@ -122,7 +193,8 @@ def popular_body(size: int, filters: list[dict], source: dict | None = None) -> 
             "sort": [{"popularity_norm": {"order": "desc", "missing": "_last"}}, {"id": "asc"}]}
 
 
-def personal_body(q: str, ids: list[str], filters: list[dict], text_must: bool = True, source: dict | None = None) -> dict:
+def personal_body(q: str, ids: list[str], filters: list[dict], text_must: bool = True, source: dict | None = None,
+                  fields: tuple[str, ...] = TEXT_FIELDS) -> dict:
     """The shopper's own products ``ids`` that answer the query: same text match and filters.
 
     Retrieval alone would miss a shopper's usual product when a hundred others score higher;
@@ -130,11 +202,11 @@ def personal_body(q: str, ids: list[str], filters: list[dict], text_must: bool =
     (A profile stored before ``item_ids`` existed is asked this way, a second request; see
     :func:`personal_lookup_body` for the one-request form.)
     """
-    return _personal(q, {"ids": {"values": ids}}, len(ids), filters, text_must, source)
+    return _personal(q, {"ids": {"values": ids}}, len(ids), filters, text_must, source, fields)
 
 
 def personal_lookup_body(q: str, profiles_index: str, profile_doc: str, filters: list[dict], text_must: bool = True,
-                         source: dict | None = None) -> dict:
+                         source: dict | None = None, fields: tuple[str, ...] = TEXT_FIELDS) -> dict:
     """:func:`personal_body` without knowing the profile: the ids come from a terms lookup on the
     profile document's ``item_ids`` (no profile, or none there: no hits).
 
@@ -142,13 +214,14 @@ def personal_lookup_body(q: str, profiles_index: str, profile_doc: str, filters:
     {'terms': {'_id': {'index': 'profiles', 'id': 'shop:u1', 'path': 'item_ids'}}}
     """
     lookup = {"terms": {"_id": {"index": profiles_index, "id": profile_doc, "path": PROFILE_ITEMS_FIELD}}}
-    return _personal(q, lookup, PERSONAL_SIZE, filters, text_must, source)
+    return _personal(q, lookup, PERSONAL_SIZE, filters, text_must, source, fields)
 
 
-def _personal(q: str, which: dict, size: int, filters: list[dict], text_must: bool, source: dict | None) -> dict:
+def _personal(q: str, which: dict, size: int, filters: list[dict], text_must: bool, source: dict | None,
+              fields: tuple[str, ...] = TEXT_FIELDS) -> dict:
     query: dict = {"filter": list(filters) + [which]}
     if text_must:
-        query["must"] = [{"multi_match": {"query": q, "fields": TEXT_FIELDS, "type": "best_fields"}}]
+        query["must"] = [text_match(q, fields)]
     return {"size": size, "_source": source or NO_VECTORS, "query": {"bool": query}}
 
 

@@ -13,16 +13,19 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from opensearchpy import OpenSearch
+from opensearchpy import NotFoundError, OpenSearch
 
 from shopsearch.encoders.text import text_encoder
 from shopsearch.errors import EncoderError, MappingError, SearchError
 from shopsearch.index.mapping import check_text_dimension
 from shopsearch.index.versions import live_index
+from shopsearch.query.spelling import Speller, count_words, words
 from shopsearch.query.understand import Facets
 from shopsearch.settings import Settings
 
 FACET_FIELDS = ("colour", "brand", "gender", "category")
+# the keyword fields whose words make a catalogue's spelling vocabulary
+VOCABULARY_FIELDS = ("title.raw", "brand", "colour", "material", "category", "category_path", "gender")
 
 
 @dataclass
@@ -32,6 +35,7 @@ class Live:
     meta: dict
     facets: Facets
     checked: float = field(default_factory=time.monotonic)
+    speller: Speller | None = None     # typo_tolerance=spelling: built once per index version
 
 
 def encoder_for(settings: Settings, meta: dict):
@@ -82,7 +86,9 @@ class LiveIndexes:
     def _load(self, index: str) -> Live:
         mapping = self.client.indices.get_mapping(index=index)[index]["mappings"]
         self.check_dimensions(index, mapping)
-        return Live(index, mapping.get("_meta", {}), self._facets(index))
+        meta = mapping.get("_meta", {})
+        speller = self._speller(index, meta.get("catalogue", "")) if self.settings.typo_tolerance == "spelling" else None
+        return Live(index, meta, self._facets(index), speller=speller)
 
     def check_dimensions(self, index: str, mapping: dict) -> None:
         """Refuse an index whose vectors do not fit its encoder (checked when a version goes live here)."""
@@ -99,3 +105,43 @@ class LiveIndexes:
         aggs = {f: {"terms": {"field": f, "size": 300}} for f in FACET_FIELDS}
         found = self.client.search(index=index, body={"size": 0, "aggs": aggs})["aggregations"]
         return Facets.from_values(**{f: [b["key"] for b in found[f]["buckets"]] for f in aggs})
+
+    def _speller(self, index: str, catalogue: str) -> Speller:
+        """The spelling vocabulary of an index version: its words, and the catalogue's query log.
+
+        Words are counted over the distinct values of keyword fields (doc values, paged with a
+        composite aggregation), never from ``_source``, which holds the vectors.
+        """
+        values: list[str] = []
+        weights: list[int] = []
+        for name in VOCABULARY_FIELDS:
+            after = None
+            while True:
+                composite = {"size": 10000, "sources": [{"v": {"terms": {"field": name}}}]}
+                if after:
+                    composite["after"] = after
+                found = self.client.search(index=index, body={"size": 0, "aggs": {"c": {"composite": composite}}})
+                agg = found["aggregations"]["c"]
+                values += [b["key"]["v"] for b in agg["buckets"]]
+                weights += [b["doc_count"] for b in agg["buckets"]]
+                after = agg.get("after_key")
+                if not agg["buckets"] or not after:
+                    break
+        queries = self._query_log_counts(catalogue) if self.settings.spelling_query_log and catalogue else {}
+        return Speller.from_counts(count_words(values, weights), queries, self.settings.spelling_max_edits,
+                                   self.settings.spelling_min_length)
+
+    def _query_log_counts(self, catalogue: str) -> dict[str, int]:
+        """How often each word was searched in the catalogue (``ubi_queries``; none yet: empty)."""
+        body = {"size": 0, "query": {"term": {"catalogue": catalogue}},
+                "aggs": {"q": {"terms": {"field": "user_query", "size": 20000}}}}
+        try:
+            buckets = self.client.search(index=self.settings.ubi_queries_index, body=body)["aggregations"]["q"]["buckets"]
+        except NotFoundError:
+            return {}
+        counts: dict[str, int] = {}
+        for b in buckets:
+            for w in set(words(b["key"])):
+                counts[w] = counts.get(w, 0) + b["doc_count"]
+        return counts
+

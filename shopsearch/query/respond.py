@@ -1,7 +1,9 @@
 """Respond: the ranked candidates become the shopper's page, with an ``explain`` part when asked.
 
 Pure functions. A hit shows the fields of ``response_fields`` (:func:`shown_fields`), never a
-vector; with ``explain`` it also shows every field ranking read. ``explain`` shows, per hit, the retrieval scores (``bm25``, ``vector``), the
+vector; with ``explain`` it also shows every field ranking read. A query that spelling correction
+changed says so: ``did_you_mean`` is the text searched instead (and ``filters_applied`` names each
+word changed). ``explain`` shows, per hit, the retrieval scores (``bm25``, ``vector``), the
 fused score before personalisation (``fused``), the personal ``boost`` and the cross-encoder
 score (``rerank``, strategy ``hybrid-rerank``); for the whole answer the requests sent (vectors
 elided), the pipeline that answered, and every ranking feature of every hit
@@ -25,6 +27,7 @@ class Answer:
     bodies: list = field(default_factory=list)       # the requests sent, for explain
     degraded: str | None = None
     applied: list = field(default_factory=list)      # notes of query understanding
+    did_you_mean: str | None = None                  # the corrected query searched instead of the shopper's
 
 
 def candidate(d: str, score: float, answer: Answer) -> dict:
@@ -89,6 +92,8 @@ def respond(live, req, answer: Answer, pipeline: str, shown: frozenset[str] | No
     out = {"catalogue": live.meta.get("catalogue"), "index": live.index, "model_version": live.meta.get("model_version"),
            "q": req.q, "strategy": req.strategy, "total": len(answer.ranked), "page": req.page, "size": req.size,
            "hits": hits, "degraded": answer.degraded is not None, "filters_applied": answer.applied}
+    if answer.did_you_mean is not None:
+        out["did_you_mean"] = answer.did_you_mean
     if answer.degraded:
         out["reason"] = answer.degraded
     if req.explain:

@@ -20,14 +20,16 @@ from dataclasses import dataclass, field
 
 from opensearchpy import OpenSearch
 
-from shopsearch.errors import EncoderError, SearchError
-from shopsearch.query.build import (PROFILE_ITEMS_FIELD, bm25_body, category_clause, knn_body, personal_body,
-                                    personal_lookup_body, popular_body, profile_body, source_filter,
+from shopsearch.errors import EncoderError, SearchError, SettingsError
+from shopsearch.query.build import (PROFILE_ITEMS_FIELD, bm25_body, category_clause, knn_body, parse_text_fields,
+                                    personal_body, personal_lookup_body, popular_body, profile_body, source_filter,
                                     split_understood_filters)
 from shopsearch.query.caches import QueryVectors
 from shopsearch.query.live import Live, encoder_for
 from shopsearch.query.understand import Understood, rewrite_query, understand
 from shopsearch.settings import Settings
+
+TYPO_TOLERANCE = ("spelling", "fuzzy", "off")
 
 
 @dataclass
@@ -46,6 +48,7 @@ class Retrieved:
     popular: list = field(default_factory=list)   # browse: the category's most popular products
     personal: list = field(default_factory=list)  # the shopper's own products that answer the query
     profile: dict | None = None        # the shopper's stored profile, read in the same _msearch (None: none)
+    did_you_mean: str | None = None    # the corrected text, when spelling correction changed the query
     matched: dict = field(default_factory=dict)   # with ``named``: BM25 hit id -> names of the feature clauses it matched
 
 
@@ -62,6 +65,12 @@ class Retriever:
     def __init__(self, client: OpenSearch, settings: Settings, vectors: QueryVectors):
         self.client, self.settings, self.vectors = client, settings, vectors
         self.source = source_filter(settings.response_fields)
+        if settings.typo_tolerance not in TYPO_TOLERANCE:
+            raise SettingsError(f"typo_tolerance must be one of {', '.join(TYPO_TOLERANCE)}, not {settings.typo_tolerance!r}",
+                                field="typo_tolerance")
+        self.text_fields = parse_text_fields(settings.text_fields)
+        self.fuzzy = ({"prefix_length": settings.fuzzy_prefix_length, "weight": settings.fuzzy_weight}
+                      if settings.typo_tolerance == "fuzzy" else None)
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="encode")
 
     def query_vector(self, live: Live, text: str) -> tuple[list[float], str | None]:
@@ -90,6 +99,9 @@ class Retriever:
         (``build.feature_clauses``, read by the learned ranker).
         """
         rewritten = rewrite_query(q)
+        corrected = live.speller.correct(rewritten) if live.speller is not None else None
+        if corrected is not None and corrected.changed:
+            rewritten = corrected.text
         understood = understand(rewritten, live.facets)
         hard, boosts = split_understood_filters(understood.filters, self.settings.query_filters)
         filters = filters + hard
@@ -98,8 +110,10 @@ class Retriever:
         # words that only lift (boost mode) stay in the text: titles often say "white" where the
         # colour facet is empty; words that filter are enforced by the filter instead
         text = understood.text if self.settings.query_filters == "filter" else rewritten
-        got = Retrieved(applied=list(understood.applied) + (["sku: lexical only"] if understood.sku else []),
-                        text=rewritten, browse=understood.browse)
+        spelling = [f"spelling: {a} -> {b}" for a, b in corrected.changes] if corrected is not None else []
+        got = Retrieved(applied=spelling + list(understood.applied) + (["sku: lexical only"] if understood.sku else []),
+                        text=rewritten, browse=understood.browse,
+                        did_you_mean=corrected.text if corrected is not None and corrected.changed else None)
         vector = self._vector(live, text, got) if want_vector and not understood.sku else None
         requests = self._requests(understood, text, depth, filters, boosts, vector, list(personal_ids), shopper, named)
         got.bodies = [body for _, body in requests.values()]
@@ -114,7 +128,8 @@ class Retriever:
         items = got.profile.get("items") or {}
         if not items:
             return
-        body = personal_body(text, sorted(items, key=lambda d: -items[d]), filters, not understood.browse, self.source)
+        body = personal_body(text, sorted(items, key=lambda d: -items[d]), filters, not understood.browse, self.source,
+                             fields=self.text_fields)
         got.bodies.append(body)
         hits = self.client.search(index=live.index, body=body)["hits"]["hits"]
         got.sources.update({h["_id"]: h["_source"] for h in hits})
@@ -137,16 +152,18 @@ class Retriever:
                   features: bool = False) -> dict[str, tuple]:
         """The named requests of one search, ``name: (index or None for the live one, body)``, in ``_msearch`` order."""
         src = self.source
-        named = {"bm25": (None, bm25_body(text, depth, filters, boosts, source=src, named=features))}
+        named = {"bm25": (None, bm25_body(text, depth, filters, boosts, source=src, named=features, fields=self.text_fields,
+                                          tie_breaker=self.settings.text_tie_breaker, fuzzy=self.fuzzy))}
         if vector is not None:
             named["knn"] = (None, knn_body(vector, depth, depth, filters, source=src))
         if understood.browse:
             named["popular"] = (None, popular_body(depth, filters, source=src))
         if personal_ids:
-            named["personal"] = (None, personal_body(text, personal_ids, filters, not understood.browse, src))
+            named["personal"] = (None, personal_body(text, personal_ids, filters, not understood.browse, src,
+                                                     fields=self.text_fields))
         elif shopper is not None and shopper.own_items:
             named["personal"] = (None, personal_lookup_body(text, self.settings.profiles_index, shopper.profile_doc,
-                                                            filters, not understood.browse, src))
+                                                            filters, not understood.browse, src, fields=self.text_fields))
         if shopper is not None:
             named["profile"] = (self.settings.profiles_index, profile_body(shopper.profile_doc))
         return named

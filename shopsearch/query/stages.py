@@ -127,7 +127,8 @@ class Retrieve(Stage):
         s.got = got
         s.lexical = got.bm25 if got.browse else got.bm25 + [(d, v) for d, v in got.personal if d not in bm25]
         s.answer = Answer(sources=got.sources, components={"bm25": bm25, "vector": dict(got.knn)},
-                          bodies=list(got.bodies), degraded=got.degraded, applied=got.applied)
+                          bodies=list(got.bodies), degraded=got.degraded, applied=got.applied,
+                          did_you_mean=got.did_you_mean)
         return s
 
 
