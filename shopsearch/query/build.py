@@ -77,8 +77,8 @@ FEATURE_FIELDS = {"title": "title", "brand": "brand.text", "description": "descr
 def source_filter(response_fields: str | list[str] | None) -> dict:
     """``_source`` of every sub-request: the fields a result list shows plus what ranking needs, never vectors.
 
-    >>> source_filter("title,price")
-    {'includes': ['brand', 'category', 'category_path', 'id', 'popularity_norm', 'price', 'price_norm', 'title'], 'excludes': ['*_vector']}
+    >>> source_filter("title,price")["includes"]
+    ['brand', 'category', 'category_path', 'colour', 'id', 'material', 'popularity_norm', 'price', 'price_norm', 'rating_norm', 'title']
     >>> source_filter(None)
     {'excludes': ['*_vector']}
     """
