@@ -122,7 +122,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("query_cache_size", 10000, "Query vectors kept in each process's local LRU cache, in front of the shared one (per model version)."),
     Setting("vector_cache_url", "", "Redis of the query-vector cache shared by every proxy worker of a host or cluster (empty: the server of redis_url, database 2; off: local cache only). Redis down: the local cache and the encoder answer, the search goes on."),
     Setting("vector_cache_seconds", 7 * 86400, "Seconds a query vector stays in the shared cache (keys carry the model version, so a new model never reads old vectors)."),
-    Setting("response_fields", "id,title,brand,price,image,category,colour,rating,in_stock", "Fields each hit of a result list shows (comma-separated); every search request fetches only these plus what ranking needs, never vectors. explain also shows the ranking fields."),
+    Setting("response_fields", "id,title,brand,price,image,category,colour,material,rating,in_stock", "Fields each hit of a result list shows (comma-separated); every search request fetches only these plus what ranking needs, never vectors. explain also shows the ranking fields."),
     Setting("result_cache_seconds", 30.0, "Seconds an identical shopper request is answered from the result cache (0 disables)."),
     # click logs and profiles
     Setting("ubi_queries_index", "ubi_queries", "Index of recorded shopper queries and the impressions served (UBI shape)."),

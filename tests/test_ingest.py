@@ -120,3 +120,17 @@ def test_a_worker_killed_mid_ingest_loses_and_duplicates_nothing(client, setting
     assert summary.complete, summary.as_dict()
     client.indices.refresh(index=catalogue)
     assert client.count(index=catalogue)["count"] == summary.accepted == 1200 - summary.superseded - sum(summary.rejected.values())
+
+
+@pytest.mark.parametrize("content", [None, "", "\n\n", '{"id": "1", "title": ""}\n{"id": "2"}\n'])
+def test_a_source_without_one_usable_record_is_refused_and_changes_nothing(settings, client, catalogue, tmp_path, content):
+    """A missing, empty, header-only or all-rejected file: a clear error, and no (empty) live catalogue."""
+    from shopsearch.errors import InputError
+    from shopsearch.index.versions import live_index
+    path = tmp_path / "products.jsonl"
+    if content is not None:
+        path.write_text(content, encoding="utf-8")
+    with pytest.raises(InputError) as refused:
+        run_ingest(settings, path, catalogue, mapping="generic_jsonl")
+    assert refused.value.field == "path" and str(path) in str(refused.value)
+    assert live_index(client, catalogue) is None

@@ -417,7 +417,7 @@ def test_openapi_describes_the_shop_search_and_every_ref_resolves(http):
     search = doc["paths"]["/shop/{catalogue}/search"]
     assert {"get", "post"} <= search.keys()
     strategy = next(p for p in search["get"]["parameters"] if p["name"] == "strategy")
-    assert strategy["schema"]["enum"] == ["bm25", "dense", "hybrid", "hybrid-rrf", "hybrid-rerank"] == list(STRATEGIES)
+    assert strategy["schema"]["enum"] == ["bm25", "dense", "hybrid", "hybrid-rrf", "hybrid-rerank", "learned"] == list(STRATEGIES)
     assert {"/healthz", "/metrics", "/admin/status", "/{path}"} <= doc["paths"].keys()
     assert {"error", "message", "request_id", "field"} <= doc["components"]["schemas"]["Error"]["properties"].keys()
     stack = [doc]

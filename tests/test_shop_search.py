@@ -24,12 +24,14 @@ def shop(services, settings, client):
 
 
 @pytest.fixture
-def web(proxy_url):
+def web(proxy_url, admin_headers):
     import requests
     session = requests.Session()
 
     def get(path, **params):
-        return session.get(f"{proxy_url}{path}", params=params, timeout=60)
+        # explain with a user shows that shopper's profile: the shop's own staff (admin credential) only
+        headers = admin_headers if params.get("user") and params.get("explain") else None
+        return session.get(f"{proxy_url}{path}", params=params, timeout=60, headers=headers)
     get.post = lambda path, **kw: session.post(f"{proxy_url}{path}", timeout=60, **kw)
     return get
 
@@ -46,10 +48,10 @@ def test_hybrid_finds_what_bm25_misses_on_a_semantic_query(web, shop):
     assert sum("Shoes" in (h.get("category") or "") for h in hybrid.json()["hits"]) >= 3
 
 
-def test_hybrid_equals_lexical_ranking_when_the_vector_weight_is_zero(web, shop, client):
+def test_hybrid_equals_lexical_ranking_when_the_vector_weight_is_zero(web, shop, client, settings):
     r = web(f"/shop/{shop}/search", q="formal shirt", size=10, vector_weight=0)
     assert r.json()["filters_applied"] == []
-    direct = client.search(index=shop, body=bm25_body("formal shirt", 10))["hits"]["hits"]
+    direct = client.search(index=shop, body=bm25_body("formal shirt", 10, tie_breaker=settings.text_tie_breaker))["hits"]["hits"]
     assert ids(r) == [h["_id"] for h in direct]
 
 
@@ -296,3 +298,12 @@ def test_with_redis_down_the_search_still_answers_from_the_encoder(client, setti
     assert down.vectors.shared_errors == 1
     assert down.search(shop, SearchRequest(q="cotton kurta for women"))["vector_cache"] == "local"
     assert down.vectors.shared_errors == 1  # resting: Redis is not asked again on every query
+
+
+def test_explain_with_a_user_needs_the_admin_credential(proxy_url, shop):
+    import requests
+    r = requests.get(f"{proxy_url}/shop/{shop}/search", params={"q": "watch", "user": "alice", "explain": "true"},
+                     timeout=60)
+    assert r.status_code == 403 and r.json()["field"] == "explain"
+    plain = requests.get(f"{proxy_url}/shop/{shop}/search", params={"q": "watch", "user": "alice"}, timeout=60)
+    assert plain.status_code == 200 and plain.json()["event_token"] and "alice" not in plain.json()["event_token"]

@@ -141,6 +141,13 @@ def _save_tokenizer(tokenizer, out: Path) -> None:
 def pooling_modes(model_path: Path, pooling_dir: str = "1_Pooling") -> list[str]:
     """The pooling modes switched on in a sentence-transformers model's pooling config, in concatenation order."""
     config = read_json(model_path / pooling_dir / "config.json")
+    named = config.get("pooling_mode")  # newer sentence-transformers save one name: "mean", "cls", ...
+    if isinstance(named, str):
+        mode = {"mean_sqrt_len": "mean_sqrt_len_tokens", "max": "max_tokens", "mean": "mean_tokens",
+                "cls": "cls_token"}.get(named, named)
+        if mode in POOLING_MODES:
+            return [mode]
+        raise EncoderError(f"pooling {named!r} of {model_path} cannot be exported to ONNX here")
     modes = [m for m in POOLING_MODES if config.get(f"pooling_mode_{m}")]
     others = [k for k, v in config.items() if k.startswith("pooling_mode_") and v and k[13:] not in POOLING_MODES]
     if others or not modes:

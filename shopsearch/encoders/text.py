@@ -14,6 +14,7 @@ The device is chosen once: CUDA with half precision when present, CPU threads ot
 
 from __future__ import annotations
 
+import logging
 import importlib
 import os
 import threading
@@ -35,6 +36,9 @@ BACKENDS = ("auto", "torch", "onnx")
 # ``auto`` on CPU for document batches (ingest, 64 texts): set by ``shopsearch bench encoder``
 # on this 2-core machine (docs/ARCHITECTURE.md has the figures).
 ONNX_FOR_BATCHES = True
+
+
+log = logging.getLogger("shopsearch.encoders")
 
 
 class TextEncoder(Protocol):
@@ -176,7 +180,12 @@ def load_text_encoder(model: str, device: str = "auto", batch_size: int = 64, ba
     path = resolve_model_path(model)
     if choose_backend(backend, dev, queries) == "onnx":
         root = Path(models_root) if models_root else path.parent
-        return OnnxTextEncoder(model, path, root, batch_size, threads, variant)
+        try:
+            return OnnxTextEncoder(model, path, root, batch_size, threads, variant)
+        except EncoderError as e:
+            if backend == "onnx":  # asked for by name: say why it cannot be
+                raise
+            log.warning("serving %s through torch: %s", model, e)  # auto: the same vectors, only slower
     return SentenceTransformerEncoder(model, path, dev, batch_size * 2 if dev == "cuda" else batch_size, threads)
 
 

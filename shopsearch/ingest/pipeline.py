@@ -108,6 +108,16 @@ def update_meta(client, index: str, changes: dict) -> dict:
     return meta
 
 
+def check_source(path: Path) -> None:
+    """Refuse a catalogue source that is missing, not a file, or empty, before anything is changed."""
+    if not path.exists():
+        raise InputError(f"catalogue file {path} does not exist", field="path")
+    if not path.is_file():
+        raise InputError(f"catalogue source {path} is not a file", field="path")
+    if path.stat().st_size == 0:
+        raise InputError(f"catalogue file {path} is empty", field="path")
+
+
 def plan(path: Path, mapping_name: str, images: Path | None, limit: int | None, summary: Summary,
          dead: list[dict]) -> list[dict]:
     """Read, map, clean and dedupe; fills the summary and the dead letters; returns kept items."""
@@ -217,6 +227,16 @@ def run_ingest(settings: Settings, path: str | Path, catalogue: str, mapping: st
     """Ingest a catalogue file into ``index``, or the live index of ``catalogue`` (created when missing)."""
     started = time.perf_counter()
     path = Path(path)
+    check_source(path)
+    # read and clean first: a source without one usable record leaves no (empty) catalogue behind
+    summary = Summary(catalogue, index or "", uuid.uuid4().hex[:12])
+    dead: list[dict] = []
+    started_plan = time.perf_counter()
+    items = plan(path, mapping or default_field_map(path, catalogue), Path(images) if images else None, limit, summary, dead)
+    if not items:
+        raise InputError(f"{path} holds no record that can be indexed (read {summary.read}, rejected "
+                         f"{dict(summary.rejected) or 0}, duplicates {summary.superseded}); nothing was changed",
+                         field="path")
     client = connect(settings, timeout=120)
     if index is not None:
         index_mapping = client.indices.get_mapping(index=index)[index]["mappings"]
@@ -226,11 +246,8 @@ def run_ingest(settings: Settings, path: str | Path, catalogue: str, mapping: st
         except LookupError:
             create_catalogue_version(client, settings, catalogue)
             index, index_mapping = live_meta(client, catalogue)
+    summary.index = index
     meta = index_mapping.get("_meta", {})
-    summary = Summary(catalogue, index, uuid.uuid4().hex[:12])
-    dead: list[dict] = []
-    started_plan = time.perf_counter()
-    items = plan(path, mapping or default_field_map(path, catalogue), Path(images) if images else None, limit, summary, dead)
 
     # numbers are scaled with the parameters stored with the index version, fitted on its first ingest
     if "scales" not in meta:

@@ -158,15 +158,25 @@ def vectors_still_valid(client: OpenSearch, origin: str, encoder) -> bool:
     """Whether a random sample of ``origin``'s documents re-encodes (``item_text``) to the text vectors stored."""
     query = {"function_score": {"random_score": {"seed": 11, "field": "id"}}}
     sample = [h["_source"] for h in client.search(index=origin, body={"size": VERIFY_SAMPLE, "query": query})["hits"]["hits"]]
-    sample = [src for src in sample if src.get("text_vector")]
+    sample = [src for src in sample if stored_text_vector(src)]
     if not sample:
         return False
     fresh = np.asarray(encoder.encode([item_text(item_from_document(src)) for src in sample]), dtype=np.float64)
-    stored = np.asarray([src["text_vector"] for src in sample], dtype=np.float64)
+    stored = np.asarray([stored_text_vector(src) for src in sample], dtype=np.float64)
     if fresh.shape != stored.shape:
         return False
     norms = np.linalg.norm(fresh, axis=1) * np.linalg.norm(stored, axis=1)
     return bool(np.all((fresh * stored).sum(axis=1) >= REUSE_MIN_COSINE * norms))
+
+
+def stored_text_vector(src: dict) -> list | None:
+    """A stored document's text vector: ``text_vector``, or without an image ``fused_vector`` (the same
+    vector; ingest writes it once then).
+
+    >>> stored_text_vector({"fused_vector": [1.0], "has_image": False}), stored_text_vector({"fused_vector": [1.0], "has_image": True})
+    ([1.0], None)
+    """
+    return src.get("text_vector") or (src.get("fused_vector") if not src.get("has_image") else None)
 
 
 def copy_with_vectors(client: OpenSearch, target: str, origin: str, model_version: str,
@@ -193,7 +203,7 @@ def copy_with_vectors(client: OpenSearch, target: str, origin: str, model_versio
             src = hit["_source"]
             # the stored flags stand: no encoder runs to find an unreadable image again
             item = {**item_from_document({**src, "id": hit["_id"]}), "flags": src.get("flags") or []}
-            docs.append(document(item, src.get("text_vector") or [],
+            docs.append(document(item, stored_text_vector(src) or [],
                                  src.get("image_vector") or [], src.get("fused_vector") or [],
                                  bool(src.get("has_image")), model_version))
             if len(docs) >= batch:

@@ -172,6 +172,9 @@ def _ensure_catalogue(settings: Settings, client, catalogue: str, data_dir: Path
         summary = run_ingest(settings, data_dir / "products.tsv", catalogue, mapping="instacart")
         if not summary.complete:
             raise RuntimeError(f"ingest of {catalogue} incomplete: {summary.as_dict()}")
+    if client.count(index=catalogue)["count"] == 0:  # a score over nothing would print MRR 0.0000 as a result
+        raise InputError(f"catalogue {catalogue!r} holds no products: ingest {data_dir / 'products.tsv'} first",
+                         field="catalogue")
 
 
 def _replay(mw, orders: dict, catalogue: str, last_at: datetime, progress) -> int:

@@ -25,7 +25,7 @@ class InProcess:
         self.headers = {"X-Admin-Token": settings.admin_token}
 
     def get(self, path, params):
-        return self.http.get(path, query_string=params).get_json()
+        return self.http.get(path, query_string=params, headers=self.headers).get_json()
 
     def post(self, path, body):
         return self.http.post(path, json=body, headers=self.headers).status_code

@@ -15,7 +15,7 @@ from typing import Iterable
 
 from opensearchpy import NotFoundError, OpenSearch
 
-from shopsearch.encoders.text import text_encoder
+from shopsearch.encoders.text import resolve_model_path, text_encoder
 from shopsearch.errors import EncoderError, MappingError, SearchError
 from shopsearch.index.mapping import check_text_dimension
 from shopsearch.index.versions import live_index
@@ -129,7 +129,19 @@ class LiveIndexes:
                     break
         queries = self._query_log_counts(catalogue) if self.settings.spelling_query_log and catalogue else {}
         return Speller.from_counts(count_words(values, weights), queries, self.settings.spelling_max_edits,
-                                   self.settings.spelling_min_length)
+                                   self.settings.spelling_min_length, self._dictionary(index))
+
+    def _dictionary(self, index: str) -> frozenset[str]:
+        """Whole words of the text model's vocabulary (its ``vocab.txt``): words of the language, not typos."""
+        meta = self.client.indices.get_mapping(index=index)[index]["mappings"].get("_meta", {})
+        try:
+            vocab = resolve_model_path(meta.get("model") or self.settings.text_model) / "vocab.txt"
+        except EncoderError:
+            return frozenset()
+        if not vocab.is_file():
+            return frozenset()
+        with open(vocab, encoding="utf-8") as f:
+            return frozenset(w for w in (line.strip() for line in f) if len(w) >= 4 and w.isalpha() and w.islower())
 
     def _query_log_counts(self, catalogue: str) -> dict[str, int]:
         """How often each word was searched in the catalogue (``ubi_queries``; none yet: empty)."""

@@ -98,7 +98,7 @@ class Retriever:
         ``named``: the BM25 request also reports which feature clauses each hit matches
         (``build.feature_clauses``, read by the learned ranker).
         """
-        rewritten = rewrite_query(q)
+        rewritten = original = rewrite_query(q)
         corrected = live.speller.correct(rewritten) if live.speller is not None else None
         if corrected is not None and corrected.changed:
             rewritten = corrected.text
@@ -114,7 +114,10 @@ class Retriever:
         got = Retrieved(applied=spelling + list(understood.applied) + (["sku: lexical only"] if understood.sku else []),
                         text=rewritten, browse=understood.browse,
                         did_you_mean=corrected.text if corrected is not None and corrected.changed else None)
-        vector = self._vector(live, text, got) if want_vector and not understood.sku else None
+        # the encoder reads the shopper's own words: a word the catalogue lacks ("footwear") may be
+        # one the model knows, and only the lexical match needs the catalogue's spelling
+        meant = text if original == rewritten or self.settings.query_filters == "filter" else original
+        vector = self._vector(live, meant, got) if want_vector and not understood.sku else None
         requests = self._requests(understood, text, depth, filters, boosts, vector, list(personal_ids), shopper, named)
         got.bodies = [body for _, body in requests.values()]
         self._run(requests, got, live.index)

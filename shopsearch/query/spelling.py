@@ -85,8 +85,12 @@ class Correction:
 class Speller:
     """Corrects the words of a query that the catalogue does not know (build one per index version)."""
 
-    def __init__(self, counts: Mapping[str, int], max_edits: int = 2, min_length: int = 4):
+    def __init__(self, counts: Mapping[str, int], max_edits: int = 2, min_length: int = 4,
+                 dictionary: frozenset[str] = frozenset()):
         self.counts, self.max_edits, self.min_length = dict(counts), max_edits, min_length
+        # words of the language the catalogue lacks but that are no typo ("jogging" in a fashion
+        # shop that sells "jeggings"): never corrected, never a correction
+        self.dictionary = dictionary
         self._index = SymSpell(max_dictionary_edit_distance=max_edits, prefix_length=7)
         for word, n in self.counts.items():
             if n > 0 and _LATIN.match(word):  # only words a misspelling could be corrected to
@@ -94,14 +98,14 @@ class Speller:
 
     @classmethod
     def from_counts(cls, catalogue: Mapping[str, int], queries: Mapping[str, int] | None = None,
-                    max_edits: int = 2, min_length: int = 4) -> "Speller":
+                    max_edits: int = 2, min_length: int = 4, dictionary: frozenset[str] = frozenset()) -> "Speller":
         """A speller over the catalogue's words; query-log counts add to the words the catalogue has.
 
         >>> Speller.from_counts({"combo": 3}, {"combo": 10, "kombo": 50}).counts
         {'combo': 13}
         """
         queries = queries or {}
-        return cls({w: n + queries.get(w, 0) for w, n in catalogue.items()}, max_edits, min_length)
+        return cls({w: n + queries.get(w, 0) for w, n in catalogue.items()}, max_edits, min_length, dictionary)
 
     def __len__(self) -> int:
         return len(self.counts)
@@ -115,12 +119,15 @@ class Speller:
         return min(self.max_edits, 1 if len(word) <= 5 else 2)
 
     def known(self, word: str) -> bool:
-        """The catalogue has the word, or an inflection of it ("dowels", "filing": dowel, file).
+        """The catalogue has the word or an inflection of it ("dowels", "filing": dowel, file), or
+        the language does (``dictionary``: "jogging" is no typo of "jegging").
 
         >>> Speller({"dowel": 3, "file": 2}).known("dowels"), Speller({"file": 2}).known("filing")
         (True, True)
+        >>> Speller({"jegging": 5}).correct_word("jogging"), Speller({"jegging": 5}, dictionary=frozenset({"jogging"})).correct_word("jogging")
+        ('jegging', 'jogging')
         """
-        return any(form in self.counts for form in stems(word))
+        return word in self.dictionary or any(form in self.counts for form in stems(word))
 
     def correct_word(self, word: str) -> str:
         """The word, or the catalogue's word it most likely misspells.
