@@ -1,4 +1,5 @@
-"""Files that other processes read while they are written: one atomic writer, one cross-process lock.
+"""Files that other processes read while they are written: one atomic writer, one cross-process lock,
+and whether the process that owns a file (a pidfile, a journal) still runs.
 
 Every state file of the project (a model's ``model.json``, a learning run's ``loop.json``,
 training data) is written through :func:`write_text_atomic`: a temporary file in the same
@@ -58,3 +59,17 @@ def locked(lock_path: str | os.PathLike, timeout: float = -1) -> FileLock:
     lock_path = Path(lock_path)
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     return FileLock(str(lock_path), timeout=timeout)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this host (a zombie, killed but not yet reaped, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie still answers kill(0): read its state
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return True

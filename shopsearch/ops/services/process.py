@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Callable
 from shopsearch.errors import ServiceError
+from shopsearch.files import pid_alive
 
 
 def tail(path: Path, lines: int = 40) -> str:
@@ -32,21 +33,6 @@ def read_pid(pidfile: Path) -> int | None:
     except (FileNotFoundError, ValueError):
         return None
     return pid if pid_alive(pid) else None
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie child still answers kill(0): check its state
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
-        return state != "Z"
-    except (FileNotFoundError, IndexError):
-        return True
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
