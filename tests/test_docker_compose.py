@@ -158,17 +158,22 @@ def env_example() -> dict[str, str]:
     return _env_file(ENV_EXAMPLE)
 
 
+def _secrets(compose, env_example) -> dict[str, str]:
+    """The required variables (the secrets) as a deployment sets them: its own values, not the example's."""
+    required = {name for s in _strings(compose) for name, op, _ in _variables(s) if op in (":?", "?")}
+    return {name: env_example.get(name) or f"deployment-secret-{name.lower()}" for name in required}
+
+
 @pytest.fixture(scope="module")
 def resolved(compose, env_example) -> dict:
-    """compose.yaml interpolated with .env.example, as `docker compose --env-file` would."""
-    return _resolve(compose, env_example)
+    """compose.yaml interpolated with .env.example (and the deployment's secrets), as `docker compose --env-file` would."""
+    return _resolve(compose, {**env_example, **_secrets(compose, env_example)})
 
 
 @pytest.fixture(scope="module")
 def resolved_defaults(compose, env_example) -> dict:
     """compose.yaml interpolated with only the required variables set: the defaults in effect."""
-    required = {name for s in _strings(compose) for name, op, _ in _variables(s) if op in (":?", "?")}
-    return _resolve(compose, {name: env_example[name] for name in required})
+    return _resolve(compose, _secrets(compose, env_example))
 
 
 # ---------------------------------------------------------------------------------------- tests
@@ -230,11 +235,13 @@ def test_every_variable_used_is_listed_in_env_example_and_vice_versa(compose, en
     assert not unused, f"variables in .env.example that compose.yaml never reads: {sorted(unused)}"
 
 
-def test_required_variables_have_a_value_in_env_example(compose, env_example):
+def test_the_secrets_are_required_and_the_example_ships_none_that_works(compose, env_example):
+    from shopsearch import local_secrets
     required = {name for s in _strings(compose) for name, op, _ in _variables(s) if op in (":?", "?")}
-    assert "SHOPSEARCH_ADMIN_TOKEN" in required
+    assert {"SHOPSEARCH_ADMIN_TOKEN", "SHOPSEARCH_PSEUDONYM_SALT"} <= required
     for name in required:
-        assert env_example.get(name), f"{name} is required by compose.yaml but empty in .env.example"
+        assert name in env_example, f"{name} is required by compose.yaml but missing from .env.example"
+        assert local_secrets.weak(env_example[name]), f"{name} has a usable value in .env.example"
 
 
 def test_depends_on_targets_exist_and_wait_for_health(resolved):
