@@ -54,6 +54,28 @@ def stored_events(client, settings, user):
     return [h["_source"] for h in client.search(index=settings.ubi_events_index, body=body)["hits"]["hits"]]
 
 
+def serve_proxy(port: int, tmp_path) -> subprocess.Popen:
+    """The middleware under gunicorn (one worker) that flushes events only hourly, once healthy."""
+    env = {**os.environ, "SHOPSEARCH_EVENT_FLUSH_SECONDS": "3600", "SHOPSEARCH_PROXY_PORT": str(port)}
+    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-w", "1", "-b", f"127.0.0.1:{port}", "--graceful-timeout",
+                             "30", "shopsearch.plugin.app:create_app()"], env=env, stdout=open(tmp_path / "log", "wb"),
+                            stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).ok, 120, "proxy",
+                   log=tmp_path / "log", alive=lambda: proc.poll() is None)
+    except BaseException:
+        proc.kill()
+        raise
+    return proc
+
+
+def post_clicks(port: int, settings, who: str, n: int) -> int:
+    """``n`` clicks of one shopper posted by the shop's backend (the admin credential); the status."""
+    events = [{"user_id": who, "action_name": "click", "object_id": str(i), "position": 1} for i in range(n)]
+    return requests.post(f"http://127.0.0.1:{port}/events", json=events, timeout=30,
+                         headers={"X-Admin-Token": settings.admin_token}).status_code
+
+
 def flush(app):
     app.extensions["shopsearch.events"].flush()
 
@@ -139,15 +161,9 @@ def test_forgetting_a_shopper_removes_events_queries_and_profile(web, app, store
 
 def test_events_buffered_when_the_middleware_stops_are_all_stored(services, settings, client, tmp_path):
     port = 18000 + os.getpid() % 1000
-    env = {**os.environ, "SHOPSEARCH_EVENT_FLUSH_SECONDS": "3600", "SHOPSEARCH_PROXY_PORT": str(port)}
-    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-w", "1", "-b", f"127.0.0.1:{port}", "--graceful-timeout", "30",
-                             "shopsearch.plugin.app:create_app()"], env=env, stdout=open(tmp_path / "log", "wb"), stderr=subprocess.STDOUT)
+    proc = serve_proxy(port, tmp_path)
     try:
-        wait_until(lambda: requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).ok, 120, "proxy",
-                   log=tmp_path / "log", alive=lambda: proc.poll() is None)
-        events = [{"user_id": shopper("grace"), "action_name": "click", "object_id": str(i), "position": 1} for i in range(50)]
-        assert requests.post(f"http://127.0.0.1:{port}/events", json=events, timeout=30,
-                             headers={"X-Admin-Token": settings.admin_token}).status_code == 202
+        assert post_clicks(port, settings, shopper("grace"), 50) == 202
         assert stored_events(client, settings, shopper("grace")) == []  # still in the buffer: the flush interval is an hour
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -192,16 +208,9 @@ def test_the_periodic_run_updates_profiles_of_shoppers_with_new_events(web, app,
 def test_a_killed_middleware_loses_no_accepted_event(services, settings, client, tmp_path):
     """A 202 means on disk: SIGKILL before any flush, and the next middleware stores them all."""
     port = 19000 + os.getpid() % 1000
-    env = {**os.environ, "SHOPSEARCH_EVENT_FLUSH_SECONDS": "3600", "SHOPSEARCH_PROXY_PORT": str(port)}
-    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-w", "1", "-b", f"127.0.0.1:{port}",
-                             "shopsearch.plugin.app:create_app()"], env=env, stdout=open(tmp_path / "log", "wb"),
-                            stderr=subprocess.STDOUT)
+    proc = serve_proxy(port, tmp_path)
     try:
-        wait_until(lambda: requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).ok, 120, "proxy",
-                   log=tmp_path / "log", alive=lambda: proc.poll() is None)
-        events = [{"user_id": shopper("heidi"), "action_name": "click", "object_id": str(i), "position": 1} for i in range(40)]
-        assert requests.post(f"http://127.0.0.1:{port}/events", json=events, timeout=30,
-                             headers={"X-Admin-Token": settings.admin_token}).status_code == 202
+        assert post_clicks(port, settings, shopper("heidi"), 40) == 202
     finally:
         proc.kill()  # the arbiter; its worker is killed below
         proc.wait(timeout=60)
