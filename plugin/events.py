@@ -16,7 +16,7 @@ import uuid
 
 from flask import Blueprint, Flask, current_app, jsonify, request
 
-from opensearchpy import OpenSearchException
+from opensearchpy import ConnectionError as ClusterUnreachable, OpenSearchException
 
 from shopsearch.errors import Overloaded
 from shopsearch.index.ubi import ensure_ubi_indices, query_document, recorded_queries
@@ -124,16 +124,21 @@ def post_events():
     recent = current_app.extensions[EXTENSION + ".recent"]
     ids = sorted({e["query_id"] for e in events if e.get("query_id")})
     known = {q: recent.get(q) for q in ids if recent.get(q) is not None}
-    known.update(recorded_queries(buffer().client, settings, [q for q in ids if q not in known]))
+    try:
+        known.update(recorded_queries(buffer().client, settings, [q for q in ids if q not in known]))
+        checked = True
+    except ClusterUnreachable:  # the cluster is down (or timed out): the events still go to the journal
+        checked = False
     received = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     flagged, queued = [], []
     for event in events:
         event = pseudonymise_event(event, settings.pseudonym_salt)  # also re-derives content-based ids
         event["received_at"] = received
-        event["unknown_query_id"] = bool(event.get("query_id")) and event["query_id"] not in known
+        # None: the query id could not be checked (the cluster was down); the event is kept all the same
+        event["unknown_query_id"] = (bool(event.get("query_id")) and event["query_id"] not in known) if checked else None
         if not event.get("catalogue") and event.get("query_id") in known:
             event["catalogue"] = known[event["query_id"]]  # the catalogue of the search it follows
-        if event["unknown_query_id"]:
+        if event["unknown_query_id"]:  # (None is not flagged)
             flagged.append(event["event_id"])
         queued.append((settings.ubi_events_index, event["event_id"], event))
     buffer().add_many(queued)  # on disk before the 202; Overloaded (503, Retry-After) when the buffer is full

@@ -5,6 +5,7 @@ from __future__ import annotations
 import requests
 from flask import Blueprint, Flask, current_app, jsonify
 from shopsearch.encoders.text import text_encoder
+from shopsearch.plugin.cluster import upstream
 
 bp = Blueprint("health", __name__)
 
@@ -18,7 +19,7 @@ def healthz():
     settings = current_app.config["SHOPSEARCH"]
     report = {"proxy": "ok"}
     try:
-        r = current_app.extensions["shopsearch.upstream"].get(settings.opensearch_url.rstrip("/") + "/_cluster/health", timeout=3)
+        r = upstream().get(settings.opensearch_url.rstrip("/") + "/_cluster/health", timeout=3)
         report["cluster"] = r.json().get("status", "unknown")
     except (requests.RequestException, ValueError) as e:
         report["cluster"] = f"unreachable: {e.__class__.__name__}"

@@ -73,14 +73,16 @@ class Metrics:
         )
 
 
-def init_app(app: Flask) -> None:
-    """Request ids, access log and ``/metrics`` for ``app`` (call before the pass-through blueprint)."""
+def init_app(app: Flask, metrics: bool = True) -> None:
+    """Request ids, access log and (with ``metrics``) ``/metrics`` for ``app`` (call before the
+    pass-through blueprint). The public face serves ``/metrics`` only with ``public_metrics``."""
     app.extensions[EXTENSION] = Metrics.create()
     # First of all before-request hooks, so that a request refused by another hook (413, 403)
     # still has its start time, id, log line and metrics.
     app.before_request_funcs.setdefault(None, []).insert(0, _start)
     app.after_request(_finish)
-    app.register_blueprint(bp)
+    if metrics:
+        app.register_blueprint(bp)
 
 
 def request_id() -> str:

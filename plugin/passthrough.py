@@ -16,6 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 
+from shopsearch.plugin.cluster import upstream as upstream_session
 from shopsearch.plugin.errors import BadRequest
 from shopsearch.plugin.events import record_search
 from shopsearch.plugin.opt_in import as_opensearch_response, opt_in_request
@@ -32,13 +33,7 @@ _HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
 
 
 def init_app(app: Flask) -> None:
-    """The pooled session to OpenSearch and the catch-all route (register it last)."""
-    session = requests.Session()
-    session.trust_env = False  # no proxy variables, no ~/.netrc: the proxy never lends credentials
-    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=64)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    app.extensions["shopsearch.upstream"] = session
+    """The catch-all route (register it last), on the internal face only."""
     app.register_blueprint(bp)
 
 
@@ -61,7 +56,7 @@ def forward(path: str) -> Response:
     opted = opt_in_request(request.method, path, request.get_data(cache=True))
     if opted is not None:
         return _shopper_search(*opted)
-    session: requests.Session = current_app.extensions["shopsearch.upstream"]
+    session = upstream_session()
     forwarding = g.passthrough  # checked by safety.py before this view runs
     headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
     if forwarding.credential == "admin":  # the proxy's admin token is not the cluster's business

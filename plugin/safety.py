@@ -256,7 +256,10 @@ def require_admin_token(view: Callable | None = None):
 
 
 def has_admin_credential() -> bool:
-    """Whether the request carries the configured admin token (never True when none is configured)."""
+    """Whether the request carries the configured admin token (never True when none is
+    configured, and never on the public face, which takes no admin credential)."""
+    if current_app.config.get("SHOPSEARCH_FACE") == "public":
+        return False
     expected = current_app.config["SHOPSEARCH"].admin_token
     given = _given_admin_token()
     return bool(expected and given) and hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))

@@ -16,15 +16,17 @@ size / size must be an integer, got 'many'
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Annotated, Any, Callable, Literal, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-from shopsearch.learn.events import MAX_BATCH, Event
+from shopsearch.learn.events import MAX_BATCH, MAX_FLOAT32, Event
 from shopsearch.plugin.errors import BadRequest
 from shopsearch.query.searcher import STRATEGIES
 
 Params = TypeVar("Params", bound=BaseModel)
+MAX_QUERY_CHARS = 500
 
 
 def _scalar(value: Any) -> Any:
@@ -48,8 +50,9 @@ def _number(value: Any) -> Any:
 
 
 # Constraints come before the BeforeValidator so that the JSON schema shows them (minimum, ...).
-Text = Annotated[str, BeforeValidator(_text)] | None
-Number = Annotated[float, Field(allow_inf_nan=False), BeforeValidator(_number)] | None
+Text = Annotated[str, Field(max_length=200), BeforeValidator(_text)] | None
+# a price the index's float field can hold (a larger bound makes OpenSearch refuse the whole query)
+Price = Annotated[float, Field(allow_inf_nan=False, ge=0, le=MAX_FLOAT32), BeforeValidator(_number)] | None
 Flag = Annotated[bool, BeforeValidator(_scalar)] | None
 Weight = Annotated[float, Field(allow_inf_nan=False, ge=0, le=1), BeforeValidator(_number)] | None
 
@@ -59,8 +62,8 @@ class Filters(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    price_min: Number = Field(None, description="Lowest price (inclusive).")
-    price_max: Number = Field(None, description="Highest price (inclusive).")
+    price_min: Price = Field(None, description="Lowest price (inclusive).")
+    price_max: Price = Field(None, description="Highest price (inclusive).")
     category: Text = Field(None, description="Category filter.")
     brand: Text = Field(None, description="Brand filter.")
     colour: Text = Field(None, description="Colour filter.")
@@ -75,6 +78,12 @@ class Filters(BaseModel):
         return {k: v for k, v in values.items()
                 if k not in cls.model_fields or not (v is None or (isinstance(v, str) and not v.strip()))}
 
+    @model_validator(mode="after")
+    def _price_range(self) -> "Filters":
+        if self.price_min is not None and self.price_max is not None and self.price_min > self.price_max:
+            raise _fault("price_min", "price_min must not exceed price_max")
+        return self
+
     def filter_values(self) -> dict[str, Any]:
         """The filters as keyword arguments of ``query.build.request_filters``."""
         return {name: getattr(self, name) for name in Filters.model_fields}
@@ -83,7 +92,7 @@ class Filters(BaseModel):
 class SearchParams(Filters):
     """``/shop/<catalogue>/search``: query string for GET, a JSON object for POST."""
 
-    q: Annotated[str, Field(min_length=1, max_length=500), BeforeValidator(_text)] = Field(
+    q: Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS), BeforeValidator(_text)] = Field(
         description="The shopper's query.")
     user: Text = Field(None, description="Shopper id; personalises the ranking from the shopper's profile.")
     size: Annotated[int, Field(ge=1, le=100), BeforeValidator(_number)] = Field(10, description="Hits per page.")
@@ -99,6 +108,8 @@ class SearchParams(Filters):
         self.q = self.q.strip()
         if not self.q:
             raise _fault("q", "q (the shopper's query) is required")
+        if len(unicodedata.normalize("NFKC", self.q)) > MAX_QUERY_CHARS:  # what understand.py will work on
+            raise _fault("q", f"q is longer than {MAX_QUERY_CHARS} characters once Unicode-normalised (NFKC)")
         return self
 
 
@@ -108,12 +119,6 @@ class RecommendParams(Filters):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     size: Annotated[int, Field(ge=1, le=50), BeforeValidator(_number)] = Field(10, description="List length.")
-
-    @model_validator(mode="after")
-    def _price_range(self) -> "RecommendParams":
-        if self.price_min is not None and self.price_max is not None and self.price_min > self.price_max:
-            raise _fault("price_min", "price_min must not exceed price_max")
-        return self
 
 
 class ForYouParams(RecommendParams):

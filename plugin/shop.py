@@ -49,7 +49,8 @@ def parse_search_request(args: dict) -> SearchRequest:
     req = SearchRequest(**params.model_dump(exclude_none=True))
     if req.explain and req.user and not has_admin_credential():
         raise Forbidden("explain with a user shows that shopper's profile: it needs the admin credential "
-                        "(X-Admin-Token); explain without user, or search without explain", field="explain")
+                        "(X-Admin-Token) on the internal face; explain without user, or search without explain",
+                        field="explain")
     return req
 
 

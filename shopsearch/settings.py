@@ -136,8 +136,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("profile_half_life_days", 30.0, "Half-life of an event's weight in a shopper profile."),
     Setting("profile_update_seconds", 900, "Every this many seconds, celery beat (in the worker that consumes the celery queue) updates the profiles of shoppers with new events and recounts popularity, per catalogue; 0 turns the schedule off."),
     # proxy
-    Setting("proxy_host", "127.0.0.1", "Address the middleware listens on."),
-    Setting("proxy_port", 8000, "Port the middleware listens on."),
+    Setting("proxy_host", "127.0.0.1", "Address of the public face (shopper API: search, recommend, events, health, the storefront); the one to expose to shoppers."),
+    Setting("proxy_port", 8000, "Port of the public face."),
+    Setting("internal_host", "127.0.0.1", "Address of the internal face (OpenSearch-compatible: the allow-listed pass-through, ext.shopsearch opt-in, /admin, and the shopper API); keep it on the shop's private network."),
+    Setting("internal_port", 8001, "Port of the internal face."),
+    Setting("public_metrics", False, "Whether the public face serves /metrics too (the internal face always does): for a scraper that reaches the public listener on a private address."),
     Setting("proxy_workers", 2, "gunicorn worker processes of the middleware (plugin/serving.py; chosen by bench query, see ARCHITECTURE)."),
     Setting("proxy_threads", 8, "Threads per gunicorn worker (gthread): requests a worker serves at once while others wait on OpenSearch."),
     Setting("admin_token", "", "Token required by /admin routes and by pass-through requests off the allow-list (at least 16 characters). Empty: the install's own, from <home>/secrets.toml; the proxy refuses to start without one."),

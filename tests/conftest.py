@@ -84,16 +84,30 @@ def admin_headers():
     return {"X-Admin-Token": ADMIN_TOKEN}
 
 
-@pytest.fixture(scope="session")
-def proxy_url(services, settings):
-    """The middleware served over real HTTP (werkzeug's threaded server) on a free port."""
+def _serve(app):
     import threading
 
     from werkzeug.serving import make_server
-
-    from shopsearch.plugin.app import create_app
-    server = make_server("127.0.0.1", 0, create_app(settings.replace(admin_token=ADMIN_TOKEN)), threaded=True)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
+    return server
+
+
+@pytest.fixture(scope="session")
+def proxy_url(services, settings):
+    """The middleware's internal face (pass-through, /admin, and the shopper API) over real HTTP
+    (werkzeug's threaded server) on a free port."""
+    from shopsearch.plugin.app import create_app
+    server = _serve(create_app(settings.replace(admin_token=ADMIN_TOKEN), face="internal"))
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def public_url(services, settings):
+    """The middleware's public face (the shopper API only) over real HTTP on a free port."""
+    from shopsearch.plugin.app import create_app
+    server = _serve(create_app(settings.replace(admin_token=ADMIN_TOKEN), face="public"))
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()

@@ -40,7 +40,7 @@ def store(services, settings, client):
 
 @pytest.fixture(scope="module")
 def app(settings, store):
-    return create_app(settings.replace(admin_token=TOKEN, event_flush_seconds=0.2, result_cache_seconds=0))
+    return create_app(settings.replace(admin_token=TOKEN, event_flush_seconds=0.2, result_cache_seconds=0), face="internal")
 
 
 @pytest.fixture
@@ -58,7 +58,7 @@ def serve_proxy(port: int, tmp_path) -> subprocess.Popen:
     """The middleware under gunicorn (one worker) that flushes events only hourly, once healthy."""
     env = {**os.environ, "SHOPSEARCH_EVENT_FLUSH_SECONDS": "3600", "SHOPSEARCH_PROXY_PORT": str(port)}
     proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-w", "1", "-b", f"127.0.0.1:{port}", "--graceful-timeout",
-                             "30", "shopsearch.plugin.app:create_app()"], env=env, stdout=open(tmp_path / "log", "wb"),
+                             "30", "shopsearch.plugin.app:create_app(face='internal')"], env=env, stdout=open(tmp_path / "log", "wb"),
                             stderr=subprocess.STDOUT)
     try:
         wait_until(lambda: requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).ok, 120, "proxy",
@@ -270,3 +270,23 @@ def test_a_full_buffer_answers_503_with_retry_after_and_keeps_what_it_holds(serv
     assert buffer.pending() == 3
     buffer.close()
     assert sum(1 for p in buffer.spill_dir.glob("journal-*.jsonl") for _ in p.open()) == 3
+
+
+def test_events_posted_while_opensearch_is_down_are_stored_once_it_is_back(services, settings, client, store):
+    from shopsearch.ops.services import opensearch
+    app = create_app(settings.replace(event_flush_seconds=0.2, result_cache_seconds=0), face="public")
+    web = app.test_client()
+    who = shopper("ivan")
+    answer = web.get(f"/shop/{store}/search", query_string={"q": "shoes", "user": who}).get_json()
+    events = [{"user_id": who, "action_name": "click", "query_id": answer["query_id"], "object_id": str(i),
+               "position": i + 1} for i in range(30)]
+    opensearch.stop(settings)
+    try:
+        assert web.get(f"/shop/{store}/search", query_string={"q": "shoes"}).status_code == 503
+        accepted = web.post("/events", json=events, headers={"X-Event-Token": answer["event_token"]})
+        assert accepted.status_code == 202 and accepted.get_json()["accepted"] == 30
+    finally:
+        opensearch.start(settings)
+    wait_until(lambda: len(stored_events(client, settings, who)) == 30, 120, "the events posted during the outage")
+    assert sorted(e["object_id"] for e in stored_events(client, settings, who)) == sorted(str(i) for i in range(30))
+    app.extensions["shopsearch.events"].close()

@@ -27,7 +27,7 @@ from shopsearch.settings import load_settings
 @pytest.fixture(scope="module")
 def app():
     # a port nobody listens on: create_app sends nothing that must succeed
-    return create_app(load_settings().replace(opensearch_url="http://127.0.0.1:9"))
+    return create_app(load_settings().replace(opensearch_url="http://127.0.0.1:9"), face="internal")
 
 
 @pytest.fixture(scope="module")

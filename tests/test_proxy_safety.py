@@ -71,7 +71,7 @@ def admin_probe():
 
 def build_app(settings, **changes):
     """create_app, plus this feature's modules if create_app does not wire them yet."""
-    app = create_app(settings.replace(**changes))
+    app = create_app(settings.replace(**changes), face="internal")
     for module in (errors, observability, safety, openapi):
         if module.EXTENSION not in app.extensions:
             module.init_app(app)

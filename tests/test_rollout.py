@@ -213,14 +213,14 @@ def test_the_coordinator_refuses_a_worker_that_also_takes_the_chunks_it_waits_fo
 @pytest.mark.parametrize("method,path", [("post", "/admin/catalogues/shop/reindex"), ("post", "/admin/catalogues/shop/promote"),
                                          ("post", "/admin/catalogues/shop/rollback"), ("get", "/admin/status")])
 def test_rollout_admin_routes_need_the_admin_token(services, settings, method, path):
-    web = create_app(settings.replace(admin_token=TOKEN)).test_client()
+    web = create_app(settings.replace(admin_token=TOKEN), face="internal").test_client()
     assert getattr(web, method)(path).status_code == 401
     assert getattr(web, method)(path, headers={"X-Admin-Token": "wrong"}).status_code == 401
 
 
 def test_admin_reindex_runs_as_a_celery_task_then_promote_status_and_rollback(client, settings, shop, celery_app,
                                                                              rollout_worker):
-    web = create_app(settings.replace(admin_token=TOKEN)).test_client()
+    web = create_app(settings.replace(admin_token=TOKEN), face="internal").test_client()
     started = web.post(f"/admin/catalogues/{shop}/reindex", json={"model": "usem3", "swap": False}, headers=AUTH)
     assert started.status_code == 202
     state = celery_app.AsyncResult(started.json["task_id"]).get(timeout=300)

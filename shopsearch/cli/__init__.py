@@ -24,9 +24,11 @@ from shopsearch.ops.bench_ingest import RUNNERS, bench_ingest
 from shopsearch.ops.bench_query import MODES as BENCH_MODES, bench_query
 from shopsearch.ops.bench_ranker import bench_ranker
 from shopsearch.ops.bench_rerank import bench_rerank
+from shopsearch.ops import serve
+from shopsearch.ops.check_security import check_security, summary_lines
 from shopsearch.ops.demo import run_demo
 from shopsearch.ops.simulate import simulate_clicks
-from shopsearch.settings import SETTINGS, Settings, SettingsError, load_settings, settings_table_markdown
+from shopsearch.settings import SETTINGS, Settings, SettingsError, check_secrets, load_settings, settings_table_markdown
 from shopsearch.workers.app import make_app
 from shopsearch.workers.dispatch import run_ingest
 
@@ -365,6 +367,65 @@ def secrets_init(settings: Settings) -> None:
 def demo_cmd(settings: Settings, no_serve: bool) -> None:
     """Start everything, ingest the fashion sample, serve the proxy, show example queries."""
     run_demo(settings, serve=not no_serve)
+
+
+# --- serve ----------------------------------------------------------------------------------
+
+@main.command("serve")
+@click.option("--face", "faces", type=click.Choice(["public", "internal", "both"]), default="both", show_default=True,
+              help="Which face to serve: the public shopper API, the internal OpenSearch-compatible face, or both.")
+@pass_settings
+@fail_cleanly
+def serve_cmd(settings: Settings, faces: str) -> None:
+    """Serve the middleware: the public face on proxy_host:proxy_port, the internal face on
+    internal_host:internal_port (each a gunicorn server; Ctrl-C or SIGTERM stops both)."""
+    check_secrets(settings)  # refuse at once, naming the setting, rather than in every worker
+    running = serve.start(settings, serve.FACES if faces == "both" else (faces,))
+    for face in running:
+        click.echo(f"{face.name} face: {face.url}")
+    raise SystemExit(serve.serve_forever(running))
+
+
+# --- check security -------------------------------------------------------------------------
+
+@main.group("check")
+def check_group() -> None:
+    """Checks a shop runs against its own deployment."""
+
+
+@check_group.command("security")
+@click.option("--public", "public", default=None, help="The public face's URL (default: proxy_host:proxy_port).")
+@click.option("--internal", "internal", default=None,
+              help="The internal face's URL (default: internal_host:internal_port).")
+@click.option("--catalogue", default=None, help="A catalogue the faces serve (fuzzed paths name it; events follow a search of it).")
+@click.option("--fuzz", "fuzz_requests", type=click.IntRange(0), default=10_000, show_default=True,
+              help="Requests generated from the faces' OpenAPI documents, shared among them.")
+@click.option("--events", type=click.IntRange(0), default=200, show_default=True,
+              help="Click events posted with a search's event token (each accepted one must be stored).")
+@click.option("--admin-token", default=None, help="Lets the check read the cluster's state and count stored events "
+              "through the internal face (default: the admin_token setting). Never sent with the probes.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the whole report as JSON.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also write the JSON report to this file.")
+@pass_settings
+@fail_cleanly
+def check_security_cmd(settings: Settings, public, internal, catalogue, fuzz_requests, events, admin_token, seed,
+                       as_json, out) -> None:
+    """Probe the faces as an attacker would: path tricks, admin actions without a credential,
+    fuzzed requests from the OpenAPI documents, spoofed and real events. Exit 1 on any finding."""
+    public = public or f"http://{settings.proxy_host}:{settings.proxy_port}"
+    internal = internal or f"http://{settings.internal_host}:{settings.internal_port}"
+    report = check_security(public, internal, fuzz_requests, catalogue, admin_token or settings.admin_token or None,
+                            events, seed, echo=lambda line: click.echo(line, err=True))
+    if out:
+        _write_json(out, report)
+    if as_json:
+        click.echo(json.dumps(report, indent=2, ensure_ascii=False))
+    else:
+        for line in summary_lines(report):
+            click.echo(line)
+    if not report["ok"]:
+        raise SystemExit(1)
 
 
 main.add_command(eval_group)

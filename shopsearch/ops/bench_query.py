@@ -254,7 +254,7 @@ def start_proxy(settings: Settings, port: int, workers: int | None, threads: int
     log = open(settings.home_path / "bench-proxy.log", "ab")
     # the child reads its settings from the environment like any gunicorn started by hand
     return subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "python:shopsearch.plugin.serving",
-                             "shopsearch.plugin.app:create_app()"],
+                             "shopsearch.plugin.app:create_app(face='internal')"],
                             env={**os.environ, **overrides}, stdout=log, stderr=subprocess.STDOUT)
 
 

@@ -1,10 +1,8 @@
-"""``./run demo``: services up, the fashion sample ingested through the workers, the proxy served."""
+"""``./run demo``: services up, the fashion sample ingested through the workers, both faces of the proxy served."""
 
 from __future__ import annotations
 
 import csv
-import subprocess
-import sys
 from pathlib import Path
 
 import click
@@ -14,7 +12,8 @@ from shopsearch.cluster import connect
 from shopsearch.index.catalogue import create_catalogue_version
 from shopsearch.index.versions import live_index
 from shopsearch.ops import services
-from shopsearch.ops.services.process import ServiceError, wait_until
+from shopsearch.ops.serve import serve_forever, start as start_faces, stop
+from shopsearch.ops.services.process import ServiceError
 from shopsearch import local_secrets
 from shopsearch.settings import Settings
 from shopsearch.workers.dispatch import run_ingest
@@ -57,29 +56,28 @@ def run_demo(settings: Settings, serve: bool = True) -> None:
                          on_progress=lambda d, n: click.echo(f"    encoded and indexed {d}/{n}"))
     click.echo(f"    read={summary.read} accepted={summary.accepted} indexed={summary.indexed} "
                f"unchanged={summary.skipped_unchanged} rejected={dict(summary.rejected)} in {summary.seconds}s")
-    url = f"http://{settings.proxy_host}:{settings.proxy_port}"
-    click.echo(f"3/4 serving the proxy at {url} (gunicorn) ...")
-    proxy = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "python:shopsearch.plugin.serving",
-                              "-b", f"{settings.proxy_host}:{settings.proxy_port}", "shopsearch.plugin.app:create_app()"])
+    click.echo("3/4 serving the public face and the internal face (gunicorn) ...")
     try:
-        wait_until(lambda: requests.get(f"{url}/healthz", timeout=2).ok, 120, "proxy", alive=lambda: proxy.poll() is None)
-        click.echo("4/4 example shopper queries through the proxy:")
-        for q in QUERIES:
-            r = requests.get(f"{url}/shop/{CATALOGUE}/search", params={"q": q, "size": 5}, timeout=120).json()
-            click.echo(f"\n  GET {url}/shop/{CATALOGUE}/search?q={q}")
-            for hit in r["hits"]:
-                click.echo(f"    {hit['score']:.3f}  {hit['id']:>6}  {hit['title']}  [{hit.get('category', '')}, {hit.get('colour', '')}]")
-        plugins = requests.get(f"{url}/_cat/plugins", timeout=10).text.strip()
-        click.echo(f"\n  OpenSearch pass-through: GET {url}/_cat/plugins -> {plugins}")
-        click.echo(f"\nOpenSearch: {settings.opensearch_url}   proxy: {url}   shopper search: {url}/shop/{CATALOGUE}/search?q=...")
-        if serve:
-            click.echo("Serving until Ctrl-C (services keep running; `./run shopsearch services down` stops them).")
-            proxy.wait()
-    except KeyboardInterrupt:
-        pass
+        faces = start_faces(settings, log_dir=settings.home_path / "demo")
     except ServiceError as e:
         raise click.ClickException(str(e)) from None
+    public, internal = (face.url for face in faces)
+    try:
+        click.echo("4/4 example shopper queries on the public face:")
+        for q in QUERIES:
+            r = requests.get(f"{public}/shop/{CATALOGUE}/search", params={"q": q, "size": 5}, timeout=120).json()
+            click.echo(f"\n  GET {public}/shop/{CATALOGUE}/search?q={q}")
+            for hit in r["hits"]:
+                click.echo(f"    {hit['score']:.3f}  {hit['id']:>6}  {hit['title']}  [{hit.get('category', '')}, {hit.get('colour', '')}]")
+        plugins = requests.get(f"{internal}/_cat/plugins", timeout=10).text.strip()
+        click.echo(f"\n  OpenSearch pass-through on the internal face: GET {internal}/_cat/plugins -> {plugins}")
+        click.echo(f"\nOpenSearch: {settings.opensearch_url}\npublic face (shoppers): {public}   shopper search: "
+                   f"{public}/shop/{CATALOGUE}/search?q=...\ninternal face (the shop's systems: pass-through, /admin): "
+                   f"{internal}")
+        if serve:
+            click.echo("Serving until Ctrl-C (services keep running; `./run shopsearch services down` stops them).")
+            serve_forever(faces)
+    except KeyboardInterrupt:
+        pass
     finally:
-        if proxy.poll() is None:
-            proxy.terminate()
-            proxy.wait(timeout=30)
+        stop(faces)

@@ -20,7 +20,7 @@ class InProcess:
     """The middleware app without an HTTP server: the same routes, called directly."""
 
     def __init__(self, settings: Settings):
-        self.app = create_app(settings)
+        self.app = create_app(settings, face="internal")  # the shop's backend, with the admin credential
         self.http = self.app.test_client()
         self.headers = {"X-Admin-Token": settings.admin_token}
 
