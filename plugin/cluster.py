@@ -18,6 +18,8 @@ def init_app(app: Flask) -> None:
     app.extensions[EXTENSION] = connect(app.config["SHOPSEARCH"])
     session = requests.Session()
     session.trust_env = False  # no proxy variables, no ~/.netrc: the proxy never lends credentials
+    if app.config["SHOPSEARCH"].opensearch_ca_certs:
+        session.verify = app.config["SHOPSEARCH"].opensearch_ca_certs  # the cluster's own CA (TLS on)
     adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=64)
     session.mount("http://", adapter)
     session.mount("https://", adapter)

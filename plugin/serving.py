@@ -21,6 +21,9 @@ threads = _settings.proxy_threads
 worker_class = "gthread"
 timeout = 120
 graceful_timeout = 30
+# gunicorn's control socket lives at one path per user: the two faces' masters would take it from
+# each other, and nothing here uses it
+control_socket_disable = True
 
 
 def intra_threads(settings: Settings, workers: int | None = None, cores: int | None = None) -> int:

@@ -62,6 +62,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("data_dir", "", "The shared public data sets (empty: ../shared/data beside the repository), read by the demo and the benchmarks."),
     # OpenSearch
     Setting("opensearch_url", "http://127.0.0.1:9200", "The OpenSearch cluster shopsearch talks to (and the proxy forwards to)."),
+    Setting("opensearch_ca_certs", "", "CA bundle (PEM) that verifies the cluster's TLS certificate when opensearch_url is https:// (a cluster with its security plugin on); empty: the system's CAs. The proxy's own user and password go in opensearch_url (https://user:password@host:9200)."),
     Setting("opensearch_version", "2.19.1", "OpenSearch version the project installs from Maven Central for its own node."),
     Setting("knn_plugin_version", "2.19.1.0", "Version of the opensearch-knn plugin zip installed beside it."),
     Setting("opensearch_heap", "2g", "JVM heap of the project's own OpenSearch node (-Xms/-Xmx)."),

@@ -28,7 +28,9 @@ ENV_EXAMPLE = DOCKER / ".env.example"
 DOCKERFILE = DOCKER / "Dockerfile"
 
 OPENSEARCH_NODES = ("opensearch-1", "opensearch-2", "opensearch-3")
-APP_SERVICES = ("proxy", "worker-cpu", "worker-gpu")
+APP_SERVICES = ("proxy-public", "proxy-internal", "worker-cpu", "worker-gpu")
+FACES = {"proxy-public": ("public", "8000", "shopsearch-public"), "proxy-internal": ("internal", "8001", "shopsearch-internal")}
+SECURITY = DOCKER / "security"
 
 # Compose interpolation: `$$` (a literal dollar), `${NAME}`, `${NAME:-default}`, `${NAME-default}`,
 # `${NAME:?message}`, `${NAME?message}`, `${NAME:+alt}`, `${NAME+alt}`, and bare `$NAME`.
@@ -209,7 +211,12 @@ def test_opensearch_nodes_form_one_cluster(resolved):
         assert env["node.name"] == service_name
         assert service_name in seeds, f"{service_name} is not a seed host {seeds}"
         assert env["node.name"] in managers, f"{service_name} is not an initial cluster manager {managers}"
-        assert env["DISABLE_SECURITY_PLUGIN"] == "true" and env["DISABLE_INSTALL_DEMO_CONFIG"] == "true"
+        # the security plugin is on (TLS on transport and HTTP) with the deployment's own certificates
+        assert "DISABLE_SECURITY_PLUGIN" not in env and env["DISABLE_INSTALL_DEMO_CONFIG"] == "true"
+        assert env["plugins.security.ssl.http.enabled"] == "true"
+        for key in ("transport.pemcert_filepath", "transport.pemkey_filepath", "transport.pemtrustedcas_filepath",
+                    "http.pemcert_filepath", "http.pemkey_filepath", "http.pemtrustedcas_filepath"):
+            assert env[f"plugins.security.ssl.{key}"].startswith("certs/"), key
         assert re.fullmatch(r"-Xms(\S+) -Xmx\1", env["OPENSEARCH_JAVA_OPTS"]), env["OPENSEARCH_JAVA_OPTS"]
         service = resolved["services"][service_name]
         assert service["image"] == "opensearchproject/opensearch:2.19.1"
@@ -238,7 +245,8 @@ def test_every_variable_used_is_listed_in_env_example_and_vice_versa(compose, en
 def test_the_secrets_are_required_and_the_example_ships_none_that_works(compose, env_example):
     from shopsearch import local_secrets
     required = {name for s in _strings(compose) for name, op, _ in _variables(s) if op in (":?", "?")}
-    assert {"SHOPSEARCH_ADMIN_TOKEN", "SHOPSEARCH_PSEUDONYM_SALT"} <= required
+    assert {"SHOPSEARCH_ADMIN_TOKEN", "SHOPSEARCH_PSEUDONYM_SALT", "OPENSEARCH_ADMIN_PASSWORD",
+            "OPENSEARCH_PUBLIC_PASSWORD", "OPENSEARCH_INTERNAL_PASSWORD", "OPENSEARCH_WORKER_PASSWORD"} <= required
     for name in required:
         assert name in env_example, f"{name} is required by compose.yaml but missing from .env.example"
         assert local_secrets.weak(env_example[name]), f"{name} has a usable value in .env.example"
@@ -313,33 +321,90 @@ def test_worker_commands_name_the_celery_app_and_its_queues(resolved, resolved_d
     assert _option(_command(resolved["services"]["worker-gpu"]), "-n") == "gpu@%h"
 
 
-def test_proxy_runs_the_flask_app_factory_under_gunicorn(resolved):
-    proxy = resolved["services"]["proxy"]
-    argv = _command(proxy)
-    assert argv[0] == "gunicorn" and _option(argv, "-b") == "0.0.0.0:8000"
-    assert int(_option(argv, "-w")) >= 1
-    assert argv[-1] == "shopsearch.plugin.app:create_app()"
-    assert "/healthz" in " ".join(proxy["healthcheck"]["test"])
-    assert any(str(p).endswith(":8000") for p in proxy["ports"])
-    # shopsearch.plugin is a declared package mapped to an existing directory (the app module may
-    # not exist yet, so only its name is checked above)
+def test_each_face_of_the_proxy_is_served_by_shopsearch_serve_on_its_own_port(resolved, resolved_defaults):
+    for name, (face, port, _) in FACES.items():
+        service = resolved["services"][name]
+        assert _command(service) == ["shopsearch", "serve", "--face", face]
+        env = _environment(service)
+        host_key, port_key = (("SHOPSEARCH_PROXY_HOST", "SHOPSEARCH_PROXY_PORT") if face == "public"
+                              else ("SHOPSEARCH_INTERNAL_HOST", "SHOPSEARCH_INTERNAL_PORT"))
+        assert env[host_key] == "0.0.0.0" and env[port_key] == port
+        assert f"127.0.0.1:{port}/healthz" in " ".join(service["healthcheck"]["test"])
+        # published on loopback unless the env file says otherwise
+        assert resolved_defaults["services"][name]["ports"] == [f"127.0.0.1:{port}:{port}"]
+    # the internal face's pass-through forwards the caller's own cluster credentials
+    assert _environment(resolved["services"]["proxy-internal"])["SHOPSEARCH_PASSTHROUGH_FORWARD_AUTH"] == "true"
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    setuptools_cfg = pyproject["tool"]["setuptools"]
-    assert "shopsearch.plugin" in setuptools_cfg["packages"]
-    assert (ROOT / setuptools_cfg["package-dir"]["shopsearch.plugin"]).is_dir()
+    assert pyproject["project"]["scripts"]["shopsearch"].startswith("shopsearch.cli")
 
 
 def test_proxy_and_workers_share_the_connection_settings(resolved):
     expected = {
-        "SHOPSEARCH_OPENSEARCH_URL": "http://opensearch-1:9200",
         "SHOPSEARCH_REDIS_URL": "redis://redis:6379/0",
         "SHOPSEARCH_RESULT_BACKEND": "redis://redis:6379/1",
+        "SHOPSEARCH_OPENSEARCH_CA_CERTS": "/certs/root-ca.pem",
     }
     for name in APP_SERVICES:
-        env = _environment(resolved["services"][name])
+        service = resolved["services"][name]
+        env = _environment(service)
         for key, value in expected.items():
             assert env.get(key) == value, (name, key, env.get(key))
         assert env.get("SHOPSEARCH_ADMIN_TOKEN"), name
+        assert any(v.endswith(":/certs/root-ca.pem:ro") for v in service["volumes"]), name
+
+
+def _users_of_services(resolved) -> dict[str, str]:
+    from urllib.parse import urlsplit
+    return {name: urlsplit(_environment(resolved["services"][name])["SHOPSEARCH_OPENSEARCH_URL"]).username
+            for name in APP_SERVICES}
+
+
+def test_every_process_talks_tls_to_the_cluster_as_a_least_privilege_user_of_its_own(resolved):
+    users = _users_of_services(resolved)
+    for name in APP_SERVICES:
+        url = _environment(resolved["services"][name])["SHOPSEARCH_OPENSEARCH_URL"]
+        assert url.startswith("https://") and url.endswith("@opensearch-1:9200"), (name, url)
+    assert users["proxy-public"] == "shopsearch-public" and users["proxy-internal"] == "shopsearch-internal"
+    assert users["worker-cpu"] == users["worker-gpu"] == "shopsearch-worker"
+    mapping = yaml.safe_load((SECURITY / "roles_mapping.yml").read_text())
+    roles = yaml.safe_load((SECURITY / "roles.yml").read_text())
+    role_of = {user: role for role, body in mapping.items() if role != "_meta" for user in body.get("users", [])}
+    for user in set(users.values()):
+        assert role_of[user] in roles and role_of[user] != "all_access", user
+    # the users init.sh writes are exactly those the mapping names
+    written = set(re.findall(r"^([a-z][a-z-]*):$", (SECURITY / "init.sh").read_text(), re.M))
+    assert written == set(role_of), (written, set(role_of))
+
+
+def test_no_role_of_the_project_can_change_cluster_settings_scripts_or_snapshots(resolved):
+    roles = {k: v for k, v in yaml.safe_load((SECURITY / "roles.yml").read_text()).items() if k != "_meta"}
+    forbidden = ("*", "cluster_all", "cluster_manage", "cluster:admin/settings", "cluster:admin/script",
+                 "cluster:admin/snapshot", "cluster:admin/repository", "indices_all", "indices:admin/delete")
+    for name, role in roles.items():
+        perms = list(role.get("cluster_permissions", []))
+        perms += [a for p in role.get("index_permissions", []) for a in p["allowed_actions"]]
+        assert not [p for p in perms if p in forbidden or any(p.startswith(f) for f in forbidden[3:7])], name
+        for p in role.get("index_permissions", []):
+            assert "*" not in p["index_patterns"], (name, p["index_patterns"])
+    # the public face reads catalogues: it can neither write them nor move their aliases
+    public = [p for p in roles["shopsearch_public"]["index_permissions"] if p["index_patterns"] == ["*-v*"]][0]
+    assert set(public["allowed_actions"]) <= {"read", "indices:admin/aliases/get", "indices:admin/mappings/get"}
+    assert "indices:admin/aliases" not in roles["shopsearch_public"]["cluster_permissions"]
+    config = yaml.safe_load((SECURITY / "config.yml").read_text())
+    assert config["config"]["dynamic"]["http"]["anonymous_auth_enabled"] is False
+
+
+def test_the_nodes_mount_the_security_configuration_that_the_repository_ships(resolved):
+    for node in OPENSEARCH_NODES:
+        mounts = {v.split(":")[0]: v.split(":")[1] for v in resolved["services"][node]["volumes"]}
+        for name in ("config.yml", "roles.yml", "roles_mapping.yml"):
+            assert mounts[f"./security/{name}"].endswith(f"opensearch-security/{name}"), (node, name)
+            assert (SECURITY / name).is_file()
+        assert mounts["./security/generated/internal_users.yml"].endswith("opensearch-security/internal_users.yml")
+        assert mounts["./security/generated/certs"] == "/usr/share/opensearch/config/certs"
+    init = (SECURITY / "init.sh").read_text()
+    assert 'out="$here/generated"' in init and '"$out/internal_users.yml"' in init and 'mkdir -p "$out/certs"' in init
+    assert "docker/security/generated/" in (ROOT / ".gitignore").read_text()
 
 
 def test_every_shopsearch_variable_is_a_real_setting(compose, env_example):
