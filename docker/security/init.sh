@@ -7,10 +7,11 @@
 #   OPENSEARCH_WORKER_PASSWORD=... sh docker/security/init.sh
 #
 # Needs openssl and docker (the hashes come from the security plugin's own hash.sh, in the
-# OpenSearch image). Nothing here has a default: each password must be given.
+# OpenSearch image; HASH_TOOL=/path/to/hash.sh uses a local copy instead, as the tests do).
+# OUT_DIR puts the files elsewhere. Nothing here has a default: each password must be given.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
-out="$here/generated"
+out="${OUT_DIR:-$here/generated}"
 image=${OPENSEARCH_IMAGE:-opensearchproject/opensearch:2.19.1}
 : "${OPENSEARCH_ADMIN_PASSWORD:?set OPENSEARCH_ADMIN_PASSWORD}"
 : "${OPENSEARCH_PUBLIC_PASSWORD:?set OPENSEARCH_PUBLIC_PASSWORD}"
@@ -33,7 +34,11 @@ if [ ! -f root-ca.pem ]; then
   done
   chmod 600 ./*-key.pem
 fi
-hash() { docker run --rm "$image" /usr/share/opensearch/plugins/opensearch-security/tools/hash.sh -p "$1" | tail -n 1; }
+if [ -n "${HASH_TOOL:-}" ]; then
+  hash() { bash "$HASH_TOOL" -p "$1" 2>/dev/null | tail -n 1; }
+else
+  hash() { docker run --rm "$image" /usr/share/opensearch/plugins/opensearch-security/tools/hash.sh -p "$1" | tail -n 1; }
+fi
 cat > "$out/internal_users.yml" <<YAML
 _meta:
   type: "internalusers"

@@ -1,0 +1,133 @@
+"""docker/'s security, for real: a node with OpenSearch's security plugin on, secured by the
+files the compose deployment uses (``tests/secured_node.py``: docker/security/init.sh's
+certificates and users, its roles and the compose file's ``plugins.security.*`` settings).
+Each project user can do its job over TLS and nothing more; the proxy's faces work as their
+least-privilege users; the internal face's pass-through forwards the caller's own credentials
+and never lends its own."""
+
+import json
+import os
+import socket
+import uuid
+from pathlib import Path
+
+import pytest
+
+from shopsearch.cluster import connect
+from shopsearch.ingest.in_process import InProcessRunner
+from shopsearch.ingest.pipeline import run_ingest
+from shopsearch.plugin.app import create_app
+
+from . import secured_node
+from .conftest import DATA
+
+ADMIN_TOKEN = "secured-cluster-admin-token"
+
+
+def _free_port() -> int:
+    for port in range(9290, 9390):  # the transport port is port + 100: both must be free
+        if all(socket.socket().connect_ex(("127.0.0.1", p)) != 0 for p in (port, port + 100)):
+            return port
+    raise RuntimeError("no free port pair for the secured node")
+
+
+@pytest.fixture(scope="module")
+def node(settings, tmp_path_factory):
+    base = Path("/var/lib/shopsearch") if os.geteuid() == 0 else tmp_path_factory.mktemp("secured")
+    started = secured_node.start(settings, base / f"secured-{uuid.uuid4().hex[:8]}", _free_port())
+    yield started
+    secured_node.stop(started)
+
+
+def _as(settings, node, user: str):
+    return settings.replace(opensearch_url=node.url_as(user), opensearch_ca_certs=str(node.ca), admin_token=ADMIN_TOKEN)
+
+
+@pytest.fixture(scope="module")
+def shop(settings, node):
+    """50 real products ingested over TLS by the workers' user, through the ingest pipeline."""
+    worker = _as(settings, node, "shopsearch-worker")
+    client = connect(worker, timeout=120)
+    summary = run_ingest(worker, DATA / "fashion" / "products.tsv", "secshop", mapping="fashion", limit=50,
+                         runner=InProcessRunner(worker, client))
+    assert summary.indexed == 50
+    return "secshop"
+
+
+def test_nobody_gets_in_without_credentials_and_nothing_is_plain_http(node):
+    import http.client
+    import urllib.request
+    assert node.request("GET", "/", user=None)[0] == 401
+    with pytest.raises((http.client.HTTPException, OSError)):
+        urllib.request.urlopen(node.url.replace("https://", "http://") + "/", timeout=10).read()
+
+
+SETTINGS_BODY = json.dumps({"transient": {"cluster.routing.allocation.enable": "none"}}).encode()
+SCRIPT_BODY = json.dumps({"script": {"lang": "painless", "source": "1"}}).encode()
+
+
+@pytest.mark.parametrize("user", ["shopsearch-public", "shopsearch-internal", "shopsearch-worker"])
+def test_no_project_user_can_change_cluster_settings_scripts_or_snapshots(node, shop, user):
+    assert node.request("PUT", "/_cluster/settings", user, SETTINGS_BODY)[0] == 403
+    assert node.request("PUT", "/_scripts/planted", user, SCRIPT_BODY)[0] == 403
+    assert node.request("PUT", "/_snapshot/planted", user, b'{"type": "fs", "settings": {"location": "/tmp"}}')[0] == 403
+    assert node.request("GET", "/.opendistro_security/_search", user)[0] == 403
+
+
+def test_the_public_user_reads_catalogues_and_writes_events_but_cannot_touch_a_catalogue(node, shop):
+    user = "shopsearch-public"
+    assert node.request("GET", f"/{shop}/_search?q=shirt", user)[0] == 200
+    assert node.request("POST", "/ubi_events/_doc", user, b'{"action_name": "click"}')[0] == 201
+    assert node.request("PUT", f"/{shop}/_doc/planted", user, b'{"title": "planted"}')[0] == 403
+    assert node.request("PUT", f"/{shop}/_mapping", user, b'{"properties": {"x": {"type": "keyword"}}}')[0] == 403
+    assert node.request("POST", "/_aliases", user, json.dumps(
+        {"actions": [{"remove": {"index": f"{shop}-v1", "alias": shop}}]}).encode())[0] == 403
+    assert node.request("DELETE", f"/{shop}-v1", user)[0] == 403
+
+
+def test_the_internal_user_moves_aliases_but_cannot_write_or_delete_a_catalogue(node, shop):
+    user = "shopsearch-internal"
+    move = {"actions": [{"add": {"index": f"{shop}-v1", "alias": f"{shop}-probe"}}]}
+    assert node.request("POST", "/_aliases", user, json.dumps(move).encode())[0] == 200
+    assert node.request("PUT", f"/{shop}/_doc/planted", user, b'{"title": "planted"}')[0] == 403
+    assert node.request("DELETE", f"/{shop}-v1", user)[0] == 403
+
+
+def test_the_public_face_serves_shoppers_over_tls_as_its_least_privilege_user(settings, node, shop):
+    app = create_app(_as(settings, node, "shopsearch-public").replace(event_flush_seconds=0.2), face="public")
+    web = app.test_client()
+    assert web.get("/healthz").get_json()["cluster"] in ("green", "yellow")
+    answer = web.get(f"/shop/{shop}/search", query_string={"q": "shirt", "user": "zoe"}).get_json()
+    assert answer["hits"], answer
+    click = {"user_id": "zoe", "action_name": "click", "query_id": answer["query_id"],
+             "object_id": answer["hits"][0]["id"], "position": 1, "event_id": f"secured-{uuid.uuid4().hex}"}
+    assert web.post("/events", json=[click], headers={"X-Event-Token": answer["event_token"]}).status_code == 202
+    app.extensions["shopsearch.events"].flush()
+    status, body = node.request("GET", f"/ubi_events/_doc/{click['event_id']}")
+    assert status == 200 and json.loads(body)["found"]
+    app.extensions["shopsearch.events"].close()
+
+
+def test_the_internal_face_forwards_the_callers_credentials_and_never_lends_its_own(settings, node, shop):
+    local = _as(settings, node, "shopsearch-internal").replace(passthrough_forward_auth=True)
+    app = create_app(local, face="internal")
+    web = app.test_client()
+
+    def basic(user):
+        import base64
+        return {"Authorization": "Basic " + base64.b64encode(f"{user}:{secured_node.PASSWORDS[user]}".encode()).decode()}
+
+    # the caller's own rights decide: the public user may not, the operators' admin may
+    assert web.put("/_scripts/planted", data=SCRIPT_BODY, headers=basic("shopsearch-public"),
+                   content_type="application/json").status_code == 403
+    assert web.put("/_scripts/planted", data=SCRIPT_BODY, headers=basic("admin"),
+                   content_type="application/json").status_code == 200
+    # the proxy's admin token opens the pass-through, but the request reaches the cluster without
+    # any credential: the proxy's own user is never lent to it
+    assert web.get("/_cluster/settings", headers={"X-Admin-Token": ADMIN_TOKEN}).status_code == 401
+    # and without any credential the allow-list refuses before anything is forwarded
+    assert web.put("/_scripts/planted", data=SCRIPT_BODY, content_type="application/json").status_code == 403
+    # a catalogue read on the allow-list still works for anyone (forwarded without credentials,
+    # so a secured cluster asks for them)
+    assert web.get(f"/{shop}/_count").status_code == 401
+    assert web.get(f"/{shop}/_count", headers=basic("shopsearch-public")).get_json()["count"] == 50
