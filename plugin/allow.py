@@ -182,10 +182,12 @@ def indices_named_in_body(segments: tuple[str, ...], body: bytes) -> list[str]:
     ['ubi_events']
     """
     api = next((s for s in segments if s.startswith("_")), "")
-    if api not in ("_msearch", "_mget") or not body.strip():
+    if api not in ("_msearch", "_mget", "_bulk") or not body.strip():
         return []
     named: list[str] = []
     try:
+        if api == "_bulk":
+            return [name for _, name in bulk_actions(body) if name is not None]
         if api == "_mget":
             doc = json.loads(body)
             for item in (doc.get("docs") or []) if isinstance(doc, dict) else []:
@@ -199,12 +201,40 @@ def indices_named_in_body(segments: tuple[str, ...], body: bytes) -> list[str]:
             for name in (value if isinstance(value, list) else [value] if value is not None else []):
                 named.append(str(name))
     except (ValueError, RecursionError):
-        raise BadRequest(f"the {api} body is not valid JSON (NDJSON for _msearch)", field="body") from None
+        raise BadRequest(f"the {api} body is not valid JSON (NDJSON for _msearch and _bulk)", field="body") from None
     return named
 
 
+BULK_ACTIONS = ("index", "create", "update", "delete")
+
+
+def bulk_actions(body: bytes) -> list[tuple[str, str | None]]:
+    """``(action, index or None)`` of each action line of a ``_bulk`` body (ValueError if malformed).
+
+    >>> bulk_actions(b'{"index": {"_index": "a", "_id": "1"}}\\n{"t": 1}\\n{"delete": {"_id": "2"}}\\n')
+    [('index', 'a'), ('delete', None)]
+    """
+    lines = [line for line in body.splitlines() if line.strip()]
+    actions, i = [], 0
+    while i < len(lines):
+        head = json.loads(lines[i])
+        if not (isinstance(head, dict) and len(head) == 1 and next(iter(head)) in BULK_ACTIONS
+                and isinstance(next(iter(head.values())), dict)):
+            raise ValueError(f"line {i + 1} of the _bulk body is not an action ({', '.join(BULK_ACTIONS)})")
+        action, meta = next(iter(head.items()))
+        actions.append((action, str(meta["_index"]) if meta.get("_index") is not None else None))
+        i += 1 if action == "delete" else 2
+    return actions
+
+
 def needs_path_index(segments: tuple[str, ...], body: bytes) -> bool:
-    """An index-less ``_msearch`` whose header lines leave out ``index`` would search every index."""
+    """An index-less ``_msearch`` whose header lines leave out ``index`` would search every index;
+    an index-less ``_bulk`` action line would be refused by OpenSearch anyway."""
+    if segments[:1] == ("_bulk",):
+        try:
+            return any(name is None for _, name in bulk_actions(body))
+        except (ValueError, RecursionError):
+            return True
     if segments[:1] != ("_msearch",):
         return False
     lines = [line for line in body.splitlines() if line.strip()]

@@ -59,8 +59,8 @@ def forward(path: str) -> Response:
     session = upstream_session()
     forwarding = g.passthrough  # checked by safety.py before this view runs
     headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
-    if forwarding.credential == "admin":  # the proxy's admin token is not the cluster's business
-        headers = {k: v for k, v in headers.items() if k.lower() not in ("authorization", "x-admin-token")}
+    if forwarding.credential in ("admin", "key"):  # the proxy's own credentials are not the cluster's business
+        headers = {k: v for k, v in headers.items() if k.lower() not in ("authorization", "x-admin-token", "x-api-key")}
     # requests would add its own Accept-Encoding; a client that asked for none must not get gzip
     headers.setdefault("Accept-Encoding", request.headers.get("Accept-Encoding", "identity"))
     url = upstream_base(current_app.config["SHOPSEARCH"].opensearch_url) + forwarding.target.raw

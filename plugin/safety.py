@@ -24,15 +24,27 @@ from opensearchpy import NotFoundError
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from shopsearch.errors import SettingsError
+from shopsearch.index import api_keys
 from shopsearch.plugin import allow, cluster
 from shopsearch.plugin.errors import BadRequest, Forbidden, Unauthorized
 from shopsearch.query.caches import TTLCache
+from shopsearch.settings import setting_default
 
 EXTENSION = "shopsearch.safety"
 
 # Keys that carry (or name) code OpenSearch would run; a shopper has no business sending any.
 SCRIPT_KEYS = frozenset({"script", "script_score", "script_fields", "runtime_mappings", "scripted_metric",
                          "stored_script"})
+
+
+# What an API key's role opens on the pass-through (shopsearch/index/api_keys.py), on any index
+# but the project's own and system ones: the built-in read rules, and for ``write`` document writes.
+KEY_READ_RULES = allow.parse_rules(setting_default("passthrough_allow"))
+KEY_WRITE_RULES = KEY_READ_RULES + allow.parse_rules(
+    "PUT,POST /{index}/_doc/{id}; POST /{index}/_doc; DELETE /{index}/_doc/{id}; PUT,POST /{index}/_create/{id}; "
+    "POST /{index}/_update/{id}; POST,PUT /{index}/_bulk; POST,PUT /_bulk; POST /{index}/_delete_by_query; "
+    "POST /{index}/_refresh")
+KEY_RULES = {"read": KEY_READ_RULES, "write": KEY_WRITE_RULES}
 
 
 @dataclass
@@ -43,6 +55,11 @@ class PassthroughPolicy:
     internal: frozenset[str]       # the project's own indices: never without a credential
     forward_auth: bool
     known: TTLCache
+    keys: TTLCache                 # presented API key -> ApiKey or None (setting api_key_cache_seconds)
+
+    def is_keyed_index(self, name: str) -> bool:
+        """Whether a read or write key reaches ``name``: one index, not the project's own or a system one."""
+        return allow.looks_like_index_name(name) and name not in self.internal
 
     def is_index(self, name: str) -> bool:
         """Whether ``name`` is one index the pass-through serves without a credential."""
@@ -76,8 +93,9 @@ def init_app(app: Flask) -> None:
         raise SettingsError(str(e)) from None
     app.extensions[EXTENSION] = PassthroughPolicy(
         rules, tuple(g.strip() for g in settings.passthrough_indices.split(",") if g.strip()),
-        frozenset({settings.ubi_queries_index, settings.ubi_events_index, settings.profiles_index}),
-        settings.passthrough_forward_auth, TTLCache(4096, 5.0))
+        frozenset({settings.ubi_queries_index, settings.ubi_events_index, settings.profiles_index,
+                   settings.api_keys_index}),
+        settings.passthrough_forward_auth, TTLCache(4096, 5.0), TTLCache(4096, settings.api_key_cache_seconds))
     app.before_request(_refuse_unsafe_requests)
 
 
@@ -121,22 +139,76 @@ def _check_passthrough() -> Forwarding:
     target = allow.parse_target(raw_target())
     if has_admin_credential():
         return Forwarding(target, "admin", None)
+    key = api_key()
+    if key is not None:
+        return _check_keyed(policy, target, key)
     if policy.forward_auth and request.headers.get("Authorization"):
         return Forwarding(target, "cluster", None)  # the cluster's security plugin decides
     rule = allow.match_rule(policy.rules, request.method, target.segments, policy.is_index)
     if rule is None:
         raise Forbidden(f"{request.method} {target.path} is not on the pass-through allow-list (setting "
                         "passthrough_allow; indices: catalogue aliases and passthrough_indices); it needs the "
-                        "admin credential")
+                        "admin credential or an API key whose role allows it")
+    _check_indices_in_body(policy.is_index, target, rule, "without the admin credential or an API key")
+    return Forwarding(target, None, rule)
+
+
+def _check_keyed(policy: PassthroughPolicy, target: allow.Target, key) -> Forwarding:
+    rule = allow.match_rule(KEY_RULES[key.role], request.method, target.segments, policy.is_keyed_index)
+    if rule is None:
+        raise Forbidden(f"{request.method} {target.path} is beyond what the API key {key.name!r} (role {key.role}) "
+                        "may do: read and search APIs, and for role write document writes, on indices other than "
+                        "the project's own and system ones")
+    _check_indices_in_body(policy.is_keyed_index, target, rule, f"to the API key {key.name!r}")
+    if request.method != "GET":
+        _refuse_scripts_in(request.get_data(cache=True))
+    return Forwarding(target, "key", rule)
+
+
+def _refuse_scripts_in(body: bytes) -> None:
+    """A key's write carries no script (``_update``, ``_bulk`` update lines, by-query bodies)."""
+    if not body.strip():
+        return
+    try:
+        docs = [parse_json(body)]
+    except BadRequest:  # NDJSON (_bulk): each line on its own
+        docs = [parse_json(line) for line in body.splitlines() if line.strip()]
+    for doc in docs:
+        reject_scripts(doc)
+
+
+def _check_indices_in_body(is_index: Callable[[str], bool], target: allow.Target, rule: str, refused_to: str) -> None:
     body = request.get_data(cache=True)
     named = allow.indices_named_in_body(target.segments, body)
-    refused = [name for name in named if not policy.is_index(name)]
+    refused = [name for name in named if not is_index(name)]
     if refused or (not any(p == "{index}" for p in rule.split(" ", 1)[1].strip("/").split("/"))
                    and allow.needs_path_index(target.segments, body)):
-        what = f"index {refused[0]!r}" if refused else "a header line without an index (every index)"
+        what = f"index {refused[0]!r}" if refused else "a header or action line without an index"
         raise Forbidden(f"the body of {request.method} {target.path} names {what}, which the pass-through "
-                        "does not serve without the admin credential")
-    return Forwarding(target, None, rule)
+                        f"does not serve {refused_to}")
+
+
+def api_key():
+    """The valid API key this request presents (``X-Api-Key`` or ``Authorization: ApiKey``), or
+    None when it presents none; 401 for one that is unknown, revoked or wrong. Never on the public face."""
+    if current_app.config.get("SHOPSEARCH_FACE") == "public":
+        return None
+    if "api_key" in g:
+        return g.api_key
+    auth = request.headers.get("Authorization", "")
+    presented = auth[7:].strip() if auth[:7].lower() == "apikey " else request.headers.get("X-Api-Key", "")
+    if not presented:
+        g.api_key = None
+        return None
+    policy: PassthroughPolicy = current_app.extensions[EXTENSION]
+    found = policy.keys.get(presented)
+    if found is None:
+        found = api_keys.lookup(cluster.client(), current_app.config["SHOPSEARCH"], presented) or False
+        policy.keys.put(presented, found)
+    if not found:
+        raise Unauthorized("the API key is not valid or was revoked (shopsearch keys list)")
+    g.api_key = found
+    return found
 
 
 # Deeper than any shopper request or event needs; a deeper body is refused before any work on it.
@@ -262,7 +334,10 @@ def has_admin_credential() -> bool:
         return False
     expected = current_app.config["SHOPSEARCH"].admin_token
     given = _given_admin_token()
-    return bool(expected and given) and hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+    if bool(expected and given) and hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8")):
+        return True
+    key = api_key()
+    return key is not None and key.role == "admin"
 
 
 def _given_admin_token() -> str:
@@ -271,6 +346,11 @@ def _given_admin_token() -> str:
 
 
 def _check_admin_token() -> None:
+    key = api_key()
+    if key is not None:
+        if key.role != "admin":
+            raise Forbidden(f"the API key {key.name!r} has role {key.role}; /admin needs role admin or the admin token")
+        return
     expected = current_app.config["SHOPSEARCH"].admin_token
     if not expected:
         raise Forbidden("admin routes are disabled: set SHOPSEARCH_ADMIN_TOKEN (setting admin_token) to enable them")

@@ -119,6 +119,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("gate_margin", 0.01, "A fine-tuned model is promoted only if its nDCG@10 (strategy gate_strategy) on the validation judgments beats the live model's by this fraction (0.01: 1 %)."),
     Setting("gate_strategy", "hybrid", "The search strategy the fine-tuning gate compares live and candidate with (hybrid: what shoppers get; dense: the encoder alone, a clearer signal on small catalogues)."),
     Setting("profiles_index", "shopsearch-profiles", "Index holding shopper profiles."),
+    Setting("api_keys_index", "shopsearch-keys", "Index of the API keys the project keeps (shopsearch keys; only their hashes): roles read, write and admin for the internal face's pass-through and /admin."),
+    Setting("api_key_cache_seconds", 30.0, "How long a proxy process trusts a key it has looked up: a revoked key stops working within this many seconds."),
     Setting("encode_timeout", 2.0, "Seconds a query encoding may take before the search degrades to BM25."),
     Setting("query_cache_size", 10000, "Query vectors kept in each process's local LRU cache, in front of the shared one (per model version)."),
     Setting("vector_cache_url", "", "Redis of the query-vector cache shared by every proxy worker of a host or cluster (empty: the server of redis_url, database 2; off: local cache only). Redis down: the local cache and the encoder answer, the search goes on."),
@@ -152,6 +154,11 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
+
+
+def setting_default(name: str):
+    """The default of setting ``name`` (the allow-list an API key's role builds on, for instance)."""
+    return _BY_NAME[name].default
 
 
 def default(name: str) -> Any:

@@ -276,7 +276,7 @@ def test_events_posted_while_opensearch_is_down_are_stored_once_it_is_back(servi
     from shopsearch.ops.services import opensearch
     app = create_app(settings.replace(event_flush_seconds=0.2, result_cache_seconds=0), face="public")
     web = app.test_client()
-    who = shopper("ivan")
+    who = shopper("oscar")
     answer = web.get(f"/shop/{store}/search", query_string={"q": "shoes", "user": who}).get_json()
     events = [{"user_id": who, "action_name": "click", "query_id": answer["query_id"], "object_id": str(i),
                "position": i + 1} for i in range(30)]

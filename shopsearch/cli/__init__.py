@@ -14,6 +14,7 @@ from shopsearch.cli.errors import fail_cleanly, message_for
 from shopsearch.cli.eval import eval_group
 from shopsearch.cli.train import ranker_group, train_cmd
 from shopsearch.cluster import connect
+from shopsearch.index import api_keys
 from shopsearch.index.catalogue import create_catalogue_version
 from shopsearch.index.versions import delete_version, list_versions, switch_alias
 from shopsearch.ops import services as services_mod
@@ -356,6 +357,46 @@ def secrets_init(settings: Settings) -> None:
     local_secrets.create(settings.home)
     click.echo(f"{local_secrets.path(settings.home)} (mode 0600): pseudonym_salt and admin_token; the proxy, the "
                "workers and the CLI of this install read it. SHOPSEARCH_PSEUDONYM_SALT / SHOPSEARCH_ADMIN_TOKEN win.")
+
+
+# --- API keys -------------------------------------------------------------------------------
+
+@main.group("keys")
+def keys_group() -> None:
+    """API keys with roles (read, write, admin) for the internal face, kept in the cluster."""
+
+
+@keys_group.command("create")
+@click.argument("name")
+@click.option("--role", type=click.Choice(api_keys.ROLES), required=True,
+              help="read: read and search APIs on any index but the project's own; write: and document writes; "
+                   "admin: what the admin token opens.")
+@pass_settings
+@fail_cleanly
+def keys_create(settings: Settings, name: str, role: str) -> None:
+    """Make a key; it is printed once (only its hash is kept). Send it as X-Api-Key or 'Authorization: ApiKey <key>'."""
+    key, secret = api_keys.create_key(connect(settings), settings, name, role)
+    click.echo(secret)
+    click.echo(f"key {key.name!r} (role {key.role}, id {key.key_id}): shown once, keep it now", err=True)
+
+
+@keys_group.command("list")
+@pass_settings
+@fail_cleanly
+def keys_list(settings: Settings) -> None:
+    """The keys (names, roles, ids, creation times; never the keys themselves)."""
+    for key in api_keys.list_keys(connect(settings), settings):
+        click.echo(f"{key.name}\t{key.role}\t{key.key_id}\t{key.created}")
+
+
+@keys_group.command("revoke")
+@click.argument("name")
+@pass_settings
+@fail_cleanly
+def keys_revoke(settings: Settings, name: str) -> None:
+    """Delete the key named NAME (proxies stop taking it within api_key_cache_seconds)."""
+    n = api_keys.revoke_key(connect(settings), settings, name)
+    click.echo(f"revoked {n} key(s) named {name!r}")
 
 
 # --- demo -----------------------------------------------------------------------------------
