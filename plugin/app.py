@@ -12,7 +12,7 @@ from __future__ import annotations
 from flask import Flask
 
 from shopsearch.plugin import (admin, cluster, errors, events, health, observability, openapi, passthrough, recommend,
-                               safety, shop)
+                               safety, shop, storefront)
 from shopsearch.settings import Settings, check_secrets, load_settings
 
 
@@ -32,6 +32,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     recommend.init_app(app)       # /shop/<catalogue>/recommend/...
     events.init_app(app)          # query ids, impressions and POST /events, through a buffered writer
     admin.init_app(app)           # /admin: token required
+    storefront.init_app(app)      # the shop's page at / (browsers), /storefront/...
     passthrough.init_app(app)
     openapi.publish(app)          # from the url map and the contracts (plugin/schemas.py)
     return app
