@@ -69,16 +69,31 @@ def store(services, settings, client, tmp_path_factory, storefront_rows):
             helpers.bulk(client, ({"_op_type": "delete", "_index": index, "_id": h["_id"]} for h in hits), refresh=True)
 
 
-@pytest.fixture(scope="session")
-def web(services, settings):
-    """The whole app (as create_app makes it) over real HTTP; returns its base address."""
+def serve(settings):
+    """``create_app(settings)`` over real HTTP (werkzeug's threaded server): (address, server)."""
     from werkzeug.serving import make_server
 
     from shopsearch.plugin.app import create_app
-    app = create_app(settings.replace(admin_token=ADMIN_TOKEN, result_cache_seconds=0.0))
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+    server = make_server("127.0.0.1", 0, create_app(settings), threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}"
+    return f"http://127.0.0.1:{server.server_port}", server
+
+
+@pytest.fixture(scope="session")
+def web(services, settings):
+    """The whole app (as create_app makes it) over real HTTP; returns its base address."""
+    url, server = serve(settings.replace(admin_token=ADMIN_TOKEN, result_cache_seconds=0.0))
+    yield url
+    server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def slow_encoder_web(services, settings):
+    """The app with a query-encoding budget no encoder meets and no shared vector cache: every
+    uncached query degrades to BM25."""
+    url, server = serve(settings.replace(admin_token=ADMIN_TOKEN, result_cache_seconds=0.0, encode_timeout=1e-6,
+                                         vector_cache_url="off"))
+    yield url
     server.shutdown()
 
 

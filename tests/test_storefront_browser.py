@@ -11,7 +11,7 @@ import pytest
 
 from .conftest import ADMIN_TOKEN, DATA
 from .storefront_fixtures import RUNNER, FORMAL, ids_of, screenshot, stored_events, wait_for
-from .storefront_fixtures import browser, shoppers, store, storefront_rows, web  # noqa: F401 (fixtures)
+from .storefront_fixtures import browser, shoppers, slow_encoder_web, store, storefront_rows, web  # noqa: F401 (fixtures)
 
 WAIT = 90
 
@@ -185,3 +185,24 @@ def test_the_admin_page_shows_the_catalogue_once_given_the_token(browser, web, s
     until(browser, lambda d: store in d.find_element(by("ID"), "catalogues").text, "the catalogue table")
     screenshot(browser, "08-admin")
     browser.execute_script("sessionStorage.clear();")
+
+
+def test_a_misspelt_query_says_what_was_searched_instead(browser, web, store):
+    open_store(browser, web, store)
+    type_query(browser, "sandels")
+    wait_for_results(browser)
+    notice = browser.find_element(by("ID"), "notice")
+    assert notice.is_displayed() and "Did you mean" in notice.text and "sandals" in notice.text
+    assert not browser.find_element(by("ID"), "degraded").is_displayed()
+    metas = [m.text.lower() for m in browser.find_elements(by("CSS_SELECTOR"), "#grid .card .meta")][:5]
+    assert all(m.startswith("sandals") for m in metas)
+    screenshot(browser, "09-did-you-mean")
+
+
+def test_a_degraded_search_says_so_plainly(browser, slow_encoder_web, store):
+    open_store(browser, slow_encoder_web, store)
+    type_query(browser, "brown leather formal shoes")
+    wait_for_results(browser)
+    degraded = browser.find_element(by("ID"), "degraded")
+    assert degraded.is_displayed() and "Degraded" in degraded.text and "keyword (BM25) results only" in degraded.text
+    screenshot(browser, "10-degraded")
