@@ -305,8 +305,10 @@ function moveActive(step) {
   if ($("suggestions").hidden || !items.length) return false;
   const now = items.findIndex((li) => li.classList.contains("active"));
   const next = now < 0 ? (step > 0 ? 0 : items.length - 1) : (now + step + items.length) % items.length;
-  items.forEach((li, i) => li.classList.toggle("active", i === next));
-  items[next].setAttribute("aria-selected", "true");
+  items.forEach((li, i) => {
+    li.classList.toggle("active", i === next);
+    li.setAttribute("aria-selected", String(i === next));
+  });
   $("q").setAttribute("aria-activedescendant", items[next].id);
   return true;
 }
