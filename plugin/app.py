@@ -21,7 +21,7 @@ from flask import Flask
 
 from shopsearch.errors import SettingsError
 from shopsearch.plugin import (admin, cluster, errors, events, health, observability, openapi, passthrough, recommend,
-                               safety, shop)
+                               safety, shop, storefront)
 from shopsearch.settings import Settings, check_secrets, load_settings
 
 FACES = ("public", "internal")
@@ -46,6 +46,7 @@ def create_app(settings: Settings | None = None, face: str = "public") -> Flask:
     shop.init_app(app)
     recommend.init_app(app)       # /shop/<catalogue>/recommend/...
     events.init_app(app)          # query ids, impressions and POST /events, through a buffered writer
+    storefront.init_app(app, admin=internal)  # the shop's page at / (browsers), /storefront/...; its admin page inside
     if internal:
         admin.init_app(app)       # /admin: token required
         passthrough.init_app(app)

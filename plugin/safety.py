@@ -346,6 +346,8 @@ def _given_admin_token() -> str:
 
 
 def _check_admin_token() -> None:
+    if current_app.config.get("SHOPSEARCH_FACE") == "public":
+        raise Forbidden("the public face takes no admin credential: this is served on the internal face")
     key = api_key()
     if key is not None:
         if key.role != "admin":

@@ -68,6 +68,7 @@ class Filters(BaseModel):
     brand: Text = Field(None, description="Brand filter.")
     colour: Text = Field(None, description="Colour filter.")
     in_stock: Flag = Field(None, description="Only products in stock.")
+    gender: Text = Field(None, description="Gender filter (the catalogue's values, e.g. men, women, unisex).")
 
     @model_validator(mode="before")
     @classmethod

@@ -403,11 +403,13 @@ def keys_revoke(settings: Settings, name: str) -> None:
 
 @main.command("demo")
 @click.option("--no-serve", is_flag=True, help="Exit after the example queries instead of serving.")
+@click.option("--all-products", is_flag=True, help="Ingest all 44,446 fashion products (default: those with pictures "
+              "and 100 of each article type).")
 @pass_settings
 @fail_cleanly
-def demo_cmd(settings: Settings, no_serve: bool) -> None:
-    """Start everything, ingest the fashion sample, serve the proxy, show example queries."""
-    run_demo(settings, serve=not no_serve)
+def demo_cmd(settings: Settings, no_serve: bool, all_products: bool) -> None:
+    """Start everything, ingest the fashion sample, serve the proxy and the storefront, show example queries."""
+    run_demo(settings, serve=not no_serve, everything=all_products)
 
 
 # --- serve ----------------------------------------------------------------------------------

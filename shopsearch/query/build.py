@@ -241,7 +241,8 @@ def plain_bm25_body(q: str, size: int, source: dict | None = None) -> dict:
 
 
 def request_filters(price_min: float | None = None, price_max: float | None = None, category: str | None = None,
-                    brand: str | None = None, colour: str | None = None, in_stock: bool | None = None) -> list[dict]:
+                    brand: str | None = None, colour: str | None = None, in_stock: bool | None = None,
+                    gender: str | None = None) -> list[dict]:
     """OpenSearch filter clauses for the shopper's explicit filters (pure)."""
     out: list[dict] = []
     if price_min is not None or price_max is not None:
@@ -255,4 +256,6 @@ def request_filters(price_min: float | None = None, price_max: float | None = No
         out.append({"term": {"colour": colour}})
     if in_stock is not None:
         out.append({"term": {"in_stock": in_stock}})
+    if gender:
+        out.append({"term": {"gender": gender}})
     return out

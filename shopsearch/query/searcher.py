@@ -58,6 +58,7 @@ class SearchRequest:
     colour: str | None = None
     in_stock: bool | None = None
     explain: bool = False
+    gender: str | None = None
 
     def cache_key(self, index: str) -> str:
         """The result cache's key of this request on ``index``."""

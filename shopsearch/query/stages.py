@@ -119,7 +119,8 @@ class Retrieve(Stage):
 
     def run(self, s: Search) -> Search:
         req = s.req
-        filters = request_filters(req.price_min, req.price_max, req.category, req.brand, req.colour, req.in_stock)
+        filters = request_filters(req.price_min, req.price_max, req.category, req.brand, req.colour, req.in_stock,
+                                  req.gender)
         shopper = s.searcher.shopper(s.live, req.user) if req.user else None
         got = s.searcher.retrieve(s.live, req.q, s.depth, filters, want_vector=self.knn == "always" or s.weight > 0,
                                   shopper=shopper, named=self.features)
