@@ -108,6 +108,18 @@ def update_meta(client, index: str, changes: dict) -> dict:
     return meta
 
 
+def restore_refresh(client, index: str) -> None:
+    """Turn refresh back on (1 s) where a bulk write turned it off, and refresh once.
+
+    Bulk writes set ``refresh_interval: -1``; a writer killed before its ``finally`` leaves it so,
+    and every later run calls this, whether it writes anything or not (a resumed run whose items
+    are all unchanged writes nothing)."""
+    current = client.indices.get_settings(index=index, name="index.refresh_interval")
+    if current.get(index, {}).get("settings", {}).get("index", {}).get("refresh_interval") == "-1":
+        client.indices.put_settings(index=index, body={"index": {"refresh_interval": "1s"}})
+    client.indices.refresh(index=index)
+
+
 def check_source(path: Path) -> None:
     """Refuse a catalogue source that is missing, not a file, or empty, before anything is changed."""
     if not path.exists():
@@ -213,9 +225,8 @@ def index_items(client, runner: Runner, index: str, items: list[dict], summary: 
     finally:
         summary.timings["encode_write"] = round(time.perf_counter() - started, 3)
         started = time.perf_counter()
-        if todo:
-            client.indices.put_settings(index=index, body={"index": {"refresh_interval": "1s"}})
-            client.indices.refresh(index=index)
+        # also when nothing was written: a run killed while refresh was off left it off
+        restore_refresh(client, index)
         summary.timings["refresh"] = round(time.perf_counter() - started, 3)
     return meta
 
