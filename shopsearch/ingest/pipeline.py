@@ -30,6 +30,8 @@ from typing import Callable, Iterator, Protocol, Sequence
 from shopsearch.cluster import connect
 from shopsearch.errors import InputError
 from shopsearch.index.catalogue import create_catalogue_version, live_meta
+from shopsearch.index.meta import update_meta
+from shopsearch.index.versions import list_versions, live_index
 from shopsearch.ingest.clean import clean_item
 from shopsearch.ingest.dedupe import dedupe
 from shopsearch.ingest.encode import by_text_length
@@ -60,6 +62,7 @@ class Summary:
     dead_letters: str = ""
     seconds: float = 0.0
     timings: dict = field(default_factory=dict)  # seconds per phase: plan, lookup, encode_write, refresh
+    also_into: dict = field(default_factory=dict)  # other versions written too (versions_following): items there
 
     @property
     def complete(self) -> bool:
@@ -100,12 +103,21 @@ class Runner(Protocol):
         """Start a named background task without waiting for it (e.g. a profile rebuild)."""
 
 
-def update_meta(client, index: str, changes: dict) -> dict:
-    """Merge ``changes`` into an index version's ``_meta``; returns the new ``_meta``."""
-    meta = client.indices.get_mapping(index=index)[index]["mappings"].get("_meta", {})
-    meta.update(changes)
-    client.indices.put_mapping(index=index, body={"_meta": meta})
-    return meta
+ROLLOUT_UNFINISHED = ("created", "filled", "verified")  # learn.rollout_state.STEPS before "swapped"
+
+
+def versions_following(client, catalogue: str, index: str) -> list[str]:
+    """The versions an ingest into the live ``index`` must reach as well, so no accepted item is
+    missing after an alias swap: a rollout being built from ``index`` (its reindex copied the
+    documents it saw; this run's may come after), and the live version if the alias moved away
+    from ``index`` while this run wrote into it."""
+    out = [v.index for v in list_versions(client, catalogue)
+           if v.index != index and v.meta.get("rollout", {}).get("origin") == index
+           and v.meta.get("rollout", {}).get("step") in ROLLOUT_UNFINISHED]
+    live = live_index(client, catalogue)
+    if live not in (None, index) and live not in out:
+        out.append(live)
+    return out
 
 
 def restore_refresh(client, index: str) -> None:
@@ -249,6 +261,7 @@ def run_ingest(settings: Settings, path: str | Path, catalogue: str, mapping: st
                          f"{dict(summary.rejected) or 0}, duplicates {summary.superseded}); nothing was changed",
                          field="path")
     client = connect(settings, timeout=120)
+    follow = index is None  # a write through the alias; a reindex filling its own version names it
     if index is not None:
         index_mapping = client.indices.get_mapping(index=index)[index]["mappings"]
     else:
@@ -266,6 +279,12 @@ def run_ingest(settings: Settings, path: str | Path, catalogue: str, mapping: st
     items = [normalise_item(i, meta["scales"]) for i in items]
     summary.timings["plan"] = round(time.perf_counter() - started_plan, 3)
     index_items(client, runner, index, items, summary, chunk_size, on_progress)
+    if follow:
+        for other in versions_following(client, catalogue, index):
+            also = Summary(catalogue, other, summary.run_id)
+            index_items(client, runner, other, items, also, chunk_size)
+            summary.failed.extend({**f, "index": other} for f in also.failed)
+            summary.also_into[other] = also.indexed + also.skipped_unchanged
 
     dl_dir = settings.home_path / "deadletters" / catalogue
     dl_dir.mkdir(parents=True, exist_ok=True)

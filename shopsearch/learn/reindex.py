@@ -39,7 +39,8 @@ from shopsearch.encoders.text import item_text, text_encoder
 from shopsearch.errors import RolloutError, RolloutInterrupted, RolloutNotFound
 from shopsearch.index.catalogue import create_catalogue_version
 from shopsearch.index.versions import check_catalogue_name, list_versions, live_index
-from shopsearch.ingest.pipeline import Runner, Summary, index_items, restore_refresh, run_ingest, update_meta
+from shopsearch.index.meta import update_meta
+from shopsearch.ingest.pipeline import Runner, Summary, index_items, restore_refresh, run_ingest
 from shopsearch.ingest.write import document, write_documents
 from shopsearch.learn import registry
 from shopsearch.learn.rollout_state import STEPS, count_docs, now, read_meta, record, swap_alias
@@ -205,6 +206,8 @@ def copy_with_vectors(client: OpenSearch, target: str, origin: str, model_versio
             docs = [_document_again(hit, model_version)
                     for hit in client.mget(index=origin, body={"ids": stale[start:start + batch]})["docs"] if hit["found"]]
             failed.extend(write_documents(client, target, docs)[1])
+        if not failed:
+            _catch_up(client, origin, target, model_version, batch)
     finally:
         restore_refresh(client, target)
     if failed:
@@ -221,7 +224,9 @@ def _server_side_copy(client, origin, target, model_version, on_progress, total)
         task_id = running[0]
     else:
         task_id = client.reindex(body={
-            "source": {"index": origin, "size": 500}, "dest": {"index": target},
+            # create only: a document an ingest wrote meanwhile (newer than this copy's snapshot) stays
+            "source": {"index": origin, "size": 500}, "dest": {"index": target, "op_type": "create"},
+            "conflicts": "proceed",
             "script": {"lang": "painless", "params": {"model_version": model_version, "at": now()},
                        "source": "ctx._source.model_version = params.model_version; ctx._source.indexed_at = params.at"}},
             wait_for_completion=False, refresh=False)["task"]
@@ -262,9 +267,7 @@ def _fill_from_index(client, catalogue, target, origin, chunk_size, on_progress,
 
     Same model and vectors that still hold (:func:`vectors_still_valid`): copied with their vectors.
     """
-    items = [item_from_document({**h["_source"], "id": h["_id"]})
-             for h in helpers.scan(client, index=origin, query={"query": {"match_all": {}}}, size=500,
-                                   _source_excludes=["*_vector"])]
+    items = _origin_items(client, origin)
     meta, origin_meta = read_meta(client, target), read_meta(client, origin)
     # same text space: the fitted image -> text map still holds; a new one is learnt again, as a first ingest does
     same_space = origin_meta.get("model_version") == meta["model_version"]
@@ -273,13 +276,49 @@ def _fill_from_index(client, catalogue, target, origin, chunk_size, on_progress,
             update_meta(client, target, {"projection": origin_meta["projection"]})
         record(client, target, vectors="reused from " + origin)
         return copy_with_vectors(client, target, origin, meta["model_version"], on_progress)
-    summary = Summary(catalogue, target, "rollout")
-    index_items(client, runner, target, items, summary, chunk_size, on_progress,
-                projection=origin_meta.get("projection") if same_space else None)
-    if summary.failed:
-        raise RolloutError(f"{target}: {len(summary.failed)} documents failed to index "
-                           f"(first: {summary.failed[0]}); run reindex again to resume")
-    return len(items)
+    projection = origin_meta.get("projection") if same_space else None
+    # the second pass reads the origin again: what an ingest changed there while the first pass wrote
+    # stale copies is written again (the unchanged skip passes over the rest; see _catch_up)
+    for n, batch in enumerate((items, None)):
+        summary = Summary(catalogue, target, "rollout")
+        index_items(client, runner, target, _origin_items(client, origin) if batch is None else batch, summary,
+                    chunk_size, on_progress if n == 0 else None, projection=projection)
+        if summary.failed:
+            raise RolloutError(f"{target}: {len(summary.failed)} documents failed to index "
+                               f"(first: {summary.failed[0]}); run reindex again to resume")
+    return count_docs(client, origin)
+
+
+def _origin_items(client, origin: str) -> list[dict]:
+    return [item_from_document({**h["_source"], "id": h["_id"]})
+            for h in helpers.scan(client, index=origin, query={"query": {"match_all": {}}}, size=500,
+                                  _source_excludes=["*_vector"])]
+
+
+def _hashes(client, index: str) -> dict[str, str]:
+    """``{id: content_hash}`` of every document of ``index``, from doc values."""
+    return {h["_id"]: (h.get("fields", {}).get("content_hash") or [None])[0]
+            for h in helpers.scan(client, index=index, query={"query": {"match_all": {}}, "_source": False,
+                                                               "docvalue_fields": ["content_hash"]}, size=1000)}
+
+
+def _catch_up(client, origin: str, target: str, model_version: str, batch: int = 500) -> int:
+    """Rewrite into ``target`` (with stored vectors) the documents of ``origin`` that it lacks or holds in another
+    content; returns how many. An ingest writes the live version first, then a rollout being built from it
+    (``ingest.pipeline.versions_following``); a copy that read the live version before that write would
+    otherwise leave the older document in the new version."""
+    client.indices.refresh(index=origin)
+    client.indices.refresh(index=target)
+    there = _hashes(client, target)
+    ids = [i for i, h in _hashes(client, origin).items() if there.get(i, object()) != h]
+    for start in range(0, len(ids), batch):
+        docs = [_document_again(hit, model_version)
+                for hit in client.mget(index=origin, body={"ids": ids[start:start + batch]})["docs"] if hit["found"]]
+        failed = write_documents(client, target, docs)[1]
+        if failed:
+            raise RolloutError(f"{target}: {len(failed)} documents failed to index (first: {failed[0]}); "
+                               f"run reindex again to resume")
+    return len(ids)
 
 
 def _source_key(source, mapping, limit, origin) -> dict:
@@ -329,6 +368,8 @@ def reindex(settings: Settings, catalogue: str, model: str | None = None, source
     target = _unfinished(client, catalogue, encoder.version, key) or _start(client, settings, catalogue, encoder,
                                                                           model, key, origin, origin_meta)
     state = read_meta(client, target)["rollout"]
+    if state["step"] != "created":  # a coordinator killed while bulk-writing left refresh off
+        restore_refresh(client, target)
 
     def stop(step: str) -> None:
         if stop_before == step:
@@ -343,8 +384,11 @@ def reindex(settings: Settings, catalogue: str, model: str | None = None, source
         state = record(client, target, step="filled", expected=expected, docs=count_docs(client, target))
     if state["step"] == "filled":
         stop("verify")
+        # ingests into the origin since the fill reached this version too (ingest.pipeline.versions_following)
+        expected = (count_docs(client, origin) if key["kind"] == "index" and origin == state.get("origin")
+                    else state["expected"])
         try:
-            checked = verify(client, target, encoder, state["expected"])
+            checked = verify(client, target, encoder, expected)
         except RolloutError as e:
             raise RolloutError(f"{e}. {target} stays unverified and the alias untouched; to start over: "
                                f"shopsearch index delete {catalogue} {target}") from None
@@ -355,6 +399,6 @@ def reindex(settings: Settings, catalogue: str, model: str | None = None, source
         if live not in (state.get("origin"), target):
             raise RolloutError(f"the alias {catalogue} moved from {state.get('origin')} to {live} during this rollout; "
                                f"{target} is verified: promote it explicitly if it should replace {live}")
-        swap_alias(client, catalogue, target, "reindex")
+        swap_alias(client, catalogue, target, "reindex", expected=live)
         state = read_meta(client, target)["rollout"]
     return {"catalogue": catalogue, "index": target, **state}
