@@ -101,21 +101,22 @@ def update_popularity_task(catalogue: str) -> dict:
 # each) a coordinator on ``celery`` or ``ingest`` would block the only process that writes its
 # chunks. It is routed to a queue of its own, ``rollout``, consumed by a worker of its own
 # (worker_queues ``encode;celery,ingest;rollout``), and refuses to start in a worker that also
-# consumes a chunk queue. It is acknowledged early, unlike the chunks: it can run longer than
-# the broker's visibility timeout (a late ack would let Redis hand it to a second coordinator
-# meanwhile), and nothing is lost with it: its state is in the new version's ``_meta.rollout``,
-# so sending it again resumes where it stopped.
-@app.task(name="shopsearch.rollout.reindex", queue="rollout", acks_late=False)
+# consumes a chunk queue. It is acknowledged late, like the chunks: if its worker dies, RabbitMQ
+# hands it to the next rollout worker, which resumes from the state in the new version's
+# ``_meta.rollout`` (the task id is recorded there, so the same task never builds a second
+# version; ``reindex(run_id=...)``). A fine-tuning step resumes from ``loop.json`` the same way.
+@app.task(name="shopsearch.rollout.reindex", queue="rollout", acks_late=True, reject_on_worker_lost=True, bind=True)
 @timed
-def reindex_task(catalogue: str, model: str | None = None, source: str | None = None, mapping: str | None = None,
+def reindex_task(self, catalogue: str, model: str | None = None, source: str | None = None, mapping: str | None = None,
                  swap: bool = True, limit: int | None = None) -> dict:
     """Build, verify and (unless ``swap`` is false) swap in a new version of ``catalogue``; see ``shopsearch.learn.reindex``."""
     check_coordinator_queues(app.amqp.queues.consume_from)
     with allow_join_result():  # waiting on chunk results is this task's job, in a process of its own
-        return reindex(_settings(), catalogue, model, source, mapping, limit=limit, swap=swap, client=_client(), app=app)
+        return reindex(_settings(), catalogue, model, source, mapping, limit=limit, swap=swap, client=_client(), app=app,
+                       run_id=self.request.id)
 
 
-@app.task(name="shopsearch.finetune.step", queue="rollout", acks_late=False)
+@app.task(name="shopsearch.finetune.step", queue="rollout", acks_late=True, reject_on_worker_lost=True)
 @timed
 def finetune_step(version: str, step: str, models_dir: str | None = None) -> dict:
     """One step of the learning loop (``shopsearch.learn.loop.STEPS``), resumed from its state; on the rollout worker.

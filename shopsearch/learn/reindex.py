@@ -146,6 +146,14 @@ def _unfinished(client: OpenSearch, catalogue: str, model_version: str, source: 
     return None
 
 
+def _run_version(client: OpenSearch, catalogue: str, run_id: str | None) -> str | None:
+    """The version the rollout run ``run_id`` started, if any."""
+    if not run_id:
+        return None
+    return next((v.index for v in list_versions(client, catalogue) if v.meta.get("rollout", {}).get("run_id") == run_id),
+                None)
+
+
 def _fill_from_source(settings, catalogue, target, source, images, chunk_size, on_progress, runner) -> int:
     summary = run_ingest(settings, source["path"], catalogue, source.get("mapping"), images, source.get("limit"),
                          chunk_size, on_progress=on_progress, runner=runner, index=target)
@@ -343,14 +351,17 @@ def _start(client, settings, catalogue, encoder, model, key, origin, origin_meta
 def reindex(settings: Settings, catalogue: str, model: str | None = None, source: str | Path | None = None,
             mapping: str | None = None, on_progress: Callable[[int, int], None] | None = None, *, runner: Runner,
             images: str | Path | None = None, limit: int | None = None, swap: bool = True,
-            stop_before: str | None = None, chunk_size: int = 256, client: OpenSearch | None = None) -> dict:
+            stop_before: str | None = None, chunk_size: int = 256, client: OpenSearch | None = None,
+            run_id: str | None = None) -> dict:
     """Build ``<catalogue>-v<N+1>`` with ``model`` (default: the live version's), verify it, swap the alias.
 
     ``source``: fill from a catalogue file (``mapping``, ``images``, ``limit`` as for ingest);
     otherwise from the live version's documents. ``swap=False`` stops once verified (``promote``
     later). ``stop_before`` (``"fill"``, ``"verify"`` or ``"swap"``) raises
     :class:`RolloutInterrupted` there, as a crash would. Called again with the same model and
-    source, it resumes the unfinished version. Returns the version's rollout state.
+    source, it resumes the unfinished version. ``run_id`` (a Celery task id) names this run: the same
+    run delivered again, after its worker died, continues the version it started, or reports it once
+    swapped, instead of building another. Returns the version's rollout state.
     """
     check_catalogue_name(catalogue)
     if stop_before not in (None, "fill", "verify", "swap"):
@@ -365,9 +376,17 @@ def reindex(settings: Settings, catalogue: str, model: str | None = None, source
     model = resolve_model(settings, model) or origin_meta.get("model") or settings.text_model
     encoder = text_encoder(settings.replace(text_model=model))
     key = _source_key(source, mapping, limit, origin)
-    target = _unfinished(client, catalogue, encoder.version, key) or _start(client, settings, catalogue, encoder,
-                                                                          model, key, origin, origin_meta)
+    done_by_run = _run_version(client, catalogue, run_id)
+    if done_by_run:  # this very task again (its broker redelivered it): resume or report that version
+        target = done_by_run
+    else:
+        target = _unfinished(client, catalogue, encoder.version, key) or _start(client, settings, catalogue, encoder,
+                                                                              model, key, origin, origin_meta)
+        if run_id:
+            record(client, target, run_id=run_id)
     state = read_meta(client, target)["rollout"]
+    if state["step"] == "swapped":
+        return {"catalogue": catalogue, "index": target, **state}
     if state["step"] != "created":  # a coordinator killed while bulk-writing left refresh off
         restore_refresh(client, target)
 
