@@ -65,12 +65,27 @@ def encode_chunk_task(payload: dict) -> dict:
     return encode_chunk(_settings(), payload)
 
 
-@app.task(name="shopsearch.ingest.write", acks_late=True, autoretry_for=(OSConnectionError, ConnectionTimeout),
-          retry_backoff=2, retry_backoff_max=60, max_retries=8)
+class ClusterUnavailable(RuntimeError):
+    """Items of a chunk were refused because the cluster is starting or overloaded (503, 429): write it again."""
+
+
+RETRYABLE_ITEM_STATUS = (429, 503)
+
+
+@app.task(name="shopsearch.ingest.write", acks_late=True,
+          autoretry_for=(OSConnectionError, ConnectionTimeout, ClusterUnavailable),
+          retry_backoff=2, retry_backoff_max=30, max_retries=20)
 @timed
 def write_chunk_task(encoded: dict) -> dict:
-    """Bulk-write an encoded chunk; returns counts and per-item failures."""
-    return write_chunk(_client(), encoded)
+    """Bulk-write an encoded chunk; returns counts and per-item failures.
+
+    OpenSearch down (connection refused) or restarting (items answered 503 while its shards
+    recover): the whole chunk is written again later (document ids make that idempotent), up to
+    about ten minutes; a refusal for good (a mapping error) is reported item by item."""
+    outcome = write_chunk(_client(), encoded)
+    if any(f.get("status") in RETRYABLE_ITEM_STATUS for f in outcome["failures"]):
+        raise ClusterUnavailable(f"{len(outcome['failures'])} items of chunk {encoded['chunk']} refused for now")
+    return outcome
 
 
 @app.task(name="shopsearch.encode.fit_projection", acks_late=True)

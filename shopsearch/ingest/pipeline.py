@@ -27,6 +27,9 @@ from itertools import islice
 from pathlib import Path
 from typing import Callable, Iterator, Protocol, Sequence
 
+from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
+from opensearchpy.exceptions import TransportError
+
 from shopsearch.cluster import connect
 from shopsearch.errors import InputError
 from shopsearch.index.catalogue import create_catalogue_version, live_meta
@@ -41,6 +44,7 @@ from shopsearch.ingest.write import existing_hashes
 from shopsearch.settings import Settings
 
 PROJECTION_SAMPLE = 2000
+CLUSTER_WAIT_S = 300  # how long a run waits for OpenSearch to come back before its last requests
 LOOKUP_BATCH = 5000  # ids per stored-hash lookup (an ids query answered from doc values; below max_result_window)
 
 
@@ -118,6 +122,23 @@ def versions_following(client, catalogue: str, index: str) -> list[str]:
     if live not in (None, index) and live not in out:
         out.append(live)
     return out
+
+
+def wait_for_cluster(client, seconds: float = CLUSTER_WAIT_S) -> None:
+    """Wait (up to ``seconds``) until the cluster answers with its primaries allocated.
+
+    The coordinator calls it after the chunks, before its own last requests: the chunk tasks ride
+    out an OpenSearch restart by retrying (``workers/tasks.py``), and the run must not then fail on
+    its refresh because the node is still starting."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if client.cluster.health(wait_for_status="yellow", timeout="5s", request_timeout=10)["status"] != "red":
+                return
+        except (OpenSearchConnectionError, TransportError):
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(1)
 
 
 def restore_refresh(client, index: str) -> None:
@@ -237,6 +258,7 @@ def index_items(client, runner: Runner, index: str, items: list[dict], summary: 
     finally:
         summary.timings["encode_write"] = round(time.perf_counter() - started, 3)
         started = time.perf_counter()
+        wait_for_cluster(client)
         # also when nothing was written: a run killed while refresh was off left it off
         restore_refresh(client, index)
         summary.timings["refresh"] = round(time.perf_counter() - started, 3)
