@@ -16,6 +16,12 @@ from .conftest import ADMIN_TOKEN, DATA
 PRODUCTS = DATA / "homedepot" / "products.tsv"
 
 
+def _written(client, index):
+    """Documents written into ``index`` so far, refreshed or not (a run turns refresh off while it writes)."""
+    stats = client.indices.stats(index=index, metric="indexing")
+    return stats["_all"]["primaries"]["indexing"]["index_total"] if stats["indices"] else 0
+
+
 def _until(check, seconds=180):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -47,7 +53,8 @@ def test_every_item_accepted_during_an_opensearch_restart_ends_indexed(client, s
     thread = threading.Thread(target=lambda: outcome.update(summary=run_ingest(
         settings, PRODUCTS, catalogue, mapping="homedepot", limit=600, chunk_size=50)))
     thread.start()
-    assert _until(lambda: client.count(index=catalogue)["count"] > 0)
+    assert _until(lambda: _written(client, catalogue) >= 50)
+    assert thread.is_alive(), "the ingest ended before the restart"
     restart.stop()
     restart.start()
     thread.join(timeout=900)

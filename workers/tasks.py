@@ -74,14 +74,15 @@ RETRYABLE_ITEM_STATUS = (429, 503)
 
 @app.task(name="shopsearch.ingest.write", acks_late=True,
           autoretry_for=(OSConnectionError, ConnectionTimeout, ClusterUnavailable),
-          retry_backoff=2, retry_backoff_max=30, max_retries=20)
+          retry_backoff=1, retry_backoff_max=5, max_retries=120)
 @timed
 def write_chunk_task(encoded: dict) -> dict:
     """Bulk-write an encoded chunk; returns counts and per-item failures.
 
     OpenSearch down (connection refused) or restarting (items answered 503 while its shards
-    recover): the whole chunk is written again later (document ids make that idempotent), up to
-    about ten minutes; a refusal for good (a mapping error) is reported item by item."""
+    recover): the whole chunk is written again (document ids make that idempotent) every few
+    seconds (at most 5 s apart, so a run finishes soon after the node is back), for up to about
+    ten minutes; a refusal for good (a mapping error) is reported item by item."""
     outcome = write_chunk(_client(), encoded)
     if any(f.get("status") in RETRYABLE_ITEM_STATUS for f in outcome["failures"]):
         raise ClusterUnavailable(f"{len(outcome['failures'])} items of chunk {encoded['chunk']} refused for now")
