@@ -18,7 +18,7 @@ returned unchanged by ``passthrough.py``.
 from __future__ import annotations
 
 import logging
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import opensearchpy
 import requests
@@ -92,6 +92,7 @@ class Rule(NamedTuple):
     status: int  # 0: the exception carries its own ``status`` and ``code``
     error: str
     message: str | None  # None: the exception's own message is shown (only for our own classes)
+    when: Callable[[BaseException], bool] | None = None  # and only when this holds
 
 
 # Ordered: the first matching row wins, so subclasses come before their bases. Every deliberate
@@ -104,6 +105,10 @@ ERRORS: tuple[Rule, ...] = (
     Rule(opensearchpy.ConnectionError, 503, "opensearch_unavailable",
          "OpenSearch cannot be reached; the service will recover when it is back."),
     # the app's one requests session is the pass-through's, to OpenSearch (passthrough.py)
+    # a node that is starting answers 503 itself (no shard copy allocated yet): the same outage
+    Rule(opensearchpy.TransportError, 503, "opensearch_unavailable",
+         "OpenSearch is starting or has no copy of the data yet; the service will recover shortly.",
+         lambda e: getattr(e, "status_code", None) == 503),
     Rule(requests.Timeout, 504, "opensearch_timeout", "OpenSearch did not answer in time."),
     Rule(requests.ConnectionError, 503, "opensearch_unavailable",
          "OpenSearch cannot be reached; the proxy will recover when it is back."),
@@ -120,7 +125,8 @@ def init_app(app: Flask) -> None:
 
 def rule_for(exc: BaseException) -> Rule | None:
     """The first row of :data:`ERRORS` that matches ``exc``, or None for an unknown error."""
-    return next((rule for rule in ERRORS if isinstance(exc, rule.exception)), None)
+    return next((rule for rule in ERRORS if isinstance(exc, rule.exception) and (rule.when is None or rule.when(exc))),
+                None)
 
 
 def error_response(status: int, error: str, message: str, field: str | None = None,

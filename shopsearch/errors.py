@@ -73,6 +73,13 @@ class MappingError(ShopsearchError, ValueError):
     status, code = 409, "model_mismatch"
 
 
+class ConcurrentChange(ShopsearchError, RuntimeError):
+    """Another writer changed the state this operation read (an alias moved, a lock stayed held):
+    nothing was changed; read the state again and retry."""
+
+    status, code = 409, "concurrent_change"
+
+
 class IndexVersionError(ShopsearchError, ValueError):
     """A catalogue or index version is unknown, or an operation would break the live alias."""
 

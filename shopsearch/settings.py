@@ -16,6 +16,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
+from urllib.parse import urlsplit, urlunsplit
+
 from shopsearch import local_secrets
 from shopsearch.errors import SettingsError
 
@@ -73,8 +75,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("number_of_shards", 1, "Primary shards of each new catalogue index (raise for tens of millions of products)."),
     Setting("number_of_replicas", 0, "Replicas of each new catalogue index (0 on a single node; 1 or more on a cluster)."),
     # Redis and Celery
-    Setting("redis_url", "redis://127.0.0.1:6379/0", "Celery broker (Redis) of the project's own Redis server."),
-    Setting("result_backend", "redis://127.0.0.1:6379/1", "Celery result backend."),
+    Setting("redis_url", "redis://127.0.0.1:6379/0", "The project's own Redis server: Celery results, the shared vector cache; the broker when broker_url is redis."),
+    Setting("broker_url", "", "Celery broker. Empty: the project's own RabbitMQ on 127.0.0.1, AMQP port 5672 + (redis_url's port - 6379), so each home's port differs with its Redis (a killed worker's tasks go back to the queue at once); `redis` or a redis:// URL: Redis (they wait task_visibility_timeout); an amqp:// URL: that RabbitMQ."),
+    Setting("result_backend", "", "Celery result backend; empty: database 1 of redis_url's server."),
     Setting("worker_concurrency", 1, "Pool processes of each of the project's own Celery workers."),
     Setting("task_visibility_timeout", 3600, "Seconds before Redis hands a task whose worker died (unacknowledged) to another worker."),
     Setting("worker_queues", "encode;celery,ingest;rollout", "Queues of the project's own Celery workers: one worker process per ';'-separated group (encoding overlaps bulk writes; rollout: the reindex and fine-tuning coordinator, which waits on encode and ingest chunks, in a process of its own)."),
@@ -196,6 +199,34 @@ class Settings:
         if self.data_dir:
             return Path(os.path.expanduser(self.data_dir))
         return Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+    @property
+    def broker(self) -> str:
+        """The Celery broker URL ``broker_url`` resolves to.
+
+        >>> Settings({"broker_url": "", "redis_url": "redis://127.0.0.1:6391/0"}).broker
+        'amqp://guest:guest@127.0.0.1:5684//'
+        >>> Settings({"broker_url": "redis", "redis_url": "redis://127.0.0.1:6391/0"}).broker
+        'redis://127.0.0.1:6391/0'
+        """
+        if self.broker_url == "redis":
+            return self.redis_url
+        if self.broker_url:
+            return self.broker_url
+        redis_port = urlsplit(self.redis_url).port or 6379
+        return f"amqp://guest:guest@127.0.0.1:{5672 + redis_port - 6379}//"
+
+    @property
+    def results(self) -> str:
+        """The Celery result backend URL: ``result_backend``, or database 1 of ``redis_url``'s server.
+
+        >>> Settings({"result_backend": "", "redis_url": "redis://127.0.0.1:6391/0"}).results
+        'redis://127.0.0.1:6391/1'
+        """
+        if self.result_backend:
+            return self.result_backend
+        parts = urlsplit(self.redis_url)
+        return urlunsplit(parts._replace(path="/1"))
 
     def replace(self, **changes: Any) -> "Settings":
         """A copy with some values changed (used by tests and CLI flags)."""

@@ -1,11 +1,19 @@
 """Session fixtures: the project's own services, started (or reused) once, never mocked.
 
+The session runs services of its own (``--services own``, the default): a home, data
+directories and ports derived from this clone's path (:func:`isolate`), so a benchmark, a demo
+or another checkout on the machine keeps its services whatever the tests stop and start; at the
+end it stops what it started, nothing else (``--keep-services`` leaves them for the next run).
+``--services env`` uses the services the environment's settings name instead.
+
 If a service cannot start, every test that needs it fails with the service's log tail; nothing
 is skipped.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import uuid
 from pathlib import Path
 
@@ -20,9 +28,36 @@ ADMIN_TOKEN = "test-admin-token"
 DATA = ROOT.parent / "shared" / "data"
 
 
+def pytest_addoption(parser):
+    parser.addoption("--services", choices=("own", "env"), default="own",
+                     help="own: the session's own services, home and ports (default); env: those the settings name")
+    parser.addoption("--keep-services", action="store_true", help="Leave the session's own services running at the end.")
+
+
+def isolate(base_home: Path, root: Path = ROOT) -> dict[str, str]:
+    """The settings of a test session of its own for the clone at ``root`` (pure): home, ports, directories.
+
+    One slot of 100 per clone path; the port ranges of the slots do not meet (OpenSearch HTTP
+    24000+, its transport 24100+, Redis 24200+; RabbitMQ, derived from Redis, 23493+, its Erlang
+    ports 43493+ and 22190+).
+    """
+    digest = hashlib.sha256(str(root).encode()).hexdigest()
+    slot = int(digest, 16) % 100
+    home = base_home / "test-sessions" / digest[:10]
+    # as root, OpenSearch runs as a service user that cannot enter /root (services/opensearch.py)
+    data = Path("/var/lib/shopsearch") / f"test-{digest[:10]}" if os.geteuid() == 0 else home / "opensearch"
+    return {"SHOPSEARCH_HOME": str(home), "SHOPSEARCH_OPENSEARCH_URL": f"http://127.0.0.1:{24000 + slot}",
+            "SHOPSEARCH_OPENSEARCH_DIR": str(data), "SHOPSEARCH_REDIS_URL": f"redis://127.0.0.1:{24200 + slot}/0",
+            "SHOPSEARCH_BROKER_URL": "", "SHOPSEARCH_RESULT_BACKEND": "", "SHOPSEARCH_VECTOR_CACHE_URL": "",
+            "SHOPSEARCH_PROXY_PORT": str(24300 + slot)}
+
+
 def pytest_configure(config):
-    """The install's own secrets exist before any process (workers included) reads the settings."""
+    """The session's own services (unless ``--services env``), then the install's own secrets, before
+    any process (workers included) reads the settings."""
     from shopsearch import local_secrets
+    if config.getoption("services") == "own":
+        os.environ.update(isolate(load_settings().home_path))
     local_secrets.create(load_settings().home)
 
 
@@ -32,11 +67,17 @@ def settings():
 
 
 @pytest.fixture(scope="session")
-def services(settings):
+def services(settings, request):
+    before = {name: st.get("running") and bool(st.get("pid")) for name, st in services_mod.status(settings).items()}
     try:
-        return services_mod.up(settings)
+        started = services_mod.up(settings)
     except services_mod.ServiceError as e:
         pytest.fail(f"the project's services could not start:\n{e}", pytrace=False)
+    yield started
+    if request.config.getoption("services") == "own" and not request.config.getoption("keep_services"):
+        mine = tuple(name for name, running in before.items() if not running)
+        if mine:  # down() with no names stops every service
+            services_mod.down(settings, mine)
 
 
 @pytest.fixture(scope="session")

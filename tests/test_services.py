@@ -13,7 +13,7 @@ from shopsearch.ops.services.process import ServiceError
 
 def test_status_reports_every_service_running(services, settings):
     status = services_mod.status(settings)
-    assert set(status) == {"opensearch", "redis", "worker"}
+    assert set(status) == {"opensearch", "redis", "rabbitmq", "worker"}
     assert all(s["running"] for s in status.values()), status
 
 

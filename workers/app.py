@@ -37,7 +37,7 @@ def beat_schedule(settings: Settings) -> dict:
 
 def make_app(settings: Settings | None = None) -> Celery:
     settings = settings or load_settings()
-    app = Celery("shopsearch", broker=settings.redis_url, backend=settings.result_backend,
+    app = Celery("shopsearch", broker=settings.broker, backend=settings.results,
                  include=["shopsearch.workers.tasks"])
     app.conf.update(
         task_acks_late=True,
@@ -50,7 +50,8 @@ def make_app(settings: Settings | None = None) -> Celery:
         accept_content=["json"],
         result_expires=24 * 3600,
         broker_connection_retry_on_startup=True,
-        # a late-acked task is redelivered this long after its worker died; it must exceed the longest chunk
+        # Redis as the broker: a late-acked task is redelivered this long after its worker died; it must
+        # exceed the longest task (RabbitMQ redelivers when the worker's connection drops, and ignores it)
         broker_transport_options={"visibility_timeout": settings.task_visibility_timeout},
         worker_hijack_root_logger=False,
         beat_schedule=beat_schedule(settings),

@@ -65,12 +65,28 @@ def encode_chunk_task(payload: dict) -> dict:
     return encode_chunk(_settings(), payload)
 
 
-@app.task(name="shopsearch.ingest.write", acks_late=True, autoretry_for=(OSConnectionError, ConnectionTimeout),
-          retry_backoff=2, retry_backoff_max=60, max_retries=8)
+class ClusterUnavailable(RuntimeError):
+    """Items of a chunk were refused because the cluster is starting or overloaded (503, 429): write it again."""
+
+
+RETRYABLE_ITEM_STATUS = (429, 503)
+
+
+@app.task(name="shopsearch.ingest.write", acks_late=True,
+          autoretry_for=(OSConnectionError, ConnectionTimeout, ClusterUnavailable),
+          retry_backoff=1, retry_backoff_max=5, max_retries=120)
 @timed
 def write_chunk_task(encoded: dict) -> dict:
-    """Bulk-write an encoded chunk; returns counts and per-item failures."""
-    return write_chunk(_client(), encoded)
+    """Bulk-write an encoded chunk; returns counts and per-item failures.
+
+    OpenSearch down (connection refused) or restarting (items answered 503 while its shards
+    recover): the whole chunk is written again (document ids make that idempotent) every few
+    seconds (at most 5 s apart, so a run finishes soon after the node is back), for up to about
+    ten minutes; a refusal for good (a mapping error) is reported item by item."""
+    outcome = write_chunk(_client(), encoded)
+    if any(f.get("status") in RETRYABLE_ITEM_STATUS for f in outcome["failures"]):
+        raise ClusterUnavailable(f"{len(outcome['failures'])} items of chunk {encoded['chunk']} refused for now")
+    return outcome
 
 
 @app.task(name="shopsearch.encode.fit_projection", acks_late=True)
@@ -101,21 +117,22 @@ def update_popularity_task(catalogue: str) -> dict:
 # each) a coordinator on ``celery`` or ``ingest`` would block the only process that writes its
 # chunks. It is routed to a queue of its own, ``rollout``, consumed by a worker of its own
 # (worker_queues ``encode;celery,ingest;rollout``), and refuses to start in a worker that also
-# consumes a chunk queue. It is acknowledged early, unlike the chunks: it can run longer than
-# the broker's visibility timeout (a late ack would let Redis hand it to a second coordinator
-# meanwhile), and nothing is lost with it: its state is in the new version's ``_meta.rollout``,
-# so sending it again resumes where it stopped.
-@app.task(name="shopsearch.rollout.reindex", queue="rollout", acks_late=False)
+# consumes a chunk queue. It is acknowledged late, like the chunks: if its worker dies, RabbitMQ
+# hands it to the next rollout worker, which resumes from the state in the new version's
+# ``_meta.rollout`` (the task id is recorded there, so the same task never builds a second
+# version; ``reindex(run_id=...)``). A fine-tuning step resumes from ``loop.json`` the same way.
+@app.task(name="shopsearch.rollout.reindex", queue="rollout", acks_late=True, reject_on_worker_lost=True, bind=True)
 @timed
-def reindex_task(catalogue: str, model: str | None = None, source: str | None = None, mapping: str | None = None,
+def reindex_task(self, catalogue: str, model: str | None = None, source: str | None = None, mapping: str | None = None,
                  swap: bool = True, limit: int | None = None) -> dict:
     """Build, verify and (unless ``swap`` is false) swap in a new version of ``catalogue``; see ``shopsearch.learn.reindex``."""
     check_coordinator_queues(app.amqp.queues.consume_from)
     with allow_join_result():  # waiting on chunk results is this task's job, in a process of its own
-        return reindex(_settings(), catalogue, model, source, mapping, limit=limit, swap=swap, client=_client(), app=app)
+        return reindex(_settings(), catalogue, model, source, mapping, limit=limit, swap=swap, client=_client(), app=app,
+                       run_id=self.request.id)
 
 
-@app.task(name="shopsearch.finetune.step", queue="rollout", acks_late=False)
+@app.task(name="shopsearch.finetune.step", queue="rollout", acks_late=True, reject_on_worker_lost=True)
 @timed
 def finetune_step(version: str, step: str, models_dir: str | None = None) -> dict:
     """One step of the learning loop (``shopsearch.learn.loop.STEPS``), resumed from its state; on the rollout worker.

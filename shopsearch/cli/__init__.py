@@ -21,6 +21,7 @@ from shopsearch.ops import services as services_mod
 from shopsearch.ingest import pipeline
 from shopsearch.ingest.in_process import InProcessRunner
 from shopsearch.ops.bench_encoder import bench_encoder
+from shopsearch.ops.bench_faults import bench_faults
 from shopsearch.ops.bench_ingest import RUNNERS, bench_ingest
 from shopsearch.ops.bench_query import MODES as BENCH_MODES, bench_query
 from shopsearch.ops.bench_ranker import bench_ranker
@@ -286,6 +287,24 @@ def bench_rerank_cmd(settings: Settings, catalogue: str, judgments: str, depths:
     if not values or min(values) < 1:
         raise click.BadParameter("give at least one depth, each 1 or more", param_hint="--depths")
     figures = bench_rerank(settings, catalogue, judgments, values, limit_queries, echo=click.echo)
+    _write_json(json_file, figures)
+
+
+@bench.command("faults")
+@click.option("--limit", type=int, default=600, show_default=True, help="Products ingested through each ingest fault.")
+@click.option("--clients", type=int, default=4, show_default=True, help="Shoppers searching during the outage and the swap.")
+@click.option("--events", type=int, default=20, show_default=True, help="Events posted during the outage.")
+@click.option("--down-seconds", type=float, default=3.0, show_default=True, help="How long OpenSearch stays stopped under load.")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False), help="Write the figures to this file.")
+@pass_settings
+@fail_cleanly
+def bench_faults_cmd(settings: Settings, limit: int, clients: int, events: int, down_seconds: float,
+                     json_file: str | None) -> None:
+    """Worker kill and OpenSearch restart mid-ingest, OpenSearch restart under queries and events, alias swap under load: lost, duplicated, errors, seconds to recover. Stops and starts this home's own services."""
+    if limit < 1 or clients < 1 or events < 0 or down_seconds < 0:
+        raise click.BadParameter("--limit and --clients at least 1, --events and --down-seconds at least 0")
+    figures = bench_faults(settings, limit, clients, events, down_seconds, echo=click.echo)
+    _print(figures)
     _write_json(json_file, figures)
 
 

@@ -15,13 +15,28 @@ from shopsearch.index.mapping import load_template, render
 from shopsearch.settings import Settings
 
 
+STORED_AT_PIPELINE = "shopsearch_stored_at"
+
+
 def ensure_ubi_indices(client: OpenSearch, settings: Settings) -> None:
+    """Create the click-log indices, or add a newer version's fields; every event is stamped ``stored_at``.
+
+    ``stored_at`` is OpenSearch's own clock when it took the event in (an ingest pipeline's ``set``
+    of ``_ingest.timestamp``, the events index's ``default_pipeline``), whoever writes it: profile
+    builds follow it, not the shopper's ``timestamp`` or the middleware's ``received_at`` (an event
+    journaled through an outage is stored after a build that ran meanwhile, and still reaches the next).
+    """
+    client.ingest.put_pipeline(id=STORED_AT_PIPELINE, body={
+        "description": "shopsearch: when OpenSearch stored the event",
+        "processors": [{"set": {"field": "stored_at", "value": "{{_ingest.timestamp}}"}}]})
     for template, name in (("ubi_queries", settings.ubi_queries_index), ("ubi_events", settings.ubi_events_index)):
         body = render(load_template(template), {"number_of_replicas": settings.number_of_replicas})
         if not client.indices.exists(index=name):
             client.indices.create(index=name, body=body)
         else:  # mappings only grow: a newer version's fields are added to the live index
             client.indices.put_mapping(index=name, body=body["mappings"])
+    client.indices.put_settings(index=settings.ubi_events_index,
+                                body={"index": {"default_pipeline": STORED_AT_PIPELINE}})
 
 
 def query_document(query_id: str, user: str | None, catalogue: str, result: dict) -> dict:
@@ -47,13 +62,16 @@ def recorded_queries(client: OpenSearch, settings: Settings, ids: list[str]) -> 
 
 
 def user_events(client: OpenSearch, settings: Settings, user: str, catalogue: str | None = None,
-                since: str | None = None) -> list[dict]:
-    """Every stored event of one (pseudonymous) shopper, oldest first."""
+                since: str | None = None, stored_after: str | None = None) -> list[dict]:
+    """Every stored event of one (pseudonymous) shopper, oldest first; ``since``: with a ``timestamp``
+    after it; ``stored_after``: stored (``stored_at``) after it."""
     filters = [{"term": {"user_id": user}}]
     if catalogue:
         filters.append({"term": {"catalogue": catalogue}})
     if since:
         filters.append({"range": {"timestamp": {"gt": since}}})
+    if stored_after:
+        filters.append({"range": {"stored_at": {"gt": stored_after}}})
     query = {"query": {"bool": {"filter": filters}}, "sort": [{"timestamp": "asc"}]}
     return [h["_source"] for h in helpers.scan(client, index=settings.ubi_events_index, query=query, preserve_order=True)]
 

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 
 from opensearchpy import NotFoundError, OpenSearch
-from shopsearch.errors import IndexVersionError
+from shopsearch.errors import ConcurrentChange, IndexVersionError
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 
@@ -91,15 +91,32 @@ def create_version(client: OpenSearch, catalogue: str, body: dict, point_alias: 
     return name
 
 
-def switch_alias(client: OpenSearch, catalogue: str, index: str) -> str | None:
-    """Atomically point ``catalogue`` at ``index``; returns the index it pointed at before."""
+READ_ALIAS = object()  # switch_alias reads the alias itself
+
+
+def switch_alias(client: OpenSearch, catalogue: str, index: str, expected: str | None | object = READ_ALIAS) -> str | None:
+    """Atomically move ``catalogue`` from ``expected`` to ``index``; returns the index it pointed at before.
+
+    ``expected`` is where the caller saw the alias (read here when not given). The ``_aliases``
+    call removes the alias from that index with ``must_exist``, so if another writer moved it in
+    the meantime the whole call fails and nothing changes (:class:`ConcurrentChange`); a plain
+    remove would succeed silently and leave the alias on two versions. With no alias before,
+    the alias is removed from every version first (``must_exist: false``), for the same reason.
+    """
     if not client.indices.exists(index=index):
         raise IndexVersionError(f"index {index} does not exist")
-    previous = live_index(client, catalogue)
-    actions = [{"add": {"index": index, "alias": catalogue}}]
-    if previous and previous != index:
-        actions.insert(0, {"remove": {"index": previous, "alias": catalogue}})
-    client.indices.update_aliases(body={"actions": actions})
+    previous = live_index(client, catalogue) if expected is READ_ALIAS else expected
+    if previous == index:
+        return previous
+    remove = ({"index": previous, "alias": catalogue, "must_exist": True} if previous
+              else {"index": f"{catalogue}-v*", "alias": catalogue, "must_exist": False})
+    try:
+        client.indices.update_aliases(body={"actions": [{"remove": remove}, {"add": {"index": index, "alias": catalogue}}]})
+    except NotFoundError as e:
+        if e.error != "aliases_not_found_exception":
+            raise
+        raise ConcurrentChange(f"the alias {catalogue} no longer points at {previous} (now {live_index(client, catalogue)}): "
+                               f"another writer moved it; nothing was changed") from None
     return previous
 
 

@@ -27,9 +27,14 @@ from itertools import islice
 from pathlib import Path
 from typing import Callable, Iterator, Protocol, Sequence
 
+from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
+from opensearchpy.exceptions import TransportError
+
 from shopsearch.cluster import connect
 from shopsearch.errors import InputError
 from shopsearch.index.catalogue import create_catalogue_version, live_meta
+from shopsearch.index.meta import update_meta
+from shopsearch.index.versions import list_versions, live_index
 from shopsearch.ingest.clean import clean_item
 from shopsearch.ingest.dedupe import dedupe
 from shopsearch.ingest.encode import by_text_length
@@ -39,6 +44,7 @@ from shopsearch.ingest.write import existing_hashes
 from shopsearch.settings import Settings
 
 PROJECTION_SAMPLE = 2000
+CLUSTER_WAIT_S = 300  # how long a run waits for OpenSearch to come back before its last requests
 LOOKUP_BATCH = 5000  # ids per stored-hash lookup (an ids query answered from doc values; below max_result_window)
 
 
@@ -60,6 +66,7 @@ class Summary:
     dead_letters: str = ""
     seconds: float = 0.0
     timings: dict = field(default_factory=dict)  # seconds per phase: plan, lookup, encode_write, refresh
+    also_into: dict = field(default_factory=dict)  # other versions written too (versions_following): items there
 
     @property
     def complete(self) -> bool:
@@ -100,12 +107,50 @@ class Runner(Protocol):
         """Start a named background task without waiting for it (e.g. a profile rebuild)."""
 
 
-def update_meta(client, index: str, changes: dict) -> dict:
-    """Merge ``changes`` into an index version's ``_meta``; returns the new ``_meta``."""
-    meta = client.indices.get_mapping(index=index)[index]["mappings"].get("_meta", {})
-    meta.update(changes)
-    client.indices.put_mapping(index=index, body={"_meta": meta})
-    return meta
+ROLLOUT_UNFINISHED = ("created", "filled", "verified")  # learn.rollout_state.STEPS before "swapped"
+
+
+def versions_following(client, catalogue: str, index: str) -> list[str]:
+    """The versions an ingest into the live ``index`` must reach as well, so no accepted item is
+    missing after an alias swap: a rollout being built from ``index`` (its reindex copied the
+    documents it saw; this run's may come after), and the live version if the alias moved away
+    from ``index`` while this run wrote into it."""
+    out = [v.index for v in list_versions(client, catalogue)
+           if v.index != index and v.meta.get("rollout", {}).get("origin") == index
+           and v.meta.get("rollout", {}).get("step") in ROLLOUT_UNFINISHED]
+    live = live_index(client, catalogue)
+    if live not in (None, index) and live not in out:
+        out.append(live)
+    return out
+
+
+def wait_for_cluster(client, seconds: float = CLUSTER_WAIT_S) -> None:
+    """Wait (up to ``seconds``) until the cluster answers with its primaries allocated.
+
+    The coordinator calls it after the chunks, before its own last requests: the chunk tasks ride
+    out an OpenSearch restart by retrying (``workers/tasks.py``), and the run must not then fail on
+    its refresh because the node is still starting."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if client.cluster.health(wait_for_status="yellow", timeout="5s", request_timeout=10)["status"] != "red":
+                return
+        except (OpenSearchConnectionError, TransportError):
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(1)
+
+
+def restore_refresh(client, index: str) -> None:
+    """Turn refresh back on (1 s) where a bulk write turned it off, and refresh once.
+
+    Bulk writes set ``refresh_interval: -1``; a writer killed before its ``finally`` leaves it so,
+    and every later run calls this, whether it writes anything or not (a resumed run whose items
+    are all unchanged writes nothing)."""
+    current = client.indices.get_settings(index=index, name="index.refresh_interval")
+    if current.get(index, {}).get("settings", {}).get("index", {}).get("refresh_interval") == "-1":
+        client.indices.put_settings(index=index, body={"index": {"refresh_interval": "1s"}})
+    client.indices.refresh(index=index)
 
 
 def check_source(path: Path) -> None:
@@ -213,9 +258,9 @@ def index_items(client, runner: Runner, index: str, items: list[dict], summary: 
     finally:
         summary.timings["encode_write"] = round(time.perf_counter() - started, 3)
         started = time.perf_counter()
-        if todo:
-            client.indices.put_settings(index=index, body={"index": {"refresh_interval": "1s"}})
-            client.indices.refresh(index=index)
+        wait_for_cluster(client)
+        # also when nothing was written: a run killed while refresh was off left it off
+        restore_refresh(client, index)
         summary.timings["refresh"] = round(time.perf_counter() - started, 3)
     return meta
 
@@ -238,6 +283,7 @@ def run_ingest(settings: Settings, path: str | Path, catalogue: str, mapping: st
                          f"{dict(summary.rejected) or 0}, duplicates {summary.superseded}); nothing was changed",
                          field="path")
     client = connect(settings, timeout=120)
+    follow = index is None  # a write through the alias; a reindex filling its own version names it
     if index is not None:
         index_mapping = client.indices.get_mapping(index=index)[index]["mappings"]
     else:
@@ -255,6 +301,12 @@ def run_ingest(settings: Settings, path: str | Path, catalogue: str, mapping: st
     items = [normalise_item(i, meta["scales"]) for i in items]
     summary.timings["plan"] = round(time.perf_counter() - started_plan, 3)
     index_items(client, runner, index, items, summary, chunk_size, on_progress)
+    if follow:
+        for other in versions_following(client, catalogue, index):
+            also = Summary(catalogue, other, summary.run_id)
+            index_items(client, runner, other, items, also, chunk_size)
+            summary.failed.extend({**f, "index": other} for f in also.failed)
+            summary.also_into[other] = also.indexed + also.skipped_unchanged
 
     dl_dir = settings.home_path / "deadletters" / catalogue
     dl_dir.mkdir(parents=True, exist_ok=True)

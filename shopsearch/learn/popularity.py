@@ -11,6 +11,7 @@ from __future__ import annotations
 from opensearchpy import OpenSearch, helpers
 
 from shopsearch.index.catalogue import live_meta
+from shopsearch.index.meta import update_meta
 from shopsearch.ingest.normalise import apply_scale, fit_popularity_scale
 from shopsearch.learn.profile_build import popularity_counts
 from shopsearch.settings import Settings
@@ -18,7 +19,7 @@ from shopsearch.settings import Settings
 
 def update_popularity(client: OpenSearch, settings: Settings, catalogue: str) -> dict:
     """Recount every product's interactions in ``catalogue`` and write ``popularity`` and ``popularity_norm``."""
-    index, mapping = live_meta(client, catalogue)
+    index, _ = live_meta(client, catalogue)
     if not client.indices.exists(index=settings.ubi_events_index):
         return {"catalogue": catalogue, "events": 0, "products_updated": 0}
     client.indices.refresh(index=settings.ubi_events_index)
@@ -33,7 +34,8 @@ def update_popularity(client: OpenSearch, settings: Settings, catalogue: str) ->
     actions = [{"_op_type": "update", "_index": index, "_id": pid,
                 "doc": {"popularity": counts[pid], "popularity_norm": apply_scale(counts[pid], scale)}} for pid in present]
     helpers.bulk(client, actions, refresh=True)
-    meta = mapping.get("_meta", {})
-    meta.setdefault("scales", {})["popularity_events"] = scale
-    client.indices.put_mapping(index=index, body={"_meta": meta})
+
+    def set_scale(meta: dict) -> None:  # on the _meta as it is now: a rollout may have recorded its state since
+        meta.setdefault("scales", {})["popularity_events"] = scale
+    update_meta(client, index, set_scale)
     return {"catalogue": catalogue, "events": len(events), "products_updated": len(present)}

@@ -109,7 +109,7 @@ def _add_item(stats: dict, new_prices: list, object_id: str, item: dict, w: floa
 
 
 def build_profile(events: list[dict], items: dict[str, dict], now: datetime,
-                  half_life_days: float = 30.0, previous: dict | None = None) -> dict:
+                  half_life_days: float = 30.0, previous: dict | None = None, new_only: bool = True) -> dict:
     """The profile of one shopper from their validated events (see ``events.validate_event``).
 
     ``items`` maps object_id to ``{"vector", "category", "brand", "price_norm"}`` (each may be
@@ -119,7 +119,9 @@ def build_profile(events: list[dict], items: dict[str, dict], now: datetime,
     Incremental: given ``previous`` (a profile this function built), its statistics are decayed
     by the time since ``previous["updated_at"]`` and only events newer than that are added;
     older events are ignored because they are already counted (a late-arriving old event is
-    picked up by the next full rebuild). Because decay is exponential, building at t1 then
+    picked up by the next full rebuild). ``new_only=False``: ``events`` are the ones not counted yet
+    whatever their ``timestamp`` (``profile_update`` selects them by when they were stored), each
+    weighted by its own age. Because decay is exponential, building at t1 then
     at t2 equals building once at t2 on all events, up to float error.
 
     >>> now = datetime(2024, 5, 1, tzinfo=timezone.utc)
@@ -132,6 +134,7 @@ def build_profile(events: list[dict], items: dict[str, dict], now: datetime,
         raise ValueError(f"half_life_days must be > 0, got {half_life_days}")
     now = _utc(now)
     stats, total, count, since = _starting_point(previous, now, half_life_days)
+    since = since if new_only else None
     new_prices = []
     for event in sorted(events, key=lambda e: _utc(e["timestamp"])):  # stable: ties keep input order
         action_weight = ACTION_WEIGHTS.get(event["action_name"])

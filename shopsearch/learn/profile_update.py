@@ -12,6 +12,10 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+
+def _utc(when: str) -> datetime:
+    return datetime.fromisoformat(when.replace("Z", "+00:00"))
+
 from opensearchpy import OpenSearch
 
 from shopsearch.index.catalogue import live_meta
@@ -29,11 +33,19 @@ ITEMS_KEPT = 500
 ITEM_FLOOR = 0.3
 
 
+def stored_after(since: str) -> dict:
+    """Events OpenSearch stored after ``since`` (``stored_at``; events written before it was stamped: ``received_at``)."""
+    return {"bool": {"should": [{"range": {"stored_at": {"gt": since}}},
+                                {"bool": {"must_not": {"exists": {"field": "stored_at"}},
+                                          "filter": {"range": {"received_at": {"gt": since}}}}}],
+                     "minimum_should_match": 1}}
+
+
 def users_with_events(client: OpenSearch, settings: Settings, catalogue: str, since: str | None) -> list[str]:
-    """Pseudonyms of shoppers with events in ``catalogue`` received after ``since``."""
+    """Pseudonyms of shoppers with events in ``catalogue`` stored after ``since``."""
     filters = [{"term": {"catalogue": catalogue}}]
     if since:
-        filters.append({"range": {"received_at": {"gt": since}}})
+        filters.append(stored_after(since))
     users, after = [], None
     while True:
         comp = {"size": 500, "sources": [{"u": {"terms": {"field": "user_id"}}}]}
@@ -49,12 +61,12 @@ def users_with_events(client: OpenSearch, settings: Settings, catalogue: str, si
 
 
 def recent_catalogues(client: OpenSearch, settings: Settings, since: str) -> list[str]:
-    """Catalogues with events received after ``since`` (that still have a live index)."""
+    """Catalogues with events stored after ``since`` (that still have a live index)."""
     if not client.indices.exists(index=settings.ubi_events_index):
         return []
     client.indices.refresh(index=settings.ubi_events_index)
     res = client.search(index=settings.ubi_events_index, body={
-        "size": 0, "query": {"range": {"received_at": {"gt": since}}},
+        "size": 0, "query": stored_after(since),
         "aggs": {"c": {"terms": {"field": "catalogue", "size": 1000}}}})
     return [b["key"] for b in res["aggregations"]["c"]["buckets"] if live_index(client, b["key"])]
 
@@ -97,20 +109,23 @@ def update_profiles(client: OpenSearch, settings: Settings, catalogue: str, user
     updated = 0
     for who in users:
         previous = get_profile(client, settings, catalogue, who)
-        if previous and (previous.get("model_version") != model_version or "purchases" not in previous):
-            previous = None  # vectors of another model, or no purchase statistics yet: rebuild from all events
-        events = user_events(client, settings, who, catalogue, since=previous["updated_at"] if previous else None)
+        if previous and (previous.get("model_version") != model_version or "purchases" not in previous
+                         or "stored_until" not in previous):
+            previous = None  # vectors of another model, or no purchase statistics or cursor yet: rebuild from all events
+        # the events OpenSearch stored after the last build, whatever their own timestamp (a late one too)
+        events = user_events(client, settings, who, catalogue, stored_after=previous["stored_until"] if previous else None)
         if not events:
             continue
         items = item_features(client, index, [e["object_id"] for e in events if e.get("object_id")])
-        profile = build_profile(events, items, now, settings.profile_half_life_days, previous)
+        profile = build_profile(events, items, now, settings.profile_half_life_days, previous, new_only=False)
         affinities = item_affinities(previous, events, now, settings.profile_half_life_days)
         top = max(affinities.values(), default=0.0) or 1.0
         profile["stats"]["items"] = affinities
         profile["items"] = {k: round(ITEM_FLOOR + (1 - ITEM_FLOOR) * v / top, 6) for k, v in affinities.items()}
-        profile["purchases"] = build_purchases(events, items, (previous or {}).get("purchases"),
-                                               since=previous["updated_at"] if previous else None)
+        profile["purchases"] = build_purchases(events, items, (previous or {}).get("purchases"))
         profile["model_version"] = model_version
+        stored = [e["stored_at"] for e in events if e.get("stored_at")]
+        profile["stored_until"] = max(stored, key=_utc) if stored else (previous or {}).get("stored_until") or now.isoformat()
         put_profile(client, settings, catalogue, who, profile, pseudonymous=True)
         updated += 1
     client.indices.refresh(index=settings.profiles_index) if updated else None

@@ -34,7 +34,7 @@ import numpy as np
 from shopsearch.errors import RegistryError
 from shopsearch.files import write_json_atomic
 from shopsearch.learn.registry import ModelRegistry, now_iso
-from shopsearch.learn.rollout_state import read_meta
+from shopsearch.index.meta import read_meta, update_meta
 from shopsearch.query.features import FeatureTable
 from shopsearch.query.learned import LearnedRank, Ranker, table_of
 from shopsearch.query.searcher import Searcher, SearchRequest
@@ -199,8 +199,7 @@ def promote_ranker(client, registry: ModelRegistry, catalogue: str, index: str, 
     entry = {"version": version, "path": str(registry.resolve(version, "ranker") / "model.txt"),
              "features": ranker.features, "model_version": meta.get("model_version"), "catalogue": catalogue,
              "promoted_at": now_iso(), "gate": gate, "previous": previous}
-    meta["ranker"] = entry
-    client.indices.put_mapping(index=index, body={"_meta": meta})
+    update_meta(client, index, {"ranker": entry})
     registry.set_status(version, "promoted")
     if previous and previous != version:
         try:
@@ -212,7 +211,6 @@ def promote_ranker(client, registry: ModelRegistry, catalogue: str, index: str, 
 
 def withdraw_ranker(client, index: str) -> dict | None:
     """Stop serving a ranker for ``index`` (``learned`` answers in hybrid order again); returns what was served."""
-    meta = read_meta(client, index)
-    entry = meta.pop("ranker", None)
-    client.indices.put_mapping(index=index, body={"_meta": meta})
-    return entry
+    withdrawn = []
+    update_meta(client, index, lambda meta: withdrawn.append(meta.pop("ranker", None)))
+    return withdrawn[0]

@@ -49,7 +49,7 @@ def promote(settings: Settings, catalogue: str, index_or_version: str, client: O
         record(client, index, verified=verify(client, index, encoder, docs))
     previous = live_index(client, catalogue)
     if previous != index:
-        swap_alias(client, catalogue, index, "promote")
+        swap_alias(client, catalogue, index, "promote", expected=previous)
     return {"catalogue": catalogue, "index": index, "previous": previous, "model_version": meta.get("model_version")}
 
 
@@ -66,7 +66,7 @@ def rollback(settings: Settings, catalogue: str, client: OpenSearch | None = Non
         raise RolloutError(f"the previous version {previous} was deleted; use promote to choose another")
     if count_docs(client, previous) == 0:
         raise RolloutError(f"the previous version {previous} is empty; use promote to choose another")
-    swap_alias(client, catalogue, previous, "rollback")
+    swap_alias(client, catalogue, previous, "rollback", expected=live)
     return {"catalogue": catalogue, "index": previous, "previous": live,
             "model_version": read_meta(client, previous).get("model_version")}
 

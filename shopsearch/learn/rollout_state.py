@@ -23,7 +23,8 @@ import time
 
 from opensearchpy import OpenSearch
 
-from shopsearch.index.versions import switch_alias
+from shopsearch.index.meta import read_meta, update_meta
+from shopsearch.index.versions import READ_ALIAS, switch_alias
 
 STEPS = ("created", "filled", "verified", "swapped")
 HISTORY_KEPT = 20
@@ -34,23 +35,19 @@ def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def read_meta(client: OpenSearch, index: str) -> dict:
-    """The ``_meta`` of ``index``'s mapping (model, model version, rollout state, ...)."""
-    return client.indices.get_mapping(index=index)[index]["mappings"].get("_meta", {})
-
-
 def record(client: OpenSearch, index: str, **changes) -> dict:
-    """Merge ``changes`` into ``_meta.rollout`` of ``index``; returns the new state."""
-    meta = read_meta(client, index)
-    state = {**meta.get("rollout", {}), **changes, "updated_at": now()}
-    meta["rollout"] = state
-    client.indices.put_mapping(index=index, body={"_meta": meta})
-    return state
+    """Merge ``changes`` into ``_meta.rollout`` of ``index`` (under the ``_meta`` lock); returns the new state."""
+    def merge(meta: dict) -> None:
+        meta["rollout"] = {**meta.get("rollout", {}), **changes, "updated_at": now()}
+    return update_meta(client, index, merge)["rollout"]
 
 
-def swap_alias(client: OpenSearch, catalogue: str, index: str, action: str) -> str | None:
-    """Point the alias at ``index`` and remember where it came from (for rollback)."""
-    previous = switch_alias(client, catalogue, index)
+def swap_alias(client: OpenSearch, catalogue: str, index: str, action: str, expected=READ_ALIAS) -> str | None:
+    """Point the alias at ``index`` and remember where it came from (for rollback).
+
+    ``expected``: where the caller saw the alias when it decided to move it; if it moved since,
+    :class:`~shopsearch.errors.ConcurrentChange` and nothing changes (``versions.switch_alias``)."""
+    previous = switch_alias(client, catalogue, index, expected)
     state = read_meta(client, index).get("rollout", {})
     if previous == index:  # already live: a crash came between the alias call and this record
         previous = state.get("origin")

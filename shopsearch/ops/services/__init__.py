@@ -1,4 +1,4 @@
-"""Services the project starts itself on 127.0.0.1: OpenSearch (k-NN), Redis, a Celery worker.
+"""Services the project starts itself on 127.0.0.1: OpenSearch (k-NN), Redis, RabbitMQ, Celery workers.
 
 ``up`` is idempotent: a service that already runs (and, for the worker, runs current code) is
 left alone. A service that cannot start raises ServiceError with its log tail.
@@ -6,11 +6,11 @@ left alone. A service that cannot start raises ServiceError with its log tail.
 
 from __future__ import annotations
 
-from shopsearch.ops.services import opensearch, redis, worker
+from shopsearch.ops.services import opensearch, rabbitmq, redis, worker
 from shopsearch.ops.services.process import ServiceError
 from shopsearch.settings import Settings
 
-ORDER = (("opensearch", opensearch), ("redis", redis), ("worker", worker))
+ORDER = (("opensearch", opensearch), ("redis", redis), ("rabbitmq", rabbitmq), ("worker", worker))
 
 
 def up(settings: Settings, only: tuple[str, ...] = ()) -> dict[str, dict]:

@@ -1,18 +1,25 @@
 """The project's own OpenSearch node with the k-NN plugin, installed from Maven Central.
 
 Maven Central serves the minimal ``integ-test-zip`` distribution (it carries only the
-transport module) and the ``opensearch-knn`` plugin zip. The modules shopsearch needs beside
-them are published as plain jars, so the node is assembled here:
+transport module) and the ``opensearch-knn`` plugin zip. OpenSearch's standard modules are
+published there as plain jars (several under their transport-client names, ``reindex-client``
+for ``reindex``), so the node is assembled here: each module directory gets its jar, the jars it
+depends on that the server (or a plugin it extends) lacks, a ``plugin-descriptor.properties`` and,
+where the module needs one, its ``plugin-security.policy`` (the text of OpenSearch's own).
+:data:`MODULES` lists them; a shop's existing client finds ``_reindex``, ``_update_by_query``,
+``rank_features``, ``join``, percolate queries, ingest processors, mustache templates, ... as on
+a full distribution. Maven Central does not serve ``ingest-geoip``, ``cache-common``,
+``search-pipeline-common``, ``opensearch-dashboards`` or ``systemd`` for 2.19.1: those stay out.
 
-* ``lang-painless``: stored Painless scripts (the personalisation boost); k-NN extends it;
-* ``analysis-common``: the ``cjk_width``/``cjk_bigram`` filters for Chinese text, stemmers, ``html_strip``.
-
-Everything is cached outside the clone. When started as root the node runs as an unprivileged
-system user (OpenSearch refuses root), in a directory that user owns.
+Everything is cached outside the clone; the install directory's name carries a digest of the
+module table, so an existing install picks up a changed module list on the next start after a
+stop. When started as root the node runs as an unprivileged system user (OpenSearch refuses
+root), in a directory that user owns.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pwd
@@ -34,13 +41,51 @@ from shopsearch.settings import Settings
 
 CLUSTER_NAME = "shopsearch"
 
-# name -> (plugin class, plugins it extends, security policy) for the modules added to the zip
+
+
+@dataclass(frozen=True)
+class Module:
+    """A standard OpenSearch module as Maven Central serves it."""
+    artifact: str              # org.opensearch.plugin:<artifact>
+    classname: str
+    extends: str = ""          # comma-separated modules whose class loader this one extends
+    policy: str | None = None  # plugin-security.policy (OpenSearch's own text)
+
+
+_SOCKETS = 'grant {\n  permission java.net.SocketPermission "*", "connect";\n};\n'
+
+# Module directory name -> module, in dependency order (an extended module comes first).
 MODULES = {
-    "lang-painless": ("org.opensearch.painless.PainlessPlugin", "",
-                      'grant {\n  permission java.lang.RuntimePermission "createClassLoader";\n'
-                      '  permission java.lang.RuntimePermission "getClassLoader";\n};\n'),
-    "analysis-common": ("org.opensearch.analysis.common.CommonAnalysisPlugin", "lang-painless", None),
+    "lang-painless": Module("lang-painless", "org.opensearch.painless.PainlessPlugin", policy=(
+        'grant {\n  permission java.lang.RuntimePermission "createClassLoader";\n'
+        '  permission java.lang.RuntimePermission "getClassLoader";\n};\n')),
+    "analysis-common": Module("analysis-common", "org.opensearch.analysis.common.CommonAnalysisPlugin", "lang-painless"),
+    "aggs-matrix-stats": Module("aggs-matrix-stats-client", "org.opensearch.search.aggregations.matrix.MatrixAggregationPlugin"),
+    "geo": Module("geo", "org.opensearch.geo.GeoModulePlugin"),
+    "ingest-common": Module("ingest-common", "org.opensearch.ingest.common.IngestCommonPlugin", "lang-painless"),
+    "ingest-user-agent": Module("ingest-user-agent", "org.opensearch.ingest.useragent.IngestUserAgentPlugin"),
+    "lang-expression": Module("lang-expression", "org.opensearch.script.expression.ExpressionPlugin", policy=(
+        'grant {\n  permission java.lang.RuntimePermission "createClassLoader";\n' + "".join(
+            f'  permission org.opensearch.script.ClassPermission "{c}";\n' for c in (
+                "java.lang.String", "org.apache.lucene.expressions.Expression", "org.apache.lucene.search.DoubleValues",
+                "java.lang.Math", "org.apache.lucene.util.MathUtil", "org.apache.lucene.util.SloppyMath")) + "};\n")),
+    "lang-mustache": Module("lang-mustache-client", "org.opensearch.script.mustache.MustachePlugin", policy=(
+        'grant {\n  permission java.lang.RuntimePermission "accessDeclaredMembers";\n};\n')),
+    "mapper-extras": Module("mapper-extras-client", "org.opensearch.index.mapper.MapperExtrasPlugin"),
+    "parent-join": Module("parent-join-client", "org.opensearch.join.ParentJoinPlugin"),
+    "percolator": Module("percolator-client", "org.opensearch.percolator.PercolatorPlugin"),
+    "rank-eval": Module("rank-eval-client", "org.opensearch.index.rankeval.RankEvalPlugin"),
+    # reindex from a remote cluster opens sockets through the REST client
+    "reindex": Module("reindex-client", "org.opensearch.index.reindex.ReindexPlugin", policy=_SOCKETS + (
+        'grant codeBase "${codebase.opensearch-rest-client}" {\n  permission java.net.NetPermission "getProxySelector";\n};\n'
+        'grant codeBase "${codebase.httpasyncclient}" {\n  permission java.net.NetPermission "getProxySelector";\n};\n')),
+    "repository-url": Module("repository-url", "org.opensearch.plugin.repository.url.URLRepositoryPlugin", policy=_SOCKETS),
 }
+
+
+def modules_digest() -> str:
+    """A short digest of the module table: part of the install directory's name."""
+    return hashlib.sha256(repr(sorted(MODULES.items())).encode()).hexdigest()[:8]
 
 
 @dataclass(frozen=True)
@@ -53,7 +98,7 @@ class Layout:
         return self.root / "downloads"
 
     def dist(self, version: str, knn: str) -> Path:
-        return self.root / f"opensearch-{version}-knn-{knn}"
+        return self.root / f"opensearch-{version}-knn-{knn}-modules-{modules_digest()}"
 
     @property
     def data(self) -> Path:
@@ -114,13 +159,13 @@ def _fetch(settings: Settings, lay: Layout) -> dict[str, Path]:
     if not knn_zip.exists():
         _mvn(["dependency:copy", f"-Dartifact=org.opensearch.plugin:opensearch-knn:{knn}:zip",
               f"-DoutputDirectory={dl}"], f"opensearch-knn {knn}")
-    for name in MODULES:
+    for name, module in MODULES.items():
         target = mods / name
         if target.exists():
             continue
         with tempfile.TemporaryDirectory() as tmp:
             pom = resources.files("shopsearch.ops.services").joinpath("opensearch-module.pom.xml").read_text()
-            Path(tmp, "pom.xml").write_text(pom.replace("@MODULE@", name).replace("@VERSION@", v))
+            Path(tmp, "pom.xml").write_text(pom.replace("@MODULE@", module.artifact).replace("@VERSION@", v))
             _mvn(["-f", str(Path(tmp, "pom.xml")), "dependency:copy-dependencies", "-DincludeScope=runtime",
                   f"-DoutputDirectory={tmp}/jars"], f"module {name} {v}")
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -142,18 +187,22 @@ def install(settings: Settings) -> Path:
         z.extractall(work)
     (top,) = [p for p in work.iterdir() if p.is_dir()]
     lib = {p.name for p in (top / "lib").iterdir()}
-    for name, (classname, extended, policy) in MODULES.items():
+    for name, module in MODULES.items():
         mod = top / "modules" / name
         mod.mkdir(parents=True, exist_ok=True)
+        # the server's jars are on its class path, an extended module's on the parent class loader:
+        # a second copy is jar hell
+        present = lib.union(*({p.name for p in (top / "modules" / e).iterdir()}
+                              for e in module.extends.split(",") if e))
         for jar in (files["modules"] / name).glob("*.jar"):
-            if jar.name not in lib:  # the server's own jars are already on its class path
+            if jar.name not in present:
                 shutil.copy2(jar, mod / jar.name)
         (mod / "plugin-descriptor.properties").write_text(
             f"description={name}\nversion={settings.opensearch_version}\nname={name}\n"
-            f"classname={classname}\njava.version=11\nopensearch.version={settings.opensearch_version}\n"
-            f"extended.plugins={extended}\nhas.native.controller=false\n")
-        if policy:
-            (mod / "plugin-security.policy").write_text(policy)
+            f"classname={module.classname}\njava.version=11\nopensearch.version={settings.opensearch_version}\n"
+            f"extended.plugins={module.extends}\nhas.native.controller=false\n")
+        if module.policy:
+            (mod / "plugin-security.policy").write_text(module.policy)
     with zipfile.ZipFile(files["knn"]) as z:
         z.extractall(top / "plugins" / "opensearch-knn")
     for script in (top / "bin").iterdir():
@@ -268,11 +317,13 @@ def status(settings: Settings) -> dict:
         root = request(settings, "/")
         health = request(settings, "/_cluster/health")
         plugins = request(settings, "/_cat/plugins?format=json")
+        nodes = request(settings, "/_nodes/plugins?filter_path=nodes.*.modules.name")
     except (OSError, ValueError) as e:
         info.update(running=False, error=str(e))
         return info
     info.update(running=True, version=root["version"]["number"], cluster=root["cluster_name"],
-                health=health["status"], plugins=sorted({p["component"] for p in plugins}))
+                health=health["status"], plugins=sorted({p["component"] for p in plugins}),
+                modules=sorted({m["name"] for n in nodes.get("nodes", {}).values() for m in n.get("modules", [])}))
     return info
 
 

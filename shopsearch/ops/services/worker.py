@@ -119,10 +119,11 @@ def stop(settings: Settings) -> bool:
     return stopped
 
 
-def kill(settings: Settings) -> list[int]:
-    """SIGKILL every worker and its pool children: a crash, for tests of acks_late recovery."""
+def kill(settings: Settings, queue: str | None = None) -> list[int]:
+    """SIGKILL every worker (or the one whose group starts with ``queue``) and its pool children: a
+    crash, for the tests and ``bench faults``."""
     killed = []
-    for pidfile in _dir(settings).glob("*.pid"):
+    for pidfile in _dir(settings).glob(f"{queue or '*'}.pid"):
         pid = read_pid(pidfile)
         if pid:
             os.killpg(os.getpgid(pid), signal.SIGKILL)
