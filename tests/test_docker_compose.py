@@ -246,7 +246,8 @@ def test_the_secrets_are_required_and_the_example_ships_none_that_works(compose,
     from shopsearch import local_secrets
     required = {name for s in _strings(compose) for name, op, _ in _variables(s) if op in (":?", "?")}
     assert {"SHOPSEARCH_ADMIN_TOKEN", "SHOPSEARCH_PSEUDONYM_SALT", "OPENSEARCH_ADMIN_PASSWORD",
-            "OPENSEARCH_PUBLIC_PASSWORD", "OPENSEARCH_INTERNAL_PASSWORD", "OPENSEARCH_WORKER_PASSWORD"} <= required
+            "OPENSEARCH_PUBLIC_PASSWORD", "OPENSEARCH_INTERNAL_PASSWORD", "OPENSEARCH_WORKER_PASSWORD",
+            "RABBITMQ_PASSWORD"} <= required
     for name in required:
         assert name in env_example, f"{name} is required by compose.yaml but missing from .env.example"
         assert local_secrets.weak(env_example[name]), f"{name} has a usable value in .env.example"
@@ -263,7 +264,7 @@ def test_depends_on_targets_exist_and_wait_for_health(resolved):
             if isinstance(deps, dict):
                 assert deps[target].get("condition") == "service_healthy", f"{name} -> {target}"
     for name in APP_SERVICES:
-        assert {"opensearch-1", "redis"} <= set(services[name]["depends_on"]), name
+        assert {"opensearch-1", "redis", "rabbitmq"} <= set(services[name]["depends_on"]), name
     # a service outside the default profile must not be a dependency of one inside it
     for name, service in services.items():
         for target in service.get("depends_on") or {}:
@@ -344,12 +345,16 @@ def test_proxy_and_workers_share_the_connection_settings(resolved):
         "SHOPSEARCH_RESULT_BACKEND": "redis://redis:6379/1",
         "SHOPSEARCH_OPENSEARCH_CA_CERTS": "/certs/root-ca.pem",
     }
+    rabbit = resolved["services"]["rabbitmq"]
+    assert rabbit["image"].startswith("rabbitmq:") and "rabbitmq-data:/var/lib/rabbitmq" in rabbit["volumes"]
     for name in APP_SERVICES:
         service = resolved["services"][name]
         env = _environment(service)
         for key, value in expected.items():
             assert env.get(key) == value, (name, key, env.get(key))
         assert env.get("SHOPSEARCH_ADMIN_TOKEN"), name
+        assert env["SHOPSEARCH_BROKER_URL"].startswith("amqp://shopsearch:") and env["SHOPSEARCH_BROKER_URL"].endswith(
+            "@rabbitmq:5672//"), name
         assert any(v.endswith(":/certs/root-ca.pem:ro") for v in service["volumes"]), name
 
 

@@ -67,7 +67,7 @@ def test_every_item_accepted_during_an_opensearch_restart_ends_indexed(client, s
 def test_searches_answer_503_in_an_outage_and_events_posted_then_are_stored(client, settings, catalogue, restart):
     from shopsearch.plugin.app import create_app
     assert run_ingest(settings, PRODUCTS, catalogue, mapping="homedepot", limit=30).complete
-    app = create_app(settings.replace(admin_token=ADMIN_TOKEN))
+    app = create_app(settings.replace(admin_token=ADMIN_TOKEN), face="internal")
     web = app.test_client()
     search = lambda q="door lock": web.get(f"/shop/{catalogue}/search", query_string={"q": q})
     assert search().status_code == 200

@@ -34,6 +34,8 @@ def _essence(r: requests.Response):
     if isinstance(body, dict) and "error" in body:
         err = body["error"]
         return r.status_code, (err.get("type"), err.get("reason")) if isinstance(err, dict) else err
+    if isinstance(body, dict):
+        body.pop("took", None)  # milliseconds this search took: differs between any two runs
     return r.status_code, body
 
 

@@ -99,7 +99,7 @@ def _ingest_through(settings: Settings, catalogue: str, limit: int, fault: Calla
 
 def _serve(settings: Settings):
     """The middleware over real HTTP (werkzeug's threaded server) on a free port: (url, app, stop)."""
-    app = create_app(settings)
+    app = create_app(settings, face="internal")  # events are posted as the shop's backend (admin credential)
     server = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return f"http://127.0.0.1:{server.server_port}", app, server.shutdown

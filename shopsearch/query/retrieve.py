@@ -186,6 +186,9 @@ class Retriever:
                 got.degraded = f"k-NN search failed: {reason}"
             elif name in ("profile", "personal") and _no_profiles_index(error):
                 continue  # no profile was ever stored: a cold start, not a failure
+            elif response.get("status") in (429, 503):  # the cluster is busy or still starting: try again
+                raise SearchError(f"OpenSearch cannot answer now ({reason}); try again shortly", 503,
+                                  "opensearch_unavailable")
             else:
                 raise SearchError(f"OpenSearch rejected the query: {reason}", 502, "upstream_error")
         hits = {name: r["hits"]["hits"] for name, r in responses.items() if "error" not in r}
