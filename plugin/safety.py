@@ -188,10 +188,15 @@ def _check_indices_in_body(is_index: Callable[[str], bool], target: allow.Target
                         f"does not serve {refused_to}")
 
 
+def on_public_face() -> bool:
+    """Whether the current app is the public face (``plugin/app.py``), which takes no credential of the shop's."""
+    return current_app.config.get("SHOPSEARCH_FACE") == "public"
+
+
 def api_key():
     """The valid API key this request presents (``X-Api-Key`` or ``Authorization: ApiKey``), or
     None when it presents none; 401 for one that is unknown, revoked or wrong. Never on the public face."""
-    if current_app.config.get("SHOPSEARCH_FACE") == "public":
+    if on_public_face():
         return None
     if "api_key" in g:
         return g.api_key
@@ -330,7 +335,7 @@ def require_admin_token(view: Callable | None = None):
 def has_admin_credential() -> bool:
     """Whether the request carries the configured admin token (never True when none is
     configured, and never on the public face, which takes no admin credential)."""
-    if current_app.config.get("SHOPSEARCH_FACE") == "public":
+    if on_public_face():
         return False
     expected = current_app.config["SHOPSEARCH"].admin_token
     given = _given_admin_token()
@@ -346,7 +351,7 @@ def _given_admin_token() -> str:
 
 
 def _check_admin_token() -> None:
-    if current_app.config.get("SHOPSEARCH_FACE") == "public":
+    if on_public_face():
         raise Forbidden("the public face takes no admin credential: this is served on the internal face")
     key = api_key()
     if key is not None:

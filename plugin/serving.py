@@ -1,6 +1,6 @@
 """The middleware's serving model: gunicorn's settings, from the settings table.
 
-``gunicorn -c python:shopsearch.plugin.serving 'shopsearch.plugin.app:create_app()'`` serves
+``gunicorn -c python:shopsearch.plugin.serving "shopsearch.plugin.app:create_app(face='public')"`` serves
 ``proxy_workers`` processes of ``proxy_threads`` threads each (gthread: a thread waits on
 OpenSearch while another encodes), and gives each worker ``inference_threads`` intra-op threads
 for the encoder and re-ranker, so the workers do not oversubscribe the cores (the chosen values
