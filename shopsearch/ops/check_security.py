@@ -18,9 +18,9 @@ tried, what was refused, and every answer that should not have happened:
 
 With ``--admin-token`` (or ``SHOPSEARCH_ADMIN_TOKEN``) the internal face also reports the
 cluster's state before and after (indices, document counts, aliases, mappings, stored scripts,
-cluster settings), so an action that slipped through shows as a change. Only the events
-indices may change (the probes post events). Nothing is sent with the admin credential but those
-reads.
+cluster settings), so an action that slipped through shows as a change. Only what the project
+derives from the events the probes post may change (:data:`DERIVED_INDICES`, and ``_meta``).
+Nothing is sent with the admin credential but those reads.
 """
 
 from __future__ import annotations
@@ -360,8 +360,11 @@ def check_events(public: str, catalogue: str, n: int, internal: str | None, admi
     return check
 
 
-# The project's events indices: the probes post events, so these may change; nothing else may.
-EVENTS_INDICES = ("ubi_events", "ubi_queries")
+# What the project itself writes while the check runs, from the events it posts: the events and
+# queries, the profiles the workers build from them, the lock its _meta changes are made under.
+# Their documents may change; nothing else may (and no mapping but in its _meta, which the
+# project's popularity and rollout record there).
+DERIVED_INDICES = ("ubi_events", "ubi_queries", "shopsearch-profiles", "shopsearch_locks")
 
 
 def cluster_state(internal: str, admin_token: str) -> dict:
@@ -374,14 +377,24 @@ def cluster_state(internal: str, admin_token: str) -> dict:
         return r.json()
 
     indices = {row["index"]: row["docs.count"] for row in get("/_cat/indices?format=json&h=index,docs.count&expand_wildcards=all")
-               if not row["index"].startswith(EVENTS_INDICES) and not row["index"].startswith(".")}
-    mappings = {name: hashlib.sha256(json.dumps(m, sort_keys=True).encode()).hexdigest()[:16]
+               if not row["index"].startswith(DERIVED_INDICES) and not row["index"].startswith(".")}
+    mappings = {name: hashlib.sha256(json.dumps(_without_meta(m), sort_keys=True).encode()).hexdigest()[:16]
                 for name, m in get("/_mapping").items() if not name.startswith(".")}
     return {"indices": indices, "mappings": mappings,
             "aliases": sorted(f"{row['alias']}->{row['index']}" for row in get("/_cat/aliases?format=json")),
             "scripts": sorted(get("/_cluster/state/metadata?filter_path=metadata.stored_scripts")
                               .get("metadata", {}).get("stored_scripts", {})),
             "settings": get("/_cluster/settings")}
+
+
+def _without_meta(mapping: dict) -> dict:
+    """An index's mapping without ``_meta`` (the project's own bookkeeping: popularity, rollout).
+
+    >>> _without_meta({"mappings": {"_meta": {"a": 1}, "properties": {"t": {"type": "text"}}}})
+    {'mappings': {'properties': {'t': {'type': 'text'}}}}
+    """
+    inner = mapping.get("mappings", {})
+    return {**mapping, "mappings": {k: v for k, v in inner.items() if k != "_meta"}}
 
 
 def state_changes(before: dict, after: dict) -> list[str]:
