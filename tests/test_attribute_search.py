@@ -12,6 +12,7 @@ from shopsearch.query.build import TEXT_FIELDS, field_names, parse_text_fields
 from shopsearch.query.searcher import SearchRequest, Searcher
 from shopsearch.settings import default
 from shopsearch.workers.dispatch import reindex, run_ingest
+from shopsearch.index.vectors import read_with_vectors
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -93,10 +94,10 @@ def test_a_bad_text_fields_setting_is_a_clear_error(spec):
 def test_a_reindex_with_the_same_model_copies_the_stored_vectors_instead_of_encoding(client, settings, catalogue):
     run_ingest(settings, FIXTURES / "homedepot" / "products.tsv", catalogue, mapping="homedepot")
     origin = f"{catalogue}-v1"
-    before = client.get(index=origin, id="102917")["_source"]
+    before = read_with_vectors(client, origin, ["102917"])["102917"]
     state = reindex(settings, catalogue)
     assert state["step"] == "swapped" and state["vectors"] == f"reused from {origin}"
-    after = client.get(index=state["index"], id="102917")["_source"]
+    after = read_with_vectors(client, state["index"], ["102917"])["102917"]
     assert after.get("text_vector") == before.get("text_vector") and after["fused_vector"] == before["fused_vector"]
     assert after["material"] == "Vitreous China" and after["model_version"] == before["model_version"]
     assert client.count(index=state["index"])["count"] == client.count(index=origin)["count"]

@@ -10,15 +10,17 @@ from shopsearch.settings import load_settings
 def phases(rerank):
     many = {"direct_bm25": {"qps": 200.0}, "proxy_hybrid": {"qps": 100.0}, "proxy_hybrid_personalised": {"qps": 80.0},
             "proxy_hybrid_rerank": rerank}
-    one = {"direct_bm25": {"p50_ms": 8.0}, "proxy_passthrough": {"p50_ms": 8.8}, "proxy_hybrid": {"p50_ms": 12.5}}
+    one = {"direct_bm25": {"p50_ms": 8.0}, "proxy_passthrough": {"p50_ms": 8.8}, "proxy_hybrid": {"p50_ms": 12.5},
+           "proxy_learned": {"p50_ms": 14.0}}
     return {"no_repeat": many, "one_client": one}
 
 
-def test_the_ratios_are_exactly_the_issues_five_from_one_run():
+def test_the_ratios_are_exactly_the_issues_figures_from_one_run():
     found, skipped = ratios(phases({"qps": 60.0}))
     assert tuple(found) == RATIOS
     assert found == {"passthrough_p50_vs_direct": 1.1, "hybrid_qps_vs_direct": 0.5, "personalised_qps_vs_direct": 0.4,
-                     "rerank_qps_vs_hybrid": 0.6, "hybrid_p50_minus_direct_ms_1client": 4.5}
+                     "rerank_qps_vs_hybrid": 0.6, "hybrid_p50_minus_direct_ms_1client": 4.5,
+                     "learned_p50_minus_hybrid_ms_1client": 1.5}
     assert skipped == {}
 
 

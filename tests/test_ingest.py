@@ -9,6 +9,7 @@ import pytest
 
 from shopsearch.ops.services import worker
 from shopsearch.workers.dispatch import run_ingest
+from shopsearch.index.vectors import with_vectors
 
 from .conftest import DATA, ROOT
 
@@ -41,7 +42,10 @@ def test_500_fashion_products_are_indexed_with_text_image_and_fused_vectors(clie
     summary = run_ingest(settings, fashion_with_images, catalogue, mapping="fashion", images=DATA / "fashion")
     assert summary.complete and summary.indexed == summary.read == 500
     assert client.count(index=catalogue)["count"] == 500
-    doc = client.search(index=catalogue, body={"size": 1, "query": {"match_all": {}}})["hits"]["hits"][0]["_source"]
+    hit = client.search(index=catalogue, body={"size": 1, "query": {"match_all": {}}})["hits"]["hits"][0]
+    # the k-NN fields are not in the stored source (a search's fetch stays cheap); their compact copy is
+    assert not any(k.endswith("_vector") for k in hit["_source"]) and set(hit["_source"]["vector_copy"]) == {"fused", "text", "image"}
+    doc = with_vectors(hit["_source"])
     assert len(doc["text_vector"]) == len(doc["image_vector"]) == len(doc["fused_vector"]) == encoder.dimension
     assert doc["has_image"] is True
     # the sample holds 7 deodorants: a text query finds them through the fused vector, and through

@@ -92,4 +92,4 @@ def test_the_python_boost_gives_the_scores_and_order_of_the_painless_script(clie
 def test_the_fields_the_boost_reads_are_fetched_and_vectors_never(settings):
     fetched = source_filter(settings.response_fields)
     assert {"id", "category", "brand", "price_norm"} <= set(fetched["includes"])
-    assert fetched["excludes"] == ["*_vector"] and not any(f.endswith("_vector") for f in fetched["includes"])
+    assert fetched["excludes"] == ["*_vector", "vector_copy"] and not any(f.endswith("_vector") for f in fetched["includes"])

@@ -14,6 +14,7 @@ from shopsearch.index.ubi import ensure_ubi_indices
 from shopsearch.learn.recommend import max_per_category
 from shopsearch.privacy import pseudonym
 from shopsearch.workers.dispatch import run_ingest
+from shopsearch.index.vectors import with_vectors
 
 from .conftest import DATA
 
@@ -53,7 +54,7 @@ def web(services, settings):
 
 def products(client, shop, **term):
     hits = client.search(index=shop, body={"size": 300, "query": {"term": term}, "sort": [{"id": "asc"}]})["hits"]["hits"]
-    return [h["_source"] for h in hits]
+    return [with_vectors(h["_source"]) for h in hits]
 
 
 def ids(response):

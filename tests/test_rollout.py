@@ -28,6 +28,7 @@ from shopsearch.ops.services.process import read_pid, stop_pid
 from shopsearch.plugin.app import create_app
 from shopsearch.workers.dispatch import reindex
 from shopsearch.workers.dispatch import run_ingest
+from shopsearch.index.vectors import with_vectors
 
 from .conftest import DATA, fashion_rows
 
@@ -66,7 +67,7 @@ def _meta(client, index):
 
 def _sources(client, index):
     hits = client.search(index=index, body={"size": 1000, "query": {"match_all": {}}})["hits"]["hits"]
-    return {h["_id"]: h["_source"] for h in hits}
+    return {h["_id"]: with_vectors(h["_source"]) for h in hits}
 
 
 def _search(base_url, catalogue, q):

@@ -24,6 +24,7 @@ from shopsearch.ops.bench_encoder import bench_encoder
 from shopsearch.ops.bench_faults import bench_faults
 from shopsearch.ops.bench_ingest import RUNNERS, bench_ingest
 from shopsearch.ops.bench_query import MODES as BENCH_MODES, bench_query
+from shopsearch.ops.bench_versions import bench_versions
 from shopsearch.ops.bench_ranker import bench_ranker
 from shopsearch.ops.bench_rerank import bench_rerank
 from shopsearch.ops import serve
@@ -253,6 +254,23 @@ def bench_query_cmd(settings: Settings, catalogue: str, clients: int, seconds: f
     figures = bench_query(settings, catalogue, clients, seconds, proxy_workers, echo=click.echo,
                           one_client_seconds=one_client_seconds, modes=chosen, zipf=zipf, proxy_threads=proxy_threads,
                           intra_threads=intra_threads)
+    _write_json(json_file, figures)
+
+
+@bench.command("versions")
+@click.option("--catalogue", default="homedepot", show_default=True)
+@click.argument("version_a")
+@click.argument("version_b")
+@click.option("--queries", type=int, default=300, show_default=True, help="Real shopper queries, each sent to both.")
+@click.option("--depth", type=int, default=100, show_default=True, help="Candidates of the BM25 and k-NN requests.")
+@click.option("--rounds", type=int, default=2, show_default=True)
+@click.option("--json", "json_file", type=click.Path(dir_okay=False))
+@pass_settings
+@fail_cleanly
+def bench_versions_cmd(settings: Settings, catalogue: str, version_a: str, version_b: str, queries: int, depth: int,
+                       rounds: int, json_file: str | None) -> None:
+    """The same search requests on two index versions, alternately: median latency of each, and the ratio A / B."""
+    figures = bench_versions(settings, catalogue, version_a, version_b, queries, depth, rounds, echo=click.echo)
     _write_json(json_file, figures)
 
 

@@ -1,6 +1,9 @@
 """Index stage: bulk-write documents the opensearch-py way (chunked by count and bytes, retrying
 429 and connection errors, failures reported item by item).
 
+Every document keeps a compact copy of its vectors in ``vector_copy``: the mapping leaves the
+``*_vector`` fields out of the stored ``_source`` (``index/vectors.py`` says why).
+
 A document carries ``text_vector`` only where it differs from ``fused_vector``, i.e. for items
 with a readable image: without one the fused vector *is* the text vector (``ingest/fuse.py``),
 and a second copy would double the HNSW graph OpenSearch builds for every item of an image-less
@@ -14,6 +17,7 @@ import time
 from opensearchpy import OpenSearch, helpers
 from opensearchpy.exceptions import RequestError
 
+from shopsearch.index.vectors import COPY_FIELD, keeps_vector_copy, vector_copy
 from shopsearch.ingest.encode import unpack
 
 INDEXED_FIELDS = ("id", "title", "description", "brand", "colour", "material", "gender", "attributes",
@@ -44,6 +48,7 @@ def document(item: dict, text_vec, image_vec, fused_vec, has_image: bool, model_
     words = attribute_text(item.get("attributes") or {})
     if words:
         doc["attribute_text"] = words
+    doc[COPY_FIELD] = vector_copy(doc)  # the vectors a reader gets back (they are not in the stored _source)
     return doc
 
 
@@ -60,14 +65,19 @@ def attribute_text(attributes: dict) -> str:
     return " ".join(v for v in values if any(c.isalpha() for c in v))
 
 
-def write_documents(client: OpenSearch, index: str, docs: list[dict]) -> tuple[int, list[dict]]:
+def write_documents(client: OpenSearch, index: str, docs: list[dict], op_type: str = "index") -> tuple[int, list[dict]]:
     """Bulk-index ``docs`` (``_id`` = catalogue id); returns (indexed count, per-item failures).
+
+    ``op_type="create"`` (a copy of another version) leaves a document already there as it is
+    (an ingest wrote a newer one meanwhile): its 409 is neither indexed nor a failure.
 
     A bulk request OpenSearch refuses as a whole (400: one document's id over 512 bytes fails
     the request's validation, not just its own item) is split in halves until the documents at
     fault stand alone: they are reported with OpenSearch's reason, the others are indexed.
     """
-    actions = ({"_op_type": "index", "_index": index, "_id": d["id"], "_source": d} for d in docs)
+    if docs and not keeps_vector_copy(client, index):  # a version made before vector_copy: vectors stay in _source
+        docs = [{k: v for k, v in d.items() if k != COPY_FIELD} for d in docs]
+    actions = ({"_op_type": op_type, "_index": index, "_id": d["id"], "_source": d} for d in docs)
     indexed, failures, answered = 0, [], 0
     try:
         for ok, result in helpers.streaming_bulk(client, actions, chunk_size=500, max_chunk_bytes=20 * 1024 * 1024,
@@ -77,14 +87,16 @@ def write_documents(client: OpenSearch, index: str, docs: list[dict]) -> tuple[i
             if ok:
                 indexed += 1
             else:
-                info = result.get("index", {})
+                info = result.get(op_type, {})
+                if op_type == "create" and info.get("status") == 409:
+                    continue
                 failures.append({"id": info.get("_id"), "status": info.get("status"), "error": info.get("error")})
     except RequestError as e:
         rest = docs[answered:]  # every item before the refused request was answered
         if len(rest) == 1:
             return indexed, failures + [{"id": rest[0]["id"], "status": e.status_code, "error": _reason(e)}]
         for half in (rest[:len(rest) // 2], rest[len(rest) // 2:]):
-            n, more = write_documents(client, index, half)
+            n, more = write_documents(client, index, half, op_type)
             indexed, failures = indexed + n, failures + more
     return indexed, failures
 

@@ -21,6 +21,7 @@ from opensearchpy import OpenSearch
 from shopsearch.index.catalogue import live_meta
 from shopsearch.index.profiles import get_profile, put_profile
 from shopsearch.index.ubi import user_events
+from shopsearch.index.vectors import read_with_vectors
 from shopsearch.index.versions import live_index
 from shopsearch.learn.events import ACTION_WEIGHTS
 from shopsearch.learn.profile_build import build_profile, decay_weight
@@ -75,12 +76,10 @@ def item_features(client: OpenSearch, index: str, ids: list[str]) -> dict[str, d
     """What a profile takes from each item of ``index``: fused vector, category, brand, ``price_norm``, title."""
     if not ids:
         return {}
-    docs = client.mget(index=index, body={"ids": sorted(set(ids))},
-                       _source_includes=["fused_vector", "category", "brand", "price_norm", "title"])["docs"]
-    return {d["_id"]: {"vector": d["_source"].get("fused_vector"), "category": d["_source"].get("category"),
-                       "brand": d["_source"].get("brand"), "price_norm": d["_source"].get("price_norm"),
-                       "title": d["_source"].get("title")}
-            for d in docs if d.get("found")}
+    docs = read_with_vectors(client, index, sorted(set(ids)), ["fused_vector", "category", "brand", "price_norm", "title"])
+    return {i: {"vector": d.get("fused_vector"), "category": d.get("category"), "brand": d.get("brand"),
+                "price_norm": d.get("price_norm"), "title": d.get("title")}
+            for i, d in docs.items()}
 
 
 def item_affinities(previous: dict | None, events: list[dict], now: datetime, half_life: float) -> dict[str, float]:

@@ -25,6 +25,8 @@ from typing import Any, Iterable
 from opensearchpy import NotFoundError, OpenSearch, RequestError
 
 from shopsearch.errors import SearchError
+from shopsearch.index.vectors import NO_VECTORS as STORED_VECTORS
+from shopsearch.index.vectors import COPY_FIELD, VECTOR_FIELDS, read_with_vectors
 from shopsearch.learn.profile_build import co_occurrence, diversify
 from shopsearch.privacy import pseudonym
 from shopsearch.settings import Settings
@@ -33,7 +35,7 @@ CANDIDATES_PER_PLACE = 5   # for-you fetches 5 x size candidates, so diversifica
 MAX_CO_BUYERS = 1000       # shoppers of the item looked at for also-bought (the most recent)
 MAX_CO_PURCHASES = 10000   # their purchases read (one search page; the most recent first)
 MAX_BOUGHT_EXCLUDED = 500  # for-you leaves out the shopper's most recent purchases, this many at most
-NO_VECTORS = {"excludes": ["*_vector"]}
+NO_VECTORS = {"excludes": list(STORED_VECTORS)}
 
 
 def exclusion_filter(filters: list[dict], exclude_ids: Iterable[str] = (),
@@ -110,7 +112,7 @@ def shown(hit: dict, score: float | None = None) -> dict:
     {'id': 'a', 'score': 0.5, 'title': 'Watch'}
     """
     value = hit.get("_score") if score is None else score
-    source = {k: v for k, v in (hit.get("_source") or {}).items() if not k.endswith("_vector")}
+    source = {k: v for k, v in (hit.get("_source") or {}).items() if not k.endswith("_vector") and k != COPY_FIELD}
     return {"id": hit["_id"], "score": round(float(value or 0.0), 6), **source}
 
 
@@ -178,12 +180,12 @@ def search_events(client: OpenSearch, settings: Settings, body: dict) -> dict | 
 
 
 def item_source(client: OpenSearch, index: str, catalogue: str, item_id: str, fields: list[str]) -> dict:
-    """The ``fields`` of one item; an item the catalogue does not have is a 404 naming ``item_id``."""
-    try:
-        return client.get(index=index, id=item_id, _source_includes=fields)["_source"]
-    except NotFoundError:
-        raise SearchError(f"item {item_id!r} is not in catalogue {catalogue!r}", 404, "not_found",
-                          field="item_id") from None
+    """The ``fields`` of one item, vectors included by name (``index/vectors.py``); an item the catalogue
+    does not have is a 404 naming ``item_id``."""
+    found = read_with_vectors(client, index, [item_id], fields)
+    if item_id not in found:
+        raise SearchError(f"item {item_id!r} is not in catalogue {catalogue!r}", 404, "not_found", field="item_id")
+    return found[item_id]
 
 
 def bought_by(client: OpenSearch, settings: Settings, catalogue: str, user: str) -> list[str]:

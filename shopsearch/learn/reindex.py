@@ -40,6 +40,7 @@ from shopsearch.errors import RolloutError, RolloutInterrupted, RolloutNotFound
 from shopsearch.index.catalogue import create_catalogue_version
 from shopsearch.index.versions import check_catalogue_name, list_versions, live_index
 from shopsearch.index.meta import update_meta
+from shopsearch.index.vectors import COPY_FIELD, NO_VECTORS, read_with_vectors, scan_with_vectors, with_vectors
 from shopsearch.ingest.pipeline import Runner, Summary, index_items, restore_refresh, run_ingest
 from shopsearch.ingest.write import document, write_documents
 from shopsearch.learn import registry
@@ -61,7 +62,7 @@ def item_from_document(source: dict) -> dict:
     ...                     "flags": ["image_unreadable"], "image": "/i/1.jpg", "text_vector": [0.1]})
     {'id': '1', 'title': 'Mug', 'flags': [], 'image': '/i/1.jpg', 'category_path': ['Home', 'Cups']}
     """
-    item = {k: v for k, v in source.items() if k not in _DERIVED and not k.endswith("_vector")}
+    item = {k: v for k, v in source.items() if k not in _DERIVED and k != COPY_FIELD and not k.endswith("_vector")}
     parts, before = [], None
     for prefix in source.get("category_path") or []:  # "A", "A > B", ... -> "A", "B", ...
         parts.append(prefix if before is None else prefix[len(before) + 3:])
@@ -119,7 +120,8 @@ def verify(client: OpenSearch, index: str, encoder, expected: int) -> dict:
         raise RolloutError(f"{index} mixes encodings {versions}; every document must be {encoder.version}")
     sample_query = {"function_score": {"random_score": {"seed": 7, "field": "id"}}}
     sample = client.search(index=index, body={"size": VERIFY_SAMPLE, "query": sample_query,
-                                              "_source": ["title", "has_image", "*_vector"]})["hits"]["hits"]
+                                              "_source": ["title", "has_image", COPY_FIELD, "*_vector"]})["hits"]["hits"]
+    sample = [{**hit, "_source": with_vectors(hit["_source"])} for hit in sample]
     for hit in sample:
         # text_vector is stored only where an image makes it differ from fused_vector (ingest/write.py)
         src, want = hit["_source"], ["fused_vector"] + (["text_vector", "image_vector"] if hit["_source"].get("has_image") else [])
@@ -166,7 +168,8 @@ def _fill_from_source(settings, catalogue, target, source, images, chunk_size, o
 def vectors_still_valid(client: OpenSearch, origin: str, encoder) -> bool:
     """Whether a random sample of ``origin``'s documents re-encodes (``item_text``) to the text vectors stored."""
     query = {"function_score": {"random_score": {"seed": 11, "field": "id"}}}
-    sample = [h["_source"] for h in client.search(index=origin, body={"size": VERIFY_SAMPLE, "query": query})["hits"]["hits"]]
+    sample = [with_vectors(h["_source"])
+              for h in client.search(index=origin, body={"size": VERIFY_SAMPLE, "query": query})["hits"]["hits"]]
     sample = [src for src in sample if stored_text_vector(src)]
     if not sample:
         return False
@@ -192,28 +195,28 @@ def copy_with_vectors(client: OpenSearch, target: str, origin: str, model_versio
                       on_progress: Callable[[int, int], None] | None = None, batch: int = 500) -> int:
     """Copy ``origin``'s documents into ``target`` with their stored vectors; nothing is encoded.
 
-    OpenSearch's ``_reindex`` copies them server-side (vectors never cross the wire; 1.8x faster
-    than scan + bulk on 1,500 fashion documents, the figure is in docs/ARCHITECTURE.md), stamping
-    ``model_version`` and ``indexed_at``. Then the fields ``document()`` derives (category path,
-    attribute text) are checked against the code as it is now on every document (read without its
-    vectors); the few that differ are rewritten through ``document()``. A ``_reindex`` still running
-    from an earlier, crashed coordinator is waited for, not started twice. Returns the number of
-    documents.
+    The documents are read with their vectors (``vector_copy``, or an older version's JSON arrays:
+    ``index/vectors.py``), rebuilt through ``document()`` (so the fields it derives,
+    category path and attribute text, follow the code as it is now) with ``model_version`` and
+    ``indexed_at`` stamped, and written with ``create``: a document an ingest wrote meanwhile
+    (newer than this copy's read) stays. Then :func:`_catch_up` rewrites what changed in the
+    origin during the copy. Returns the number of documents.
     """
     total = count_docs(client, origin)
     client.indices.put_settings(index=target, body={"index": {"refresh_interval": "-1"}})
+    failed, done, docs = [], 0, []
     try:
-        outcome = _server_side_copy(client, origin, target, model_version, on_progress, total)
-        if outcome.get("failures"):
-            raise RolloutError(f"{target}: _reindex from {origin} failed (first: {outcome['failures'][0]}); "
-                               f"run reindex again to resume")
-        stale = [h["_id"] for h in helpers.scan(client, index=origin, query={"query": {"match_all": {}}}, size=batch,
-                                                _source_excludes=["*_vector"]) if _derived_differ(h)]
-        failed = []
-        for start in range(0, len(stale), batch):
-            docs = [_document_again(hit, model_version)
-                    for hit in client.mget(index=origin, body={"ids": stale[start:start + batch]})["docs"] if hit["found"]]
-            failed.extend(write_documents(client, target, docs)[1])
+        for hit in scan_with_vectors(client, origin, size=batch):
+            docs.append(_document_again(hit, model_version))
+            if len(docs) >= batch:
+                failed.extend(write_documents(client, target, docs, op_type="create")[1])
+                done, docs = done + len(docs), []
+                if on_progress:
+                    on_progress(done, total)
+        if docs:
+            failed.extend(write_documents(client, target, docs, op_type="create")[1])
+            if on_progress:
+                on_progress(done + len(docs), total)
         if not failed:
             _catch_up(client, origin, target, model_version, batch)
     finally:
@@ -222,44 +225,6 @@ def copy_with_vectors(client: OpenSearch, target: str, origin: str, model_versio
         raise RolloutError(f"{target}: {len(failed)} documents failed to index (first: {failed[0]}); "
                            f"run reindex again to resume")
     return total
-
-
-def _server_side_copy(client, origin, target, model_version, on_progress, total) -> dict:
-    """``_reindex`` origin -> target as a task (or the one already running between them); its response."""
-    running = [tid for node in client.tasks.list(actions="indices:data/write/reindex", detailed=True)["nodes"].values()
-               for tid, t in node["tasks"].items() if t.get("description") == f"reindex from [{origin}] to [{target}]"]
-    if running:
-        task_id = running[0]
-    else:
-        task_id = client.reindex(body={
-            # create only: a document an ingest wrote meanwhile (newer than this copy's snapshot) stays
-            "source": {"index": origin, "size": 500}, "dest": {"index": target, "op_type": "create"},
-            "conflicts": "proceed",
-            "script": {"lang": "painless", "params": {"model_version": model_version, "at": now()},
-                       "source": "ctx._source.model_version = params.model_version; ctx._source.indexed_at = params.at"}},
-            wait_for_completion=False, refresh=False)["task"]
-    while True:
-        # the server-side wait in the path: opensearch-py reads a ``timeout`` parameter as its own
-        answer = client.transport.perform_request("GET", f"/_tasks/{task_id}?wait_for_completion=true&timeout=2s",
-                                                  params={"ignore": 408})
-        if not answer.get("completed"):
-            answer = client.tasks.get(task_id=task_id)
-        status = answer.get("task", {}).get("status", {})
-        if on_progress and status:
-            on_progress(status.get("created", 0) + status.get("updated", 0), total)
-        if answer.get("completed"):
-            if "error" in answer:
-                raise RolloutError(f"{target}: _reindex from {origin} failed: {answer['error']}")
-            return answer.get("response", {})
-
-
-def _derived_differ(hit: dict) -> bool:
-    """Whether a stored document's derived fields differ from what ``document()`` derives now."""
-    src = hit["_source"]
-    fresh = document(item_from_document({**src, "id": hit["_id"]}), [], [], [], False, "")
-    # source filtering hands the attributes back in another key order: the words count, not their order
-    words = [sorted((d.get("attribute_text") or "").split()) for d in (src, fresh)]
-    return words[0] != words[1] or any(fresh.get(k) != src.get(k) for k in ("category", "category_path"))
 
 
 def _document_again(hit: dict, model_version: str) -> dict:
@@ -300,7 +265,7 @@ def _fill_from_index(client, catalogue, target, origin, chunk_size, on_progress,
 def _origin_items(client, origin: str) -> list[dict]:
     return [item_from_document({**h["_source"], "id": h["_id"]})
             for h in helpers.scan(client, index=origin, query={"query": {"match_all": {}}}, size=500,
-                                  _source_excludes=["*_vector"])]
+                                  _source_excludes=NO_VECTORS)]
 
 
 def _hashes(client, index: str) -> dict[str, str]:
@@ -320,8 +285,8 @@ def _catch_up(client, origin: str, target: str, model_version: str, batch: int =
     there = _hashes(client, target)
     ids = [i for i, h in _hashes(client, origin).items() if there.get(i, object()) != h]
     for start in range(0, len(ids), batch):
-        docs = [_document_again(hit, model_version)
-                for hit in client.mget(index=origin, body={"ids": ids[start:start + batch]})["docs"] if hit["found"]]
+        found = read_with_vectors(client, origin, ids[start:start + batch])
+        docs = [_document_again({"_id": i, "_source": src}, model_version) for i, src in found.items()]
         failed = write_documents(client, target, docs)[1]
         if failed:
             raise RolloutError(f"{target}: {len(failed)} documents failed to index (first: {failed[0]}); "

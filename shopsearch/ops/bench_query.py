@@ -9,7 +9,10 @@ Modes, each for ``seconds`` with ``clients`` concurrent clients, then each again
   since a request without one gets ``learned`` once a ranker is served);
 * ``proxy_hybrid_personalised`` — the same with a shopper whose profile is stored;
 * ``proxy_hybrid_rerank`` — strategy ``hybrid-rerank``: the fused head re-ordered by the
-  cross-encoder trained with the live model (skipped, and said so, when there is none).
+  cross-encoder trained with the live model (skipped, and said so, when there is none);
+* ``proxy_learned`` — strategy ``learned``: the hybrid candidates re-scored by the learned ranker
+  the live index serves (skipped, and said so, when it serves none); issue #14's cost figure is
+  ``learned_p50_minus_hybrid_ms_1client``.
 
 Query texts are real (Home Depot judgments and WANDS queries). Two replays:
 
@@ -48,15 +51,17 @@ import requests
 from shopsearch.cluster import connect
 from shopsearch.evaluation.metrics import percentile
 from shopsearch.index.profiles import put_profile
+from shopsearch.index.vectors import COPY_FIELD, with_vectors
 from shopsearch.ops.services.process import wait_until
 from shopsearch.query.build import plain_bm25_body
 from shopsearch.query.caches import KEY_PREFIX, shared_cache_url
 from shopsearch.settings import Settings
 
-MODES = ("direct_bm25", "proxy_passthrough", "proxy_hybrid", "proxy_hybrid_personalised", "proxy_hybrid_rerank")
+MODES = ("direct_bm25", "proxy_passthrough", "proxy_hybrid", "proxy_hybrid_personalised", "proxy_hybrid_rerank",
+         "proxy_learned")
 ZIPF_MODES = ("proxy_hybrid", "proxy_hybrid_personalised")
 RATIOS = ("passthrough_p50_vs_direct", "hybrid_qps_vs_direct", "personalised_qps_vs_direct", "rerank_qps_vs_hybrid",
-          "hybrid_p50_minus_direct_ms_1client")
+          "hybrid_p50_minus_direct_ms_1client", "learned_p50_minus_hybrid_ms_1client")
 BENCH_USERS = 20
 ZIPF_EXPONENT = 1.0   # web and shop query logs: frequency ~ 1 / rank^s with s near 1
 ZIPF_DRAWS = 50_000   # more than any mode can send in its seconds
@@ -134,9 +139,9 @@ def _make_profiles(settings: Settings, catalogue: str) -> list[str]:
     rng = random.Random(11)
     users = []
     for u in range(BENCH_USERS):
-        body = {"size": 20, "_source": ["fused_vector", "category", "brand"],
+        body = {"size": 20, "_source": ["category", "brand", "fused_vector", COPY_FIELD],
                 "query": {"function_score": {"random_score": {"seed": rng.randrange(1 << 30), "field": "_seq_no"}}}}
-        hits = client.search(index=catalogue, body=body)["hits"]["hits"]
+        hits = [{**h, "_source": with_vectors(h["_source"])} for h in client.search(index=catalogue, body=body)["hits"]["hits"]]
         vectors = np.array([h["_source"]["fused_vector"] for h in hits[:5] if "fused_vector" in h["_source"]])
         cats = {h["_source"]["category"]: 1.0 for h in hits[:5] if h["_source"].get("category")}
         brands = {h["_source"]["brand"]: 1.0 for h in hits[:5] if h["_source"].get("brand")}
@@ -206,6 +211,17 @@ def _run_mode(make_request, queries: list[str], clients: int, seconds: float) ->
     return out
 
 
+def no_ranker(answer: dict) -> str | None:
+    """Why a ``learned`` answer was left in hybrid order (no ranker served, or it cannot load), or None.
+
+    >>> no_ranker({"filters_applied": ["learned: no ranker has passed the gate for this index; hybrid order"]})
+    'learned: no ranker has passed the gate for this index; hybrid order'
+    >>> no_ranker({"filters_applied": ["spelling: brakets -> brackets"]}) is None
+    True
+    """
+    return next((a for a in answer.get("filters_applied") or [] if a.startswith("learned:") and "hybrid order" in a), None)
+
+
 def proxy_memory(pid: int) -> dict:
     """Resident memory of the gunicorn master and its workers, in MiB."""
     master = psutil.Process(pid)
@@ -216,7 +232,7 @@ def proxy_memory(pid: int) -> dict:
 
 
 def ratios(phases: dict) -> tuple[dict, dict]:
-    """The issue's five ratios from one run, and why any of them is null."""
+    """The issues' ratios from one run (#13's five, #14's learned cost), and why any of them is null."""
     many, one = phases.get("no_repeat", {}), phases.get("one_client", {})
 
     def figure(table: dict, mode: str, key: str):
@@ -226,13 +242,16 @@ def ratios(phases: dict) -> tuple[dict, dict]:
     def ratio(a, b, digits=3):
         return round(a / b, digits) if a is not None and b else None
 
+    def minus(a, b):
+        return round(a - b, 2) if a is not None and b is not None else None
+
     wanted = {
         "passthrough_p50_vs_direct": ((one, "proxy_passthrough", "p50_ms"), (one, "direct_bm25", "p50_ms"), ratio),
         "hybrid_qps_vs_direct": ((many, "proxy_hybrid", "qps"), (many, "direct_bm25", "qps"), ratio),
         "personalised_qps_vs_direct": ((many, "proxy_hybrid_personalised", "qps"), (many, "direct_bm25", "qps"), ratio),
         "rerank_qps_vs_hybrid": ((many, "proxy_hybrid_rerank", "qps"), (many, "proxy_hybrid", "qps"), ratio),
-        "hybrid_p50_minus_direct_ms_1client": ((one, "proxy_hybrid", "p50_ms"), (one, "direct_bm25", "p50_ms"),
-                                               lambda a, b: round(a - b, 2) if a is not None and b is not None else None),
+        "hybrid_p50_minus_direct_ms_1client": ((one, "proxy_hybrid", "p50_ms"), (one, "direct_bm25", "p50_ms"), minus),
+        "learned_p50_minus_hybrid_ms_1client": ((one, "proxy_learned", "p50_ms"), (one, "proxy_hybrid", "p50_ms"), minus),
     }
     out, skipped = {}, {}
     for name, (top, bottom, combine) in wanted.items():
@@ -289,6 +308,8 @@ def bench_query(settings: Settings, catalogue: str, clients: int = 16, seconds: 
                                                             params={"q": q, "user": rng.choice(users), "strategy": "hybrid"}, timeout=30),
             "proxy_hybrid_rerank": lambda s, q: s.get(f"{proxy}/shop/{catalogue}/search",
                                                       params={"q": q, "strategy": "hybrid-rerank"}, timeout=30),
+            "proxy_learned": lambda s, q: s.get(f"{proxy}/shop/{catalogue}/search",
+                                                params={"q": q, "strategy": "learned"}, timeout=30),
         }
         skipped = {}
         if "proxy_hybrid_rerank" in modes:
@@ -297,6 +318,11 @@ def bench_query(settings: Settings, catalogue: str, clients: int = 16, seconds: 
                                      params={"q": "warm up", "strategy": "hybrid-rerank"}, timeout=120)
             if probe.status_code != 200:
                 skipped["proxy_hybrid_rerank"] = {"skipped": probe.json().get("message", probe.text)}
+        if "proxy_learned" in modes:
+            why = no_ranker(requests.get(f"{proxy}/shop/{catalogue}/search", params={"q": "warm up", "strategy": "learned"},
+                                         timeout=120).json())
+            if why:
+                skipped["proxy_learned"] = {"skipped": why}
         runs = [("no_repeat", m, clients, seconds) for m in MODES] + \
                [("one_client", m, 1, one_client_seconds or seconds / 2) for m in MODES]
         replay = zipf_replay(counts, ZIPF_DRAWS)

@@ -17,6 +17,7 @@ shows plus what ranking needs), never a vector.
 from __future__ import annotations
 
 from shopsearch.errors import SettingsError
+from shopsearch.index.vectors import NO_VECTORS as STORED_VECTORS
 from shopsearch.settings import default
 
 
@@ -57,7 +58,7 @@ def field_names(fields: tuple[str, ...]) -> list[str]:
 TEXT_FIELDS = parse_text_fields(default("text_fields"))
 
 
-NO_VECTORS = {"excludes": ["*_vector"]}
+NO_VECTORS = {"excludes": list(STORED_VECTORS)}  # the k-NN fields and their compact copy (index/vectors.py)
 # what ranking reads from a candidate beyond what the page shows: the personal boost (category,
 # brand, price_norm), the popularity boost and browse blend, and the re-ranker's item text
 # and the learned ranker's features (``features.py``: price band, colour / material words, rating)
@@ -80,7 +81,7 @@ def source_filter(response_fields: str | list[str] | None) -> dict:
     >>> source_filter("title,price")["includes"]
     ['brand', 'category', 'category_path', 'colour', 'id', 'material', 'popularity_norm', 'price', 'price_norm', 'rating_norm', 'title']
     >>> source_filter(None)
-    {'excludes': ['*_vector']}
+    {'excludes': ['*_vector', 'vector_copy']}
     """
     if response_fields is None:
         return dict(NO_VECTORS)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shopsearch import hooks
+from shopsearch.index.vectors import COPY_FIELD
 
 
 @dataclass
@@ -75,7 +76,8 @@ def hit_fields(source: dict, shown: frozenset[str] | None) -> dict:
     >>> hit_fields({"title": "T", "price_norm": 0.2, "text_vector": [0.1]}, frozenset({"title"}))
     {'title': 'T'}
     """
-    return {k: v for k, v in source.items() if not k.endswith("_vector") and (shown is None or k in shown)}
+    return {k: v for k, v in source.items()
+            if not k.endswith("_vector") and k != COPY_FIELD and (shown is None or k in shown)}
 
 
 def respond(live, req, answer: Answer, pipeline: str, shown: frozenset[str] | None = None) -> dict:

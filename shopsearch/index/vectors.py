@@ -1,0 +1,103 @@
+"""Product vectors in a document: indexed in the k-NN fields, kept compactly in ``vector_copy``.
+
+A search's fetch phase reads every hit's stored ``_source``. With the three vectors in it as JSON
+arrays (384 floats each, ~8 KB of text apiece) that read dominated a search for 100 candidates:
+on Home Depot (54,667 products) a BM25 request for 100 hits took 13.9 ms against 4.8 ms for the
+same index without vectors in ``_source`` (docs/ARCHITECTURE.md). So the products mapping keeps
+``*_vector`` out of the stored ``_source`` (``"_source": {"excludes": ["*_vector"]}``); they are
+indexed as before. What the few readers that need a product's vectors use instead (a reindex
+with the same model, verification, "similar items", a shopper profile's mean vector) is
+``vector_copy``: the same float32 values, base64-packed, in ``binary`` fields (neither indexed
+nor in doc values: a quarter of the JSON's size, one string to skip when parsing).
+
+Why not read the vectors back from the k-NN fields: OpenSearch 2.19's doc values of a
+``knn_vector`` read through ``script_fields`` hand back another document's vector for all but
+some hits (k-NN issue #1878's family; measured here on ``homedepot-v1``), and ``docvalue_fields``
+refuses the type.
+
+An index version made before this layout still holds the JSON arrays in ``_source`` and has no
+``vector_copy`` field: :func:`with_vectors` reads either, and the writer leaves ``vector_copy``
+out for it (:func:`keeps_vector_copy`).
+
+>>> doc = {"title": "Mug", "vector_copy": {"fused": pack_vector([0.5, -1.0])}}
+>>> with_vectors(doc)
+{'title': 'Mug', 'fused_vector': [0.5, -1.0]}
+>>> with_vectors({"title": "Mug", "fused_vector": [0.25]})
+{'title': 'Mug', 'fused_vector': [0.25]}
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+
+import numpy as np
+from opensearchpy import OpenSearch, helpers
+
+COPY_FIELD = "vector_copy"
+VECTOR_FIELDS = ("fused_vector", "text_vector", "image_vector")
+# what a reader of a document's other fields leaves out of ``_source``
+NO_VECTORS = ["*_vector", COPY_FIELD]
+READ_BATCH = 500
+
+_kept: set[str] = set()  # index versions known to have the vector_copy field (a version's layout never changes)
+
+
+def pack_vector(vector) -> str:
+    """One vector as base64 of its float32 values (exact for the float32 vectors the encoders give)."""
+    return base64.b64encode(np.asarray(vector, dtype=np.float32).tobytes()).decode("ascii")
+
+
+def unpack_vector(data: str) -> list[float]:
+    """The vector :func:`pack_vector` packed.
+
+    >>> unpack_vector(pack_vector([0.1, 2.0])) == [float(np.float32(0.1)), 2.0]
+    True
+    """
+    return np.frombuffer(base64.b64decode(data), dtype=np.float32).tolist()
+
+
+def vector_copy(doc: dict) -> dict:
+    """The ``vector_copy`` of a document's vectors (the ones it has)."""
+    return {name.removesuffix("_vector"): pack_vector(doc[name]) for name in VECTOR_FIELDS if doc.get(name)}
+
+
+def with_vectors(source: dict) -> dict:
+    """A stored ``_source`` with its vectors as lists (from ``vector_copy``, or an older version's JSON arrays)."""
+    out = {k: v for k, v in source.items() if k != COPY_FIELD}
+    for short, data in (source.get(COPY_FIELD) or {}).items():
+        if data:
+            out[f"{short}_vector"] = unpack_vector(data)
+    return out
+
+
+def keeps_vector_copy(client: OpenSearch, index: str) -> bool:
+    """Whether ``index`` (a version or an alias) has the ``vector_copy`` field (every version made since it exists)."""
+    if index in _kept:
+        return True
+    mappings = client.indices.get_mapping(index=index)
+    kept = bool(mappings) and all(COPY_FIELD in m["mappings"].get("properties", {}) for m in mappings.values())
+    if kept:
+        _kept.add(index)
+    return kept
+
+
+def read_with_vectors(client: OpenSearch, index: str, ids: list[str], fields: list[str] | None = None) -> dict[str, dict]:
+    """``{id: source with vectors}`` of the given documents that ``index`` holds (realtime ``mget``);
+    ``fields``: only those (vectors included by name), else everything."""
+    ids, found = list(dict.fromkeys(ids)), {}
+    wanted = None if fields is None else [f for f in fields if f not in VECTOR_FIELDS] + [COPY_FIELD] + [
+        f for f in fields if f in VECTOR_FIELDS]
+    for start in range(0, len(ids), READ_BATCH):
+        kwargs = {} if wanted is None else {"_source_includes": wanted}
+        docs = client.mget(index=index, body={"ids": ids[start:start + READ_BATCH]}, **kwargs)["docs"]
+        found.update({d["_id"]: with_vectors(d.get("_source") or {}) for d in docs if d.get("found")})
+    if fields is not None:
+        found = {i: {k: v for k, v in d.items() if k in fields} for i, d in found.items()}
+    return found
+
+
+def scan_with_vectors(client: OpenSearch, index: str, query: dict | None = None, size: int = 500) -> Iterator[dict]:
+    """Every hit of ``query`` on ``index`` (a scroll), each ``_source`` with its vectors (:func:`with_vectors`)."""
+    for hit in helpers.scan(client, index=index, query={"query": query or {"match_all": {}}}, size=size):
+        yield {**hit, "_source": with_vectors(hit.get("_source") or {})}
