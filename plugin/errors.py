@@ -22,6 +22,7 @@ from typing import Callable, NamedTuple
 
 import opensearchpy
 import requests
+import urllib3
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
@@ -111,6 +112,13 @@ ERRORS: tuple[Rule, ...] = (
          lambda e: getattr(e, "status_code", None) == 503),
     Rule(requests.Timeout, 504, "opensearch_timeout", "OpenSearch did not answer in time."),
     Rule(requests.ConnectionError, 503, "opensearch_unavailable",
+         "OpenSearch cannot be reached; the proxy will recover when it is back."),
+    # the pass-through's urllib3 pool (cluster.raw_pool); a refused connection is a ConnectTimeoutError
+    # subclass in urllib3, so it comes first
+    Rule(urllib3.exceptions.NewConnectionError, 503, "opensearch_unavailable",
+         "OpenSearch cannot be reached; the proxy will recover when it is back."),
+    Rule(urllib3.exceptions.TimeoutError, 504, "opensearch_timeout", "OpenSearch did not answer in time."),
+    Rule(urllib3.exceptions.HTTPError, 503, "opensearch_unavailable",
          "OpenSearch cannot be reached; the proxy will recover when it is back."),
 )
 

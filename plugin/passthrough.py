@@ -2,8 +2,9 @@
 ``allow.py``) is forwarded and its answer returned as is.
 
 The target is sent byte for byte as the client wrote it (``%2F`` in a document id stays one
-segment), and it is the target that was checked: the prepared request's URL is compared with it
-before sending. Bodies (JSON, NDJSON ``_bulk``/``_msearch``) are sent byte for byte; responses are
+segment), and it is the target that was checked: what urllib3 would make of it is compared with it
+before sending. The request goes on urllib3's keep-alive pool to the cluster's host
+(``cluster.raw_pool``), without requests' per-request session work. Bodies (JSON, NDJSON ``_bulk``/``_msearch``) are sent byte for byte; responses are
 streamed back without decoding, so compressed and chunked answers arrive unchanged. The proxy
 never lends its own rights: credentials in ``opensearch_url`` are not used here, and the admin
 token that opened a request is not forwarded.
@@ -11,12 +12,13 @@ token that opened a request is not forwarded.
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-import requests
+import urllib3
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from urllib3.util.url import _encode_target  # what urllib3 does to a request target before sending it
 
-from shopsearch.plugin.cluster import upstream as upstream_session
+from shopsearch.plugin.cluster import raw_pool
 from shopsearch.plugin.errors import BadRequest
 from shopsearch.plugin.events import record_search
 from shopsearch.plugin.opt_in import as_opensearch_response, opt_in_request
@@ -37,17 +39,6 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
 
 
-def upstream_base(opensearch_url: str) -> str:
-    """The cluster's URL without credentials (the pass-through sends only the caller's own).
-
-    >>> upstream_base("https://proxy:secret@search.internal:9200/")
-    'https://search.internal:9200'
-    """
-    parts = urlsplit(opensearch_url)
-    return urlunsplit((parts.scheme, parts.hostname + (f":{parts.port}" if parts.port else ""), parts.path.rstrip("/"),
-                       "", ""))
-
-
 @bp.route("/", defaults={"path": ""}, methods=METHODS)
 @bp.route("/<path:path>", methods=METHODS)
 @contract(errors=(400, 403, 504))
@@ -56,31 +47,36 @@ def forward(path: str) -> Response:
     opted = opt_in_request(request.method, path, request.get_data(cache=True))
     if opted is not None:
         return _shopper_search(*opted)
-    session = upstream_session()
     forwarding = g.passthrough  # checked by safety.py before this view runs
     headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
     if forwarding.credential in ("admin", "key"):  # the proxy's own credentials are not the cluster's business
         headers = {k: v for k, v in headers.items() if k.lower() not in ("authorization", "x-admin-token", "x-api-key")}
-    # requests would add its own Accept-Encoding; a client that asked for none must not get gzip
+    # a client that asked for no encoding must not get gzip
     headers.setdefault("Accept-Encoding", request.headers.get("Accept-Encoding", "identity"))
-    url = upstream_base(current_app.config["SHOPSEARCH"].opensearch_url) + forwarding.target.raw
-    prepared = session.prepare_request(requests.Request(request.method, url, data=request.get_data(), headers=headers))
-    if prepared.url != url:
+    target = urlsplit(current_app.config["SHOPSEARCH"].opensearch_url).path.rstrip("/") + forwarding.target.raw
+    if _encode_target(target) != target:
         raise BadRequest(f"the request target would change on the way to OpenSearch ({forwarding.target.raw!r} "
-                         f"-> {prepared.url[len(url) - len(forwarding.target.raw):]!r}); send it in that form")
-    # a cluster that cannot be reached raises requests' errors: plugin/errors.py answers them
-    upstream = session.send(prepared, stream=True, allow_redirects=False, timeout=(5, 120))
-    out_headers = [(k, v) for k, v in upstream.raw.headers.items() if k.lower() not in _HOP]
+                         f"-> {_encode_target(target)[len(target) - len(forwarding.target.raw):]!r}); send it in that form")
+    # a cluster that cannot be reached raises urllib3's errors: plugin/errors.py answers them
+    upstream = raw_pool().urlopen(request.method, target, body=request.get_data(), headers=headers, redirect=False,
+                                  retries=False, preload_content=False, decode_content=False, assert_same_host=False,
+                                  timeout=urllib3.Timeout(connect=5, read=120))
+    out_headers = [(k, v) for k, v in upstream.headers.items() if k.lower() not in _HOP]
     if "content-length" in upstream.headers:
         out_headers.append(("Content-Length", upstream.headers["content-length"]))
 
     def body():
+        done = False
         try:
-            yield from upstream.raw.stream(64 * 1024, decode_content=False)
+            yield from upstream.stream(64 * 1024, decode_content=False)
+            done = True
         finally:
-            upstream.close()
+            if done:
+                upstream.release_conn()  # read to the end: the connection serves the next request
+            else:
+                upstream.close()  # the client went away mid-answer: this connection is not reusable
 
-    return Response(body(), status=upstream.status_code, headers=out_headers, direct_passthrough=True)
+    return Response(body(), status=upstream.status, headers=out_headers, direct_passthrough=True)
 
 
 def _shopper_search(catalogue: str, args: dict) -> Response:
