@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lightgbm
+import lightgbm.basic
 import numpy as np
 
 from shopsearch.query.features import FeatureTable, feature_table
@@ -74,9 +75,8 @@ def _c_predict(booster: lightgbm.Booster):
     point (``predict`` then goes the Python way).
     """
     try:
-        from lightgbm.basic import _LIB
-        function, handle = _LIB.LGBM_BoosterPredictForMat, booster._handle
-    except (ImportError, AttributeError):
+        function, handle = lightgbm.basic._LIB.LGBM_BoosterPredictForMat, booster._handle
+    except AttributeError:
         return None
     iterations = booster.best_iteration if booster.best_iteration and booster.best_iteration > 0 else -1
     parameters = ctypes.c_char_p(b"num_threads=1")
