@@ -64,7 +64,7 @@ def test_a_candidate_the_bm25_list_missed_has_no_bm25_and_unknown_named_matches(
 def test_named_matches_are_flags_or_the_clusters_scores_when_it_sends_them():
     t = table()
     assert t.row(0)["match_title"] == 1.0 and t.row(0)["match_title_fuzzy"] == 1.0 and t.row(0)["match_title_phrase"] == 0.0
-    assert t.row(2)["match_title"] == 3.5 and t.row(2)["match_brand"] == 0.0
+    assert t.row(2)["match_title"] == 3.5 and t.row(2)["match_title_phrase"] == 0.0
 
 
 def test_dimensions_in_the_query_match_the_title_written_with_inches():
