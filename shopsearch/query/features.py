@@ -15,7 +15,9 @@ feature costs another round trip:
   matches, numbers and model codes (``2x6``, ``18v``) found in the title, brand / colour /
   material words named in the query, title and query lengths, the query's last term (most often
   the product type: ``metal brackets``) and first term in the title, and the share of query
-  terms matched weighted by how rare each is among the query's candidates;
+  terms matched weighted by how rare each is among the query's candidates; sizes in one spelling
+  (``2 in.`` = ``2"``) matched or contradicted, query terms in the title or the brand / colour /
+  material, query word pairs in order, the title's words the query names;
 - the product: popularity, price (log) and price relative to the query's candidates (band);
 - the shopper (:func:`shopper_features`, missing without a known shopper): their own weight
   for the item, category and brand affinity, price-band fit;
