@@ -4,13 +4,22 @@ query and title text: pure functions, one row per candidate, one column per feat
 
 from __future__ import annotations
 
+import csv
+import hashlib
 import math
 
+import numpy as np
 import pytest
+
+NAN = float("nan")
 
 from shopsearch import hooks
 from shopsearch.query.build import bm25_body, feature_clauses
-from shopsearch.query.features import BUILT_IN, MATCH_NAMES, feature_table, shopper_features, text_features, tokens
+from shopsearch.query.features import BUILT_IN, MATCH_NAMES, TEXT, feature_table, sizes, shopper_features, text_features, tokens, words
+
+from .conftest import DATA
+from .reference_features import reference_feature_table
+from .reference_features import tokens as reference_tokens
 
 # real Home Depot queries and titles (../shared/data/homedepot)
 QUERY = "2x6 metal brakets"
@@ -55,7 +64,7 @@ def test_a_candidate_the_bm25_list_missed_has_no_bm25_and_unknown_named_matches(
 def test_named_matches_are_flags_or_the_clusters_scores_when_it_sends_them():
     t = table()
     assert t.row(0)["match_title"] == 1.0 and t.row(0)["match_title_fuzzy"] == 1.0 and t.row(0)["match_title_phrase"] == 0.0
-    assert t.row(2)["match_title"] == 3.5 and t.row(2)["match_brand"] == 0.0
+    assert t.row(2)["match_title"] == 3.5 and t.row(2)["match_title_phrase"] == 0.0
 
 
 def test_dimensions_in_the_query_match_the_title_written_with_inches():
@@ -101,3 +110,110 @@ def test_named_clauses_ride_in_filter_context_beside_match_all_so_no_score_chang
     assert body["query"]["bool"]["must"] == bm25_body(QUERY, 10)["query"]["bool"]["must"]
     should = body["query"]["bool"]["filter"][-1]["bool"]["should"]
     assert should[-1] == {"match_all": {}} and should[:-1] == feature_clauses(QUERY)
+
+
+# --- the table over all candidates at once gives the one-candidate-at-a-time numbers ----------
+
+def _home_depot():
+    """Real Home Depot text: every product's title, colour and material; the judged queries."""
+    def read(name):
+        with open(DATA / "homedepot" / name, newline="", encoding="utf-8") as f:
+            reader = csv.reader(f, delimiter="\t")
+            next(reader)
+            return list(reader)
+    products = {r[0]: {"id": r[0], "title": r[1]} for r in read("products.tsv")}
+    for side, key in (("colors.tsv", "colour"), ("materials.tsv", "material")):
+        for pid, value in read(side):
+            if pid in products:
+                products[pid][key] = value
+    judged: dict[str, list[str]] = {}
+    for q, pid, _ in read("judgments.tsv"):
+        judged.setdefault(q, []).append(pid)
+    return products, judged
+
+
+@pytest.fixture(scope="module")
+def home_depot():
+    return _home_depot()
+
+
+def _candidates(products, judged, q, n=100):
+    """A query's judged products and the next ones by id (fixed, reproducible), with retrieval
+    scores derived from the ids so that some candidates miss each list, some prices missing."""
+    ids = sorted(products)
+    first = ids.index(judged[q][0])
+    chosen = list(dict.fromkeys(judged[q] + ids[first:first + n]))[:n]
+    digest = {d: int(hashlib.sha256(f"{q}|{d}".encode()).hexdigest()[:8], 16) for d in chosen}
+    ranked = sorted(((d, (digest[d] % 1000) / 1000.0) for d in chosen), key=lambda p: -p[1])
+    bm25 = {d: 1.0 + digest[d] % 2000 / 100.0 for d in chosen if digest[d] % 5}
+    knn = {d: 0.5 + digest[d] % 500 / 1000.0 for d in chosen if digest[d] % 3}
+    names = list(MATCH_NAMES)
+    matched = {d: [m for j, m in enumerate(names) if digest[d] >> j & 1] for d in bm25}
+    sources = {d: {**products[d], **({"price": digest[d] % 300 / 3.0} if digest[d] % 7 else {})} for d in chosen}
+    return ranked, sources, bm25, knn, matched
+
+
+def test_the_table_over_all_candidates_equals_the_one_candidate_at_a_time_reference(home_depot):
+    products, judged = home_depot
+    queries = sorted(judged)[::97]  # about 85 real queries over the alphabet, some with sizes and model numbers
+    for q in queries:
+        ranked, sources, bm25, knn, matched = _candidates(products, judged, q)
+        new = feature_table(q, ranked, sources, bm25, knn, matched)
+        old = reference_feature_table(q, ranked, sources, bm25, knn, matched)
+        assert new.ids == old.ids and new.names[:len(old.names)] != [] and set(old.names) <= set(new.names)
+        np.testing.assert_array_equal(new.select(old.names), old.matrix, err_msg=q)
+
+
+def test_the_scores_the_cluster_sends_for_named_matches_are_read_like_the_reference(home_depot):
+    products, judged = home_depot
+    q = sorted(judged)[0]
+    ranked, sources, bm25, knn, _ = _candidates(products, judged, q)
+    scored = {d: {"title": 2.5, "title_all": 1.25} for d in bm25}
+    old = reference_feature_table(q, ranked, sources, bm25, knn, scored)
+    np.testing.assert_array_equal(feature_table(q, ranked, sources, bm25, knn, scored).select(old.names), old.matrix)
+
+
+def test_every_home_depot_title_tokenises_as_the_reference_does(home_depot):
+    products, _ = home_depot
+    for p in products.values():
+        assert list(words(p["title"])) == tokens(p["title"]) == reference_tokens(p["title"]), p["title"]
+
+
+@pytest.mark.parametrize("query", ["", "2x6", "dewalt 20v max drill", "ceiling fan"])
+def test_one_candidates_text_features_are_its_row_of_the_table(query):
+    t = feature_table(query, RANKED, SOURCES, bm25={}, knn={})
+    start = list(BUILT_IN).index("title_terms_share")
+    row = text_features(tokens(query), SOURCES["102893"])
+    # rare_terms_share weighs by rarity among the candidates; the sizes need the query as typed
+    same = [n for n in TEXT if n not in ("rare_terms_share",)]
+    np.testing.assert_array_equal(np.array([row[TEXT.index(n)] for n in same]), t.select(same)[1])
+
+
+@pytest.mark.parametrize("text, expected", [
+    ('1/2 in. x 10 ft. PVC', {"1/2in", "10ft"}),
+    ('1/2" PVC', {"1/2in"}),
+    ("1/2in pvc", {"1/2in"}),
+    ("DEWALT 20-Volt MAX", {"20v"}),
+    ("5 gal. bucket", {"5gal"}),
+    ("2x6 metal brakets", set()),
+])
+def test_sizes_are_one_spelling_whatever_the_writing(text, expected):
+    assert sizes(text) == expected
+
+
+def test_a_size_named_alike_counts_and_another_size_of_the_unit_contradicts():
+    sources = {"a": {"title": '1/2 in. x 10 ft. PVC Pipe'}, "b": {"title": '3/4 in. x 10 ft. PVC Pipe'},
+               "c": {"title": "PVC Cement"}}
+    t = feature_table('1/2" pvc pipe', [("a", 0.9), ("b", 0.8), ("c", 0.7)], sources, bm25={}, knn={})
+    assert t.column("sizes_share").tolist() == [1.0, 0.0, 0.0]
+    assert t.column("size_conflict").tolist() == [0.0, 1.0, 0.0]
+    assert math.isnan(feature_table("pvc pipe", [("a", 1.0)], sources, bm25={}, knn={}).row(0)["sizes_share"] or NAN)
+
+
+def test_query_terms_count_as_covered_in_the_title_or_the_attributes_and_pairs_in_order():
+    sources = {"a": {"title": "Arm Chair", "colour": "Aged Metal"}, "b": {"title": "Metal Arm Chair"}}
+    t = feature_table("metal arm chair", [("a", 0.9), ("b", 0.8)], sources, bm25={}, knn={})
+    assert t.column("covered_share").tolist() == [1.0, 1.0]
+    assert t.column("title_terms_share").tolist() == pytest.approx([2 / 3, 1.0])
+    assert t.column("pairs_share").tolist() == [0.5, 1.0]       # "arm chair" in both, "metal arm" in b only
+    assert t.column("title_in_query").tolist() == [1.0, 1.0]

@@ -15,7 +15,9 @@ feature costs another round trip:
   matches, numbers and model codes (``2x6``, ``18v``) found in the title, brand / colour /
   material words named in the query, title and query lengths, the query's last term (most often
   the product type: ``metal brackets``) and first term in the title, and the share of query
-  terms matched weighted by how rare each is among the query's candidates;
+  terms matched weighted by how rare each is among the query's candidates; sizes in one spelling
+  (``2 in.`` = ``2"``) matched or contradicted, query terms in the title or the brand / colour /
+  material, query word pairs in order, the title's words the query names;
 - the product: popularity, price (log) and price relative to the query's candidates (band);
 - the shopper (:func:`shopper_features`, missing without a known shopper): their own weight
   for the item, category and brand affinity, price-band fit;
@@ -33,6 +35,7 @@ card: a column added later is ignored by models trained before it, a missing one
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass, field
@@ -47,7 +50,8 @@ MATCH_NAMES = tuple(FEATURE_FIELDS) + ("title_all", "title_phrase", "title_near"
 RETRIEVAL = ("bm25", "bm25_rank", "bm25_share", "vector", "vector_rank", "vector_gap", "fused", "fused_rank")
 TEXT = ("title_terms_share", "title_prefix_share", "numbers_share", "codes_share", "query_numbers",
         "brand_in_query", "colour_in_query", "material_in_query", "title_terms", "query_terms",
-        "last_term_in_title", "first_term_in_title", "rare_terms_share")
+        "last_term_in_title", "first_term_in_title", "rare_terms_share",
+        "sizes_share", "size_conflict", "covered_share", "pairs_share", "title_in_query")
 PRODUCT = ("popularity", "price_log", "price_vs_candidates", "rating")
 SHOPPER = ("shopper_item", "shopper_category", "shopper_brand", "shopper_price_fit")
 BUILT_IN = RETRIEVAL + tuple(f"match_{n}" for n in MATCH_NAMES) + TEXT + PRODUCT + SHOPPER
@@ -55,8 +59,24 @@ HOOKED_BUILT_INS = ("bm25", "vector", "popularity")  # the hook's own built-ins:
 
 _TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
 _DIGITS = re.compile(r"\d+")
-_DIMENSION = re.compile(r"(\d)\s*(?:x|by)\s*(\d)", re.IGNORECASE)
+# applied to lower-case text only (no IGNORECASE: case-insensitive matching is ten times slower)
+_DIMENSION = re.compile(r"(\d)\s*(?:x|by)\s*(\d)")
+# a plural ``s`` ending a word of four or more characters, not ``ss``: the light stemmer of
+# :func:`tokens` as one substitution (the literal ``s`` first, so the engine jumps from s to s)
+_PLURAL = re.compile(r"s(?<=[^\W_]{2}[^\W_s]s)(?![^\W_])", re.UNICODE)
+# a size: a number (``2``, ``1.5``, ``1/2``, ``2-1/2``) and its unit, however written: ``2 in.``,
+# ``2in``, ``2"`` and ``2-inch`` are all ``2in``; ``20v`` and ``20-Volt`` are ``20v``
+_UNITS = {"in": "in", "inch": "in", "inche": "in", '"': "in", "''": "in", "ft": "ft", "foot": "ft", "feet": "ft",
+          "'": "ft", "gal": "gal", "gallon": "gal", "v": "v", "volt": "v", "amp": "a", "a": "a", "w": "w",
+          "watt": "w", "lb": "lb", "pound": "lb", "oz": "oz", "ounce": "oz", "mm": "mm", "cm": "cm", "qt": "qt",
+          "quart": "qt", "btu": "btu", "psi": "psi", "ah": "ah", "gpm": "gpm", "cu": "cu", "sq": "sq"}
+_SIZE = re.compile(r"(?<![\d.])(\d+(?:-\d+/\d+|/\d+|\.\d+)?)\s*-?\s*(inches|inche|inch|in|feet|foot|ft|gallons|gallon|gal|"
+                   r"volts|volt|v|amps|amp|ah|a|watts|watt|w|pounds|pound|lbs|lb|ounces|ounce|oz|mm|cm|quarts|quart|qt|"
+                   r"btu|psi|gpm|cu|sq|''|\"|')(?![^\W_])")
 NAN = float("nan")
+# how many distinct texts (titles, brands, colours) a process keeps tokenised: a catalogue's
+# busy products recur across queries, and tokenising is most of the features' cost
+WORDS_CACHE_SIZE = 20_000
 
 
 def tokens(text: str) -> list[str]:
@@ -65,10 +85,31 @@ def tokens(text: str) -> list[str]:
     >>> tokens("Simpson 2 x 6 Brackets, 18-Volt")
     ['simpson', '2x6', 'bracket', '18', 'volt']
     """
-    out = []
-    for t in _TOKEN.findall(_DIMENSION.sub(r"\1x\2", (text or "").lower())):
-        out.append(t[:-1] if len(t) > 3 and t.endswith("s") and not t.endswith("ss") else t)
-    return out
+    return _TOKEN.findall(_PLURAL.sub("", _DIMENSION.sub(r"\1x\2", (text or "").lower())))
+
+
+@functools.lru_cache(maxsize=WORDS_CACHE_SIZE)
+def words(text: str) -> tuple[str, ...]:
+    """:func:`tokens` of a product's text, kept for the next query that has the product (read only).
+
+    >>> words("Galvanized Steel Brackets")
+    ('galvanized', 'steel', 'bracket')
+    """
+    return tuple(tokens(text))
+
+
+@functools.lru_cache(maxsize=WORDS_CACHE_SIZE)
+def sizes(text: str) -> frozenset[str]:
+    """The sizes a text names, one spelling each (number and unit), kept like :func:`words`.
+
+    >>> sorted(sizes('Simpson 2 in. x 6 in. Hanger, 3/4" pipe, 20-Volt, 2-1/2 ft'))
+    ['2-1/2ft', '20v', '2in', '3/4in', '6in']
+    """
+    out = set()
+    for number, unit in _SIZE.findall((text or "").lower()):
+        unit = unit[:-1] if len(unit) > 2 and unit.endswith("s") else unit
+        out.add(number + _UNITS[unit])
+    return frozenset(out)
 
 
 @dataclass
@@ -83,8 +124,11 @@ class FeatureTable:
         return self.matrix[:, self.names.index(name)]
 
     def select(self, names: list[str]) -> np.ndarray:
-        """The columns ``names`` in that order (a model's feature list); unknown names are NaN."""
+        """The columns ``names`` in that order (a model's feature list), a C-contiguous float64
+        matrix; unknown names are NaN."""
         index = {n: j for j, n in enumerate(self.names)}
+        if all(n in index for n in names):
+            return np.ascontiguousarray(self.matrix[:, [index[n] for n in names]], dtype=np.float64)
         out = np.full((len(self.ids), len(names)), np.nan, dtype=np.float64)
         for k, n in enumerate(names):
             if n in index:
@@ -105,11 +149,104 @@ def _share(wanted: list[str], have: set[str]) -> float:
     return sum(t in have for t in wanted) / len(wanted) if wanted else NAN
 
 
+def _named_share(value, q_set: set[str]) -> float:
+    """Share of an attribute value's words (a brand, a colour) that the query names; NaN without one."""
+    named = words(value) if isinstance(value, str) else ()
+    return sum(w in q_set for w in named) / len(named) if named else NAN
+
+
+def text_columns(query_terms: list[str], titles: list, sources: list[dict],
+                 rarity: dict[str, float] | None = None, rarity_from_candidates: bool = False,
+                 query_text: str | None = None) -> np.ndarray:
+    """The :data:`TEXT` columns of many candidates at once (pure): ``titles[i]`` the tokens of
+    candidate ``i``'s title, ``sources[i]`` its source fields.
+
+    ``rarity``: each query term's weight in ``rare_terms_share`` (default 1); with
+    ``rarity_from_candidates``, 1 minus the share of these candidates whose title has the term.
+    ``query_text``: the query as typed, for its sizes (default: the terms joined).
+    Each title is a set once; a query term is looked up in every title, prefixes are found once
+    over the titles' vocabulary, so the cost is a few set operations per candidate.
+    """
+    n, k = len(titles), len(query_terms)
+    out = np.full((n, len(TEXT)), np.nan)
+    q_set = set(query_terms)
+    numbered = [j for j, t in enumerate(query_terms) if _DIGITS.search(t)]
+    out[:, 4], out[:, 9] = float(len(numbered)), float(k)
+    out[:, 8] = [len(t) for t in titles]
+    for col, key in ((5, "brand"), (6, "colour"), (7, "material")):
+        out[:, col] = [_named_share(src.get(key), q_set) for src in sources]
+    if not n or not k:
+        return out
+    sets = [set(t) for t in titles]
+    hit = np.array([[t in have for t in query_terms] for have in sets], dtype=bool)
+    out[:, 0] = hit.sum(axis=1) / k
+    vocabulary = set().union(*sets)
+    prefix = np.zeros((n, k), dtype=bool)
+    for j, t in enumerate(query_terms):
+        near = {w for w in vocabulary if w.startswith(t) or t.startswith(w)} if len(t) >= 3 else None
+        if near:
+            prefix[:, j] = [not have.isdisjoint(near) for have in sets]
+    out[:, 1] = prefix.sum(axis=1) / k
+    if numbered:
+        wanted = [d for j in numbered for d in _DIGITS.findall(query_terms[j])]
+        numbers = [set(_DIGITS.findall(" ".join(t))) for t in titles]
+        out[:, 2] = [sum(d in have for d in wanted) / len(wanted) for have in numbers]
+        out[:, 3] = hit[:, numbered].sum(axis=1) / len(numbered)
+    out[:, 10], out[:, 11] = hit[:, k - 1], hit[:, 0]
+    if rarity_from_candidates:
+        share = hit.sum(axis=0) / n
+        rarity = {t: 1.0 - float(share[j]) for j, t in enumerate(query_terms)}
+    weights = [(rarity or {}).get(t, 1.0) for t in query_terms]
+    total = sum(weights)
+    if total > 0:
+        # a running sum adds the weights in the query's order, as a sum over the terms would
+        out[:, 12] = np.cumsum(hit * np.asarray(weights), axis=1)[:, -1] / total
+    _coverage_columns(out, query_terms, titles, sets, sources, query_text)
+    return out
+
+
+def _attribute_set(src: dict) -> set[str]:
+    out: set[str] = set()
+    for key in ("brand", "colour", "material"):
+        if isinstance(src.get(key), str):
+            out.update(words(src[key]))
+    return out
+
+
+@functools.lru_cache(maxsize=WORDS_CACHE_SIZE)
+def _pairs(title: tuple[str, ...]) -> frozenset[tuple[str, str]]:
+    return frozenset(zip(title, title[1:]))
+
+
+def _coverage_columns(out: np.ndarray, query_terms: list[str], titles: list, sets: list[set[str]],
+                      sources: list[dict], query_text: str | None) -> None:
+    """Columns 13-17 of :data:`TEXT`: sizes named alike (``2 in.`` = ``2"``) and a size that
+    contradicts the query's, query terms in the title or the brand / colour / material, query
+    word pairs in the title in order, the title's words that the query names."""
+    k, q_set = len(query_terms), set(query_terms)
+    wanted = sizes(query_text if query_text is not None else " ".join(query_terms))
+    if wanted:
+        units = {}
+        for size in wanted:
+            units.setdefault(size.lstrip("0123456789./-"), set()).add(size)
+        for i, src in enumerate(sources):
+            have = sizes(src.get("title") or "")
+            out[i, 13] = len(wanted & have) / len(wanted)
+            out[i, 14] = float(any(not (same & have) and any(h.lstrip("0123456789./-") == unit for h in have)
+                                   for unit, same in units.items()))
+    out[:, 15] = [sum(t in have or t in _attribute_set(src) for t in query_terms) / k
+                  for have, src in zip(sets, sources)]
+    if k > 1:
+        pairs = list(zip(query_terms, query_terms[1:]))
+        out[:, 16] = [sum(p in _pairs(tuple(title)) for p in pairs) / len(pairs) for title in titles]
+    out[:, 17] = [sum(w in q_set for w in title) / len(title) if title else NAN for title in titles]
+
+
 def text_features(query_terms: list[str], source: dict, rarity: dict[str, float] | None = None,
                   title: list[str] | None = None) -> tuple[float, ...]:
-    """The :data:`TEXT` features of one candidate (pure); ``rarity``: each query term's weight
-    (1 minus the share of the query's candidates whose title has it), default 1; ``title``: the
-    title's tokens when the caller has them already.
+    """The :data:`TEXT` features of one candidate (pure; :func:`text_columns` of a list of one);
+    ``rarity``: each query term's weight (1 minus the share of the query's candidates whose title
+    has it), default 1; ``title``: the title's tokens when the caller has them already.
 
     ``20v`` is not a title word, but a prefix of one (``20``), and its number is in the title:
 
@@ -117,27 +254,7 @@ def text_features(query_terms: list[str], source: dict, rarity: dict[str, float]
     (0.6666666666666666, 1.0, 1.0, 0.0)
     """
     title = tokens(source.get("title") or "") if title is None else title
-    have = set(title)
-    numbers_wanted = [t for t in query_terms if _DIGITS.search(t)]
-    title_numbers = {n for t in title for n in _DIGITS.findall(t)}
-    q_set = set(query_terms)
-    prefix = sum(any(len(t) >= 3 and (w.startswith(t) or t.startswith(w)) for w in have) for t in query_terms)
-
-    def named(value) -> float:
-        words = tokens(value) if isinstance(value, str) else []
-        return _share(words, q_set) if words else NAN
-
-    weights = [(rarity or {}).get(t, 1.0) for t in query_terms]
-    total = sum(weights)
-    rare = sum(w for t, w in zip(query_terms, weights) if t in have) / total if total > 0 else NAN
-
-    return (_share(query_terms, have), prefix / len(query_terms) if query_terms else NAN,
-            _share([n for t in numbers_wanted for n in _DIGITS.findall(t)], title_numbers),
-            _share(numbers_wanted, have), float(len(numbers_wanted)),
-            named(source.get("brand")), named(source.get("colour")), named(source.get("material")),
-            float(len(title)), float(len(query_terms)),
-            float(query_terms[-1] in have) if query_terms else NAN, float(query_terms[0] in have) if query_terms else NAN,
-            rare)
+    return tuple(float(v) for v in text_columns(query_terms, [title], [source], rarity)[0])
 
 
 def shopper_features(profile: dict | None, sources: dict[str, dict], ids: list[str]) -> np.ndarray:
@@ -172,53 +289,70 @@ def _plugin_features() -> list[tuple[str, object]]:
     return [(n, f) for n, f in hooks.ranking_features() if n not in HOOKED_BUILT_INS]
 
 
+def _retrieval_columns(ids: list[str], fused: list[float], bm25: dict[str, float], knn: dict[str, float]) -> np.ndarray:
+    """The :data:`RETRIEVAL` columns: scores by id (NaN where a list missed the candidate), ranks, shares."""
+    bm25_ranks, knn_ranks = _ranks(ids, bm25), _ranks(ids, knn)
+    best = max(bm25.values(), default=0.0) or 1.0
+    closest = max(knn.values(), default=NAN)
+    b = np.array([bm25.get(d, NAN) for d in ids], dtype=np.float64)
+    v = np.array([knn.get(d, NAN) for d in ids], dtype=np.float64)
+    return np.column_stack([b, [bm25_ranks.get(d, NAN) for d in ids], b / best, 2.0 * v - 1.0,
+                            [knn_ranks.get(d, NAN) for d in ids], 2.0 * (closest - v), fused,
+                            np.arange(1, len(ids) + 1, dtype=np.float64)])
+
+
+def _match_columns(ids: list[str], bm25: dict[str, float], matched: dict) -> np.ndarray:
+    """The named-match columns: 1 / 0 (or the cluster's score) for a BM25 hit, NaN for any other candidate."""
+    out = np.full((len(ids), len(MATCH_NAMES)), np.nan)
+    for i, d in enumerate(ids):
+        if d in bm25:
+            hit = matched.get(d) or ()
+            if isinstance(hit, dict):
+                out[i] = [hit.get(n, 0.0) for n in MATCH_NAMES]
+            else:
+                out[i] = [n in hit for n in MATCH_NAMES]
+    return out
+
+
+def _product_columns(sources: list[dict]) -> np.ndarray:
+    """The :data:`PRODUCT` columns: popularity, log price, log of price over the candidates' median, rating."""
+    prices = [src.get("price") for src in sources]
+    known = [p for p in prices if p is not None and p > 0]
+    median = float(np.median(known)) if known else None
+    return np.array([(NAN if src.get("popularity_norm") is None else src["popularity_norm"],
+                      math.log1p(p) if p is not None and p >= 0 else NAN,
+                      math.log(p / median) if p and median else NAN,
+                      NAN if src.get("rating_norm") is None else src["rating_norm"])
+                     for src, p in zip(sources, prices)], dtype=np.float64).reshape(len(sources), len(PRODUCT))
+
+
 def feature_table(text: str, ranked: list[tuple[str, float]], sources: dict[str, dict], bm25: dict[str, float],
                   knn: dict[str, float], matched: dict | None = None, profile: dict | None = None) -> FeatureTable:
     """Every feature of the candidates ``ranked`` (fused order, best first) of the query ``text``.
 
     ``bm25`` and ``knn`` are the retrieval scores by id (the k-NN score is Lucene's
     ``(1 + cosine) / 2``, turned back into the cosine), ``matched`` the feature clauses each BM25
-    hit matched (a list of names, or names to scores).
+    hit matched (a list of names, or names to scores). Columns are built over all candidates at
+    once; a title is tokenised once per process (:func:`words`).
     """
     ids = [d for d, _ in ranked]
-    matched = matched or {}
-    q = tokens(text)
-    bm25_ranks, knn_ranks = _ranks(ids, bm25), _ranks(ids, knn)
-    best = max(bm25.values(), default=0.0) or 1.0
-    closest = max(knn.values(), default=None)
-    titles = [tokens(sources.get(d, {}).get("title") or "") for d in ids]
-    sets = [set(t) for t in titles]
-    rarity = {t: 1.0 - sum(t in have for have in sets) / len(ids) for t in set(q)} if ids else {}
-    prices = [sources.get(d, {}).get("price") for d in ids]
-    known = [p for p in prices if p is not None and p > 0]
-    median = float(np.median(known)) if known else None
+    srcs = [sources.get(d, {}) for d in ids]
     plugins = _plugin_features()
     names = list(BUILT_IN) + [n for n, _ in plugins]
     m = np.full((len(ids), len(names)), np.nan)
-    n_match = len(MATCH_NAMES)
-    t0 = len(RETRIEVAL) + n_match
+    if not ids:
+        return FeatureTable(ids, names, m)
+    titles = [words(src.get("title") or "") for src in srcs]
+    t0 = len(RETRIEVAL) + len(MATCH_NAMES)
     p0 = t0 + len(TEXT)
-    for i, (d, fused) in enumerate(ranked):
-        src = sources.get(d, {})
-        b, v = bm25.get(d), knn.get(d)
-        m[i, 0:len(RETRIEVAL)] = (NAN if b is None else b, bm25_ranks.get(d, NAN), NAN if b is None else b / best,
-                                  NAN if v is None else 2.0 * v - 1.0, knn_ranks.get(d, NAN),
-                                  NAN if v is None else 2.0 * (closest - v), fused, i + 1)
-        if b is not None:
-            hit = matched.get(d) or ()
-            scored = hit if isinstance(hit, dict) else None
-            m[i, len(RETRIEVAL):t0] = [(scored.get(n, 0.0) if scored is not None else float(n in hit)) for n in MATCH_NAMES]
-        m[i, t0:p0] = text_features(q, src, rarity, titles[i])
-        price = prices[i]
-        m[i, p0:p0 + len(PRODUCT)] = (
-            src.get("popularity_norm") if src.get("popularity_norm") is not None else NAN,
-            math.log1p(price) if price is not None and price >= 0 else NAN,
-            math.log(price / median) if price and median else NAN,
-            src.get("rating_norm") if src.get("rating_norm") is not None else NAN)
     s0 = p0 + len(PRODUCT)
+    m[:, :len(RETRIEVAL)] = _retrieval_columns(ids, [f for _, f in ranked], bm25, knn)
+    m[:, len(RETRIEVAL):t0] = _match_columns(ids, bm25, matched or {})
+    m[:, t0:p0] = text_columns(tokens(text), titles, srcs, rarity_from_candidates=True, query_text=text)
+    m[:, p0:s0] = _product_columns(srcs)
     m[:, s0:s0 + len(SHOPPER)] = shopper_features(profile, sources, ids)
     for j, (_, feature) in enumerate(plugins, len(BUILT_IN)):
         for i, (d, fused) in enumerate(ranked):
-            value = feature({"id": d, "score": fused, "bm25": bm25.get(d), "vector": knn.get(d), "source": sources.get(d, {})})
+            value = feature({"id": d, "score": fused, "bm25": bm25.get(d), "vector": knn.get(d), "source": srcs[i]})
             m[i, j] = NAN if value is None else float(value)
     return FeatureTable(ids, names, m)
