@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 from collections import Counter, defaultdict
 from datetime import datetime, timezone
 
@@ -62,7 +63,7 @@ def groups(histories, side):
 
 @pytest.fixture(scope="module")
 def model(groups):
-    """One ranker trained on them (early stopping on the last tenth)."""
+    """One ranker trained on them (the last tenth scored as validation)."""
     return shopper_ranker.train(groups[: len(groups) * 9 // 10], groups[len(groups) * 9 // 10:])
 
 
@@ -170,3 +171,44 @@ def test_titles_come_from_the_catalogue_file():
     with open(INSTACART / "products.tsv", newline="", encoding="utf-8") as f:
         first = next(csv.DictReader(f, delimiter="\t"))
     assert product_titles(INSTACART)[first["product_id"]] == first["product_name"]
+
+
+def test_recent_orders_give_the_run_and_the_recent_share_of_a_real_staple(orders, catalogue_info):
+    aisle_of, titles = catalogue_info
+    events = [e for order in order_history("1", orders["1"], "ic", LAST_AT)[:-1] for e in order]
+    stats = build_purchases(events, _items(events, aisle_of, titles))
+    soda = stats["items"]["196"]  # shopper 1 bought soda in every earlier order
+    assert soda["recent"] == list(range(max(1, stats["orders"] - 7), stats["orders"] + 1))
+    f = dict(zip(FEATURES, candidate_features(stats, {"id": "196", "category": aisle_of["196"]}, LAST_AT)))
+    assert f["bought_last_5"] == 1.0 and f["last_run"] == len(soda["recent"])
+    assert f["share_in_category"] == soda["n"] / stats["categories"][aisle_of["196"]]
+    once = next(d for d, s in stats["items"].items() if s["n"] == 1 and s["last"] < stats["orders"] - 5)
+    g = dict(zip(FEATURES, candidate_features(stats, {"id": once, "category": aisle_of.get(once)}, LAST_AT)))
+    assert g["bought_last_5"] == 0.0 and g["last_run"] == 1.0
+
+
+def test_an_item_stored_before_recent_orders_were_kept_has_no_recent_features(orders, catalogue_info):
+    aisle_of, titles = catalogue_info
+    events = [e for order in order_history("1", orders["1"], "ic", LAST_AT)[:-1] for e in order]
+    stats = build_purchases(events, _items(events, aisle_of, titles))
+    for item in stats["items"].values():
+        del item["recent"]
+    f = dict(zip(FEATURES, candidate_features(stats, {"id": "196", "category": aisle_of["196"]}, LAST_AT)))
+    assert math.isnan(f["bought_last_5"]) and math.isnan(f["decayed_orders"]) and f["times_bought"] > 0
+    new = {**events[-1], "object_id": "196", "timestamp": "2024-06-02T12:00:00Z", "event_attributes": {"order_id": "new"}}
+    later = build_purchases([new], _items(events, aisle_of, titles), previous=stats, since=stats["last_at"])
+    assert later["items"]["196"]["n"] == stats["items"]["196"]["n"] + 1
+    assert "recent" not in later["items"]["196"]  # never a partial list that would read as the whole story
+
+
+def test_a_stored_model_of_other_features_falls_back_to_the_script(model, tmp_path):
+    from shopsearch.query.shopper_rank import model_dir, shopper_model
+    from shopsearch.settings import load_settings
+    settings = load_settings({}).replace(models_dir=str(tmp_path))
+    shopper_ranker.save(model, model_dir(settings, "ic"))
+    assert shopper_model(settings, "ic") is not None
+    card = model_dir(settings, "ic") / "card.json"
+    card.write_text(card.read_text().replace('"times_bought"', '"times_bought_v0"'))
+    stamp = (model_dir(settings, "ic") / "model.txt").stat().st_mtime + 5  # a new file: loaded again
+    os.utime(model_dir(settings, "ic") / "model.txt", (stamp, stamp))
+    assert shopper_model(settings, "ic") is None

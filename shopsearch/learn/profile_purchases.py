@@ -11,11 +11,13 @@ Shape (times are ISO 8601; orders are counted 1, 2, ... in time order)::
     {"orders": 3, "lines": 7, "reorders": 3, "first_at": ..., "last_at": ..., "last_order": "o-3",
      "categories": {"yogurt": 4, ...}, "words": {"organic": 5, ...},
      "items": {"sku-1": {"n": 2, "first": 1, "last": 3, "first_at": ..., "last_at": ...,
-                          "cart": 3.0, "carts": 2, "dow": [0, 1, 0, 0, 0, 1, 0], "hour": 19.5}, ...}}
+                          "cart": 3.0, "carts": 2, "dow": [0, 1, 0, 0, 0, 1, 0], "hour": 19.5,
+                          "recent": [1, 3]}, ...}}
 
 - ``n``: orders the item was in; ``first`` / ``last``: the numbers of the first and last of them;
 - ``cart`` / ``carts``: sum and count of the cart positions known; ``dow``: purchases per day of the
-  week (Monday 0); ``hour``: the sum of purchase hours (mean = hour / n);
+  week (Monday 0); ``hour``: the sum of purchase hours (mean = hour / n); ``recent``: the numbers
+  of the last ``RECENT`` orders it was in, oldest first (streaks and recent counts);
 - ``words``: purchases per title word (``shopper_features.title_words``), the most frequent kept;
 - at most ``top`` items are kept: those bought most often, the most recent first among equals.
 
@@ -31,6 +33,7 @@ from shopsearch.query.shopper_features import title_words
 
 ITEMS_TOP = 500
 WORDS_TOP = 300
+RECENT = 8
 
 
 def _utc(when: str) -> datetime:
@@ -51,7 +54,8 @@ def empty_purchases() -> dict:
 
 def _copy(stats: dict) -> dict:
     return {**stats, "categories": dict(stats["categories"]), "words": dict(stats.get("words") or {}),
-            "items": {k: {**v, "dow": list(v["dow"])} for k, v in stats["items"].items()}}
+            "items": {k: {**v, "dow": list(v["dow"]), **({"recent": list(v["recent"])} if "recent" in v else {})}
+                      for k, v in stats["items"].items()}}
 
 
 def _add_line(stats: dict, event: dict, item_info: dict, order: int, when: datetime) -> None:
@@ -62,12 +66,14 @@ def _add_line(stats: dict, event: dict, item_info: dict, order: int, when: datet
     if item is None:
         item = stats["items"][product] = {"n": 0, "first": order, "last": order, "first_at": event["timestamp"],
                                           "last_at": event["timestamp"], "cart": 0.0, "carts": 0,
-                                          "dow": [0] * 7, "hour": 0.0}
+                                          "dow": [0] * 7, "hour": 0.0, "recent": []}
     elif item["last"] == order:  # the same item twice in one order counts once
         return
     bought_before = item["n"] > 0
     item["n"] += 1
     item["last"], item["last_at"] = order, event["timestamp"]
+    if "recent" in item:  # an item stored before ``recent`` existed gets none: its features stay NaN
+        item["recent"] = (item.get("recent") or [])[-(RECENT - 1):] + [order]
     item["dow"][when.weekday()] += 1
     item["hour"] += when.hour + when.minute / 60
     position = attributes.get("cart_position")

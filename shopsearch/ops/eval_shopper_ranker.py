@@ -4,7 +4,7 @@ buy-again reference.
 Training (:func:`train_on_earlier_orders`): every shopper's orders before the evaluated last
 one, the last ``shopper_ranker_orders`` of them each the answer to the orders before it
 (``shopsearch/learn/shopper_ranker.py`` ``training_groups``), so the evaluated order is never
-seen; one shopper in ten is kept apart for early stopping. The catalogue's side comes from the
+seen; one shopper in ten is kept apart as validation (its MAP@10 in the card). The catalogue's side comes from the
 live index (its popularity counts and scale, as the searches see them) and from one retrieval
 per aisle (the text scores of the aisle query). The model is saved where the query path looks
 for it (``shopsearch/query/shopper_rank.py`` ``model_dir``), with its card.

@@ -25,6 +25,7 @@ import re
 from datetime import datetime, timezone
 
 NAN = float("nan")
+DECAY = 0.7  # per order, for decayed_orders: a purchase two orders back counts about half
 WORD = re.compile(r"[^\W\d_]{3,}")
 
 
@@ -51,6 +52,10 @@ FEATURES = (
     "usual_hour_gap",          # hours between the search's hour and the item's mean purchase hour
     "bought_on_this_weekday",  # share of the item's purchases on the search's weekday
     "category_share",          # the shopper's purchases in the candidate's category / all purchases
+    "share_in_category",       # times bought / the shopper's purchases in the candidate's category
+    "bought_last_5",           # share of the shopper's last 5 orders the item was in
+    "last_run",                # consecutive orders (of the shopper's) ending at the item's last purchase
+    "decayed_orders",          # sum over the item's recent purchases of DECAY ** orders since each
     "title_word_max",          # the largest share of the shopper's purchases sharing a title word with it
     "title_word_mean",         # the mean of those shares over the candidate's title words
     "user_orders",
@@ -93,6 +98,24 @@ def _item_features(item: dict | None, orders: int, lines: int, now: datetime) ->
             _ratio(cart, basket), min(gap, 24 - gap), item["dow"][now.weekday()] / n]
 
 
+def _recent_features(item: dict | None, orders: int) -> list[float]:
+    """Recent purchases of the item: share of the last 5 orders, the run ending at its last order, a decayed count.
+
+    >>> _recent_features({"recent": [2, 4, 5, 6], "last": 6}, 7)
+    [0.6, 3.0, 1.701]
+    """
+    recent = (item or {}).get("recent")
+    if not recent:
+        return [NAN] * 3
+    last5 = sum(1 for o in recent if o > orders - 5) / min(5, orders)
+    run, expect = 0, recent[-1]
+    for o in reversed(recent):
+        if o != expect:
+            break
+        run, expect = run + 1, o - 1
+    return [last5, float(run), round(sum(DECAY ** (orders - o) for o in recent), 3)]
+
+
 def user_features(purchases: dict, now: datetime) -> list[float]:
     """The shopper's own features, the same for every candidate: orders, reorder ratio, basket, gap."""
     orders, lines = purchases.get("orders") or 0, purchases.get("lines") or 0
@@ -115,6 +138,8 @@ def candidate_features(purchases: dict, candidate: dict, now: datetime, user: li
     words = purchases.get("words") or {}
     shares = [words.get(w, 0) / lines for w in title_words(candidate.get("title"))] if lines else []
     return (_item_features(item, orders, lines, now) + [_ratio(in_category, lines) if lines else NAN]
+            + [_ratio(float(item["n"]), in_category) if item and in_category else NAN]
+            + _recent_features(item, orders)
             + ([max(shares), sum(shares) / len(shares)] if shares else [NAN, NAN])
             + (user if user is not None else user_features(purchases, now))
             + [float(popularity) if popularity is not None else 0.0, float(candidate.get("text_score") or 0.0)])

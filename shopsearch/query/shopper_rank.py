@@ -17,6 +17,7 @@ only reads and predicts (the query layer may not import the learn layer that tra
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -32,6 +33,7 @@ from shopsearch.query.stages import Personalise, Search, Stage
 from shopsearch.settings import Settings
 
 MODEL_FILE, CARD_FILE = "model.txt", "card.json"
+log = logging.getLogger(__name__)
 
 
 def model_dir(settings: Settings, catalogue: str) -> Path:
@@ -45,7 +47,7 @@ class ShopperModel:
     def __init__(self, booster: lightgbm.Booster, card: dict):
         if tuple(card.get("features", ())) != FEATURES:
             raise MappingError(f"shopper ranker trained on features {card.get('features')}, this code computes "
-                               f"{list(FEATURES)}: retrain it (shopsearch eval personalisation --train-ranker)")
+                               f"{list(FEATURES)}: retrain it (shopsearch eval personalisation --learned)")
         self.booster, self.card = booster, card
 
     @classmethod
@@ -55,19 +57,23 @@ class ShopperModel:
         card = json.loads((directory / CARD_FILE).read_text(encoding="utf-8"))
         return cls(lightgbm.Booster(model_file=str(directory / MODEL_FILE)), card)
 
-    def predict(self, rows: list[list[float]]) -> list[float]:
-        """One score per feature row (higher ranks first)."""
-        if not rows:
+    def predict(self, rows) -> list[float]:
+        """One score per feature row (a list of rows or an array; higher ranks first)."""
+        if len(rows) == 0:
             return []
         return self.booster.predict(np.asarray(rows, dtype=np.float64)).tolist()
 
 
-_LOADED: dict[str, tuple[float, ShopperModel]] = {}
+_LOADED: dict[str, tuple[float, ShopperModel | None]] = {}
 _LOCK = threading.Lock()
 
 
 def shopper_model(settings: Settings, catalogue: str) -> ShopperModel | None:
-    """The catalogue's stored shopper ranker (loaded once per process, again when its file changes), or None."""
+    """The catalogue's stored shopper ranker (loaded once per process, again when its file changes), or None.
+
+    A model trained on other features than this code computes (stored before an upgrade) is None
+    too, logged once per file: the search falls back to the script rather than failing.
+    """
     directory = model_dir(settings, catalogue)
     path = directory / MODEL_FILE
     if not path.exists() or not (directory / CARD_FILE).exists():
@@ -76,7 +82,12 @@ def shopper_model(settings: Settings, catalogue: str) -> ShopperModel | None:
     with _LOCK:
         found = _LOADED.get(str(directory))
         if found is None or found[0] != stamp:
-            found = _LOADED[str(directory)] = (stamp, ShopperModel.load(directory))
+            try:
+                model = ShopperModel.load(directory)
+            except MappingError as e:
+                log.warning("shopper ranker %s not used: %s", directory, e)
+                model = None
+            found = _LOADED[str(directory)] = (stamp, model)
     return found[1]
 
 
