@@ -118,7 +118,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_result_depth", 1000, "Deepest result a shopper may page to: (page + 1) * size must not exceed it (deeper: 400). Bounds the work of one search."),
     Setting("rerank_model", "", "Cross-encoder of strategy hybrid-rerank: a directory (empty: the cross-encoder trained with the live index's model, in the registry)."),
     Setting("rerank_weight", 0.3, "Weight of the cross-encoder score against the fused score in the re-ranked head (1: cross-encoder order alone)."),
-    Setting("rerank_depth", 50, "How many fused candidates the cross-encoder re-orders (hybrid-rerank); each costs one transformer pass. 50: the smallest depth within 0.002 nDCG@10 of the best (shopsearch bench rerank, docs/ARCHITECTURE.md)."),
+    Setting("rerank_depth", 20, "How many fused candidates the cross-encoder re-orders (hybrid-rerank); each costs one transformer pass. 20: the smallest depth within 0.002 nDCG@10 of the best, measured with a cross-encoder trained on judgments over 400 validation queries (shopsearch bench rerank, docs/ARCHITECTURE.md)."),
     Setting("gate_margin", 0.01, "A fine-tuned model is promoted only if its nDCG@10 (strategy gate_strategy) on the validation judgments beats the live model's by this fraction (0.01: 1 %)."),
     Setting("gate_strategy", "hybrid", "The search strategy the fine-tuning gate compares live and candidate with (hybrid: what shoppers get; dense: the encoder alone, a clearer signal on small catalogues)."),
     Setting("profiles_index", "shopsearch-profiles", "Index holding shopper profiles."),
