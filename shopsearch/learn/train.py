@@ -258,13 +258,16 @@ def train_bi_encoder(base_model_dir, examples: Sequence[Example], out_dir, *, ep
 
 def cross_encoder_rows(examples: Sequence[Example], pools: list[list[str]], random_negatives: int,
                        max_negatives: int, seed: int) -> list[tuple[str, str, float, float]]:
-    """``(query, text, label, weight)`` rows: positives (weight normalised to mean 1) and negatives (weight 1)."""
+    """``(query, text, label, weight)`` rows: positives (weight normalised to mean 1) and negatives (weight 1).
+
+    A positive's label is its example's ``label`` when it has one (a graded judgment), else 1.
+    """
     rng = random.Random(seed)
     mean = sum(e.weight for e in examples) / len(examples)
     population = list(examples)
     rows = []
     for e, pool in zip(examples, pools):
-        rows.append((e.query, e.positive, 1.0, e.weight / mean))
+        rows.append((e.query, e.positive, 1.0 if e.label is None else float(e.label), e.weight / mean))
         rows += [(e.query, t, 0.0, 1.0) for t in pool[:max_negatives]]
         others = [x.positive for x in rng.sample(population, min(len(population), random_negatives + 3)) if x.query != e.query]
         rows += [(e.query, t, 0.0, 1.0) for t in others[:random_negatives]]
