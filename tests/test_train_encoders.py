@@ -91,9 +91,9 @@ def _run(world, client, **kwargs):
                         runner=dispatch.runner(settings), encoders=True, **TINY, **kwargs)
 
 
-def test_a_candidate_the_gate_rejects_leaves_the_alias_and_the_ranker_untouched(world, client):
+def test_a_rejected_candidate_leaves_the_alias_untouched_and_keeps_its_lora_adapters(world, client):
     before = live_index(client, world["catalogue"])
-    report = _run(world, client, settings={"gate_margin": 10.0})  # nothing beats the live strategy by 1000 %
+    report = _run(world, client, settings={"gate_margin": 10.0}, lora_rank=4)  # nothing beats live by 1000 %
     steps = report["steps"]
     assert list(steps) == ["split", "encoders", "reindex", "features", "fit", "gate", "promote"]
     assert steps["gate"]["decision"] == "reject" and steps["promote"]["promoted"] is False
@@ -102,6 +102,8 @@ def test_a_candidate_the_gate_rejects_leaves_the_alias_and_the_ranker_untouched(
     assert "ranker" not in read_meta(client, before) and "ranker" not in read_meta(client, steps["reindex"]["index"])
     entry = world["registry"].load(report["encoder_version"])
     assert entry["status"] == "rejected" and entry["gate"]["decision"] == "reject"
+    assert set(entry["adapters"]) == {"bi-encoder-adapter", "cross-encoder-adapter"}  # --lora-rank reached both trainers
+    assert entry["params"]["lora"]["rank"] == 4
 
 
 def test_train_with_encoders_registers_both_reindexes_gates_and_swaps_when_passed(world, client):

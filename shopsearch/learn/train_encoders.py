@@ -55,10 +55,10 @@ def train_encoders(run) -> dict:
     lora = LoraOptions.from_settings(run.settings.replace(lora_rank=rank))  # None at rank 0: every weight trains
     bi = ft.train_bi_encoder(resolve_model_path(base_model), data["bi_encoder"], registry.part_dir(version, "bi-encoder"),
                              batch_size=p["batch_size"], hard_negatives=data["bi_encoder_negatives"],
-                             max_steps=p["bi_encoder_max_steps"], lora=lora, progress=False)
+                             max_steps=p["bi_encoder_max_steps"], lora=lora)
     ce = ft.train_cross_encoder(resolve_model_path(BASE_CROSS_ENCODER), data["cross_encoder"],
                                 registry.part_dir(version, "cross-encoder"), hard_negatives=None,
-                                max_steps=p["cross_encoder_max_steps"], lora=lora, progress=False,
+                                max_steps=p["cross_encoder_max_steps"], lora=lora,
                                 **CROSS_ENCODER_PARAMS)
     results = {"bi_encoder": bi.as_dict(), "cross_encoder": ce.as_dict()}
     for r in results.values():
