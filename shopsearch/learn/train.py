@@ -22,10 +22,11 @@ would be a false in-batch negative).
 one logit on the packaged MiniLM (no pretrained cross-encoder ships here; the classification
 head starts random), binary cross-entropy on ``(query, item text)``: clicked = 1, skipped or mined
 = 0, plus ``random_negatives`` positives of other queries (easy negatives keep the scale
-calibrated). *Here the IPS weights go into the loss* (a per-row weight is natural for a pointwise
-loss): positives carry their weight normalised to mean 1, negatives weight 1. The directory is
-saved with ``save_pretrained`` and loads with ``sentence_transformers.CrossEncoder`` (sigmoid
-score in [0, 1]).
+calibrated); an example with a ``label`` (a graded human judgment, ``learn/judged_examples.py``)
+is trained towards that soft target instead of 1. *Here the IPS weights go into the loss* (a
+per-row weight is natural for a pointwise loss): positives carry their weight normalised to mean
+1, negatives weight 1. The directory is saved with ``save_pretrained`` and loads with
+``sentence_transformers.CrossEncoder`` (sigmoid score in [0, 1]).
 
 **LoRA** (``lora=LoraOptions(...)``, :mod:`shopsearch.learn.lora`): either trainer trains low-rank
 adapters instead of every weight, at ``lora.lr``; the adapter is saved beside ``out_dir``
