@@ -1,7 +1,8 @@
 """``shopsearch train`` and ``shopsearch ranker``: the learned ranker from human judgments (and clicks).
 
-``train`` runs ``learn/train_ranker.py`` (split -> features -> fit -> gate -> promote) in this
-process and prints each step's time; ``ranker show`` prints a ranker's model card, ``ranker
+``train`` runs ``learn/train_ranker.py`` (split -> [encoders -> reindex ->] features -> fit ->
+gate -> promote) in this process, the candidate index encoded through the Celery workers, and
+prints each step's time; ``ranker show`` prints a ranker's model card, ``ranker
 withdraw`` stops serving the live index's ranker (``learned`` answers in hybrid order again).
 Errors are translated by ``cli/errors.py``'s :func:`fail_cleanly`.
 """
@@ -19,8 +20,20 @@ from shopsearch.evaluation.run import load_judgments
 from shopsearch.index.versions import live_index
 from shopsearch.learn.ranker import read_card, withdraw_ranker
 from shopsearch.learn.registry import ModelRegistry
+from shopsearch.learn.train_encoders import BI_ENCODER_MAX_STEPS, CROSS_ENCODER_MAX_STEPS
+from shopsearch.learn.train_loop import pick_device
 from shopsearch.learn.train_ranker import run_training
 from shopsearch.settings import Settings
+from shopsearch.workers.dispatch import runner as celery_runner
+
+
+def encoders_by_default() -> bool:
+    """Whether ``train`` fine-tunes the encoders when neither ``--encoders`` nor ``--no-encoders`` is given: with CUDA.
+
+    Measured on this 2-core machine (docs/ARCHITECTURE.md, "Measurements: shopsearch train with the
+    encoders"), the bi-encoder alone breaks the 45-minute budget on CPU; the ranker part fits.
+    """
+    return pick_device() == "cuda"
 
 
 def _print(data) -> None:
@@ -37,20 +50,38 @@ def _print(data) -> None:
 @click.option("--seed", default=0, show_default=True, help="Seed of the validation split.")
 @click.option("--limit-queries", type=int, help="Only a deterministic sample of N judged queries (a quick run).")
 @click.option("--gate-queries", type=int, help="Gate on a deterministic sample of N validation queries.")
+@click.option("--encoders/--no-encoders", default=None,
+              help="Also fine-tune the bi-encoder and the cross-encoder on the training judgments and reindex the "
+                   "catalogue with the new bi-encoder (a candidate index: the ranker is fitted and gated on it). "
+                   "Default: on with CUDA, off on CPU (where they break the 45-minute budget).")
+@click.option("--lora-rank", type=int, help="Train the encoders as LoRA adapters of this rank (the setting lora_rank; "
+              "0: every weight); alpha, dropout, target modules and rate from the lora_* settings; merged for serving.")
+@click.option("--bi-encoder-max-steps", type=int, default=BI_ENCODER_MAX_STEPS, show_default=True,
+              help="At most this many bi-encoder steps (32 rows each).")
+@click.option("--cross-encoder-max-steps", type=int, default=CROSS_ENCODER_MAX_STEPS, show_default=True,
+              help="At most this many cross-encoder steps (16 rows each).")
 @click.option("--no-promote", is_flag=True, help="Stop after the gate; the ranker stays registered, unserved.")
 @click.option("--json", "json_file", type=click.Path(dir_okay=False), help="Write the report (steps, times, split, gate).")
 @click.pass_obj
 @fail_cleanly
 def train_cmd(settings: Settings, catalogue: str, judgments: str, clicks_since: str | None, valid_fraction: float,
-              seed: int, limit_queries: int | None, gate_queries: int | None, no_promote: bool,
+              seed: int, limit_queries: int | None, gate_queries: int | None, encoders: bool | None, lora_rank: int | None,
+              bi_encoder_max_steps: int, cross_encoder_max_steps: int, no_promote: bool,
               json_file: str | None) -> None:
-    """Train the learned ranker from judgments (and clicks), gate it on validation queries, serve it if it passed."""
+    """Train the learned ranker (and the encoders) from judgments (and clicks), gate on validation queries, serve if passed."""
+    if encoders is None:
+        encoders = encoders_by_default()
     report = run_training(settings, connect(settings, timeout=120), catalogue, load_judgments(judgments),
-                          echo=click.echo, valid_fraction=valid_fraction, seed=seed, limit_queries=limit_queries,
-                          gate_queries=gate_queries, clicks_since=clicks_since, promote=not no_promote)
+                          echo=click.echo, runner=celery_runner(settings) if encoders else None,
+                          valid_fraction=valid_fraction, seed=seed, limit_queries=limit_queries,
+                          gate_queries=gate_queries, clicks_since=clicks_since, promote=not no_promote,
+                          encoders=encoders, lora_rank=lora_rank, bi_encoder_max_steps=bi_encoder_max_steps,
+                          cross_encoder_max_steps=cross_encoder_max_steps)
     gate = report["steps"]["gate"]
     click.echo(f"gate: {gate['live_strategy']} {gate['live_ndcg@10']:.4f} -> learned {gate['candidate_ndcg@10']:.4f} "
                f"(x{gate['ratio']}, needed {gate['needed']:.4f}) on {gate['queries']} validation queries: {gate['decision']}")
+    if report.get("encoder_version"):
+        click.echo(f"encoders {report['encoder_version']}, candidate index {report['steps']['reindex']['index']}")
     click.echo(f"{report['version']}: {'served' if report['steps']['promote']['promoted'] else 'not served'}; "
                f"{report['seconds']:.0f} s in all; model card {report['card']}")
     if json_file:

@@ -10,6 +10,10 @@ A learned ranker is gated the same way (:func:`compare_ranker`): on the live ind
 strategy shoppers get today (``Searcher.default_strategy``: hybrid, or ``learned`` with the
 ranker served now) against ``learned`` with the candidate ranker pinned, on validation queries
 that neither trained nor tuned it.
+
+A candidate index with its own ranker (``shopsearch train`` with the encoders:
+:func:`compare_candidate`): what shoppers get now on the live index against ``learned`` on the
+candidate index with the candidate ranker pinned there (fitted on features of that very index).
 """
 
 from __future__ import annotations
@@ -67,4 +71,22 @@ def compare_ranker(client, settings: Settings, catalogue: str, ranker, judgments
     decision = gate_decision(live_score["ndcg@10"], cand_score["ndcg@10"], settings.gate_margin)
     decision.update(index=live.index, live_strategy=strategy, candidate_strategy="learned",
                     queries=cand_score["queries"])
+    return decision
+
+
+def compare_candidate(client, settings: Settings, catalogue: str, candidate: str, ranker, judgments,
+                      limit_queries: int | None = None) -> dict:
+    """The gate's decision for a candidate index served with a candidate ranker, against what shoppers get now."""
+    searcher = Searcher(client, settings.replace(result_cache_seconds=0))
+    live = searcher.live(catalogue)
+    strategy = searcher.default_strategy(live)
+    live_score = ndcg(searcher, catalogue, None, judgments, strategy, limit_queries)
+    searcher.rankers.pin(candidate, ranker)
+    try:
+        cand_score = ndcg(searcher, catalogue, candidate, judgments, "learned", limit_queries)
+    finally:
+        searcher.rankers.unpin(candidate)
+    decision = gate_decision(live_score["ndcg@10"], cand_score["ndcg@10"], settings.gate_margin)
+    decision.update(index=candidate, live_index=live.index, candidate_index=candidate, live_strategy=strategy,
+                    candidate_strategy="learned", queries=cand_score["queries"])
     return decision

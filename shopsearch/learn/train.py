@@ -22,10 +22,11 @@ would be a false in-batch negative).
 one logit on the packaged MiniLM (no pretrained cross-encoder ships here; the classification
 head starts random), binary cross-entropy on ``(query, item text)``: clicked = 1, skipped or mined
 = 0, plus ``random_negatives`` positives of other queries (easy negatives keep the scale
-calibrated). *Here the IPS weights go into the loss* (a per-row weight is natural for a pointwise
-loss): positives carry their weight normalised to mean 1, negatives weight 1. The directory is
-saved with ``save_pretrained`` and loads with ``sentence_transformers.CrossEncoder`` (sigmoid
-score in [0, 1]).
+calibrated); an example with a ``label`` (a graded human judgment, ``learn/judged_examples.py``)
+is trained towards that soft target instead of 1. *Here the IPS weights go into the loss* (a
+per-row weight is natural for a pointwise loss): positives carry their weight normalised to mean
+1, negatives weight 1. The directory is saved with ``save_pretrained`` and loads with
+``sentence_transformers.CrossEncoder`` (sigmoid score in [0, 1]).
 
 **LoRA** (``lora=LoraOptions(...)``, :mod:`shopsearch.learn.lora`): either trainer trains low-rank
 adapters instead of every weight, at ``lora.lr``; the adapter is saved beside ``out_dir``
@@ -258,13 +259,16 @@ def train_bi_encoder(base_model_dir, examples: Sequence[Example], out_dir, *, ep
 
 def cross_encoder_rows(examples: Sequence[Example], pools: list[list[str]], random_negatives: int,
                        max_negatives: int, seed: int) -> list[tuple[str, str, float, float]]:
-    """``(query, text, label, weight)`` rows: positives (weight normalised to mean 1) and negatives (weight 1)."""
+    """``(query, text, label, weight)`` rows: positives (weight normalised to mean 1) and negatives (weight 1).
+
+    A positive's label is its example's ``label`` when it has one (a graded judgment), else 1.
+    """
     rng = random.Random(seed)
     mean = sum(e.weight for e in examples) / len(examples)
     population = list(examples)
     rows = []
     for e, pool in zip(examples, pools):
-        rows.append((e.query, e.positive, 1.0, e.weight / mean))
+        rows.append((e.query, e.positive, 1.0 if e.label is None else float(e.label), e.weight / mean))
         rows += [(e.query, t, 0.0, 1.0) for t in pool[:max_negatives]]
         others = [x.positive for x in rng.sample(population, min(len(population), random_negatives + 3)) if x.query != e.query]
         rows += [(e.query, t, 0.0, 1.0) for t in others[:random_negatives]]

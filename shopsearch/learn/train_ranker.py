@@ -9,14 +9,24 @@ Steps, in order, each timed (:data:`STEPS`, name -> function over the run's :cla
    judgments (the clicked item rated 2.5, the items skipped above it 1), except for queries
    whose normalised text is a validation query's. ``<version>/ranker-data/valid.tsv`` keeps the
    validation judgments, for ``shopsearch eval search``.
-2. ``features``: each training and tuning query's candidates through the serving pipeline up to
-   the ranker (``ranker.candidate_tables``);
-3. ``fit``: LambdaMART on the training queries, rounds chosen on the tuning queries; saved with
+2. with ``encoders`` on, ``encoders`` and ``reindex`` (``learn/train_encoders.py``): a bi-encoder
+   and a cross-encoder trained on the *training* queries' judgments (and clicks), registered as
+   one encoder version, and the catalogue encoded with the new bi-encoder into a candidate index
+   version, not yet live;
+3. ``features``: each training and tuning query's candidates through the serving pipeline up to
+   the ranker (``ranker.candidate_tables``), on the index the ranker will serve (the candidate
+   with ``encoders``, else the live one);
+4. ``fit``: LambdaMART on the training queries, rounds chosen on the tuning queries; saved with
    its model card and registered (part ``ranker``);
-4. ``gate``: on the validation queries, what shoppers get now against ``learned`` with this
-   ranker (``gate.compare_ranker``); the decision goes to the registry and the card;
-5. ``promote``: a ranker that passed is served for the live index (``_meta.ranker``), which makes
-   ``learned`` the catalogue's default strategy; a rejected one is left registered, unserved.
+5. ``gate``: on the validation queries, what shoppers get now against ``learned`` with this
+   ranker (``gate.compare_ranker``; with ``encoders``, on the candidate index:
+   ``gate.compare_candidate``); the decision goes to the registry and the card;
+6. ``promote``: a ranker that passed is served for its index (``_meta.ranker``), which makes
+   ``learned`` the catalogue's default strategy; with ``encoders`` the candidate index is then
+   swapped in behind the alias. A rejected one is left registered, unserved, the alias untouched.
+
+Each step's time, the split and the gate's figures go on the ranker's model card and, with
+``encoders``, into the encoder version's registry entry.
 """
 
 from __future__ import annotations
@@ -32,6 +42,7 @@ from shopsearch.evaluation.run import Judgments, select_queries, split_queries
 from shopsearch.index.versions import live_index
 from shopsearch.learn import gate as gating
 from shopsearch.learn import ranker as rk
+from shopsearch.learn import train_encoders as enc
 from shopsearch.learn.registry import ModelRegistry
 from shopsearch.learn.training_data import collect as collect_clicks
 from shopsearch.query.searcher import Searcher
@@ -54,6 +65,7 @@ class Run:
     version: str
     params: dict
     echo: Callable[[str], None] = print
+    runner: object = None  # an ingest ``Runner``: the reindex and the profile rebuild go through it
     parts: dict = field(default_factory=dict)
     steps: dict = field(default_factory=dict)
 
@@ -125,9 +137,12 @@ def features(run: Run) -> dict:
         if time.monotonic() - last[0] > 30 or done == total:
             last[0] = time.monotonic()
             run.echo(f"features: {done}/{total} queries")
-    tables = rk.candidate_tables(searcher, run.catalogue, wanted, threads=run.params["threads"], progress=progress)
+    index = run.parts.get("index")  # the candidate index with encoders: the one the ranker will serve
+    tables = rk.candidate_tables(searcher, run.catalogue, wanted, index=index, threads=run.params["threads"],
+                                 progress=progress)
     run.parts["tables"] = tables
-    return {"queries": len(tables), "candidates": sum(len(t.ids) for t in tables.values())}
+    return {"queries": len(tables), "candidates": sum(len(t.ids) for t in tables.values()),
+            "index": index or live_index(run.client, run.catalogue)}
 
 
 def fit(run: Run) -> dict:
@@ -143,19 +158,27 @@ def fit(run: Run) -> dict:
     run.registry.register(run.version, base_model="lightgbm-lambdarank", catalogue=run.catalogue, data=data,
                           params=card["params"], metrics={"tune_ndcg@10": info["tune_ndcg@10"]},
                           window={"since": run.params["clicks_since"], "until": None})
-    return {**info, "index": live_index(run.client, run.catalogue), "top_features": [r["feature"] for r in card["importances"][:8]]}
+    return {**info, "index": run.steps["features"]["index"], "encoder_version": run.parts.get("encoder_version"),
+            "top_features": [r["feature"] for r in card["importances"][:8]]}
 
 
 def gate(run: Run) -> dict:
     valid = {q: run.judgments[q] for q in run.parts["valid"]}
     ranker = rk.load_ranker(run.registry, run.version)
-    decision = gating.compare_ranker(run.client, run.settings, run.catalogue, ranker, valid, run.params["gate_queries"])
+    if run.parts.get("index"):
+        decision = gating.compare_candidate(run.client, run.settings, run.catalogue, run.parts["index"], ranker, valid,
+                                            run.params["gate_queries"])
+    else:
+        decision = gating.compare_ranker(run.client, run.settings, run.catalogue, ranker, valid, run.params["gate_queries"])
     run.registry.record_metrics(run.version, {"valid_live_ndcg@10": decision["live_ndcg@10"],
                                               "valid_learned_ndcg@10": decision["candidate_ndcg@10"],
                                               "valid_queries": decision["queries"]})
     run.registry.record_gate(run.version, "accept" if decision["decision"] == "promote" else "reject", decision,
                              run.settings.gate_margin, run.steps["split"]["valid_judgments"])
     rk.record_figures(run.registry, run.version, {"gate": decision})
+    if run.parts.get("encoder_version"):  # the encoders are judged by the same gate
+        run.registry.record_gate(run.parts["encoder_version"], "accept" if decision["decision"] == "promote" else "reject",
+                                 decision, run.settings.gate_margin, run.steps["split"]["valid_judgments"])
     return decision
 
 
@@ -164,34 +187,57 @@ def promote(run: Run) -> dict:
         return {"promoted": False, "reason": "the gate rejected the ranker"}
     if not run.params["promote"]:
         return {"promoted": False, "reason": "not asked to promote"}
+    if run.parts.get("index"):
+        return enc.swap_in(run, run.steps["gate"])
     entry = rk.promote_ranker(run.client, run.registry, run.catalogue, run.steps["fit"]["index"], run.version,
                               run.steps["gate"])
     return {"promoted": True, "index": run.steps["fit"]["index"], "version": entry["version"]}
 
 
-STEPS: dict[str, Callable[[Run], dict]] = {"split": split, "features": features, "fit": fit, "gate": gate,
-                                           "promote": promote}
+STEPS: dict[str, Callable[[Run], dict]] = {"split": split, "encoders": enc.train_encoders,
+                                           "reindex": enc.reindex_candidate, "features": features, "fit": fit,
+                                           "gate": gate, "promote": promote}
+ENCODER_STEPS = ("encoders", "reindex")
 DEFAULTS = {"valid_fraction": 0.3, "tune_fraction": 0.15, "seed": 0, "limit_queries": None, "gate_queries": None,
-            "clicks_since": None, "promote": True, "threads": 3}
+            "clicks_since": None, "promote": True, "threads": 3, "encoders": False, "lora_rank": None, "batch_size": 32,
+            "bi_encoder_max_steps": enc.BI_ENCODER_MAX_STEPS, "cross_encoder_max_steps": enc.CROSS_ENCODER_MAX_STEPS}
 
 
 def run_training(settings: Settings, client, catalogue: str, judgments: Judgments, *, echo: Callable[[str], None] = print,
-                 **params) -> dict:
-    """Run every step for ``catalogue``; returns the report (the version, each step's record and seconds)."""
+                 runner=None, **params) -> dict:
+    """Run every step for ``catalogue``; returns the report (the version, each step's record and seconds).
+
+    ``encoders=True`` adds the ``encoders`` and ``reindex`` steps and needs ``runner`` (an ingest
+    ``Runner``: the candidate index is encoded through it).
+    """
     unknown = set(params) - set(DEFAULTS)
     if unknown:
         raise InputError(f"unknown training parameters: {', '.join(sorted(unknown))}")
     if not judgments:
         raise InputError("the judgments file rates nothing")
+    p = {**DEFAULTS, **params}
+    if p["encoders"] and runner is None:
+        raise InputError("training the encoders reindexes the catalogue: give a runner (the Celery workers)")
     registry = ModelRegistry(settings.models_path)
-    run = Run(settings, client, registry, catalogue, judgments, registry.new_version(prefix="rank"),
-              {**DEFAULTS, **params}, echo)
+    run = Run(settings, client, registry, catalogue, judgments, registry.new_version(prefix="rank"), p, echo, runner)
     started = time.perf_counter()
     for name, step in STEPS.items():
+        if name in ENCODER_STEPS and not p["encoders"]:
+            continue
         t = time.perf_counter()
         info = step(run)
         run.steps[name] = {**info, "seconds": round(time.perf_counter() - t, 2)}
         echo(f"{run.version}: {name} done in {run.steps[name]['seconds']:.1f} s")
+    seconds = round(time.perf_counter() - started, 2)
+    record_times(run, seconds)
     return {"version": run.version, "catalogue": catalogue, "params": run.params, "steps": run.steps,
-            "seconds": round(time.perf_counter() - started, 2),
+            "seconds": seconds, "encoder_version": run.parts.get("encoder_version"),
             "card": str(registry.part_dir(run.version, "ranker") / "card.json")}
+
+
+def record_times(run: Run, seconds: float) -> None:
+    """Each step's seconds (and the whole run's) on the ranker's card and in the encoder version's metrics."""
+    times = {**{name: step["seconds"] for name, step in run.steps.items()}, "total": seconds}
+    rk.record_figures(run.registry, run.version, {"step_seconds": times})
+    if run.parts.get("encoder_version"):
+        run.registry.record_metrics(run.parts["encoder_version"], {"step_seconds": times, "ranker": run.version})

