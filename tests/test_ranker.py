@@ -8,8 +8,6 @@ through the ``Searcher``.
 
 from __future__ import annotations
 
-import csv
-import uuid
 
 import numpy as np
 import pytest
@@ -24,40 +22,18 @@ from shopsearch.learn.rollout_state import read_meta
 from shopsearch.learn.train_ranker import run_training
 from shopsearch.query.learned import Ranker
 from shopsearch.query.searcher import Searcher, SearchRequest
-from shopsearch.workers.dispatch import run_ingest
 
-from .conftest import DATA
+from .judged_catalogue import ingest_judged_catalogue, judged_queries
 
 QUERIES = 40
-
-
-def _read(path):
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f, delimiter="\t")
-        return next(reader), list(reader)
 
 
 @pytest.fixture(scope="module")
 def world(services, settings, client, tmp_path_factory):
     """A test catalogue of the products judged for 40 real queries and 50 others; its judgments."""
     tmp = tmp_path_factory.mktemp("ranker")
-    _, rows = _read(DATA / "homedepot" / "judgments.tsv")
-    queries = sorted({r[0] for r in rows})[:QUERIES * 23:23]  # spread over the alphabet, deterministic
-    judgments: dict[str, dict[str, float]] = {}
-    for q, pid, rel in rows:
-        if q in set(queries):
-            judgments.setdefault(q, {})[pid] = float(rel)
-    wanted = {d for rated in judgments.values() for d in rated}
-    header, products = _read(DATA / "homedepot" / "products.tsv")
-    products = [r for n, r in enumerate(products) if r[0] in wanted or n < 50]
-    with open(tmp / "products.tsv", "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f, delimiter="\t", lineterminator="\n")
-        w.writerow(header)
-        w.writerows(products)
-    for side in ("colors.tsv", "materials.tsv"):  # the homedepot mapping joins them (read in place)
-        (tmp / side).symlink_to(DATA / "homedepot" / side)
-    name = f"test_rank_{uuid.uuid4().hex[:8]}"
-    assert run_ingest(settings, tmp / "products.tsv", name, mapping="homedepot").complete
+    queries, judgments = judged_queries(0, 23, QUERIES)
+    name = ingest_judged_catalogue(settings, tmp, judgments, "test_rank")
     local = settings.replace(models_dir=str(tmp / "models"), result_cache_seconds=0)
     searcher = Searcher(client, local)
     valid, train = split_queries(queries, 0.4, seed=0)

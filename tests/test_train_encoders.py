@@ -8,8 +8,6 @@ LightGBM and the gate searches through the ``Searcher``.
 
 from __future__ import annotations
 
-import csv
-import uuid
 
 import pytest
 
@@ -22,40 +20,19 @@ from shopsearch.learn.rollout_state import read_meta
 from shopsearch.learn.train_ranker import TUNE_SEED, run_training
 from shopsearch.query.searcher import Searcher, SearchRequest
 from shopsearch.workers import dispatch
-from shopsearch.workers.dispatch import run_ingest
 
-from .conftest import DATA
+from .judged_catalogue import ingest_judged_catalogue, judged_queries
 
 QUERIES = 40
 TINY = {"batch_size": 8, "bi_encoder_max_steps": 4, "cross_encoder_max_steps": 4, "valid_fraction": 0.4, "threads": 2}
-
-
-def _read(path):
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f, delimiter="\t")
-        return next(reader), list(reader)
 
 
 @pytest.fixture(scope="module")
 def world(services, settings, client, tmp_path_factory):
     """A test catalogue of the products judged for 40 real queries and 50 others; its judgments."""
     tmp = tmp_path_factory.mktemp("train_encoders")
-    _, rows = _read(DATA / "homedepot" / "judgments.tsv")
-    queries = sorted({r[0] for r in rows})[5:QUERIES * 29:29]  # spread over the alphabet, deterministic
-    judgments: dict[str, dict[str, float]] = {}
-    for q, pid, rel in rows:
-        if q in set(queries):
-            judgments.setdefault(q, {})[pid] = float(rel)
-    wanted = {d for rated in judgments.values() for d in rated}
-    header, products = _read(DATA / "homedepot" / "products.tsv")
-    with open(tmp / "products.tsv", "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f, delimiter="\t", lineterminator="\n")
-        w.writerow(header)
-        w.writerows(r for n, r in enumerate(products) if r[0] in wanted or n < 50)
-    for side in ("colors.tsv", "materials.tsv"):  # the homedepot mapping joins them (read in place)
-        (tmp / side).symlink_to(DATA / "homedepot" / side)
-    name = f"test_trenc_{uuid.uuid4().hex[:8]}"
-    assert run_ingest(settings, tmp / "products.tsv", name, mapping="homedepot").complete
+    queries, judgments = judged_queries(5, 29, QUERIES)
+    name = ingest_judged_catalogue(settings, tmp, judgments, "test_trenc")
     local = settings.replace(models_dir=str(tmp / "models"), result_cache_seconds=0)
     yield {"catalogue": name, "settings": local, "judgments": judgments, "registry": ModelRegistry(tmp / "models")}
     client.indices.delete(index=f"{name}-v*", ignore_unavailable=True, allow_no_indices=True)
