@@ -10,7 +10,9 @@ from tqdm import tqdm
 
 from shopsearch import local_secrets
 from shopsearch.cli.admin import register as register_admin
+from shopsearch.cli.bench import bench
 from shopsearch.cli.errors import fail_cleanly, message_for
+from shopsearch.cli.output import print_json, write_json
 from shopsearch.cli.eval import eval_group
 from shopsearch.cli.train import ranker_group, train_cmd
 from shopsearch.cluster import connect
@@ -20,13 +22,6 @@ from shopsearch.index.versions import delete_version, list_versions, switch_alia
 from shopsearch.ops import services as services_mod
 from shopsearch.ingest import pipeline
 from shopsearch.ingest.in_process import InProcessRunner
-from shopsearch.ops.bench_encoder import bench_encoder
-from shopsearch.ops.bench_faults import bench_faults
-from shopsearch.ops.bench_ingest import RUNNERS, bench_ingest
-from shopsearch.ops.bench_query import MODES as BENCH_MODES, bench_query
-from shopsearch.ops.bench_versions import bench_versions
-from shopsearch.ops.bench_ranker import bench_ranker
-from shopsearch.ops.bench_rerank import bench_rerank
 from shopsearch.ops import serve
 from shopsearch.ops.check_security import check_security, summary_lines
 from shopsearch.ops.demo import run_demo
@@ -48,10 +43,6 @@ def main(ctx: click.Context, config: str | None) -> None:
 
 
 pass_settings = click.make_pass_decorator(Settings)
-
-
-def _print(data) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
 # --- settings -------------------------------------------------------------------------------
@@ -84,7 +75,7 @@ _ONLY = click.argument("names", nargs=-1, type=click.Choice([n for n, _ in servi
 @fail_cleanly
 def services_up(settings: Settings, names: tuple[str, ...]) -> None:
     """Start the services (idempotent) and print their status."""
-    _print(services_mod.up(settings, names))
+    print_json(services_mod.up(settings, names))
 
 
 @services.command("down")
@@ -92,7 +83,7 @@ def services_up(settings: Settings, names: tuple[str, ...]) -> None:
 @pass_settings
 def services_down(settings: Settings, names: tuple[str, ...]) -> None:
     """Stop the services the project started."""
-    _print(services_mod.down(settings, names))
+    print_json(services_mod.down(settings, names))
 
 
 @services.command("status")
@@ -100,7 +91,7 @@ def services_down(settings: Settings, names: tuple[str, ...]) -> None:
 def services_status(settings: Settings) -> None:
     """Report each service; exit 1 when one is not running."""
     st = services_mod.status(settings)
-    _print(st)
+    print_json(st)
     sys.exit(0 if all(s.get("running") for s in st.values()) else 1)
 
 
@@ -199,147 +190,6 @@ def ingest_cmd(settings: Settings, path: str, catalogue: str, mapping: str | Non
     sys.exit(0 if summary.complete else 1)
 
 
-# --- bench --------------------------------------------------------------------------------
-
-def _write_json(json_file: str | None, figures: dict) -> None:
-    """A benchmark's figures to ``--json FILE``, when asked for."""
-    if json_file:
-        with open(json_file, "w", encoding="utf-8") as f:
-            json.dump(figures, f, indent=2)
-
-
-@main.group()
-def bench() -> None:
-    """Benchmarks: commands that print figures measured side by side in one run."""
-
-
-@bench.command("ingest")
-@click.option("--catalogue", type=click.Choice(["homedepot", "fashion", "instacart"]), default="homedepot", show_default=True)
-@click.option("--limit", type=int, help="Only the first N records.")
-@click.option("--keep", is_flag=True, help="Keep the benchmark's index version instead of deleting it.")
-@click.option("--runner", type=click.Choice(RUNNERS), default="celery", show_default=True,
-              help="Where the pipeline's chunks run: the Celery workers, or this process (encode thread + bulk writer).")
-@click.option("--json", "json_file", type=click.Path(dir_okay=False), help="Write the figures to this file.")
-@pass_settings
-@fail_cleanly
-def bench_ingest_cmd(settings: Settings, catalogue: str, limit: int | None, keep: bool, runner: str,
-                     json_file: str | None) -> None:
-    """Raw encoder vs full pipeline vs unchanged re-ingest (items/s), measured in one run."""
-    figures = bench_ingest(settings, catalogue, limit, keep, echo=click.echo, runner=runner)
-    _print(figures)
-    _write_json(json_file, figures)
-
-
-@bench.command("query")
-@click.option("--catalogue", default="homedepot", show_default=True)
-@click.option("--clients", type=int, default=16, show_default=True)
-@click.option("--seconds", type=float, default=20.0, show_default=True, help="Per mode, at --clients clients.")
-@click.option("--one-client-seconds", type=float, help="Per mode at one client (default: half of --seconds).")
-@click.option("--modes", default=",".join(BENCH_MODES), show_default=True, help="Comma-separated modes to run.")
-@click.option("--zipf/--no-zipf", default=True, show_default=True, help="Also replay queries with Zipf frequencies (hybrid, personalised).")
-@click.option("--proxy-workers", type=int, help="gunicorn workers of the proxy under test (default: proxy_workers).")
-@click.option("--proxy-threads", type=int, help="Threads per worker (default: proxy_threads).")
-@click.option("--intra-threads", type=int, help="Intra-op threads per worker (default: inference_threads).")
-@click.option("--json", "json_file", type=click.Path(dir_okay=False))
-@pass_settings
-@fail_cleanly
-def bench_query_cmd(settings: Settings, catalogue: str, clients: int, seconds: float, one_client_seconds: float | None,
-                    modes: str, zipf: bool, proxy_workers: int | None, proxy_threads: int | None,
-                    intra_threads: int | None, json_file: str | None) -> None:
-    """Direct BM25 vs pass-through vs hybrid vs personalised vs re-rank, at N clients and at one, no-repeat and Zipf: latency, QPS, errors, ratios, memory."""
-    chosen = tuple(m.strip() for m in modes.split(",") if m.strip())
-    unknown = set(chosen) - set(BENCH_MODES)
-    if unknown:
-        raise click.BadParameter(f"unknown modes {', '.join(sorted(unknown))}; known: {', '.join(BENCH_MODES)}", param_hint="--modes")
-    figures = bench_query(settings, catalogue, clients, seconds, proxy_workers, echo=click.echo,
-                          one_client_seconds=one_client_seconds, modes=chosen, zipf=zipf, proxy_threads=proxy_threads,
-                          intra_threads=intra_threads)
-    _write_json(json_file, figures)
-
-
-@bench.command("versions")
-@click.option("--catalogue", default="homedepot", show_default=True)
-@click.argument("version_a")
-@click.argument("version_b")
-@click.option("--queries", type=int, default=300, show_default=True, help="Real shopper queries, each sent to both.")
-@click.option("--depth", type=int, default=100, show_default=True, help="Candidates of the BM25 and k-NN requests.")
-@click.option("--rounds", type=int, default=2, show_default=True)
-@click.option("--json", "json_file", type=click.Path(dir_okay=False))
-@pass_settings
-@fail_cleanly
-def bench_versions_cmd(settings: Settings, catalogue: str, version_a: str, version_b: str, queries: int, depth: int,
-                       rounds: int, json_file: str | None) -> None:
-    """The same search requests on two index versions, alternately: median latency of each, and the ratio A / B."""
-    figures = bench_versions(settings, catalogue, version_a, version_b, queries, depth, rounds, echo=click.echo)
-    _write_json(json_file, figures)
-
-
-@bench.command("encoder")
-@click.option("--queries", type=int, default=300, show_default=True, help="Distinct Home Depot queries timed one by one.")
-@click.option("--batches", type=int, default=8, show_default=True, help="Batches of batch_size product texts for throughput.")
-@click.option("--json", "json_file", type=click.Path(dir_okay=False))
-@pass_settings
-@fail_cleanly
-def bench_encoder_cmd(settings: Settings, queries: int, batches: int, json_file: str | None) -> None:
-    """Query encoder through torch vs ONNX fp32 vs ONNX int8: latency, batch throughput, cosine vs torch."""
-    figures = bench_encoder(settings, queries, batches, echo=click.echo)
-    _write_json(json_file, figures)
-
-
-@bench.command("rerank")
-@click.option("--catalogue", default="homedepot", show_default=True)
-@click.option("--judgments", required=True, type=click.Path(exists=True, dir_okay=False),
-              help="Validation judgments (never the re-ranker's training queries).")
-@click.option("--depths", default="5,10,20,30,50", show_default=True, help="rerank_depth values to compare.")
-@click.option("--limit-queries", type=int, help="A deterministic sample of N judged queries.")
-@click.option("--json", "json_file", type=click.Path(dir_okay=False))
-@pass_settings
-@fail_cleanly
-def bench_rerank_cmd(settings: Settings, catalogue: str, judgments: str, depths: str, limit_queries: int | None,
-                     json_file: str | None) -> None:
-    """hybrid-rerank against rerank_depth: nDCG@10, cost per query and first-page change beside hybrid."""
-    try:
-        values = sorted({int(d) for d in depths.split(",") if d.strip()})
-    except ValueError:
-        raise click.BadParameter(f"comma-separated whole numbers, got {depths!r}", param_hint="--depths") from None
-    if not values or min(values) < 1:
-        raise click.BadParameter("give at least one depth, each 1 or more", param_hint="--depths")
-    figures = bench_rerank(settings, catalogue, judgments, values, limit_queries, echo=click.echo)
-    _write_json(json_file, figures)
-
-
-@bench.command("faults")
-@click.option("--limit", type=int, default=600, show_default=True, help="Products ingested through each ingest fault.")
-@click.option("--clients", type=int, default=4, show_default=True, help="Shoppers searching during the outage and the swap.")
-@click.option("--events", type=int, default=20, show_default=True, help="Events posted during the outage.")
-@click.option("--down-seconds", type=float, default=3.0, show_default=True, help="How long OpenSearch stays stopped under load.")
-@click.option("--json", "json_file", type=click.Path(dir_okay=False), help="Write the figures to this file.")
-@pass_settings
-@fail_cleanly
-def bench_faults_cmd(settings: Settings, limit: int, clients: int, events: int, down_seconds: float,
-                     json_file: str | None) -> None:
-    """Worker kill and OpenSearch restart mid-ingest, OpenSearch restart under queries and events, alias swap under load: lost, duplicated, errors, seconds to recover. Stops and starts this home's own services."""
-    if limit < 1 or clients < 1 or events < 0 or down_seconds < 0:
-        raise click.BadParameter("--limit and --clients at least 1, --events and --down-seconds at least 0")
-    figures = bench_faults(settings, limit, clients, events, down_seconds, echo=click.echo)
-    _print(figures)
-    _write_json(json_file, figures)
-
-
-@bench.command("ranker")
-@click.option("--catalogue", default="homedepot", show_default=True)
-@click.option("--queries", type=int, default=300, show_default=True, help="Real queries to time.")
-@click.option("--json", "json_file", type=click.Path(dir_okay=False))
-@pass_settings
-@fail_cleanly
-def bench_ranker_cmd(settings: Settings, catalogue: str, queries: int, json_file: str | None) -> None:
-    """The learned ranker's cost per query (features, predict) and learned vs hybrid, side by side."""
-    figures = bench_ranker(settings, catalogue, queries, echo=click.echo)
-    _write_json(json_file, figures)
-
-
-# --- simulate and profiles -------------------------------------------------------------------
-
 @main.group()
 def simulate() -> None:
     """Simulated shoppers, for training and tests (never for evaluation)."""
@@ -359,7 +209,7 @@ def simulate_clicks_cmd(settings: Settings, catalogue: str, judgments: str, sess
     with tqdm(total=sessions, unit="session") as bar:
         counts = simulate_clicks(settings, catalogue, judgments, sessions, seed, proxy,
                                  progress=lambda done, total: bar.update(done - bar.n))
-    _print(counts)
+    print_json(counts)
 
 
 @main.group()
@@ -375,7 +225,7 @@ def profiles() -> None:
 def profiles_update_cmd(settings: Settings, catalogue: str, since: str | None) -> None:
     """Update the profiles of shoppers with new events, and product popularity (Celery tasks)."""
     app = make_app(settings)
-    _print({"profiles": app.send_task("shopsearch.profiles.update", args=[catalogue, None, since]).get(timeout=3600),
+    print_json({"profiles": app.send_task("shopsearch.profiles.update", args=[catalogue, None, since]).get(timeout=3600),
             "popularity": app.send_task("shopsearch.profiles.popularity", args=[catalogue]).get(timeout=3600)})
 
 
@@ -498,7 +348,7 @@ def check_security_cmd(settings: Settings, public, internal, catalogue, fuzz_req
     report = check_security(public, internal, fuzz_requests, catalogue, admin_token or settings.admin_token or None,
                             events, seed, echo=lambda line: click.echo(line, err=True))
     if out:
-        _write_json(out, report)
+        write_json(out, report)
     if as_json:
         click.echo(json.dumps(report, indent=2, ensure_ascii=False))
     else:
@@ -508,6 +358,7 @@ def check_security_cmd(settings: Settings, public, internal, catalogue, fuzz_req
         raise SystemExit(1)
 
 
+main.add_command(bench)
 main.add_command(eval_group)
 main.add_command(train_cmd)
 main.add_command(ranker_group)

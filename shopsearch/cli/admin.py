@@ -8,12 +8,12 @@ into one-line messages with a non-zero exit (``cli/errors.py``, the CLI's one bo
 
 from __future__ import annotations
 
-import json
 
 import click
 from tqdm import tqdm
 
 from shopsearch.cli.errors import fail_cleanly
+from shopsearch.cli.output import print_json
 from shopsearch.cluster import connect
 from shopsearch.encoders.text import load_text_encoder
 from shopsearch.evaluation.run import load_judgments
@@ -25,10 +25,6 @@ from shopsearch.learn.rollout import promote, rollback, status
 from shopsearch.settings import Settings
 from shopsearch.workers.dispatch import reindex, start_chain
 from shopsearch.workers.dispatch import run_loop as run
-
-
-def _print(data) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
 @click.command("reindex")
@@ -60,7 +56,7 @@ def reindex_cmd(settings: Settings, catalogue: str, model: str | None, source: s
                         limit=limit, swap=not no_swap)
     finally:
         bar.close()
-    _print(state)
+    print_json(state)
     if state["step"] != "swapped" and not no_swap:
         raise click.ClickException(f"{state['index']} stopped at step {state['step']}")
 
@@ -95,7 +91,7 @@ def status_cmd(settings: Settings, catalogue: str | None, as_json: bool) -> None
     """Alias -> index -> model, document counts, every version's rollout state, last click-log event."""
     found = status(settings, catalogue)
     if as_json:
-        _print(found)
+        print_json(found)
         return
     for name, c in found["catalogues"].items():
         click.echo(f"{name} -> {c['live'] or '(no live index)'}  model={c['model_version'] or '-'}  docs={c['docs']}  "
@@ -145,7 +141,7 @@ def finetune_cmd(settings: Settings, catalogue: str, judgments: str | None, sinc
         state = load_state(settings, last["version"])
     else:
         state = run(settings, catalogue, judgments, echo=click.echo, **kwargs)
-    _print({"version": state["version"], "steps": state["steps"]})
+    print_json({"version": state["version"], "steps": state["steps"]})
 
 
 @click.group("models", invoke_without_command=True)
@@ -158,7 +154,7 @@ def models_cmd(ctx: click.Context, as_json: bool) -> None:
     settings = ctx.obj
     models = ModelRegistry(settings.models_path).list()
     if as_json:
-        _print(models)
+        print_json(models)
         return
     if not models:
         click.echo(f"no models in {settings.models_path}")
@@ -195,7 +191,7 @@ def models_onnx_cmd(settings: Settings, catalogue: str, variant: str, judgments:
         return
     if not judgments:
         raise click.ClickException("--variant int8 needs --judgments (validation judgments) for its gate")
-    _print(gate_int8(connect(settings, timeout=120), settings, catalogue, load_judgments(judgments), judgments,
+    print_json(gate_int8(connect(settings, timeout=120), settings, catalogue, load_judgments(judgments), judgments,
                      limit_queries=limit_queries, echo=click.echo))
 
 

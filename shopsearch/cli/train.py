@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from shopsearch.cli.errors import fail_cleanly
+from shopsearch.cli.output import print_json
 from shopsearch.cluster import connect
 from shopsearch.evaluation.run import load_judgments
 from shopsearch.index.versions import live_index
@@ -34,10 +35,6 @@ def encoders_by_default() -> bool:
     encoders"), the bi-encoder alone breaks the 45-minute budget on CPU; the ranker part fits.
     """
     return pick_device() == "cuda"
-
-
-def _print(data) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
 @click.command("train")
@@ -99,7 +96,7 @@ def ranker_group() -> None:
 @fail_cleanly
 def ranker_show(settings: Settings, version: str) -> None:
     """Print a ranker's model card (features, importances, parameters, data, split, figures)."""
-    _print(read_card(ModelRegistry(settings.models_path), version))
+    print_json(read_card(ModelRegistry(settings.models_path), version))
 
 
 @ranker_group.command("withdraw")
@@ -112,4 +109,4 @@ def ranker_withdraw(settings: Settings, catalogue: str) -> None:
     index = live_index(client, catalogue)
     if index is None:
         raise click.ClickException(f"catalogue {catalogue!r} has no live index")
-    _print({"index": index, "withdrawn": withdraw_ranker(client, index)})
+    print_json({"index": index, "withdrawn": withdraw_ranker(client, index)})
