@@ -4,9 +4,9 @@
 The target is sent byte for byte as the client wrote it (``%2F`` in a document id stays one
 segment), and it is the target that was checked: what urllib3 would make of it is compared with it
 before sending. The request goes on urllib3's keep-alive pool to the cluster's host
-(``cluster.raw_pool``), without requests' per-request session work. Bodies (JSON, NDJSON ``_bulk``/``_msearch``) are sent byte for byte; responses are
-streamed back without decoding, so compressed and chunked answers arrive unchanged. The proxy
-never lends its own rights: credentials in ``opensearch_url`` are not used here, and the admin
+(``cluster.raw_pool``), without requests' per-request session work. Bodies (JSON, NDJSON
+``_bulk``/``_msearch``) are sent byte for byte; responses are streamed back without decoding, so
+compressed and chunked answers arrive unchanged. The proxy never lends its own rights: credentials in ``opensearch_url`` are not used here, and the admin
 token that opened a request is not forwarded.
 """
 

@@ -38,6 +38,7 @@ COPY_FIELD = "vector_copy"
 VECTOR_FIELDS = ("fused_vector", "text_vector", "image_vector")
 # what a reader of a document's other fields leaves out of ``_source``
 NO_VECTORS = ["*_vector", COPY_FIELD]
+SOURCE_WITHOUT_VECTORS = {"excludes": NO_VECTORS}  # a request's ``_source`` that fetches everything else
 READ_BATCH = 500
 
 _kept: set[str] = set()  # index versions known to have the vector_copy field (a version's layout never changes)
@@ -55,6 +56,20 @@ def unpack_vector(data: str) -> list[float]:
     True
     """
     return np.frombuffer(base64.b64decode(data), dtype=np.float32).tolist()
+
+
+def is_vector_field(name: str) -> bool:
+    """Whether a ``_source`` key holds vectors (a k-NN field, or their copy).
+
+    >>> [is_vector_field(n) for n in ("fused_vector", "vector_copy", "title")]
+    [True, True, False]
+    """
+    return name.endswith("_vector") or name == COPY_FIELD
+
+
+def without_vectors(source: dict) -> dict:
+    """A ``_source`` without any vector: what a reader of the other fields, or a shopper, gets."""
+    return {k: v for k, v in source.items() if not is_vector_field(k)}
 
 
 def vector_copy(doc: dict) -> dict:

@@ -25,8 +25,7 @@ from typing import Any, Iterable
 from opensearchpy import NotFoundError, OpenSearch, RequestError
 
 from shopsearch.errors import SearchError
-from shopsearch.index.vectors import NO_VECTORS as STORED_VECTORS
-from shopsearch.index.vectors import COPY_FIELD, VECTOR_FIELDS, read_with_vectors
+from shopsearch.index.vectors import SOURCE_WITHOUT_VECTORS, read_with_vectors, without_vectors
 from shopsearch.learn.profile_build import co_occurrence, diversify
 from shopsearch.privacy import pseudonym
 from shopsearch.settings import Settings
@@ -35,7 +34,7 @@ CANDIDATES_PER_PLACE = 5   # for-you fetches 5 x size candidates, so diversifica
 MAX_CO_BUYERS = 1000       # shoppers of the item looked at for also-bought (the most recent)
 MAX_CO_PURCHASES = 10000   # their purchases read (one search page; the most recent first)
 MAX_BOUGHT_EXCLUDED = 500  # for-you leaves out the shopper's most recent purchases, this many at most
-NO_VECTORS = {"excludes": list(STORED_VECTORS)}
+NO_VECTORS = SOURCE_WITHOUT_VECTORS
 
 
 def exclusion_filter(filters: list[dict], exclude_ids: Iterable[str] = (),
@@ -112,7 +111,7 @@ def shown(hit: dict, score: float | None = None) -> dict:
     {'id': 'a', 'score': 0.5, 'title': 'Watch'}
     """
     value = hit.get("_score") if score is None else score
-    source = {k: v for k, v in (hit.get("_source") or {}).items() if not k.endswith("_vector") and k != COPY_FIELD}
+    source = without_vectors(hit.get("_source") or {})
     return {"id": hit["_id"], "score": round(float(value or 0.0), 6), **source}
 
 

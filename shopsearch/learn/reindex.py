@@ -40,7 +40,8 @@ from shopsearch.errors import RolloutError, RolloutInterrupted, RolloutNotFound
 from shopsearch.index.catalogue import create_catalogue_version
 from shopsearch.index.versions import check_catalogue_name, list_versions, live_index
 from shopsearch.index.meta import update_meta
-from shopsearch.index.vectors import COPY_FIELD, NO_VECTORS, read_with_vectors, scan_with_vectors, with_vectors
+from shopsearch.index.vectors import (COPY_FIELD, NO_VECTORS, read_with_vectors, scan_with_vectors, with_vectors,
+                                      without_vectors)
 from shopsearch.ingest.pipeline import Runner, Summary, index_items, restore_refresh, run_ingest
 from shopsearch.ingest.write import document, write_documents
 from shopsearch.learn import registry
@@ -62,7 +63,7 @@ def item_from_document(source: dict) -> dict:
     ...                     "flags": ["image_unreadable"], "image": "/i/1.jpg", "text_vector": [0.1]})
     {'id': '1', 'title': 'Mug', 'flags': [], 'image': '/i/1.jpg', 'category_path': ['Home', 'Cups']}
     """
-    item = {k: v for k, v in source.items() if k not in _DERIVED and k != COPY_FIELD and not k.endswith("_vector")}
+    item = {k: v for k, v in without_vectors(source).items() if k not in _DERIVED}
     parts, before = [], None
     for prefix in source.get("category_path") or []:  # "A", "A > B", ... -> "A", "B", ...
         parts.append(prefix if before is None else prefix[len(before) + 3:])

@@ -17,7 +17,7 @@ shows plus what ranking needs), never a vector.
 from __future__ import annotations
 
 from shopsearch.errors import SettingsError
-from shopsearch.index.vectors import NO_VECTORS as STORED_VECTORS
+from shopsearch.index.vectors import SOURCE_WITHOUT_VECTORS, is_vector_field
 from shopsearch.settings import default
 
 
@@ -58,7 +58,7 @@ def field_names(fields: tuple[str, ...]) -> list[str]:
 TEXT_FIELDS = parse_text_fields(default("text_fields"))
 
 
-NO_VECTORS = {"excludes": list(STORED_VECTORS)}  # the k-NN fields and their compact copy (index/vectors.py)
+NO_VECTORS = SOURCE_WITHOUT_VECTORS  # the k-NN fields and their compact copy (index/vectors.py)
 # what ranking reads from a candidate beyond what the page shows: the personal boost (category,
 # brand, price_norm), the popularity boost and browse blend, and the re-ranker's item text
 # and the learned ranker's features (``features.py``: price band, colour / material words, rating)
@@ -90,10 +90,10 @@ def source_filter(response_fields: str | list[str] | None) -> dict:
     {'excludes': ['*_vector', 'vector_copy']}
     """
     if response_fields is None:
-        return dict(NO_VECTORS)
+        return {"excludes": list(NO_VECTORS["excludes"])}
     names = response_fields.split(",") if isinstance(response_fields, str) else list(response_fields)
-    shown = {n.strip() for n in names if n.strip() and not n.strip().endswith("_vector")}
-    return {"includes": sorted(shown | set(RANKING_FIELDS)), **NO_VECTORS}
+    shown = {n.strip() for n in names if n.strip() and not is_vector_field(n.strip())}
+    return {"includes": sorted(shown | set(RANKING_FIELDS)), "excludes": list(NO_VECTORS["excludes"])}
 
 
 def feature_clauses(q: str) -> list[dict]:

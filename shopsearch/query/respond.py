@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shopsearch import hooks
-from shopsearch.index.vectors import COPY_FIELD
+from shopsearch.index.vectors import is_vector_field
 
 
 @dataclass
@@ -67,7 +67,7 @@ def shown_fields(response_fields: str | None) -> frozenset[str] | None:
     """
     if response_fields is None:
         return None
-    return frozenset(f.strip() for f in response_fields.split(",") if f.strip() and not f.strip().endswith("_vector"))
+    return frozenset(f.strip() for f in response_fields.split(",") if f.strip() and not is_vector_field(f.strip()))
 
 
 def hit_fields(source: dict, shown: frozenset[str] | None) -> dict:
@@ -77,7 +77,7 @@ def hit_fields(source: dict, shown: frozenset[str] | None) -> dict:
     {'title': 'T'}
     """
     return {k: v for k, v in source.items()
-            if not k.endswith("_vector") and k != COPY_FIELD and (shown is None or k in shown)}
+            if not is_vector_field(k) and (shown is None or k in shown)}
 
 
 def respond(live, req, answer: Answer, pipeline: str, shown: frozenset[str] | None = None) -> dict:
