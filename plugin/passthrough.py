@@ -6,8 +6,9 @@ segment), and it is the target that was checked: what urllib3 would make of it i
 before sending. The request goes on urllib3's keep-alive pool to the cluster's host
 (``cluster.raw_pool``), without requests' per-request session work. Bodies (JSON, NDJSON
 ``_bulk``/``_msearch``) are sent byte for byte; responses are streamed back without decoding, so
-compressed and chunked answers arrive unchanged. The proxy never lends its own rights: credentials in ``opensearch_url`` are not used here, and the admin
-token that opened a request is not forwarded.
+compressed and chunked answers arrive unchanged. The proxy never lends its own rights:
+credentials in ``opensearch_url`` are not used here, and the admin token that opened a request
+is not forwarded.
 """
 
 from __future__ import annotations
