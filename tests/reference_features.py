@@ -13,11 +13,10 @@ import re
 import numpy as np
 
 from shopsearch import hooks
-from shopsearch.query.build import FEATURE_FIELDS
 from shopsearch.query.features import FeatureTable, shopper_features
 
 # the columns as first written (the package has added columns since; these keep their values)
-MATCH_NAMES = tuple(FEATURE_FIELDS) + ("title_all", "title_phrase", "title_near", "title_fuzzy")
+MATCH_NAMES = ("title", "title_all", "title_phrase", "title_near", "title_fuzzy")
 RETRIEVAL = ("bm25", "bm25_rank", "bm25_share", "vector", "vector_rank", "vector_gap", "fused", "fused_rank")
 TEXT = ("title_terms_share", "title_prefix_share", "numbers_share", "codes_share", "query_numbers",
         "brand_in_query", "colour_in_query", "material_in_query", "title_terms", "query_terms",
@@ -85,20 +84,44 @@ def text_features(query_terms: list[str], source: dict, rarity: dict[str, float]
             rare)
 
 
+def osa_distance(a: str, b: str) -> int:
+    """Optimal string alignment distance (Damerau-Levenshtein without repeated edits of a substring)."""
+    d = [[i + j if i * j == 0 else 0 for j in range(len(b) + 1)] for i in range(len(a) + 1)]
+    for i in range(1, len(a) + 1):
+        for j in range(1, len(b) + 1):
+            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] != b[j - 1]))
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
+    return d[len(a)][len(b)]
+
+
+def title_matches(q: list[str], title: list[str]) -> tuple[float, ...]:
+    """Any query term in the title, all, the phrase, all within three extra positions, all within a typo
+    (words with a digit exact)."""
+    present = [t in title for t in q]
+    every = all(present) and bool(q)
+    phrase = every and any(title[i:i + len(q)] == q for i in range(len(title)))
+    width = len(set(q)) + 3
+    near = every and any(set(q) <= set(title[i:i + width]) for i in range(len(title)))
+    def close(t, w):
+        edits = 0 if len(t) <= 2 or any(c.isdigit() for c in t) else 1 if len(t) <= 5 else 2
+        return w == t or (edits > 0 and w[0] == t[0] and osa_distance(t, w) <= edits)
+    fuzzy = bool(q) and all(any(close(t, w) for w in title) for t in q)
+    return float(any(present)), float(every), float(phrase), float(near), float(fuzzy)
+
+
 def _plugin_features() -> list[tuple[str, object]]:
     return [(n, f) for n, f in hooks.ranking_features() if n not in HOOKED_BUILT_INS]
 
 
 def reference_feature_table(text: str, ranked: list[tuple[str, float]], sources: dict[str, dict], bm25: dict[str, float],
-                  knn: dict[str, float], matched: dict | None = None, profile: dict | None = None) -> FeatureTable:
+                  knn: dict[str, float], profile: dict | None = None) -> FeatureTable:
     """Every feature of the candidates ``ranked`` (fused order, best first) of the query ``text``.
 
     ``bm25`` and ``knn`` are the retrieval scores by id (the k-NN score is Lucene's
-    ``(1 + cosine) / 2``, turned back into the cosine), ``matched`` the feature clauses each BM25
-    hit matched (a list of names, or names to scores).
+    ``(1 + cosine) / 2``, turned back into the cosine).
     """
     ids = [d for d, _ in ranked]
-    matched = matched or {}
     q = tokens(text)
     bm25_ranks, knn_ranks = _ranks(ids, bm25), _ranks(ids, knn)
     best = max(bm25.values(), default=0.0) or 1.0
@@ -121,10 +144,7 @@ def reference_feature_table(text: str, ranked: list[tuple[str, float]], sources:
         m[i, 0:len(RETRIEVAL)] = (NAN if b is None else b, bm25_ranks.get(d, NAN), NAN if b is None else b / best,
                                   NAN if v is None else 2.0 * v - 1.0, knn_ranks.get(d, NAN),
                                   NAN if v is None else 2.0 * (closest - v), fused, i + 1)
-        if b is not None:
-            hit = matched.get(d) or ()
-            scored = hit if isinstance(hit, dict) else None
-            m[i, len(RETRIEVAL):t0] = [(scored.get(n, 0.0) if scored is not None else float(n in hit)) for n in MATCH_NAMES]
+        m[i, len(RETRIEVAL):t0] = title_matches(q, titles[i])
         m[i, t0:p0] = text_features(q, src, rarity, titles[i])
         price = prices[i]
         m[i, p0:p0 + len(PRODUCT)] = (

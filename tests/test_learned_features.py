@@ -14,7 +14,6 @@ import pytest
 NAN = float("nan")
 
 from shopsearch import hooks
-from shopsearch.query.build import bm25_body, feature_clauses
 from shopsearch.query.features import BUILT_IN, MATCH_NAMES, TEXT, feature_table, sizes, shopper_features, text_features, tokens, words
 
 from .conftest import DATA
@@ -32,8 +31,7 @@ RANKED = [("173670", 0.9), ("102893", 0.6), ("100001", 0.2)]
 
 
 def table(**kw):
-    args = dict(bm25={"173670": 17.6, "100001": 4.0}, knn={"102893": 0.8, "100001": 0.7},
-                matched={"173670": ["title", "title_fuzzy"], "100001": {"title": 3.5}})
+    args = dict(bm25={"173670": 17.6, "100001": 4.0}, knn={"102893": 0.8, "100001": 0.7})
     args.update(kw)
     return feature_table(QUERY, RANKED, SOURCES, **args)
 
@@ -54,17 +52,35 @@ def test_every_candidate_gets_one_row_in_the_fused_order_with_every_built_in_col
     assert t.column("fused_rank").tolist() == [1.0, 2.0, 3.0]
 
 
-def test_a_candidate_the_bm25_list_missed_has_no_bm25_and_unknown_named_matches():
+def test_a_candidate_the_bm25_list_missed_has_no_bm25_but_its_title_matches():
     t = table()
-    row = t.row(1)  # 102893: k-NN only
-    assert row["bm25"] is None and all(row[f"match_{n}"] is None for n in MATCH_NAMES)
+    row = t.row(1)  # 102893: k-NN only, "... Galvanized Steel Joist Hanger": no query word
+    assert row["bm25"] is None and all(row[f"match_{n}"] == 0.0 for n in MATCH_NAMES)
     assert row["vector"] == pytest.approx(0.6)  # Lucene's (1 + cos) / 2 = 0.8 turned back into the cosine
 
 
-def test_named_matches_are_flags_or_the_clusters_scores_when_it_sends_them():
-    t = table()
-    assert t.row(0)["match_title"] == 1.0 and t.row(0)["match_title_fuzzy"] == 1.0 and t.row(0)["match_title_phrase"] == 0.0
-    assert t.row(2)["match_title"] == 3.5 and t.row(2)["match_title_phrase"] == 0.0
+def test_title_matches_are_read_from_the_title_for_every_candidate():
+    t = feature_table("metal brakets", [("a", 1.0), ("b", 0.5), ("c", 0.2)],
+                      {"a": {"title": "Steel Metal Brackets"}, "b": {"title": "Metal Brackets, 2-Pack"},
+                       "c": {"title": "Brackets for a metal shelf"}}, bm25={}, knn={})
+    assert [t.row(i)["match_title"] for i in range(3)] == [1.0, 1.0, 1.0]   # "metal" in each title
+    assert [t.row(i)["match_title_all"] for i in range(3)] == [0.0, 0.0, 0.0]   # "brakets" in none
+    assert [t.row(i)["match_title_fuzzy"] for i in range(3)] == [1.0, 1.0, 1.0]   # brakets: one edit from bracket
+
+
+def test_the_phrase_needs_the_words_in_order_and_proximity_allows_three_between():
+    t = feature_table("metal shelf", [("a", 1.0), ("b", 0.5), ("c", 0.2)],
+                      {"a": {"title": "Metal Shelf Bracket"}, "b": {"title": "Shelf of Painted Metal"},
+                       "c": {"title": "Metal Brackets for a Wall Mounted Glass Shelf"}}, bm25={}, knn={})
+    assert [t.row(i)["match_title_phrase"] for i in range(3)] == [1.0, 0.0, 0.0]
+    assert [t.row(i)["match_title_near"] for i in range(3)] == [1.0, 1.0, 0.0]
+
+
+def test_a_typo_in_the_first_letter_or_a_short_word_is_no_fuzzy_match():
+    t = feature_table("kombo 2x4", [("a", 1.0), ("b", 0.5)],
+                      {"a": {"title": "Combo Kit 2x4"}, "b": {"title": "Kombi Kit 2x6"}}, bm25={}, knn={})
+    assert t.row(0)["match_title_fuzzy"] == 0.0   # combo: the first letter differs
+    assert t.row(1)["match_title_fuzzy"] == 0.0   # kombi is one edit away, but 2x6 is no typo of 2x4
 
 
 def test_dimensions_in_the_query_match_the_title_written_with_inches():
@@ -105,13 +121,6 @@ def test_a_plugin_ranking_feature_becomes_a_column():
     assert t.column("title_chars").tolist() == [len(SOURCES[d]["title"]) for d, _ in RANKED]
 
 
-def test_named_clauses_ride_in_filter_context_beside_match_all_so_no_score_changes():
-    body = bm25_body(QUERY, 10, named=True)
-    assert body["query"]["bool"]["must"] == bm25_body(QUERY, 10)["query"]["bool"]["must"]
-    should = body["query"]["bool"]["filter"][-1]["bool"]["should"]
-    assert should[-1] == {"match_all": {}} and should[:-1] == feature_clauses(QUERY)
-
-
 # --- the table over all candidates at once gives the one-candidate-at-a-time numbers ----------
 
 def _home_depot():
@@ -147,30 +156,19 @@ def _candidates(products, judged, q, n=100):
     ranked = sorted(((d, (digest[d] % 1000) / 1000.0) for d in chosen), key=lambda p: -p[1])
     bm25 = {d: 1.0 + digest[d] % 2000 / 100.0 for d in chosen if digest[d] % 5}
     knn = {d: 0.5 + digest[d] % 500 / 1000.0 for d in chosen if digest[d] % 3}
-    names = list(MATCH_NAMES)
-    matched = {d: [m for j, m in enumerate(names) if digest[d] >> j & 1] for d in bm25}
     sources = {d: {**products[d], **({"price": digest[d] % 300 / 3.0} if digest[d] % 7 else {})} for d in chosen}
-    return ranked, sources, bm25, knn, matched
+    return ranked, sources, bm25, knn
 
 
 def test_the_table_over_all_candidates_equals_the_one_candidate_at_a_time_reference(home_depot):
     products, judged = home_depot
     queries = sorted(judged)[::97]  # about 85 real queries over the alphabet, some with sizes and model numbers
     for q in queries:
-        ranked, sources, bm25, knn, matched = _candidates(products, judged, q)
-        new = feature_table(q, ranked, sources, bm25, knn, matched)
-        old = reference_feature_table(q, ranked, sources, bm25, knn, matched)
+        ranked, sources, bm25, knn = _candidates(products, judged, q)
+        new = feature_table(q, ranked, sources, bm25, knn)
+        old = reference_feature_table(q, ranked, sources, bm25, knn)
         assert new.ids == old.ids and new.names[:len(old.names)] != [] and set(old.names) <= set(new.names)
         np.testing.assert_array_equal(new.select(old.names), old.matrix, err_msg=q)
-
-
-def test_the_scores_the_cluster_sends_for_named_matches_are_read_like_the_reference(home_depot):
-    products, judged = home_depot
-    q = sorted(judged)[0]
-    ranked, sources, bm25, knn, _ = _candidates(products, judged, q)
-    scored = {d: {"title": 2.5, "title_all": 1.25} for d in bm25}
-    old = reference_feature_table(q, ranked, sources, bm25, knn, scored)
-    np.testing.assert_array_equal(feature_table(q, ranked, sources, bm25, knn, scored).select(old.names), old.matrix)
 
 
 def test_every_home_depot_title_tokenises_as_the_reference_does(home_depot):

@@ -23,8 +23,8 @@ def tables():
     products, judged = _home_depot()
     out = []
     for q in sorted(judged)[::211]:
-        ranked, sources, bm25, knn, matched = _candidates(products, judged, q, n=60)
-        table = feature_table(q, ranked, sources, bm25, knn, matched)
+        ranked, sources, bm25, knn = _candidates(products, judged, q, n=60)
+        table = feature_table(q, ranked, sources, bm25, knn)
         labels = [4 if d in judged[q] else 0 for d in table.ids]
         out.append((table, labels))
     return out

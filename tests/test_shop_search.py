@@ -251,7 +251,30 @@ def test_hits_show_only_the_response_fields_and_explain_shows_the_ranking_fields
     explained = lean.search(shop, SearchRequest(q="red dress", explain=True))
     assert any("category" in h for h in explained["hits"])  # ranking read it, explain shows it
     sent = explained["explain"]["requests"]
-    assert sent and all(set(b["_source"]["includes"]) >= {"id", "title", "price", "category", "price_norm"} for b in sent)
+    # read from doc values (the stored documents are never opened): the shown and the ranking fields
+    assert sent and all(b["stored_fields"] == "_none_" and b["_source"] is False for b in sent)
+    assert all(set(b["docvalue_fields"]) >= {"id", "title.raw", "price", "category.raw", "price_norm"} for b in sent)
+
+
+def test_hits_read_from_doc_values_show_what_the_stored_documents_hold(client, settings, shop):
+    searcher = Searcher(client, settings)
+    assert not searcher.live(shop).fetch.from_source
+    shown = set(settings.response_fields.split(","))
+    for q in ("red dress", "men sports shoes", "watch"):
+        hits = searcher.search(shop, SearchRequest(q=q, size=20))["hits"]
+        stored = {d["_id"]: d["_source"] for d in client.mget(index=shop, body={"ids": [h["id"] for h in hits]})["docs"]}
+        assert hits and any("price" in h for h in hits)  # the rich products have prices: floats given back as stored
+        for hit in hits:
+            expected = {k: v for k, v in stored[hit["id"]].items() if k in shown and v not in (None, [], "")}
+            assert {k: v for k, v in hit.items() if k != "score"} == expected
+
+
+def test_a_description_in_the_result_list_makes_the_hits_bring_their_source(client, settings, shop):
+    wordy = Searcher(client, settings.replace(response_fields="id,title,description"))
+    assert wordy.live(shop).fetch.from_source
+    r = wordy.search(shop, SearchRequest(q="red dress", explain=True))
+    assert r["hits"] and any(h.get("description") for h in r["hits"])
+    assert all("description" in b["_source"]["includes"] for b in r["explain"]["requests"])
 
 
 @pytest.mark.parametrize("params", [{"q": "red dress"}, {"q": "watch", "user": "alice", "explain": "true"},

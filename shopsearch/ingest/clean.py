@@ -24,6 +24,7 @@ from typing import Any, Iterable
 
 from shopsearch import hooks
 from shopsearch.errors import Rejected
+from shopsearch.index.fetch import MAX_KEYWORD_CHARS
 from shopsearch.ingest.read import ERROR, UNPARSEABLE
 
 
@@ -285,6 +286,28 @@ def check_required(item: dict) -> None:
         raise Rejected("missing_title", f"product {item['id']} has no title")
 
 
+# fields kept whole as keywords (doc values a result list is read from: ``index/fetch.py``)
+KEYWORD_FIELDS = ("id", "title", "brand", "colour", "material", "gender")
+
+
+def check_lengths(item: dict, limit: int = MAX_KEYWORD_CHARS) -> None:
+    """Raise :class:`Rejected` when a field kept whole as a keyword, or a category segment, is over ``limit`` characters.
+
+    OpenSearch would keep such a value only in ``_source`` (or refuse the document), and a result
+    list read from doc values would show the product without it.
+
+    >>> check_lengths({"id": "1", "title": "x" * 9000})
+    Traceback (most recent call last):
+    ...
+    shopsearch.errors.Rejected: too_long: product 1: title has 9000 characters (at most 8191)
+    """
+    named = [(name, item.get(name)) for name in KEYWORD_FIELDS]
+    named += [("category_path", segment) for segment in item.get("category_path") or ()]
+    for name, value in named:
+        if isinstance(value, str) and len(value) > limit:
+            raise Rejected("too_long", f"product {item.get('id')}: {name} has {len(value)} characters (at most {limit})")
+
+
 _IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a")
 
 
@@ -350,8 +373,8 @@ def clean_item(source_item: dict, base_dir: str | Path | None = None) -> CleanRe
     """Apply every rule to one source item (from :func:`~.catalogue.apply_field_map`).
 
     Order: unparseable record, text fields, required id and title, price, rating, popularity,
-    category path, attributes, image. The first failing rule rejects; image problems only add
-    a flag. A clean item has the canonical fields plus ``flags`` and ``content_hash``.
+    category path, lengths (:func:`check_lengths`), attributes, image. The first failing rule
+    rejects; image problems only add a flag. A clean item has the canonical fields plus ``flags`` and ``content_hash``.
     """
     def reject(error: Rejected) -> CleanResult:
         return CleanResult(reason=error.reason, detail=error.detail, record=source_item)
@@ -367,6 +390,10 @@ def clean_item(source_item: dict, base_dir: str | Path | None = None) -> CleanRe
     except Rejected as error:
         return reject(error)
     item["category_path"] = normalise_category_path(source_item.get("category_path"))
+    try:
+        check_lengths(item)
+    except Rejected as error:
+        return reject(error)
     item["attributes"] = _clean_attributes(source_item.get("attributes"))
     item["image"], flag = check_image(source_item.get("image"), base_dir)
     item["flags"] = [flag] if flag else []

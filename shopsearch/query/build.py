@@ -7,8 +7,10 @@ their profile (:func:`profile_body`) and their own products that answer the quer
 (:func:`personal_lookup_body`: a terms lookup on the profile, so neither needs the profile first
 and a personalised search stays one ``_msearch``). Fusion is in ``fuse.py``.
 
-Every body fetches only the fields ``source`` names (:func:`source_filter`: what the result list
-shows plus what ranking needs), never a vector.
+Every body fetches only what the result list shows plus what ranking needs, never a vector: from
+doc values where the index keeps each of those fields exactly (:func:`fetch_for`, ``index/fetch.py``:
+a hit's stored fields cost more to read than the search that found it), else from ``_source``
+(:func:`source_filter`).
 
 >>> bm25_body("red shoes", 5)["query"]["bool"]["must"][0]["multi_match"]["query"]
 'red shoes'
@@ -17,6 +19,7 @@ shows plus what ranking needs), never a vector.
 from __future__ import annotations
 
 from shopsearch.errors import SettingsError
+from shopsearch.index.fetch import Fetch, plan_fetch, source_fetch
 from shopsearch.index.vectors import SOURCE_WITHOUT_VECTORS, is_vector_field
 from shopsearch.settings import default
 
@@ -70,17 +73,6 @@ PROFILE_EXCLUDES = ["vector", "stats.vector_sum", "stats.prices"]
 PROFILE_ITEMS_FIELD = "item_ids"  # the profile's products, strongest first: the path of the terms lookup
 PERSONAL_SIZE = 500               # at most this many of them (the profile keeps 500)
 
-# The text fields whose matches the learned ranker reads (``features.py``), by feature name: the
-# one place to add a field to the ranker's named matches. Only the title since #14: on Home Depot
-# the brand, description, colour and material clauses never told candidates apart (no split in
-# the served model; the source fields' own features read those words) and cost ~2 ms of the BM25
-# request's fetch work on this machine.
-FEATURE_FIELDS = {"title": "title"}
-# prefix_length of the ranker's fuzzy title match: 0 (the default) expands every term to every
-# term of the index within AUTO edits and cost ~9 ms of each BM25 request under load; with the
-# first letter fixed, ~4 ms (typos rarely hit the first letter: the ``fuzzy_prefix_length`` default)
-FEATURE_FUZZY_PREFIX = 1
-
 def source_filter(response_fields: str | list[str] | None) -> dict:
     """``_source`` of every sub-request: the fields a result list shows plus what ranking needs, never vectors.
 
@@ -91,29 +83,45 @@ def source_filter(response_fields: str | list[str] | None) -> dict:
     """
     if response_fields is None:
         return {"excludes": list(NO_VECTORS["excludes"])}
-    names = response_fields.split(",") if isinstance(response_fields, str) else list(response_fields)
-    shown = {n.strip() for n in names if n.strip() and not is_vector_field(n.strip())}
-    return {"includes": sorted(shown | set(RANKING_FIELDS)), "excludes": list(NO_VECTORS["excludes"])}
+    return {"includes": sorted(set(shown_names(response_fields)) | set(RANKING_FIELDS)),
+            "excludes": list(NO_VECTORS["excludes"])}
 
 
-def feature_clauses(q: str) -> list[dict]:
-    """Named queries whose matches the learned ranker reads as features (``hit.matched_queries``).
+def hit_fields(source: dict | None = None, fetch: dict | None = None) -> dict:
+    """The part of a candidate request that says what each hit brings: ``fetch`` (an
+    ``index.fetch.Fetch.body``: doc values) when given, else ``_source`` with the ``source`` filter.
 
-    Per field of :data:`FEATURE_FIELDS` a ``match``; on the title also all terms, the phrase,
-    the terms within three positions (proximity) and a fuzzy match (typos, ``brakets``; the
-    first letter exact, :data:`FEATURE_FUZZY_PREFIX`).
-
-    >>> [c[next(iter(c))][next(iter(c[next(iter(c))]))]["_name"] for c in feature_clauses("2x6 bracket")]
-    ['title', 'title_all', 'title_phrase', 'title_near', 'title_fuzzy']
+    >>> hit_fields({"includes": ["id"]})
+    {'_source': {'includes': ['id']}}
+    >>> hit_fields(fetch={"_source": False, "stored_fields": "_none_", "docvalue_fields": ["id"]})["stored_fields"]
+    '_none_'
     """
-    out = [{"match": {field: {"query": q, "_name": name}}} for name, field in FEATURE_FIELDS.items()]
-    title = FEATURE_FIELDS["title"]
-    out += [{"match": {title: {"query": q, "operator": "and", "_name": "title_all"}}},
-            {"match_phrase": {title: {"query": q, "_name": "title_phrase"}}},
-            {"match_phrase": {title: {"query": q, "slop": 3, "_name": "title_near"}}},
-            {"match": {title: {"query": q, "fuzziness": "AUTO", "prefix_length": FEATURE_FUZZY_PREFIX, "operator": "and",
-                               "_name": "title_fuzzy"}}}]
-    return out
+    return dict(fetch) if fetch is not None else {"_source": source or NO_VECTORS}
+
+
+def fetch_for(properties: dict, response_fields: str | None) -> Fetch:
+    """How the candidates of an index with mapping ``properties`` bring what the result list shows
+    plus what ranking reads: doc values when all of them have an exact column, else ``_source``
+    (``index/fetch.py``; ``response_fields`` None: every field, from ``_source``).
+
+    >>> props = {n: {"type": "keyword"} for n in RANKING_FIELDS}
+    >>> fetch_for(props, "id,title").from_source, fetch_for({}, "id,title").from_source
+    (False, True)
+    """
+    source = source_filter(response_fields)
+    if response_fields is None:
+        return source_fetch(source)
+    return plan_fetch(properties, source["includes"], shown=shown_names(response_fields), source=source)
+
+
+def shown_names(response_fields: str | list[str]) -> list[str]:
+    """The field names of the ``response_fields`` setting, vectors left out.
+
+    >>> shown_names("title, price,fused_vector")
+    ['title', 'price']
+    """
+    names = response_fields.split(",") if isinstance(response_fields, str) else list(response_fields)
+    return [n.strip() for n in names if n.strip() and not is_vector_field(n.strip())]
 
 
 def text_match(q: str, fields: tuple[str, ...] = TEXT_FIELDS, tie_breaker: float = 0.0) -> dict:
@@ -136,16 +144,13 @@ def fuzzy_words(q: str, min_length: int = 4) -> str:
 
 
 def bm25_body(q: str, size: int, filters: list[dict] | None = None, boosts: list[dict] | None = None,
-              source: dict | None = None, named: bool = False, fields: tuple[str, ...] = TEXT_FIELDS,
-              tie_breaker: float = 0.0, fuzzy: dict | None = None) -> dict:
+              source: dict | None = None, fields: tuple[str, ...] = TEXT_FIELDS,
+              tie_breaker: float = 0.0, fuzzy: dict | None = None, fetch: dict | None = None) -> dict:
     """A BM25 ``multi_match`` over the text fields; ``boosts`` are optional should clauses.
 
     ``fuzzy`` (``{"prefix_length": 1, "weight": 0.5}``) adds a fuzzy ``multi_match`` of the query's
     words (:func:`fuzzy_words`) beside the exact one, either sufficing, so a misspelt word still
-    finds its products while exact matches keep the higher score. ``named``: the
-    :func:`feature_clauses` ride along in filter context beside ``match_all``, so they neither
-    filter nor change a score; each hit then lists the ones it matches. (OpenSearch 2.19's
-    ``_msearch`` does not return named queries' scores, only their names: issue #19102.)
+    finds its products while exact matches keep the higher score.
     """
     must = text_match(q, fields, tie_breaker)
     bent = fuzzy_words(q) if fuzzy else ""
@@ -155,11 +160,9 @@ def bm25_body(q: str, size: int, filters: list[dict] | None = None, boosts: list
                                     boost=fuzzy.get("weight", 0.5))
         must = {"bool": {"should": [must, loose], "minimum_should_match": 1}}
     query: dict = {"must": [must], "filter": list(filters or [])}
-    if named:
-        query["filter"].append({"bool": {"should": feature_clauses(q) + [{"match_all": {}}]}})
     if boosts:
         query["should"] = boosts
-    return {"size": size, "_source": source or NO_VECTORS, "query": {"bool": query}}
+    return {"size": size, **hit_fields(source, fetch), "query": {"bool": query}}
 
 
 def split_understood_filters(clauses: list[dict], mode: str) -> tuple[list[dict], list[dict]]:
@@ -182,12 +185,12 @@ def split_understood_filters(clauses: list[dict], mode: str) -> tuple[list[dict]
 
 
 def knn_body(vector: list[float], size: int, k: int, filters: list[dict] | None = None, field: str = "fused_vector",
-             source: dict | None = None) -> dict:
+             source: dict | None = None, fetch: dict | None = None) -> dict:
     """A k-NN query with the filters applied inside the k-NN search (Lucene efficient filtering)."""
     knn: dict = {"vector": vector, "k": k}
     if filters:
         knn["filter"] = {"bool": {"filter": filters}}
-    return {"size": size, "_source": source or NO_VECTORS, "query": {"knn": {field: knn}}}
+    return {"size": size, **hit_fields(source, fetch), "query": {"knn": {field: knn}}}
 
 
 def category_clause(category: str) -> dict:
@@ -196,14 +199,14 @@ def category_clause(category: str) -> dict:
                      "minimum_should_match": 1}}
 
 
-def popular_body(size: int, filters: list[dict], source: dict | None = None) -> dict:
+def popular_body(size: int, filters: list[dict], source: dict | None = None, fetch: dict | None = None) -> dict:
     """The most popular products passing ``filters`` (a browse query's candidates), id as tie-break."""
-    return {"size": size, "_source": source or NO_VECTORS, "query": {"bool": {"filter": filters}},
+    return {"size": size, **hit_fields(source, fetch), "query": {"bool": {"filter": filters}},
             "sort": [{"popularity_norm": {"order": "desc", "missing": "_last"}}, {"id": "asc"}]}
 
 
 def personal_body(q: str, ids: list[str], filters: list[dict], text_must: bool = True, source: dict | None = None,
-                  fields: tuple[str, ...] = TEXT_FIELDS) -> dict:
+                  fields: tuple[str, ...] = TEXT_FIELDS, fetch: dict | None = None) -> dict:
     """The shopper's own products ``ids`` that answer the query: same text match and filters.
 
     Retrieval alone would miss a shopper's usual product when a hundred others score higher;
@@ -211,11 +214,12 @@ def personal_body(q: str, ids: list[str], filters: list[dict], text_must: bool =
     (A profile stored before ``item_ids`` existed is asked this way, a second request; see
     :func:`personal_lookup_body` for the one-request form.)
     """
-    return _personal(q, {"ids": {"values": ids}}, len(ids), filters, text_must, source, fields)
+    return _personal(q, {"ids": {"values": ids}}, len(ids), filters, text_must, hit_fields(source, fetch), fields)
 
 
 def personal_lookup_body(q: str, profiles_index: str, profile_doc: str, filters: list[dict], text_must: bool = True,
-                         source: dict | None = None, fields: tuple[str, ...] = TEXT_FIELDS) -> dict:
+                         source: dict | None = None, fields: tuple[str, ...] = TEXT_FIELDS,
+                         fetch: dict | None = None) -> dict:
     """:func:`personal_body` without knowing the profile: the ids come from a terms lookup on the
     profile document's ``item_ids`` (no profile, or none there: no hits).
 
@@ -223,15 +227,15 @@ def personal_lookup_body(q: str, profiles_index: str, profile_doc: str, filters:
     {'terms': {'_id': {'index': 'profiles', 'id': 'shop:u1', 'path': 'item_ids'}}}
     """
     lookup = {"terms": {"_id": {"index": profiles_index, "id": profile_doc, "path": PROFILE_ITEMS_FIELD}}}
-    return _personal(q, lookup, PERSONAL_SIZE, filters, text_must, source, fields)
+    return _personal(q, lookup, PERSONAL_SIZE, filters, text_must, hit_fields(source, fetch), fields)
 
 
-def _personal(q: str, which: dict, size: int, filters: list[dict], text_must: bool, source: dict | None,
+def _personal(q: str, which: dict, size: int, filters: list[dict], text_must: bool, fetched: dict,
               fields: tuple[str, ...] = TEXT_FIELDS) -> dict:
     query: dict = {"filter": list(filters) + [which]}
     if text_must:
         query["must"] = [text_match(q, fields)]
-    return {"size": size, "_source": source or NO_VECTORS, "query": {"bool": query}}
+    return {"size": size, **fetched, "query": {"bool": query}}
 
 
 def profile_body(profile_doc: str) -> dict:

@@ -6,11 +6,12 @@ feature costs another round trip:
 
 - retrieval: BM25 score, its rank and share of the best BM25 score; the k-NN cosine and rank;
   the fused score and rank;
-- named matches (``build.feature_clauses``, in the BM25 request): per field of
-  ``build.FEATURE_FIELDS`` (title, brand, description, and whatever field is added there) and
-  on the title all terms, the phrase, proximity (within three positions) and fuzzy; 1 / 0, or
-  missing for a candidate the BM25 list did not return. (When the cluster returns named
-  queries' scores, OpenSearch 3.3+, the value is that field's BM25 score.)
+- title matches (:func:`match_columns`, 1 / 0 for every candidate): any query term, all of
+  them, the phrase, all within three extra positions (proximity), and all within a typo
+  (Lucene's fuzzy ``AUTO``: one edit up to five letters, two beyond; the first letter exact;
+  sizes and model numbers exact).
+  They were named queries in the BM25 request until #13; evaluated by OpenSearch for each hit
+  in the fetch phase, they cost 2.6 ms of its 4 ms, and only BM25 hits had them.
 - text overlap from the source fields: share of query terms in the title, partial (prefix)
   matches, numbers and model codes (``2x6``, ``18v``) found in the title, brand / colour /
   material words named in the query, title and query lengths, the query's last term (most often
@@ -28,7 +29,7 @@ query); plugins keep the hook's one-candidate interface. A model uses the column
 card: a column added later is ignored by models trained before it, a missing one is NaN.
 
 >>> t = feature_table("2x6 bracket", [("a", 1.0), ("b", 0.4)], {"a": {"title": "Simpson 2x6 Bracket"}, "b": {"title": "Shelf"}},
-...                   bm25={"a": 9.0}, knn={"b": 0.8}, matched={"a": ["title", "title_all"]})
+...                   bm25={"a": 9.0}, knn={"b": 0.8})
 >>> t.ids, t.column("title_terms_share").tolist(), t.column("numbers_share").tolist()
 (['a', 'b'], [1.0, 0.0], [1.0, 0.0])
 """
@@ -42,11 +43,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from symspellpy.editdistance import DistanceAlgorithm, EditDistance
+
 from shopsearch import hooks
-from shopsearch.query.build import FEATURE_FIELDS
 from shopsearch.query.personalise import facet_key
 
-MATCH_NAMES = tuple(FEATURE_FIELDS) + ("title_all", "title_phrase", "title_near", "title_fuzzy")
+MATCH_NAMES = ("title", "title_all", "title_phrase", "title_near", "title_fuzzy")
 RETRIEVAL = ("bm25", "bm25_rank", "bm25_share", "vector", "vector_rank", "vector_gap", "fused", "fused_rank")
 TEXT = ("title_terms_share", "title_prefix_share", "numbers_share", "codes_share", "query_numbers",
         "brand_in_query", "colour_in_query", "material_in_query", "title_terms", "query_terms",
@@ -74,6 +76,9 @@ _SIZE = re.compile(r"(?<![\d.])(\d+(?:-\d+/\d+|/\d+|\.\d+)?)\s*-?\s*(inches|inch
                    r"volts|volt|v|amps|amp|ah|a|watts|watt|w|pounds|pound|lbs|lb|ounces|ounce|oz|mm|cm|quarts|quart|qt|"
                    r"btu|psi|gpm|cu|sq|''|\"|')(?![^\W_])")
 NAN = float("nan")
+NEAR_SLOP = 3          # title_near: the query's terms within this many extra positions
+FUZZY_PREFIX = 1       # title_fuzzy: letters that must match exactly (typos rarely hit the first)
+_EDITS = EditDistance(DistanceAlgorithm.DAMERAU_OSA)   # Lucene's fuzzy counts a transposition as one edit
 # how many distinct texts (titles, brands, colours) a process keeps tokenised: a catalogue's
 # busy products recur across queries, and tokenising is most of the features' cost
 WORDS_CACHE_SIZE = 20_000
@@ -301,16 +306,64 @@ def _retrieval_columns(ids: list[str], fused: list[float], bm25: dict[str, float
                             np.arange(1, len(ids) + 1, dtype=np.float64)])
 
 
-def _match_columns(ids: list[str], bm25: dict[str, float], matched: dict) -> np.ndarray:
-    """The named-match columns: 1 / 0 (or the cluster's score) for a BM25 hit, NaN for any other candidate."""
-    out = np.full((len(ids), len(MATCH_NAMES)), np.nan)
-    for i, d in enumerate(ids):
-        if d in bm25:
-            hit = matched.get(d) or ()
-            if isinstance(hit, dict):
-                out[i] = [hit.get(n, 0.0) for n in MATCH_NAMES]
-            else:
-                out[i] = [n in hit for n in MATCH_NAMES]
+def fuzzy_edits(term: str) -> int:
+    """How many edits a term may be from a title word (Lucene's ``AUTO``): 0 up to two letters, 1 up to
+    five, else 2; 0 for a term with a digit (a size or model number one edit from another is another).
+
+    >>> [fuzzy_edits(t) for t in ("tv", "kombo", "brakets", "2x4", "dw0240")]
+    [0, 1, 2, 0, 0]
+    """
+    if len(term) <= 2 or _DIGITS.search(term):
+        return 0
+    return 1 if len(term) <= 5 else 2
+
+
+def close_words(term: str, vocabulary: set[str]) -> set[str]:
+    """The words of ``vocabulary`` a typo away from ``term``: within :func:`fuzzy_edits`, the first letter exact.
+
+    >>> sorted(close_words("toliet", {"toilet", "toilets", "outlet"}))
+    ['toilet', 'toilets']
+    """
+    edits = fuzzy_edits(term)
+    if not edits:
+        return {term} & vocabulary
+    head, n = term[:FUZZY_PREFIX], len(term)
+    return {w for w in vocabulary if w[:FUZZY_PREFIX] == head and abs(len(w) - n) <= edits
+            and _EDITS.compare(term, w, edits) >= 0}
+
+
+def _within(title: tuple[str, ...], query_terms: list[str], slop: int) -> bool:
+    """Whether some window of ``len(query_terms) + slop`` title positions holds every query term."""
+    wanted, width = set(query_terms), len(set(query_terms)) + slop
+    for start, w in enumerate(title):
+        if w in wanted and wanted <= set(title[start:start + width]):
+            return True
+    return False
+
+
+def _phrase(title: tuple[str, ...], query_terms: list[str]) -> bool:
+    k = len(query_terms)
+    return any(list(title[i:i + k]) == query_terms for i in range(len(title) - k + 1))
+
+
+def match_columns(query_terms: list[str], titles: list[tuple[str, ...]]) -> np.ndarray:
+    """The :data:`MATCH_NAMES` columns of many candidates (pure), from their title tokens: any query
+    term, all, the phrase, all within :data:`NEAR_SLOP` extra positions, all within a typo.
+
+    >>> match_columns(tokens("metal brakets"), [words("Galvanized Metal Brackets"), words("Metal Shelf")]).tolist()
+    [[1.0, 0.0, 0.0, 0.0, 1.0], [1.0, 0.0, 0.0, 0.0, 0.0]]
+    """
+    out = np.zeros((len(titles), len(MATCH_NAMES)))
+    if not query_terms or not titles:
+        return out
+    sets = [set(t) for t in titles]
+    vocabulary = set().union(*sets)
+    close = [close_words(t, vocabulary) | {t} for t in query_terms]
+    for i, (title, have) in enumerate(zip(titles, sets)):
+        present = [t in have for t in query_terms]
+        every = all(present)
+        out[i] = (any(present), every, every and _phrase(title, query_terms),
+                  every and _within(title, query_terms, NEAR_SLOP), every or all(not have.isdisjoint(c) for c in close))
     return out
 
 
@@ -327,12 +380,11 @@ def _product_columns(sources: list[dict]) -> np.ndarray:
 
 
 def feature_table(text: str, ranked: list[tuple[str, float]], sources: dict[str, dict], bm25: dict[str, float],
-                  knn: dict[str, float], matched: dict | None = None, profile: dict | None = None) -> FeatureTable:
+                  knn: dict[str, float], profile: dict | None = None) -> FeatureTable:
     """Every feature of the candidates ``ranked`` (fused order, best first) of the query ``text``.
 
     ``bm25`` and ``knn`` are the retrieval scores by id (the k-NN score is Lucene's
-    ``(1 + cosine) / 2``, turned back into the cosine), ``matched`` the feature clauses each BM25
-    hit matched (a list of names, or names to scores). Columns are built over all candidates at
+    ``(1 + cosine) / 2``, turned back into the cosine). Columns are built over all candidates at
     once; a title is tokenised once per process (:func:`words`).
     """
     ids = [d for d, _ in ranked]
@@ -347,8 +399,9 @@ def feature_table(text: str, ranked: list[tuple[str, float]], sources: dict[str,
     p0 = t0 + len(TEXT)
     s0 = p0 + len(PRODUCT)
     m[:, :len(RETRIEVAL)] = _retrieval_columns(ids, [f for _, f in ranked], bm25, knn)
-    m[:, len(RETRIEVAL):t0] = _match_columns(ids, bm25, matched or {})
-    m[:, t0:p0] = text_columns(tokens(text), titles, srcs, rarity_from_candidates=True, query_text=text)
+    terms = tokens(text)
+    m[:, len(RETRIEVAL):t0] = match_columns(terms, titles)
+    m[:, t0:p0] = text_columns(terms, titles, srcs, rarity_from_candidates=True, query_text=text)
     m[:, p0:s0] = _product_columns(srcs)
     m[:, s0:s0 + len(SHOPPER)] = shopper_features(profile, sources, ids)
     for j, (_, feature) in enumerate(plugins, len(BUILT_IN)):

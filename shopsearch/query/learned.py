@@ -185,7 +185,7 @@ def table_of(s: Search) -> FeatureTable:
     """The feature table of a search's candidates as the ranker sees them (serving and training alike)."""
     got = s.got
     profile = s.searcher.profile(s.live.meta.get("catalogue", ""), s.req.user) if s.req.user else None
-    return feature_table(got.text, s.answer.ranked, s.answer.sources, dict(got.bm25), dict(got.knn), got.matched, profile)
+    return feature_table(got.text, s.answer.ranked, s.answer.sources, dict(got.bm25), dict(got.knn), profile)
 
 
 def explain_rows(ranker: Ranker, table: FeatureTable, x: np.ndarray, raw: np.ndarray) -> dict[str, dict]:

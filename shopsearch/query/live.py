@@ -17,8 +17,10 @@ from opensearchpy import NotFoundError, OpenSearch
 
 from shopsearch.encoders.text import resolve_model_path, text_encoder
 from shopsearch.errors import EncoderError, MappingError, SearchError
+from shopsearch.index.fetch import Fetch, source_fetch
 from shopsearch.index.mapping import check_text_dimension
 from shopsearch.index.versions import live_index
+from shopsearch.query.build import fetch_for
 from shopsearch.query.spelling import Speller, count_words, words
 from shopsearch.query.understand import Facets
 from shopsearch.settings import Settings
@@ -30,12 +32,14 @@ VOCABULARY_FIELDS = ("title.raw", "brand", "colour", "material", "category", "ca
 
 @dataclass
 class Live:
-    """One index version answering a catalogue: its name, ``_meta`` (model, version) and facets."""
+    """One index version answering a catalogue: its name, ``_meta`` (model, version), facets, and how its hits
+    bring their fields (``fetch``: doc values where its mapping keeps them exactly, ``build.fetch_for``)."""
     index: str
     meta: dict
     facets: Facets
     checked: float = field(default_factory=time.monotonic)
     speller: Speller | None = None     # typo_tolerance=spelling: built once per index version
+    fetch: Fetch = field(default_factory=source_fetch)
 
 
 def encoder_for(settings: Settings, meta: dict):
@@ -88,7 +92,8 @@ class LiveIndexes:
         self.check_dimensions(index, mapping)
         meta = mapping.get("_meta", {})
         speller = self._speller(index, meta.get("catalogue", "")) if self.settings.typo_tolerance == "spelling" else None
-        return Live(index, meta, self._facets(index), speller=speller)
+        fetch = fetch_for(mapping.get("properties", {}), self.settings.response_fields)
+        return Live(index, meta, self._facets(index), speller=speller, fetch=fetch)
 
     def check_dimensions(self, index: str, mapping: dict) -> None:
         """Refuse an index whose vectors do not fit its encoder (checked when a version goes live here)."""

@@ -7,7 +7,8 @@ requests are built in ``build.py``: BM25 and k-NN over the same filters (k-NN fi
 a browse query's most popular products and, for a known shopper, their profile and their own
 products that answer the query (a terms lookup on the profile): a personalised search is one
 ``_msearch``, like any other. Every request fetches only ``response_fields`` plus the ranking
-fields (``build.source_filter``), never a vector.
+fields, never a vector: from doc values on an index that keeps them exactly, else from
+``_source`` (the live index's ``Live.fetch``, ``build.fetch_for``).
 
 Failures degrade instead of failing: no query vector (encoder error or timeout) or a k-NN error
 gives the BM25 candidates with ``degraded`` and the reason.
@@ -49,7 +50,6 @@ class Retrieved:
     personal: list = field(default_factory=list)  # the shopper's own products that answer the query
     profile: dict | None = None        # the shopper's stored profile, read in the same _msearch (None: none)
     did_you_mean: str | None = None    # the corrected text, when spelling correction changed the query
-    matched: dict = field(default_factory=dict)   # with ``named``: BM25 hit id -> names of the feature clauses it matched
 
 
 @dataclass(frozen=True)
@@ -88,15 +88,13 @@ class Retriever:
         return vector, None
 
     def retrieve(self, live: Live, q: str, depth: int, filters: list[dict], want_vector: bool = True,
-                 personal_ids: list[str] = (), shopper: Shopper | None = None, named: bool = False) -> Retrieved:
+                 personal_ids: list[str] = (), shopper: Shopper | None = None) -> Retrieved:
         """The candidates of one query: BM25 and k-NN (and browse / personal lists, the profile) in one ``_msearch``.
 
         A browse query (a category name and nothing else) is limited to that category and also
         asks for its most popular products. A ``shopper``'s profile is read in the same request,
         and their own products that answer the query are asked for by a terms lookup on it, so
         "buy again" can lift them; ``personal_ids`` asks for given products by id instead.
-        ``named``: the BM25 request also reports which feature clauses each hit matches
-        (``build.feature_clauses``, read by the learned ranker).
         """
         rewritten = original = rewrite_query(q)
         corrected = live.speller.correct(rewritten) if live.speller is not None else None
@@ -118,9 +116,10 @@ class Retriever:
         # one the model knows, and only the lexical match needs the catalogue's spelling
         meant = text if original == rewritten or self.settings.query_filters == "filter" else original
         vector = self._vector(live, meant, got) if want_vector and not understood.sku else None
-        requests = self._requests(understood, text, depth, filters, boosts, vector, list(personal_ids), shopper, named)
+        requests = self._requests(understood, text, depth, filters, boosts, vector, list(personal_ids), shopper,
+                                  live.fetch.body)
         got.bodies = [body for _, body in requests.values()]
-        self._run(requests, got, live.index)
+        self._run(requests, got, live)
         if shopper and shopper.own_items and got.profile and PROFILE_ITEMS_FIELD not in got.profile:
             self._legacy_personal(live, understood, text, filters, got)
         return got
@@ -131,12 +130,12 @@ class Retriever:
         items = got.profile.get("items") or {}
         if not items:
             return
-        body = personal_body(text, sorted(items, key=lambda d: -items[d]), filters, not understood.browse, self.source,
-                             fields=self.text_fields)
+        body = personal_body(text, sorted(items, key=lambda d: -items[d]), filters, not understood.browse,
+                             fields=self.text_fields, fetch=live.fetch.body)
         got.bodies.append(body)
-        hits = self.client.search(index=live.index, body=body)["hits"]["hits"]
-        got.sources.update({h["_id"]: h["_source"] for h in hits})
-        got.personal = [(h["_id"], h["_score"]) for h in hits]
+        hits = [(live.fetch.read(h), h["_score"]) for h in self.client.search(index=live.index, body=body)["hits"]["hits"]]
+        got.sources.update(dict(read for read, _ in hits))
+        got.personal = [(d, score) for (d, _), score in hits]
 
     def _vector(self, live: Live, text: str, got: Retrieved) -> list[float] | None:
         """The query vector, or None with ``got.degraded`` saying why (the search goes on with BM25)."""
@@ -152,30 +151,31 @@ class Retriever:
 
     def _requests(self, understood: Understood, text: str, depth: int, filters: list[dict], boosts: list[dict],
                   vector: list[float] | None, personal_ids: list[str], shopper: Shopper | None,
-                  features: bool = False) -> dict[str, tuple]:
-        """The named requests of one search, ``name: (index or None for the live one, body)``, in ``_msearch`` order."""
-        src = self.source
-        named = {"bm25": (None, bm25_body(text, depth, filters, boosts, source=src, named=features, fields=self.text_fields,
-                                          tie_breaker=self.settings.text_tie_breaker, fuzzy=self.fuzzy))}
+                  fetch: dict | None = None) -> dict[str, tuple]:
+        """The named requests of one search, ``name: (index or None for the live one, body)``, in ``_msearch`` order
+        (``fetch``: what each candidate brings, the live index's ``Live.fetch.body``)."""
+        named = {"bm25": (None, bm25_body(text, depth, filters, boosts, fields=self.text_fields,
+                                          tie_breaker=self.settings.text_tie_breaker, fuzzy=self.fuzzy, fetch=fetch))}
         if vector is not None:
-            named["knn"] = (None, knn_body(vector, depth, depth, filters, source=src))
+            named["knn"] = (None, knn_body(vector, depth, depth, filters, fetch=fetch))
         if understood.browse:
-            named["popular"] = (None, popular_body(depth, filters, source=src))
+            named["popular"] = (None, popular_body(depth, filters, fetch=fetch))
         if personal_ids:
-            named["personal"] = (None, personal_body(text, personal_ids, filters, not understood.browse, src,
-                                                     fields=self.text_fields))
+            named["personal"] = (None, personal_body(text, personal_ids, filters, not understood.browse,
+                                                     fields=self.text_fields, fetch=fetch))
         elif shopper is not None and shopper.own_items:
             named["personal"] = (None, personal_lookup_body(text, self.settings.profiles_index, shopper.profile_doc,
-                                                            filters, not understood.browse, src, fields=self.text_fields))
+                                                            filters, not understood.browse, fields=self.text_fields,
+                                                            fetch=fetch))
         if shopper is not None:
             named["profile"] = (self.settings.profiles_index, profile_body(shopper.profile_doc))
         return named
 
-    def _run(self, named: dict[str, tuple], got: Retrieved, index: str) -> None:
+    def _run(self, named: dict[str, tuple], got: Retrieved, live: Live) -> None:
         """Run the requests in one ``_msearch`` and read their candidates (and the profile) into ``got``."""
         lines = []
         for where, body in named.values():
-            lines += [{"index": where or index}, body]
+            lines += [{"index": where or live.index}, body]
         responses = dict(zip(named, self.client.msearch(body=lines)["responses"]))
         for name, response in responses.items():
             if "error" not in response:
@@ -194,11 +194,11 @@ class Retriever:
         hits = {name: r["hits"]["hits"] for name, r in responses.items() if "error" not in r}
         found = hits.pop("profile", [])
         got.profile = found[0]["_source"] if found else None
-        got.sources = {h["_id"]: h["_source"] for found in hits.values() for h in found}
-        got.bm25, got.knn = ([(h["_id"], h["_score"]) for h in hits.get(name, [])] for name in ("bm25", "knn"))
-        got.popular = [(h["_id"], float(h["_source"].get("popularity_norm") or 0.0)) for h in hits.get("popular", [])]
-        got.personal = [(h["_id"], h["_score"]) for h in hits.get("personal", [])]
-        got.matched = {h["_id"]: h["matched_queries"] for h in hits.get("bm25", []) if h.get("matched_queries")}
+        read = {name: [(live.fetch.read(h), h) for h in found] for name, found in hits.items()}
+        got.sources = {d: source for found in read.values() for (d, source), _ in found}
+        got.bm25, got.knn = ([(d, h["_score"]) for (d, _), h in read.get(name, [])] for name in ("bm25", "knn"))
+        got.popular = [(d, float(source.get("popularity_norm") or 0.0)) for (d, source), _ in read.get("popular", [])]
+        got.personal = [(d, h["_score"]) for (d, _), h in read.get("personal", [])]
 
 
 def _no_profiles_index(error) -> bool:

@@ -108,14 +108,11 @@ class PlainBM25(Stage):
 @dataclass(frozen=True)
 class Retrieve(Stage):
     """BM25 and k-NN candidates (``knn``: ``always``, or ``weighted``: only with a vector weight > 0),
-    with a browse query's popular products and the shopper's own products that answer the query;
-    ``features``: the BM25 hits also say which of the ranker's named clauses they match."""
+    with a browse query's popular products and the shopper's own products that answer the query."""
     knn: str = "weighted"
-    features: bool = False
 
     def args(self) -> tuple[str, ...]:
-        out = ("bm25", "knn") if self.knn == "always" else ("bm25", "knn if vector_weight > 0")
-        return out + (("named matches",) if self.features else ())
+        return ("bm25", "knn") if self.knn == "always" else ("bm25", "knn if vector_weight > 0")
 
     def run(self, s: Search) -> Search:
         req = s.req
@@ -123,7 +120,7 @@ class Retrieve(Stage):
                                   req.gender)
         shopper = s.searcher.shopper(s.live, req.user) if req.user else None
         got = s.searcher.retrieve(s.live, req.q, s.depth, filters, want_vector=self.knn == "always" or s.weight > 0,
-                                  shopper=shopper, named=self.features)
+                                  shopper=shopper)
         bm25 = dict(got.bm25)
         s.got = got
         s.lexical = got.bm25 if got.browse else got.bm25 + [(d, v) for d, v in got.personal if d not in bm25]

@@ -10,7 +10,7 @@ dense: Retrieve(bm25, knn) >> Dense() >> BrowseBlend(browse_text_weight) >> Cut(
 hybrid: Retrieve(bm25, knn if vector_weight > 0) >> MinMax(vector_weight) >> BrowseBlend(browse_text_weight) >> Cut(candidate_depth, keep=own) >> Boosts(popularity) >> Personalise()
 hybrid-rrf: Retrieve(bm25, knn if vector_weight > 0) >> RRF(vector_weight, rrf_k) >> BrowseBlend(browse_text_weight) >> Cut(candidate_depth, keep=own) >> Boosts(popularity) >> Personalise()
 hybrid-rerank: Retrieve(bm25, knn if vector_weight > 0) >> MinMax(vector_weight) >> BrowseBlend(browse_text_weight) >> Cut(candidate_depth, keep=own) >> Boosts(popularity) >> Rerank(cross-encoder, rerank_depth, rerank_weight) >> Personalise()
-learned: Retrieve(bm25, knn if vector_weight > 0, named matches) >> MinMax(vector_weight) >> BrowseBlend(browse_text_weight) >> Cut(candidate_depth, keep=own) >> Boosts(popularity) >> LearnedRank(ranker, features) >> Personalise()
+learned: Retrieve(bm25, knn if vector_weight > 0) >> MinMax(vector_weight) >> BrowseBlend(browse_text_weight) >> Cut(candidate_depth, keep=own) >> Boosts(popularity) >> LearnedRank(ranker, features) >> Personalise()
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ PIPELINES: dict[str, Pipeline] = {
     "hybrid-rrf": Retrieve() >> RRF() >> _AFTER_FUSION >> Personalise(),
     "hybrid-rerank": Retrieve() >> MinMax() >> _AFTER_FUSION >> Rerank() >> Personalise(),
     # the hybrid candidates re-scored by the index's learned ranker (``learned.py``; none: hybrid order)
-    "learned": Retrieve(features=True) >> MinMax() >> _AFTER_FUSION >> LearnedRank() >> Personalise(),
+    "learned": Retrieve() >> MinMax() >> _AFTER_FUSION >> LearnedRank() >> Personalise(),
 }
 STRATEGIES = tuple(PIPELINES)
 
