@@ -304,6 +304,7 @@ def test_a_vector_one_worker_encoded_is_read_by_another_through_redis(client, se
     text = f"linen summer shirt {uuid.uuid4().hex[:6]}"  # never encoded before
     first, second = Searcher(client, settings), Searcher(client, settings)  # two workers of one host
     assert first.search(shop, SearchRequest(q=text))["vector_cache"] is None  # encoded
+    first.vectors.flush()  # written to Redis in the background: the search did not wait for it
     again = second.search(shop, SearchRequest(q=text))
     assert again["vector_cache"] == "shared" and second.vectors.shared_hits == 1
     assert second.search(shop, SearchRequest(q=text, page=1))["vector_cache"] == "local"

@@ -69,6 +69,12 @@ class Fetch:
     body: dict
     columns: tuple[Column, ...] = ()
 
+    def __post_init__(self):
+        # (path, name) of the columns read as they come, and the names given back as lists or floats
+        object.__setattr__(self, "_plain", tuple((c.path, c.name) for c in self.columns))
+        object.__setattr__(self, "_lists", tuple((c.path, c.name) for c in self.columns if c.as_list))
+        object.__setattr__(self, "_floats", tuple(c.name for c in self.columns if c.as_float32))
+
     @property
     def from_source(self) -> bool:
         """Whether hits bring their stored ``_source`` (no exact doc-value column for some wanted field)."""
@@ -79,14 +85,16 @@ class Fetch:
         if not self.columns:
             return hit["_id"], hit.get("_source", {})
         values = hit.get("fields", {})
-        source: dict = {}
-        for column in self.columns:
-            found = values.get(column.path)
-            if not found:
-                continue
-            if column.as_float32:
-                found = [float(str(np.float32(v))) for v in found]
-            source[column.name] = found if column.as_list or len(found) > 1 else found[0]
+        # a hit reads ~14 columns and a search ~200 hits: one comprehension, then the few exceptions
+        source = {name: found[0] if len(found) == 1 else found for path, name in self._plain if (found := values.get(path))}
+        for path, name in self._lists:
+            if name in source:
+                source[name] = values[path]
+        for name in self._floats:
+            value = source.get(name)
+            if value is not None:
+                source[name] = (float(str(np.float32(value))) if not isinstance(value, list)
+                                else [float(str(np.float32(v))) for v in value])
         return source["id"], source
 
 

@@ -25,6 +25,7 @@ True
 
 from __future__ import annotations
 
+import concurrent.futures
 import threading
 import time
 from typing import Any, Callable, Hashable
@@ -132,8 +133,11 @@ class QueryVectors:
     """Query vectors: the local LRU first, then the shared Redis (``url`` None: local only).
 
     ``get`` answers ``(vector, where)`` with ``where`` one of ``local``, ``shared`` or None (a miss:
-    encode, then ``put``). ``clear`` empties the local LRU only: shared keys carry the model
-    version, so an alias move never makes them wrong.
+    encode, then ``put``). ``put`` keeps the vector locally at once and writes it to Redis on a
+    background thread, so the search that encoded it does not wait for the write (a Redis round
+    trip, 0.3-0.8 ms on this machine); ``flush`` waits for the writes sent so far. ``clear``
+    empties the local LRU only: shared keys carry the model version, so an alias move never makes
+    them wrong.
     """
 
     def __init__(self, local: LRU, url: str | None, ttl_seconds: int, clock: Callable[[], float] = time.monotonic):
@@ -142,6 +146,7 @@ class QueryVectors:
                                           retry_on_timeout=False) if url else None
         self._resting_until = 0.0
         self.shared_hits = self.shared_misses = self.shared_errors = 0
+        self._writer = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="vector-cache")
 
     def get(self, model_version: str | None, text: str) -> tuple[list[float] | None, str | None]:
         """The vector of ``text`` under ``model_version`` and where it was found."""
@@ -158,9 +163,14 @@ class QueryVectors:
         return vector, "shared"
 
     def put(self, model_version: str | None, text: str, vector: list[float]) -> None:
-        """Keep a freshly encoded vector locally and in the shared cache."""
+        """Keep a freshly encoded vector locally, and in the shared cache in the background."""
         self.local.put((model_version, text), vector)
-        self._shared(lambda r: r.set(vector_key(model_version, text), pack_vector(vector), ex=self.ttl))
+        if self.redis is not None:
+            self._writer.submit(self._shared, lambda r: r.set(vector_key(model_version, text), pack_vector(vector), ex=self.ttl))
+
+    def flush(self) -> None:
+        """Wait until every shared write sent so far is done (or failed)."""
+        self._writer.submit(lambda: None).result()
 
     def _shared(self, call):
         """``call(redis)``, or None when there is no shared cache, it rests after a failure, or it fails now."""

@@ -40,6 +40,7 @@ import functools
 import math
 import re
 from dataclasses import dataclass, field
+from typing import Iterable
 
 import numpy as np
 
@@ -156,8 +157,10 @@ def _share(wanted: list[str], have: set[str]) -> float:
 
 def _named_share(value, q_set: set[str]) -> float:
     """Share of an attribute value's words (a brand, a colour) that the query names; NaN without one."""
-    named = words(value) if isinstance(value, str) else ()
-    return sum(w in q_set for w in named) / len(named) if named else NAN
+    if not isinstance(value, str) or not value:
+        return NAN
+    named = words(value)
+    return len([w for w in named if w in q_set]) / len(named) if named else NAN
 
 
 def text_columns(query_terms: list[str], titles: list, sources: list[dict],
@@ -185,16 +188,16 @@ def text_columns(query_terms: list[str], titles: list, sources: list[dict],
     sets = [set(t) for t in titles]
     hit = np.array([[t in have for t in query_terms] for have in sets], dtype=bool)
     out[:, 0] = hit.sum(axis=1) / k
-    vocabulary = set().union(*sets)
+    by_initial = _by_initial(sets)
     prefix = np.zeros((n, k), dtype=bool)
     for j, t in enumerate(query_terms):
-        near = {w for w in vocabulary if w.startswith(t) or t.startswith(w)} if len(t) >= 3 else None
+        near = {w for w in by_initial.get(t[0], ()) if w.startswith(t) or t.startswith(w)} if len(t) >= 3 else None
         if near:
             prefix[:, j] = [not have.isdisjoint(near) for have in sets]
     out[:, 1] = prefix.sum(axis=1) / k
     if numbered:
         wanted = [d for j in numbered for d in _DIGITS.findall(query_terms[j])]
-        numbers = [set(_DIGITS.findall(" ".join(t))) for t in titles]
+        numbers = [_numbers(tuple(t)) for t in titles]
         out[:, 2] = [sum(d in have for d in wanted) / len(wanted) for have in numbers]
         out[:, 3] = hit[:, numbered].sum(axis=1) / len(numbered)
     out[:, 10], out[:, 11] = hit[:, k - 1], hit[:, 0]
@@ -206,16 +209,32 @@ def text_columns(query_terms: list[str], titles: list, sources: list[dict],
     if total > 0:
         # a running sum adds the weights in the query's order, as a sum over the terms would
         out[:, 12] = np.cumsum(hit * np.asarray(weights), axis=1)[:, -1] / total
-    _coverage_columns(out, query_terms, titles, sets, sources, query_text)
+    _coverage_columns(out, query_terms, titles, hit, sources, query_text)
     return out
 
 
-def _attribute_set(src: dict) -> set[str]:
-    out: set[str] = set()
-    for key in ("brand", "colour", "material"):
-        if isinstance(src.get(key), str):
-            out.update(words(src[key]))
+def _by_initial(sets: list[set[str]]) -> dict[str, list[str]]:
+    """The words of the titles grouped by first letter: a prefix match or a typo (first letter exact) shares it."""
+    out: dict[str, list[str]] = {}
+    for w in set().union(*sets):
+        out.setdefault(w[0], []).append(w)
     return out
+
+
+def _attribute_set(src: dict) -> frozenset[str]:
+    return _attribute_words(*(v if isinstance(v := src.get(key), str) else None for key in ("brand", "colour", "material")))
+
+
+@functools.lru_cache(maxsize=WORDS_CACHE_SIZE)
+def _attribute_words(*values: str | None) -> frozenset[str]:
+    """The words of a product's brand, colour and material, kept like :func:`words`."""
+    return frozenset(w for v in values if v for w in words(v))
+
+
+@functools.lru_cache(maxsize=WORDS_CACHE_SIZE)
+def _numbers(title: tuple[str, ...]) -> frozenset[str]:
+    """The digit runs of a title's tokens, kept like :func:`words`."""
+    return frozenset(_DIGITS.findall(" ".join(title)))
 
 
 @functools.lru_cache(maxsize=WORDS_CACHE_SIZE)
@@ -223,7 +242,7 @@ def _pairs(title: tuple[str, ...]) -> frozenset[tuple[str, str]]:
     return frozenset(zip(title, title[1:]))
 
 
-def _coverage_columns(out: np.ndarray, query_terms: list[str], titles: list, sets: list[set[str]],
+def _coverage_columns(out: np.ndarray, query_terms: list[str], titles: list, hit: np.ndarray,
                       sources: list[dict], query_text: str | None) -> None:
     """Columns 13-17 of :data:`TEXT`: sizes named alike (``2 in.`` = ``2"``) and a size that
     contradicts the query's, query terms in the title or the brand / colour / material, query
@@ -239,12 +258,13 @@ def _coverage_columns(out: np.ndarray, query_terms: list[str], titles: list, set
             out[i, 13] = len(wanted & have) / len(wanted)
             out[i, 14] = float(any(not (same & have) and any(h.lstrip("0123456789./-") == unit for h in have)
                                    for unit, same in units.items()))
-    out[:, 15] = [sum(t in have or t in _attribute_set(src) for t in query_terms) / k
-                  for have, src in zip(sets, sources)]
+    attributes = [_attribute_set(src) for src in sources]
+    in_attributes = np.array([[t in have for t in query_terms] for have in attributes], dtype=bool)
+    out[:, 15] = (hit | in_attributes).sum(axis=1) / k
     if k > 1:
         pairs = list(zip(query_terms, query_terms[1:]))
-        out[:, 16] = [sum(p in _pairs(tuple(title)) for p in pairs) / len(pairs) for title in titles]
-    out[:, 17] = [sum(w in q_set for w in title) / len(title) if title else NAN for title in titles]
+        out[:, 16] = [len([p for p in pairs if p in have]) / len(pairs) for have in map(_pairs, map(tuple, titles))]
+    out[:, 17] = [len([w for w in title if w in q_set]) / len(title) if title else NAN for title in titles]
 
 
 def text_features(query_terms: list[str], source: dict, rarity: dict[str, float] | None = None,
@@ -318,7 +338,7 @@ def fuzzy_edits(term: str) -> int:
     return 1 if len(term) <= 5 else 2
 
 
-def close_words(term: str, vocabulary: set[str]) -> set[str]:
+def close_words(term: str, vocabulary: Iterable[str]) -> set[str]:
     """The words of ``vocabulary`` a typo away from ``term``: within :func:`fuzzy_edits`, the first letter exact.
 
     >>> sorted(close_words("toliet", {"toilet", "toilets", "outlet"}))
@@ -326,7 +346,7 @@ def close_words(term: str, vocabulary: set[str]) -> set[str]:
     """
     edits = fuzzy_edits(term)
     if not edits:
-        return {term} & vocabulary
+        return {term} & set(vocabulary)
     head, n = term[:FUZZY_PREFIX], len(term)
     return {w for w in vocabulary if w[:FUZZY_PREFIX] == head and abs(len(w) - n) <= edits
             and _EDITS.compare(term, w, edits) >= 0}
@@ -357,8 +377,8 @@ def match_columns(query_terms: list[str], titles: list[tuple[str, ...]]) -> np.n
     if not query_terms or not titles:
         return out
     sets = [set(t) for t in titles]
-    vocabulary = set().union(*sets)
-    close = [close_words(t, vocabulary) | {t} for t in query_terms]
+    by_initial = _by_initial(sets)
+    close = [close_words(t, by_initial.get(t[0], ())) | {t} for t in query_terms]
     for i, (title, have) in enumerate(zip(titles, sets)):
         present = [t in have for t in query_terms]
         every = all(present)
