@@ -39,7 +39,7 @@ class StandIn:
         self.asked: dict = {}
         self.sent: list = []
 
-    def retrieve(self, live, q, depth, filters, want_vector=True, personal_ids=(), shopper=None):
+    def retrieve(self, live, q, depth, filters, want_vector=True, personal_ids=(), shopper=None, knn_depth=None):
         self.asked = {"q": q, "depth": depth, "filters": filters, "want_vector": want_vector, "shopper": shopper}
         self.got.profile = self._profile if shopper else None  # the profile comes back with the candidates
         return self.got

@@ -88,13 +88,14 @@ class Retriever:
         return vector, None
 
     def retrieve(self, live: Live, q: str, depth: int, filters: list[dict], want_vector: bool = True,
-                 personal_ids: list[str] = (), shopper: Shopper | None = None) -> Retrieved:
+                 personal_ids: list[str] = (), shopper: Shopper | None = None, knn_depth: int | None = None) -> Retrieved:
         """The candidates of one query: BM25 and k-NN (and browse / personal lists, the profile) in one ``_msearch``.
 
         A browse query (a category name and nothing else) is limited to that category and also
         asks for its most popular products. A ``shopper``'s profile is read in the same request,
         and their own products that answer the query are asked for by a terms lookup on it, so
         "buy again" can lift them; ``personal_ids`` asks for given products by id instead.
+        ``knn_depth``: k of the k-NN request (default ``depth``).
         """
         rewritten = original = rewrite_query(q)
         corrected = live.speller.correct(rewritten) if live.speller is not None else None
@@ -117,7 +118,7 @@ class Retriever:
         meant = text if original == rewritten or self.settings.query_filters == "filter" else original
         vector = self._vector(live, meant, got) if want_vector and not understood.sku else None
         requests = self._requests(understood, text, depth, filters, boosts, vector, list(personal_ids), shopper,
-                                  live.fetch.body)
+                                  live.fetch.body, knn_depth or depth)
         got.bodies = [body for _, body in requests.values()]
         self._run(requests, got, live)
         if shopper and shopper.own_items and got.profile and PROFILE_ITEMS_FIELD not in got.profile:
@@ -151,13 +152,14 @@ class Retriever:
 
     def _requests(self, understood: Understood, text: str, depth: int, filters: list[dict], boosts: list[dict],
                   vector: list[float] | None, personal_ids: list[str], shopper: Shopper | None,
-                  fetch: dict | None = None) -> dict[str, tuple]:
+                  fetch: dict | None = None, knn_depth: int | None = None) -> dict[str, tuple]:
         """The named requests of one search, ``name: (index or None for the live one, body)``, in ``_msearch`` order
         (``fetch``: what each candidate brings, the live index's ``Live.fetch.body``)."""
         named = {"bm25": (None, bm25_body(text, depth, filters, boosts, fields=self.text_fields,
                                           tie_breaker=self.settings.text_tie_breaker, fuzzy=self.fuzzy, fetch=fetch))}
         if vector is not None:
-            named["knn"] = (None, knn_body(vector, depth, depth, filters, fetch=fetch))
+            k = knn_depth or depth
+            named["knn"] = (None, knn_body(vector, k, k, filters, fetch=fetch))
         if understood.browse:
             named["popular"] = (None, popular_body(depth, filters, fetch=fetch))
         if personal_ids:

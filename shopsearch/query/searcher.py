@@ -97,9 +97,9 @@ class Searcher:
         return self.retriever.query_vector(live, text)
 
     def retrieve(self, live: Live, q: str, depth: int, filters: list[dict], want_vector: bool = True,
-                 personal_ids: list[str] = (), shopper: Shopper | None = None) -> Retrieved:
+                 personal_ids: list[str] = (), shopper: Shopper | None = None, knn_depth: int | None = None) -> Retrieved:
         """The candidates of one query before fusion, with the shopper's profile (``retrieve.py``)."""
-        return self.retriever.retrieve(live, q, depth, filters, want_vector, personal_ids, shopper)
+        return self.retriever.retrieve(live, q, depth, filters, want_vector, personal_ids, shopper, knn_depth)
 
     def shopper(self, live: Live, user: str) -> Shopper:
         """How retrieval asks for a shopper: their profile document, and their own products when ``item`` weighs."""
