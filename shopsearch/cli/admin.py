@@ -20,8 +20,10 @@ from shopsearch.evaluation.run import load_judgments
 from shopsearch.index.versions import live_index
 from shopsearch.learn.loop import load_state
 from shopsearch.learn.onnx_gate import gate_int8
+from shopsearch.learn.rerank_gate import gate_rerank_int8
 from shopsearch.learn.registry import ModelRegistry
 from shopsearch.learn.rollout import promote, rollback, status
+from shopsearch.query.rerank import reranker_for
 from shopsearch.settings import Settings
 from shopsearch.workers.dispatch import reindex, start_chain
 from shopsearch.workers.dispatch import run_loop as run
@@ -171,13 +173,16 @@ def models_cmd(ctx: click.Context, as_json: bool) -> None:
 
 @models_cmd.command("onnx")
 @click.option("--catalogue", required=True, help="Catalogue whose live index (and its model) the variant is measured on.")
+@click.option("--part", type=click.Choice(["bi-encoder", "cross-encoder"]), default="bi-encoder", show_default=True,
+              help="The query encoder, or the re-ranker of hybrid-rerank.")
 @click.option("--variant", type=click.Choice(["fp32", "int8"]), default="int8", show_default=True)
 @click.option("--judgments", type=click.Path(exists=True, dir_okay=False),
               help="Validation judgments (never training queries); required for int8.")
 @click.option("--limit-queries", type=int, help="A deterministic sample of N judged queries.")
 @click.pass_obj
 @fail_cleanly
-def models_onnx_cmd(settings: Settings, catalogue: str, variant: str, judgments: str | None, limit_queries: int | None) -> None:
+def models_onnx_cmd(settings: Settings, catalogue: str, part: str, variant: str, judgments: str | None,
+                    limit_queries: int | None) -> None:
     """Export the live model to ONNX; for int8, gate it on judgments and record on its card which variant serves."""
     if variant == "fp32":
         client = connect(settings)
@@ -185,14 +190,19 @@ def models_onnx_cmd(settings: Settings, catalogue: str, variant: str, judgments:
         if live is None:
             raise click.ClickException(f"catalogue {catalogue!r} has no live index")
         meta = client.indices.get_mapping(index=live)[live]["mappings"].get("_meta", {})
+        if part == "cross-encoder":
+            scorer = reranker_for(settings.replace(inference_backend="onnx"), meta).scorer
+            click.echo(f"{scorer.export_dir.name}: fp32 in {scorer.export_dir} ({'exported now' if scorer.exported else 'cached'})")
+            return
         encoder = load_text_encoder(meta.get("model", settings.text_model), "cpu", backend="onnx",
                                     models_root=settings.models_path)
         click.echo(f"{encoder.version}: fp32 in {encoder.export_dir} ({'exported now' if encoder.exported else 'cached'})")
         return
     if not judgments:
         raise click.ClickException("--variant int8 needs --judgments (validation judgments) for its gate")
-    print_json(gate_int8(connect(settings, timeout=120), settings, catalogue, load_judgments(judgments), judgments,
-                     limit_queries=limit_queries, echo=click.echo))
+    gate = gate_rerank_int8 if part == "cross-encoder" else gate_int8
+    print_json(gate(connect(settings, timeout=120), settings, catalogue, load_judgments(judgments), judgments,
+                    limit_queries=limit_queries, echo=click.echo))
 
 
 COMMANDS = COMMANDS + (finetune_cmd, models_cmd)

@@ -104,12 +104,14 @@ def bench_encoder_cmd(settings: Settings, queries: int, batches: int, json_file:
 @click.option("--judgments", required=True, type=click.Path(exists=True, dir_okay=False),
               help="Validation judgments (never the re-ranker's training queries).")
 @click.option("--depths", default="5,10,20,30,50", show_default=True, help="rerank_depth values to compare.")
+@click.option("--variants", default="fp32,int8", show_default=True,
+              help="ONNX variants of the cross-encoder to compare (each run whatever its card says).")
 @click.option("--limit-queries", type=int, help="A deterministic sample of N judged queries.")
 @click.option("--json", "json_file", type=click.Path(dir_okay=False))
 @click.pass_obj
 @fail_cleanly
-def bench_rerank_cmd(settings: Settings, catalogue: str, judgments: str, depths: str, limit_queries: int | None,
-                     json_file: str | None) -> None:
+def bench_rerank_cmd(settings: Settings, catalogue: str, judgments: str, depths: str, variants: str,
+                     limit_queries: int | None, json_file: str | None) -> None:
     """hybrid-rerank against rerank_depth: nDCG@10, cost per query and first-page change beside hybrid."""
     try:
         values = sorted({int(d) for d in depths.split(",") if d.strip()})
@@ -117,7 +119,10 @@ def bench_rerank_cmd(settings: Settings, catalogue: str, judgments: str, depths:
         raise click.BadParameter(f"comma-separated whole numbers, got {depths!r}", param_hint="--depths") from None
     if not values or min(values) < 1:
         raise click.BadParameter("give at least one depth, each 1 or more", param_hint="--depths")
-    figures = bench_rerank(settings, catalogue, judgments, values, limit_queries, echo=click.echo)
+    chosen = [v.strip() for v in variants.split(",") if v.strip()]
+    if not chosen or set(chosen) - {"fp32", "int8"}:
+        raise click.BadParameter(f"comma-separated fp32, int8; got {variants!r}", param_hint="--variants")
+    figures = bench_rerank(settings, catalogue, judgments, values, limit_queries, echo=click.echo, variants=chosen)
     write_json(json_file, figures)
 
 

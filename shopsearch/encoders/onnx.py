@@ -4,8 +4,9 @@
 pooling (as configured in the model's ``1_Pooling/config.json``: CLS, mean, max, mean-sqrt-len, or
 several concatenated in sentence-transformers' order) and the L2 normalisation, traced to one
 ONNX graph by ``torch.onnx.export``; a cross-encoder (sequence classification with one logit) as
-``sigmoid(logit)``, the score ``sentence_transformers.CrossEncoder`` gives. The fast tokenizer
-is saved beside the graph, so serving imports neither torch nor transformers.
+``sigmoid(logit)``, the score ``sentence_transformers.CrossEncoder`` gives (served by
+``onnx_cross.py``). The fast tokenizer is saved beside the graph, so serving imports neither
+torch nor transformers.
 
 **Where** (:func:`export_dir`): a registry model (``<models>/<version>/bi-encoder``) is exported
 under its version, ``<models>/<version>/onnx/bi-encoder@<fingerprint>/``, outside the weight
@@ -297,7 +298,11 @@ def _tokenizer(out: Path, max_length: int) -> Tokenizer:
 
 def _batch(tokenizer: Tokenizer, inputs, names: Sequence[str]) -> dict[str, np.ndarray]:
     """Token ids, mask (and segment ids) of a batch, padded to its longest member."""
-    encodings = tokenizer.encode_batch(list(inputs))
+    return _padded(tokenizer.encode_batch(list(inputs)), names)
+
+
+def _padded(encodings, names: Sequence[str]) -> dict[str, np.ndarray]:
+    """The model's inputs for tokenised texts, padded to the longest of them."""
     width = max(len(e.ids) for e in encodings)
     arrays = {n: np.zeros((len(encodings), width), dtype=np.int64) for n in names}
     for i, e in enumerate(encodings):
@@ -354,23 +359,3 @@ class OnnxTextEncoder:
             feed = _batch(self.tokenizer, [texts[i] for i in idx], self.meta["inputs"])
             out[idx] = self.session.run(None, feed)[0]
         return out
-
-
-class OnnxCrossScorer:
-    """A one-logit cross-encoder served through ONNX Runtime: ``score(query, texts)`` sigmoid scores."""
-
-    def __init__(self, path: str | os.PathLike, models_root: str | os.PathLike, label: str, batch_size: int = 32,
-                 max_length: int = 128, threads: int = 0):
-        self.path, self.batch_size = Path(path), batch_size
-        self.export_dir = export_dir(self.path, label, models_root)
-        self.meta, self.exported = ensure_export(self.path, self.export_dir, "cross-encoder", max_length)
-        self.session = _session(self.export_dir / "fp32.onnx", threads)
-        self.tokenizer = _tokenizer(self.export_dir, int(self.meta["max_length"]))
-
-    def score(self, query: str, texts: Sequence[str]) -> list[float]:
-        out: list[float] = []
-        for start in range(0, len(texts), self.batch_size):
-            feed = _batch(self.tokenizer, [(query, t) for t in texts[start:start + self.batch_size]], self.meta["inputs"])
-            out += self.session.run(None, feed)[0].astype(float).tolist()
-        return out
-

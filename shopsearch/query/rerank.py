@@ -15,17 +15,25 @@ same scores (within 1e-4), chosen by ``inference_backend``:
 * torch through ``sentence_transformers.CrossEncoder`` (``torch``, or ``auto`` on CUDA, with half
   precision there), for training and GPUs; one forward pass at a time per loaded model (a lock),
   as with the text encoders, so a threaded server can share one instance.
+
+On ONNX, ``rerank_variant`` ``int8`` (dynamic quantisation, about half the cost of fp32) serves
+only where the cross-encoder's card says its gate passed (``learn/rerank_gate.py``: no more than
+0.002 nDCG@10 lost on validation judgments); otherwise fp32 serves. :func:`variant_on_trial`
+runs a variant whatever its card says, for the gate and the benchmark only.
 """
 
 from __future__ import annotations
 
+import copy
 import threading
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
 from shopsearch.encoders.model_files import fingerprint
-from shopsearch.encoders.onnx import OnnxCrossScorer
+from shopsearch.encoders.onnx_cross import OnnxCrossScorer
 from shopsearch.encoders.text import choose_backend, choose_device
 from shopsearch.errors import EncoderError, SearchError
 from shopsearch.settings import Settings
@@ -92,24 +100,54 @@ class OnnxReranker(CrossEncoderReranker):
     backend = "onnx"
 
     def __init__(self, path: str | Path, models_root: str | Path, batch_size: int = 32, max_length: int = 128,
-                 threads: int = 0):
+                 threads: int = 0, variant: str = "fp32"):
         self.path, self.device, self.batch_size = Path(path), "cpu", batch_size
         _check(self.path)
         self.version = f"{_label(self.path)}@{fingerprint(self.path)}"
-        self.scorer = OnnxCrossScorer(self.path, models_root, _label(self.path), batch_size, max_length, threads)
+        self.scorer = OnnxCrossScorer(self.path, models_root, _label(self.path), batch_size, max_length, threads,
+                                      variant)
+        self._trials: dict[str, OnnxReranker] = {}
+
+    @property
+    def variant(self) -> str:
+        """The ONNX variant serving (``fp32`` or ``int8``)."""
+        return self.scorer.variant
 
     def score(self, query: str, texts: Sequence[str]) -> list[float]:
-        """Cross-encoder scores of ``(query, text)`` for each text, in [0, 1] (the torch back-end's, within 1e-4)."""
+        """Cross-encoder scores of ``(query, text)`` for each text, in [0, 1] (fp32: the torch back-end's, within 1e-4)."""
         return self.scorer.score(query, list(texts)) if texts else []
+
+    def trial(self, variant: str) -> "OnnxReranker":
+        """This re-ranker running ``variant`` whatever its card says (made once): the gate's and the benchmark's."""
+        if variant not in self._trials:
+            other = copy.copy(self)
+            other.scorer, other._trials = self.scorer.trial(variant), {}
+            self._trials[variant] = other
+        return self._trials[variant]
+
+
+_ON_TRIAL: ContextVar[str | None] = ContextVar("rerank_variant_on_trial", default=None)
+
+
+@contextmanager
+def variant_on_trial(variant: str):
+    """Within the block, :func:`reranker_for` gives ONNX re-rankers running ``variant`` whatever
+    their card says (this thread or task only): how the gate compares fp32 with int8 through the
+    production pipeline. Never used for serving."""
+    token = _ON_TRIAL.set(variant)
+    try:
+        yield
+    finally:
+        _ON_TRIAL.reset(token)
 
 
 @lru_cache(maxsize=4)
 def cached_reranker(path: str, device: str = "auto", backend: str = "auto", models_root: str = "",
-                    threads: int = 0) -> CrossEncoderReranker:
-    """One loaded re-ranker per (path, device, backend) per process (``backend``: ``choose_backend``)."""
+                    threads: int = 0, variant: str = "fp32") -> CrossEncoderReranker:
+    """One loaded re-ranker per (path, device, backend, variant) per process (``backend``: ``choose_backend``)."""
     dev = choose_device(device)
     if choose_backend(backend, dev, queries=True) == "onnx":
-        return OnnxReranker(path, models_root or Path(path).parent, threads=threads)
+        return OnnxReranker(path, models_root or Path(path).parent, threads=threads, variant=variant)
     return CrossEncoderReranker(path, dev)
 
 
@@ -123,7 +161,9 @@ def reranker_for(settings: Settings, meta: dict) -> CrossEncoderReranker:
         raise SearchError(f"no re-ranker for model {meta.get('model_version')}: train one (shopsearch finetune) "
                           "or set rerank_model", 409, "no_reranker", field="strategy")
     try:
-        return cached_reranker(path, settings.device, settings.inference_backend, str(settings.models_path),
-                               settings.inference_threads)
+        reranker = cached_reranker(path, settings.device, settings.inference_backend, str(settings.models_path),
+                                   settings.inference_threads, settings.rerank_variant)
+        trial = _ON_TRIAL.get()
+        return reranker.trial(trial) if trial and isinstance(reranker, OnnxReranker) else reranker
     except (OSError, ValueError, EncoderError) as e:
         raise SearchError(f"re-ranker {path} cannot be loaded: {e}", 409, "no_reranker") from None
