@@ -120,10 +120,11 @@ def test_hybrid_rerank_uses_the_cross_encoder_trained_with_the_model(world, clie
     searcher = Searcher(client, world["settings"].replace(result_cache_seconds=0))
     index = state["steps"]["reindex"]["index"]
     out = searcher.search(world["catalogue"], SearchRequest(q="deck over", size=10, strategy="hybrid-rerank", explain=True), index)
-    assert out["hits"] and all("rerank" in h["explain"] for h in out["hits"][:5])
-    depth = world["settings"].rerank_depth
-    plain = searcher.search(world["catalogue"], SearchRequest(q="deck over", size=depth, strategy="hybrid"), index)
-    assert {h["id"] for h in out["hits"]} <= {h["id"] for h in plain["hits"]}  # a re-order of the fused head
+    head = min(world["settings"].rerank_depth, 10)
+    assert out["hits"] and all("rerank" in h["explain"] for h in out["hits"][:head])
+    plain = searcher.search(world["catalogue"], SearchRequest(q="deck over", size=10, strategy="hybrid"), index)
+    assert {h["id"] for h in out["hits"][:head]} == {h["id"] for h in plain["hits"][:head]}  # the fused head, re-ordered
+    assert [h["id"] for h in out["hits"][head:]] == [h["id"] for h in plain["hits"][head:]]  # the rest in fused order
 
 
 def test_the_loop_runs_as_a_celery_chain_and_resumes_from_its_state(world):
