@@ -6,7 +6,7 @@ feature costs another round trip:
 
 - retrieval: BM25 score, its rank and share of the best BM25 score; the k-NN cosine and rank;
   the fused score and rank;
-- title matches (:func:`match_columns`, 1 / 0 for every candidate): any query term, all of
+- title matches (``title_matches.py``, 1 / 0 for every candidate): any query term, all of
   them, the phrase, all within three extra positions (proximity), and all within a typo
   (Lucene's fuzzy ``AUTO``: one edit up to five letters, two beyond; the first letter exact;
   sizes and model numbers exact).
@@ -40,16 +40,13 @@ import functools
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Iterable
 
 import numpy as np
 
-from symspellpy.editdistance import DistanceAlgorithm, EditDistance
-
 from shopsearch import hooks
 from shopsearch.query.personalise import facet_key
+from shopsearch.query.title_matches import MATCH_NAMES, by_initial, match_columns
 
-MATCH_NAMES = ("title", "title_all", "title_phrase", "title_near", "title_fuzzy")
 RETRIEVAL = ("bm25", "bm25_rank", "bm25_share", "vector", "vector_rank", "vector_gap", "fused", "fused_rank")
 TEXT = ("title_terms_share", "title_prefix_share", "numbers_share", "codes_share", "query_numbers",
         "brand_in_query", "colour_in_query", "material_in_query", "title_terms", "query_terms",
@@ -77,9 +74,6 @@ _SIZE = re.compile(r"(?<![\d.])(\d+(?:-\d+/\d+|/\d+|\.\d+)?)\s*-?\s*(inches|inch
                    r"volts|volt|v|amps|amp|ah|a|watts|watt|w|pounds|pound|lbs|lb|ounces|ounce|oz|mm|cm|quarts|quart|qt|"
                    r"btu|psi|gpm|cu|sq|''|\"|')(?![^\W_])")
 NAN = float("nan")
-NEAR_SLOP = 3          # title_near: the query's terms within this many extra positions
-FUZZY_PREFIX = 1       # title_fuzzy: letters that must match exactly (typos rarely hit the first)
-_EDITS = EditDistance(DistanceAlgorithm.DAMERAU_OSA)   # Lucene's fuzzy counts a transposition as one edit
 # how many distinct texts (titles, brands, colours) a process keeps tokenised: a catalogue's
 # busy products recur across queries, and tokenising is most of the features' cost
 WORDS_CACHE_SIZE = 20_000
@@ -188,10 +182,10 @@ def text_columns(query_terms: list[str], titles: list, sources: list[dict],
     sets = [set(t) for t in titles]
     hit = np.array([[t in have for t in query_terms] for have in sets], dtype=bool)
     out[:, 0] = hit.sum(axis=1) / k
-    by_initial = _by_initial(sets)
+    initials = by_initial(sets)
     prefix = np.zeros((n, k), dtype=bool)
     for j, t in enumerate(query_terms):
-        near = {w for w in by_initial.get(t[0], ()) if w.startswith(t) or t.startswith(w)} if len(t) >= 3 else None
+        near = {w for w in initials.get(t[0], ()) if w.startswith(t) or t.startswith(w)} if len(t) >= 3 else None
         if near:
             prefix[:, j] = [not have.isdisjoint(near) for have in sets]
     out[:, 1] = prefix.sum(axis=1) / k
@@ -210,14 +204,6 @@ def text_columns(query_terms: list[str], titles: list, sources: list[dict],
         # a running sum adds the weights in the query's order, as a sum over the terms would
         out[:, 12] = np.cumsum(hit * np.asarray(weights), axis=1)[:, -1] / total
     _coverage_columns(out, query_terms, titles, hit, sources, query_text)
-    return out
-
-
-def _by_initial(sets: list[set[str]]) -> dict[str, list[str]]:
-    """The words of the titles grouped by first letter: a prefix match or a typo (first letter exact) shares it."""
-    out: dict[str, list[str]] = {}
-    for w in set().union(*sets):
-        out.setdefault(w[0], []).append(w)
     return out
 
 
@@ -324,67 +310,6 @@ def _retrieval_columns(ids: list[str], fused: list[float], bm25: dict[str, float
     return np.column_stack([b, [bm25_ranks.get(d, NAN) for d in ids], b / best, 2.0 * v - 1.0,
                             [knn_ranks.get(d, NAN) for d in ids], 2.0 * (closest - v), fused,
                             np.arange(1, len(ids) + 1, dtype=np.float64)])
-
-
-def fuzzy_edits(term: str) -> int:
-    """How many edits a term may be from a title word (Lucene's ``AUTO``): 0 up to two letters, 1 up to
-    five, else 2; 0 for a term with a digit (a size or model number one edit from another is another).
-
-    >>> [fuzzy_edits(t) for t in ("tv", "kombo", "brakets", "2x4", "dw0240")]
-    [0, 1, 2, 0, 0]
-    """
-    if len(term) <= 2 or _DIGITS.search(term):
-        return 0
-    return 1 if len(term) <= 5 else 2
-
-
-def close_words(term: str, vocabulary: Iterable[str]) -> set[str]:
-    """The words of ``vocabulary`` a typo away from ``term``: within :func:`fuzzy_edits`, the first letter exact.
-
-    >>> sorted(close_words("toliet", {"toilet", "toilets", "outlet"}))
-    ['toilet', 'toilets']
-    """
-    edits = fuzzy_edits(term)
-    if not edits:
-        return {term} & set(vocabulary)
-    head, n = term[:FUZZY_PREFIX], len(term)
-    return {w for w in vocabulary if w[:FUZZY_PREFIX] == head and abs(len(w) - n) <= edits
-            and _EDITS.compare(term, w, edits) >= 0}
-
-
-def _within(title: tuple[str, ...], query_terms: list[str], slop: int) -> bool:
-    """Whether some window of ``len(query_terms) + slop`` title positions holds every query term."""
-    wanted, width = set(query_terms), len(set(query_terms)) + slop
-    for start, w in enumerate(title):
-        if w in wanted and wanted <= set(title[start:start + width]):
-            return True
-    return False
-
-
-def _phrase(title: tuple[str, ...], query_terms: list[str]) -> bool:
-    k = len(query_terms)
-    return any(list(title[i:i + k]) == query_terms for i in range(len(title) - k + 1))
-
-
-def match_columns(query_terms: list[str], titles: list[tuple[str, ...]]) -> np.ndarray:
-    """The :data:`MATCH_NAMES` columns of many candidates (pure), from their title tokens: any query
-    term, all, the phrase, all within :data:`NEAR_SLOP` extra positions, all within a typo.
-
-    >>> match_columns(tokens("metal brakets"), [words("Galvanized Metal Brackets"), words("Metal Shelf")]).tolist()
-    [[1.0, 0.0, 0.0, 0.0, 1.0], [1.0, 0.0, 0.0, 0.0, 0.0]]
-    """
-    out = np.zeros((len(titles), len(MATCH_NAMES)))
-    if not query_terms or not titles:
-        return out
-    sets = [set(t) for t in titles]
-    by_initial = _by_initial(sets)
-    close = [close_words(t, by_initial.get(t[0], ())) | {t} for t in query_terms]
-    for i, (title, have) in enumerate(zip(titles, sets)):
-        present = [t in have for t in query_terms]
-        every = all(present)
-        out[i] = (any(present), every, every and _phrase(title, query_terms),
-                  every and _within(title, query_terms, NEAR_SLOP), every or all(not have.isdisjoint(c) for c in close))
-    return out
 
 
 def _product_columns(sources: list[dict]) -> np.ndarray:

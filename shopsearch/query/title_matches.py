@@ -1,0 +1,97 @@
+"""Title matches of the learned ranker: does a candidate's title hold the query's terms, all of
+them, as a phrase, close together, or within a typo? Pure functions over tokens (``features.tokens``).
+
+They were named queries in the BM25 request until #13; OpenSearch evaluated them for each hit in
+the fetch phase (2.6 ms of that request's 4.1 ms on Home Depot), and only BM25 hits had them.
+Here every candidate has them, from its title's tokens, for a few set operations each.
+
+>>> match_columns(["metal", "braket"], [("galvanized", "metal", "bracket"), ("metal", "shelf")]).tolist()
+[[1.0, 0.0, 0.0, 0.0, 1.0], [1.0, 0.0, 0.0, 0.0, 0.0]]
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Iterable
+
+import numpy as np
+from symspellpy.editdistance import DistanceAlgorithm, EditDistance
+
+MATCH_NAMES = ("title", "title_all", "title_phrase", "title_near", "title_fuzzy")
+NEAR_SLOP = 3          # title_near: the query's terms within this many extra positions
+FUZZY_PREFIX = 1       # title_fuzzy: letters that must match exactly (typos rarely hit the first)
+_EDITS = EditDistance(DistanceAlgorithm.DAMERAU_OSA)   # Lucene's fuzzy counts a transposition as one edit
+_DIGITS = re.compile(r"\d+")
+
+
+def fuzzy_edits(term: str) -> int:
+    """How many edits a term may be from a title word (Lucene's ``AUTO``): 0 up to two letters, 1 up to
+    five, else 2; 0 for a term with a digit (a size or model number one edit from another is another).
+
+    >>> [fuzzy_edits(t) for t in ("tv", "kombo", "brakets", "2x4", "dw0240")]
+    [0, 1, 2, 0, 0]
+    """
+    if len(term) <= 2 or _DIGITS.search(term):
+        return 0
+    return 1 if len(term) <= 5 else 2
+
+
+def close_words(term: str, vocabulary: Iterable[str]) -> set[str]:
+    """The words of ``vocabulary`` a typo away from ``term``: within :func:`fuzzy_edits`, the first letter exact.
+
+    >>> sorted(close_words("toliet", {"toilet", "toilets", "outlet"}))
+    ['toilet', 'toilets']
+    """
+    edits = fuzzy_edits(term)
+    if not edits:
+        return {term} & set(vocabulary)
+    head, n = term[:FUZZY_PREFIX], len(term)
+    return {w for w in vocabulary if w[:FUZZY_PREFIX] == head and abs(len(w) - n) <= edits
+            and _EDITS.compare(term, w, edits) >= 0}
+
+
+def _within(title: tuple[str, ...], query_terms: list[str], slop: int) -> bool:
+    """Whether some window of ``len(query_terms) + slop`` title positions holds every query term."""
+    wanted, width = set(query_terms), len(set(query_terms)) + slop
+    for start, w in enumerate(title):
+        if w in wanted and wanted <= set(title[start:start + width]):
+            return True
+    return False
+
+
+def _phrase(title: tuple[str, ...], query_terms: list[str]) -> bool:
+    k = len(query_terms)
+    return any(list(title[i:i + k]) == query_terms for i in range(len(title) - k + 1))
+
+
+def match_columns(query_terms: list[str], titles: list[tuple[str, ...]]) -> np.ndarray:
+    """The :data:`MATCH_NAMES` columns of many candidates (pure), from their title tokens: any query
+    term, all, the phrase, all within :data:`NEAR_SLOP` extra positions, all within a typo.
+
+    >>> match_columns(["metal", "shelf"], [("metal", "shelf", "bracket"), ("shelf", "of", "painted", "metal")]).tolist()
+    [[1.0, 1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 0.0, 1.0, 1.0]]
+    """
+    out = np.zeros((len(titles), len(MATCH_NAMES)))
+    if not query_terms or not titles:
+        return out
+    sets = [set(t) for t in titles]
+    initials = by_initial(sets)
+    close = [close_words(t, initials.get(t[0], ())) | {t} for t in query_terms]
+    for i, (title, have) in enumerate(zip(titles, sets)):
+        present = [t in have for t in query_terms]
+        every = all(present)
+        out[i] = (any(present), every, every and _phrase(title, query_terms),
+                  every and _within(title, query_terms, NEAR_SLOP), every or all(not have.isdisjoint(c) for c in close))
+    return out
+
+
+def by_initial(sets: list[set[str]]) -> dict[str, list[str]]:
+    """The words of the titles grouped by first letter: a prefix match or a typo (first letter exact) shares it.
+
+    >>> by_initial([{"metal", "mug"}, {"shelf"}])["s"]
+    ['shelf']
+    """
+    out: dict[str, list[str]] = {}
+    for w in set().union(*sets):
+        out.setdefault(w[0], []).append(w)
+    return out
