@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from shopsearch.ingest.clean import (
-    Rejected, check_image, check_popularity, check_rating, check_required, clean_item,
+    Rejected, check_popularity, check_rating, check_required, clean_item,
     content_hash, normalise_category_path, normalise_text,
     parse_price, strip_html,
 )
+from shopsearch.ingest.images import check_image
 from shopsearch.ingest.dedupe import dedupe, near_duplicate_key
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -21,7 +21,7 @@ from pathlib import Path
 from flask import Blueprint, current_app, jsonify, redirect, request, send_file
 from opensearchpy import NotFoundError
 
-from shopsearch.ingest.clean import looks_like_image
+from shopsearch.ingest.images import looks_like_image
 from shopsearch.learn.recommend import item_source
 from shopsearch.plugin.cluster import client
 from shopsearch.plugin.errors import NotFound
