@@ -87,16 +87,16 @@ def source_filter(response_fields: str | list[str] | None) -> dict:
             "excludes": list(NO_VECTORS["excludes"])}
 
 
-def hit_fields(source: dict | None = None, fetch: dict | None = None) -> dict:
+def hit_fields(fetch: dict | None = None) -> dict:
     """The part of a candidate request that says what each hit brings: ``fetch`` (an
-    ``index.fetch.Fetch.body``: doc values) when given, else ``_source`` with the ``source`` filter.
+    ``index.fetch.Fetch.body``: doc values, or a ``_source`` filter), default every field but the vectors.
 
-    >>> hit_fields({"includes": ["id"]})
-    {'_source': {'includes': ['id']}}
-    >>> hit_fields(fetch={"_source": False, "stored_fields": "_none_", "docvalue_fields": ["id"]})["stored_fields"]
+    >>> hit_fields()
+    {'_source': {'excludes': ['*_vector', 'vector_copy']}}
+    >>> hit_fields({"_source": False, "stored_fields": "_none_", "docvalue_fields": ["id"]})["stored_fields"]
     '_none_'
     """
-    return dict(fetch) if fetch is not None else {"_source": source or NO_VECTORS}
+    return dict(fetch) if fetch is not None else {"_source": NO_VECTORS}
 
 
 def fetch_for(properties: dict, response_fields: str | None) -> Fetch:
@@ -144,7 +144,7 @@ def fuzzy_words(q: str, min_length: int = 4) -> str:
 
 
 def bm25_body(q: str, size: int, filters: list[dict] | None = None, boosts: list[dict] | None = None,
-              source: dict | None = None, fields: tuple[str, ...] = TEXT_FIELDS,
+              fields: tuple[str, ...] = TEXT_FIELDS,
               tie_breaker: float = 0.0, fuzzy: dict | None = None, fetch: dict | None = None) -> dict:
     """A BM25 ``multi_match`` over the text fields; ``boosts`` are optional should clauses.
 
@@ -162,7 +162,7 @@ def bm25_body(q: str, size: int, filters: list[dict] | None = None, boosts: list
     query: dict = {"must": [must], "filter": list(filters or [])}
     if boosts:
         query["should"] = boosts
-    return {"size": size, **hit_fields(source, fetch), "query": {"bool": query}}
+    return {"size": size, **hit_fields(fetch), "query": {"bool": query}}
 
 
 def split_understood_filters(clauses: list[dict], mode: str) -> tuple[list[dict], list[dict]]:
@@ -185,12 +185,12 @@ def split_understood_filters(clauses: list[dict], mode: str) -> tuple[list[dict]
 
 
 def knn_body(vector: list[float], size: int, k: int, filters: list[dict] | None = None, field: str = "fused_vector",
-             source: dict | None = None, fetch: dict | None = None) -> dict:
+             fetch: dict | None = None) -> dict:
     """A k-NN query with the filters applied inside the k-NN search (Lucene efficient filtering)."""
     knn: dict = {"vector": vector, "k": k}
     if filters:
         knn["filter"] = {"bool": {"filter": filters}}
-    return {"size": size, **hit_fields(source, fetch), "query": {"knn": {field: knn}}}
+    return {"size": size, **hit_fields(fetch), "query": {"knn": {field: knn}}}
 
 
 def category_clause(category: str) -> dict:
@@ -199,13 +199,13 @@ def category_clause(category: str) -> dict:
                      "minimum_should_match": 1}}
 
 
-def popular_body(size: int, filters: list[dict], source: dict | None = None, fetch: dict | None = None) -> dict:
+def popular_body(size: int, filters: list[dict], fetch: dict | None = None) -> dict:
     """The most popular products passing ``filters`` (a browse query's candidates), id as tie-break."""
-    return {"size": size, **hit_fields(source, fetch), "query": {"bool": {"filter": filters}},
+    return {"size": size, **hit_fields(fetch), "query": {"bool": {"filter": filters}},
             "sort": [{"popularity_norm": {"order": "desc", "missing": "_last"}}, {"id": "asc"}]}
 
 
-def personal_body(q: str, ids: list[str], filters: list[dict], text_must: bool = True, source: dict | None = None,
+def personal_body(q: str, ids: list[str], filters: list[dict], text_must: bool = True,
                   fields: tuple[str, ...] = TEXT_FIELDS, fetch: dict | None = None) -> dict:
     """The shopper's own products ``ids`` that answer the query: same text match and filters.
 
@@ -214,12 +214,11 @@ def personal_body(q: str, ids: list[str], filters: list[dict], text_must: bool =
     (A profile stored before ``item_ids`` existed is asked this way, a second request; see
     :func:`personal_lookup_body` for the one-request form.)
     """
-    return _personal(q, {"ids": {"values": ids}}, len(ids), filters, text_must, hit_fields(source, fetch), fields)
+    return _personal(q, {"ids": {"values": ids}}, len(ids), filters, text_must, hit_fields(fetch), fields)
 
 
 def personal_lookup_body(q: str, profiles_index: str, profile_doc: str, filters: list[dict], text_must: bool = True,
-                         source: dict | None = None, fields: tuple[str, ...] = TEXT_FIELDS,
-                         fetch: dict | None = None) -> dict:
+                         fields: tuple[str, ...] = TEXT_FIELDS, fetch: dict | None = None) -> dict:
     """:func:`personal_body` without knowing the profile: the ids come from a terms lookup on the
     profile document's ``item_ids`` (no profile, or none there: no hits).
 
@@ -227,7 +226,7 @@ def personal_lookup_body(q: str, profiles_index: str, profile_doc: str, filters:
     {'terms': {'_id': {'index': 'profiles', 'id': 'shop:u1', 'path': 'item_ids'}}}
     """
     lookup = {"terms": {"_id": {"index": profiles_index, "id": profile_doc, "path": PROFILE_ITEMS_FIELD}}}
-    return _personal(q, lookup, PERSONAL_SIZE, filters, text_must, hit_fields(source, fetch), fields)
+    return _personal(q, lookup, PERSONAL_SIZE, filters, text_must, hit_fields(fetch), fields)
 
 
 def _personal(q: str, which: dict, size: int, filters: list[dict], text_must: bool, fetched: dict,

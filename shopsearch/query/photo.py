@@ -21,8 +21,8 @@ WORDS_WEIGHT = 0.5   # of the typed words' list against the photo's
 
 def photo_bodies(vector: list[float], k: int, filters: list[dict], source: dict) -> list[dict]:
     """The two k-NN requests of a photo: on ``image_vector`` and on ``text_vector`` (same filters)."""
-    return [knn_body(vector, k, k, filters, field="image_vector", source=source),
-            knn_body(vector, k, k, filters, field="text_vector", source=source)]
+    return [knn_body(vector, k, k, filters, field="image_vector", fetch={"_source": source}),
+            knn_body(vector, k, k, filters, field="text_vector", fetch={"_source": source})]
 
 
 def photo_ranked(image_scores: dict[str, float], text_scores: dict[str, float],

@@ -152,14 +152,13 @@ class Retriever:
 
     def _requests(self, understood: Understood, text: str, depth: int, filters: list[dict], boosts: list[dict],
                   vector: list[float] | None, personal_ids: list[str], shopper: Shopper | None,
-                  fetch: dict | None = None, knn_depth: int | None = None) -> dict[str, tuple]:
+                  fetch: dict, knn_depth: int) -> dict[str, tuple]:
         """The named requests of one search, ``name: (index or None for the live one, body)``, in ``_msearch`` order
-        (``fetch``: what each candidate brings, the live index's ``Live.fetch.body``)."""
+        (``fetch``: what each candidate brings, the live index's ``Live.fetch.body``; ``knn_depth``: k of k-NN)."""
         named = {"bm25": (None, bm25_body(text, depth, filters, boosts, fields=self.text_fields,
                                           tie_breaker=self.settings.text_tie_breaker, fuzzy=self.fuzzy, fetch=fetch))}
         if vector is not None:
-            k = knn_depth or depth
-            named["knn"] = (None, knn_body(vector, k, k, filters, fetch=fetch))
+            named["knn"] = (None, knn_body(vector, knn_depth, knn_depth, filters, fetch=fetch))
         if understood.browse:
             named["popular"] = (None, popular_body(depth, filters, fetch=fetch))
         if personal_ids:

@@ -119,8 +119,8 @@ class Retrieve(Stage):
         filters = request_filters(req.price_min, req.price_max, req.category, req.brand, req.colour, req.in_stock,
                                   req.gender)
         shopper = s.searcher.shopper(s.live, req.user) if req.user else None
-        # fused strategies ask k-NN for fewer (knn_depth): its deep ranks rarely reach a page, and
-        # the BM25 list fills any page; not by page size, so a query ranks the same for every page size
+        # fused strategies ask k-NN for knn_depth (the BM25 list fills any page), never by page
+        # size, so a query ranks the same for every page size; dense reads k-NN alone
         knn_depth = s.depth if self.knn == "always" else min(s.depth, s.searcher.settings.knn_depth)
         got = s.searcher.retrieve(s.live, req.q, s.depth, filters, want_vector=self.knn == "always" or s.weight > 0,
                                   shopper=shopper, knn_depth=knn_depth)
