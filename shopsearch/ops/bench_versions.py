@@ -1,13 +1,14 @@
 """``shopsearch bench versions``: two index versions of one catalogue, the same requests sent to both.
 
 What a search asks OpenSearch for, built by the query path itself (``Searcher.retrieve``) for
-real shopper queries (Home Depot and WANDS, ``bench_query.load_queries``): the plain BM25 request
-for 10 hits (``direct``), the shopper BM25 request and the k-NN request for ``depth`` candidates
-each, and their ``_msearch``. Each request goes to version A, then to version B, query by query,
+real shopper queries (Home Depot and WANDS, ``bench_query.load_queries``) and for each version
+as it would be asked (its own fetch plan: doc values or ``_source``, ``index/fetch.py``): the
+plain BM25 request for 10 hits (``direct``), the shopper BM25 request and the k-NN request for
+``depth`` candidates each, and their ``_msearch``. Each request goes to version A, then to version B, query by query,
 for ``rounds`` rounds, so both see the same machine; the figures are medians and the ratio
 A / B. It showed what moving the vectors out of the stored ``_source`` buys (a version made
-before it against one ``shopsearch reindex`` made after: ``index/vectors.py``), and serves any
-other mapping change the same way.
+before it against one ``shopsearch reindex`` made after: ``index/vectors.py``), then what reading
+candidates from doc values buys, and serves any other mapping change the same way.
 """
 
 from __future__ import annotations
@@ -29,17 +30,18 @@ def bench_versions(settings: Settings, catalogue: str, a: str, b: str, queries: 
     """Median latency of each request on versions ``a`` and ``b`` (alternating), and their ratio a / b."""
     client = connect(settings)
     searcher = Searcher(client, settings)
-    live = searcher.live(catalogue)
+    versions = {index: searcher.pinned(catalogue, index) for index in (a, b)}
     bodies = []
     for q in load_queries(settings)[:queries]:
-        got = searcher.retrieve(live, q, depth, [])
-        if len(got.bodies) == 2:  # BM25 and k-NN (a model-number query asks BM25 only)
-            bodies.append((q, got.bodies))
+        got = {index: searcher.retrieve(live, q, depth, []).bodies for index, live in versions.items()}
+        if all(len(sent) == 2 for sent in got.values()):  # BM25 and k-NN (a model-number query asks BM25 only)
+            bodies.append((q, got))
     send = {
         "direct_bm25_10": lambda index, q, body: client.search(index=index, body=plain_bm25_body(q, 10)),
-        "shopper_bm25": lambda index, q, body: client.search(index=index, body=body[0]),
-        "knn": lambda index, q, body: client.search(index=index, body=body[1]),
-        "msearch": lambda index, q, body: client.msearch(body=[{"index": index}, body[0], {"index": index}, body[1]]),
+        "shopper_bm25": lambda index, q, body: client.search(index=index, body=body[index][0]),
+        "knn": lambda index, q, body: client.search(index=index, body=body[index][1]),
+        "msearch": lambda index, q, body: client.msearch(body=[{"index": index}, body[index][0],
+                                                               {"index": index}, body[index][1]]),
     }
     out = {"catalogue": catalogue, "a": a, "b": b, "queries": len(bodies), "depth": depth, "rounds": []}
     for n in range(rounds):
