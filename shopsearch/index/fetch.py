@@ -35,6 +35,7 @@ True
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Iterable
 
 import numpy as np
@@ -69,11 +70,17 @@ class Fetch:
     body: dict
     columns: tuple[Column, ...] = ()
 
-    def __post_init__(self):
-        # (path, name) of the columns read as they come, and the names given back as lists or floats
-        object.__setattr__(self, "_plain", tuple((c.path, c.name) for c in self.columns))
-        object.__setattr__(self, "_lists", tuple((c.path, c.name) for c in self.columns if c.as_list))
-        object.__setattr__(self, "_floats", tuple(c.name for c in self.columns if c.as_float32))
+    @cached_property
+    def _plain(self) -> tuple[tuple[str, str], ...]:
+        return tuple((c.path, c.name) for c in self.columns)
+
+    @cached_property
+    def _lists(self) -> tuple[tuple[str, str], ...]:
+        return tuple((c.path, c.name) for c in self.columns if c.as_list)
+
+    @cached_property
+    def _floats(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns if c.as_float32)
 
     @property
     def from_source(self) -> bool:
