@@ -37,9 +37,10 @@ def world(services, settings, client, tmp_path_factory):
     local = settings.replace(models_dir=str(tmp / "models"), result_cache_seconds=0)
     searcher = Searcher(client, local)
     valid, train = split_queries(queries, 0.4, seed=0)
-    tables = rk.candidate_tables(searcher, name, queries, threads=2)
+    stats = rk.index_title_stats(client, live_index(client, name))
+    tables = rk.candidate_tables(searcher, name, queries, threads=2, title_stats=stats)
     yield {"catalogue": name, "settings": local, "judgments": judgments, "train": train, "valid": valid,
-           "tables": tables, "registry": ModelRegistry(tmp / "models"), "searcher": searcher}
+           "tables": tables, "registry": ModelRegistry(tmp / "models"), "searcher": searcher, "title_stats": stats}
     client.indices.delete(index=f"{name}-v*", ignore_unavailable=True, allow_no_indices=True)
 
 
@@ -59,7 +60,14 @@ def _mean_ndcg(world, queries, order) -> float:
 @pytest.fixture(scope="module")
 def trained(world):
     booster, info = rk.train_ranker(_data(world, world["train"]), rounds=80)
-    return Ranker(booster, booster.feature_name(), "test"), info
+    return Ranker(booster, booster.feature_name(), "test", world["title_stats"]), info
+
+
+def test_the_title_statistics_count_every_product_of_the_index(world, client):
+    stats, index = world["title_stats"], live_index(client, world["catalogue"])
+    assert stats.docs == client.count(index=index)["count"] and stats.df and stats.avg_words > 1
+    table = next(t for t in world["tables"].values() if t.ids)
+    assert not np.isnan(table.column("title_bm25")).all()  # the training tables carry the title's BM25
 
 
 def test_the_ranker_orders_judged_products_above_the_rest_better_than_the_fused_order(world, trained):
@@ -85,11 +93,11 @@ def test_a_saved_ranker_loads_with_the_same_features_and_predictions(world, trai
     ranker, info = trained
     registry = ModelRegistry(tmp_path)
     card = rk.model_card(ranker.booster, info, {"train": {}}, {"rule": "test"})
-    rk.save_ranker(registry, "rank-a", ranker.booster, card)
+    rk.save_ranker(registry, "rank-a", ranker.booster, card, ranker.title_stats)
     registry.register("rank-a", base_model="lightgbm-lambdarank")
     again = rk.load_ranker(registry, "rank-a")
     x = world["tables"][world["valid"][0]].select(ranker.features)
-    assert again.features == ranker.features
+    assert again.features == ranker.features and again.title_stats == ranker.title_stats
     np.testing.assert_allclose(again.predict(x), ranker.predict(x))
     assert registry.verify_hashes("rank-a")["ok"]
 
@@ -132,6 +140,9 @@ def test_train_splits_by_query_times_each_step_and_writes_the_model_card(world, 
     assert card["figures"]["gate"]["decision"] == steps["gate"]["decision"]
     model = world["registry"].load(report["version"])
     assert model["parts"] == ["ranker"] and model["gate"]["numbers"]["queries"] == steps["gate"]["queries"]
+    assert "ranker/title_stats.json" in model["files"]  # saved beside the model, hashed with it
+    assert rk.load_ranker(world["registry"], report["version"]).title_stats == world["title_stats"]
+    assert steps["features"]["title_stats"]["titles"] == world["title_stats"].docs
     assert steps["promote"]["promoted"] is False  # not asked to: nothing served
     assert "ranker" not in read_meta(client, live_index(client, world["catalogue"]))
 
@@ -139,7 +150,8 @@ def test_train_splits_by_query_times_each_step_and_writes_the_model_card(world, 
 def test_a_promoted_ranker_becomes_the_default_and_explain_shows_each_feature_and_its_contribution(world, trained, client):
     ranker, info = trained
     registry, name = world["registry"], world["catalogue"]
-    rk.save_ranker(registry, "rank-served", ranker.booster, rk.model_card(ranker.booster, info, {}, {}))
+    rk.save_ranker(registry, "rank-served", ranker.booster, rk.model_card(ranker.booster, info, {}, {}),
+                   ranker.title_stats)
     registry.register("rank-served", base_model="lightgbm-lambdarank", catalogue=name)
     index = live_index(client, name)
     rk.promote_ranker(client, registry, name, index, "rank-served", {"decision": "promote"})
@@ -153,6 +165,7 @@ def test_a_promoted_ranker_becomes_the_default_and_explain_shows_each_feature_an
             assert set(learned["features"]) == set(ranker.features)
             total = learned["expected"] + sum(f["contribution"] for f in learned["features"].values())
             assert total == pytest.approx(learned["score"], abs=1e-4)
+        assert any(h["explain"]["learned"]["features"]["title_bm25"]["value"] for h in out["hits"])  # served with its statistics
         scores = [h["explain"]["learned"]["score"] for h in out["hits"]]
         assert scores == sorted(scores, reverse=True)
     finally:

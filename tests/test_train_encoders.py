@@ -72,8 +72,9 @@ def test_a_rejected_candidate_leaves_the_alias_untouched_and_keeps_its_lora_adap
     before = live_index(client, world["catalogue"])
     report = _run(world, client, settings={"gate_margin": 10.0}, lora_rank=4)  # nothing beats live by 1000 %
     steps = report["steps"]
-    assert list(steps) == ["split", "encoders", "reindex", "features", "fit", "gate", "promote"]
+    assert list(steps) == ["split", "encoders", "reindex", "features", "fit", "gate", "promote", "rerank_gate"]
     assert steps["gate"]["decision"] == "reject" and steps["promote"]["promoted"] is False
+    assert "not swapped in" in steps["rerank_gate"]["skipped"]  # no int8 gate for a cross-encoder that does not serve
     assert steps["reindex"]["index"] != before and steps["features"]["index"] == steps["reindex"]["index"]
     assert live_index(client, world["catalogue"]) == before
     assert "ranker" not in read_meta(client, before) and "ranker" not in read_meta(client, steps["reindex"]["index"])
@@ -99,6 +100,13 @@ def test_train_with_encoders_registers_both_reindexes_gates_and_swaps_when_passe
     card = read_card(registry, report["version"])
     assert card["figures"]["gate"]["candidate_index"] == index and card["figures"]["step_seconds"]["total"] > 0
     assert steps["encoders"]["rerank_serving"]["serving"] in ("fp32", "torch")
+    if steps["encoders"]["rerank_serving"]["backend"] == "onnx":  # int8 gated on validation judgments once live
+        gated = entry["onnx"]["cross-encoder"]
+        assert steps["rerank_gate"]["serving"] == gated["serving"] == ("int8" if gated["gate"]["passed"] else "fp32")
+        assert gated["gate"]["queries"] == steps["rerank_gate"]["queries"] > 0
+        assert gated["gate"]["judgments"] == steps["split"]["valid_judgments"]
+    else:
+        assert "torch" in steps["rerank_gate"]["skipped"]
     searcher = Searcher(client, world["settings"])
     q = sorted(world["judgments"])[0]
     out = searcher.search(world["catalogue"], SearchRequest(q=q, size=10, strategy="hybrid-rerank", explain=True))

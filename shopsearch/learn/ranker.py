@@ -30,16 +30,18 @@ from typing import Callable
 
 import lightgbm
 import numpy as np
+from opensearchpy.helpers import scan
 
 from shopsearch.errors import RegistryError
 from shopsearch.files import write_json_atomic
 from shopsearch.learn.registry import ModelRegistry, now_iso
 from shopsearch.index.meta import read_meta, update_meta
-from shopsearch.query.features import FeatureTable
+from shopsearch.query.features import FeatureTable, words
 from shopsearch.query.learned import LearnedRank, Ranker, table_of
 from shopsearch.query.searcher import Searcher, SearchRequest
 from shopsearch.query.stages import Pipeline, Search
 from shopsearch.query.strategies import pipeline
+from shopsearch.query.title_bm25 import TitleStats
 
 LABEL_GAIN = [0.0, 0.5, 1.0, 1.5, 2.0]  # label l has gain l / 2 = relevance - 1, the evaluation's gain
 # num_leaves 15 (was 31): the best of 23 settings (leaves 15/31/63 x min_data_in_leaf 20/50/100 x
@@ -70,8 +72,10 @@ def before_ranker(settings) -> Pipeline:
 
 
 def candidate_tables(searcher: Searcher, catalogue: str, queries: list[str], index: str | None = None,
-                     threads: int = 3, progress: Callable[[int, int], None] | None = None) -> dict[str, FeatureTable]:
-    """Each query's candidate feature table, exactly as strategy ``learned`` builds it when serving."""
+                     threads: int = 3, progress: Callable[[int, int], None] | None = None,
+                     title_stats: TitleStats | None = None) -> dict[str, FeatureTable]:
+    """Each query's candidate feature table, exactly as strategy ``learned`` builds it when serving
+    (with ``title_stats``, those the ranker will be saved with)."""
     live = searcher.pinned(catalogue, index) if index else searcher.live(catalogue)
     steps, s = before_ranker(searcher.settings), searcher.settings
 
@@ -79,7 +83,7 @@ def candidate_tables(searcher: Searcher, catalogue: str, queries: list[str], ind
         req = SearchRequest(q=q, size=100, strategy="learned")
         done = steps.run(Search(req=req, live=live, searcher=searcher, depth=max(s.candidate_depth, 100),
                                 weight=s.vector_weight))
-        return table_of(done)
+        return table_of(done, title_stats)
 
     out: dict[str, FeatureTable] = {}
     with concurrent.futures.ThreadPoolExecutor(max_workers=threads) as pool:
@@ -161,14 +165,25 @@ def model_card(booster: lightgbm.Booster, info: dict, data: dict, split: dict, p
             "params": {**PARAMS, **(params or {})}, "training": info, "data": data, "split": split, "figures": {}}
 
 
-def save_ranker(registry: ModelRegistry, version: str, booster: lightgbm.Booster, card: dict) -> Path:
-    """``<version>/ranker/model.txt`` (the best rounds only) and ``card.json``; returns the model file."""
+def save_ranker(registry: ModelRegistry, version: str, booster: lightgbm.Booster, card: dict,
+                title_stats: TitleStats | None = None) -> Path:
+    """``<version>/ranker/model.txt`` (the best rounds only), ``card.json`` and the title
+    statistics its features were computed with (``title_stats.json``); returns the model file."""
     directory = registry.part_dir(version, "ranker")
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "model.txt"
     booster.save_model(str(path), num_iteration=booster.best_iteration or None)
+    if title_stats is not None:
+        title_stats.save(directory)
     write_json_atomic(directory / "card.json", card)
     return path
+
+
+def index_title_stats(client, index: str) -> TitleStats:
+    """The title statistics of every product in ``index`` (one scroll over the titles)."""
+    hits = scan(client, index=index, query={"query": {"match_all": {}}}, _source=["title"], size=2000,
+                scroll="2m")
+    return TitleStats.from_titles(words(h["_source"].get("title") or "") for h in hits)
 
 
 def load_ranker(registry: ModelRegistry, version: str) -> Ranker:

@@ -14,6 +14,10 @@ Two steps of :data:`shopsearch.learn.train_ranker.STEPS`, run when ``encoders`` 
    into the registry; torch on CUDA) and recorded on its card (``model.json``'s ``onnx``).
 2. ``reindex``: the catalogue encoded with the new bi-encoder into a new, verified index version,
    not behind the alias (``learn/reindex.reindex(swap=False)``, through the caller's runner).
+3. ``rerank_gate``, after ``promote``: once the candidate is live, the int8 cross-encoder against
+   the fp32 one on the validation judgments (``learn/rerank_gate.py``, what ``shopsearch models
+   onnx --part cross-encoder --variant int8`` runs); the card then says which variant serves.
+   Skipped where nothing was swapped in or where torch serves (CUDA).
 
 The ranker is then fitted on that candidate index (its features computed on the index it will
 serve), the gate compares what shoppers get now with ``learned`` on the candidate
@@ -30,6 +34,7 @@ from shopsearch.learn import rollout
 from shopsearch.learn import train as ft
 from shopsearch.learn.judged_examples import judged_examples
 from shopsearch.learn.lora import LoraOptions
+from shopsearch.learn.rerank_gate import gate_rerank_int8
 from shopsearch.learn.reindex import reindex as build_index
 from shopsearch.query.rerank import cached_reranker
 
@@ -107,3 +112,15 @@ def swap_in(run, gate: dict) -> dict:
     run.registry.set_status(version, "promoted")
     run.runner.send("shopsearch.profiles.update", run.catalogue)  # profile vectors belong to the old model
     return {"promoted": True, "index": index, "version": entry["version"], "encoder_version": version}
+
+
+def gate_rerank(run) -> dict:
+    """The ``rerank_gate`` step: int8 against fp32 for the cross-encoder now live; the card records which serves."""
+    if not (run.steps.get("promote") or {}).get("promoted"):
+        return {"skipped": "the candidate was not swapped in: its cross-encoder does not serve"}
+    if run.steps["encoders"]["rerank_serving"]["backend"] != "onnx":
+        return {"skipped": "torch serves the cross-encoder (CUDA): no int8 variant to gate"}
+    valid = {q: run.judgments[q] for q in run.parts["valid"]}
+    card = gate_rerank_int8(run.client, run.settings, run.catalogue, valid, run.steps["split"]["valid_judgments"],
+                            limit_queries=run.params["gate_queries"], echo=run.echo)
+    return {"serving": card["serving"], **{k: card["gate"][k] for k in ("passed", "worst_loss", "ndcg@10", "queries")}}

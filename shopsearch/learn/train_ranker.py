@@ -13,17 +13,20 @@ Steps, in order, each timed (:data:`STEPS`, name -> function over the run's :cla
    and a cross-encoder trained on the *training* queries' judgments (and clicks), registered as
    one encoder version, and the catalogue encoded with the new bi-encoder into a candidate index
    version, not yet live;
-3. ``features``: each training and tuning query's candidates through the serving pipeline up to
-   the ranker (``ranker.candidate_tables``), on the index the ranker will serve (the candidate
-   with ``encoders``, else the live one);
+3. ``features``: the title statistics of the index the ranker will serve (the candidate with
+   ``encoders``, else the live one; ``query/title_bm25.py``), then each training and tuning
+   query's candidates through the serving pipeline up to the ranker
+   (``ranker.candidate_tables``) on that index;
 4. ``fit``: LambdaMART on the training queries, rounds chosen on the tuning queries; saved with
-   its model card and registered (part ``ranker``);
+   its model card and the title statistics, and registered (part ``ranker``);
 5. ``gate``: on the validation queries, what shoppers get now against ``learned`` with this
    ranker (``gate.compare_ranker``; with ``encoders``, on the candidate index:
    ``gate.compare_candidate``); the decision goes to the registry and the card;
 6. ``promote``: a ranker that passed is served for its index (``_meta.ranker``), which makes
    ``learned`` the catalogue's default strategy; with ``encoders`` the candidate index is then
    swapped in behind the alias. A rejected one is left registered, unserved, the alias untouched.
+7. with ``encoders`` on, ``rerank_gate``: the new cross-encoder's int8 variant gated against fp32
+   on the validation queries, now that it serves (``train_encoders.gate_rerank``).
 
 Each step's time, the split and the gate's figures go on the ranker's model card and, with
 ``encoders``, into the encoder version's registry entry.
@@ -137,12 +140,13 @@ def features(run: Run) -> dict:
         if time.monotonic() - last[0] > 30 or done == total:
             last[0] = time.monotonic()
             run.echo(f"features: {done}/{total} queries")
-    index = run.parts.get("index")  # the candidate index with encoders: the one the ranker will serve
-    tables = rk.candidate_tables(searcher, run.catalogue, wanted, index=index, threads=run.params["threads"],
-                                 progress=progress)
-    run.parts["tables"] = tables
-    return {"queries": len(tables), "candidates": sum(len(t.ids) for t in tables.values()),
-            "index": index or live_index(run.client, run.catalogue)}
+    index = run.parts.get("index") or live_index(run.client, run.catalogue)  # the one the ranker will serve
+    stats = rk.index_title_stats(run.client, index)
+    tables = rk.candidate_tables(searcher, run.catalogue, wanted, index=run.parts.get("index"),
+                                 threads=run.params["threads"], progress=progress, title_stats=stats)
+    run.parts.update(tables=tables, title_stats=stats)
+    return {"queries": len(tables), "candidates": sum(len(t.ids) for t in tables.values()), "index": index,
+            "title_stats": {"titles": stats.docs, "words": len(stats.df), "avg_words": round(stats.avg_words, 2)}}
 
 
 def fit(run: Run) -> dict:
@@ -154,7 +158,7 @@ def fit(run: Run) -> dict:
     booster, info = rk.train_ranker(train, tune)
     data = {"train": train.summary(), "tune": tune.summary()}
     card = rk.model_card(booster, info, data, run.steps["split"])
-    rk.save_ranker(run.registry, run.version, booster, card)
+    rk.save_ranker(run.registry, run.version, booster, card, run.parts["title_stats"])
     run.registry.register(run.version, base_model="lightgbm-lambdarank", catalogue=run.catalogue, data=data,
                           params=card["params"], metrics={"tune_ndcg@10": info["tune_ndcg@10"]},
                           window={"since": run.params["clicks_since"], "until": None})
@@ -196,8 +200,8 @@ def promote(run: Run) -> dict:
 
 STEPS: dict[str, Callable[[Run], dict]] = {"split": split, "encoders": enc.train_encoders,
                                            "reindex": enc.reindex_candidate, "features": features, "fit": fit,
-                                           "gate": gate, "promote": promote}
-ENCODER_STEPS = ("encoders", "reindex")
+                                           "gate": gate, "promote": promote, "rerank_gate": enc.gate_rerank}
+ENCODER_STEPS = ("encoders", "reindex", "rerank_gate")
 DEFAULTS = {"valid_fraction": 0.3, "tune_fraction": 0.15, "seed": 0, "limit_queries": None, "gate_queries": None,
             "clicks_since": None, "promote": True, "threads": 3, "encoders": False, "lora_rank": None, "batch_size": 32,
             "bi_encoder_max_steps": enc.BI_ENCODER_MAX_STEPS, "cross_encoder_max_steps": enc.CROSS_ENCODER_MAX_STEPS}

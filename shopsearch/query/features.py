@@ -18,7 +18,8 @@ feature costs another round trip:
   the product type: ``metal brackets``) and first term in the title, and the share of query
   terms matched weighted by how rare each is among the query's candidates; sizes in one spelling
   (``2 in.`` = ``2"``) matched or contradicted, query terms in the title or the brand / colour /
-  material, query word pairs in order, the title's words the query names;
+  material, query word pairs in order, the title's words the query names; the title's own BM25
+  score from the catalogue's title statistics (``title_bm25.py``; NaN without them);
 - the product: popularity, price (log) and price relative to the query's candidates (band);
 - the shopper (:func:`shopper_features`, missing without a known shopper): their own weight
   for the item, category and brand affinity, price-band fit;
@@ -39,19 +40,21 @@ from __future__ import annotations
 import functools
 import math
 import re
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from shopsearch import hooks
 from shopsearch.query.personalise import facet_key
+from shopsearch.query.title_bm25 import TitleStats, title_bm25
 from shopsearch.query.title_matches import MATCH_NAMES, by_initial, match_columns
 
 RETRIEVAL = ("bm25", "bm25_rank", "bm25_share", "vector", "vector_rank", "vector_gap", "fused", "fused_rank")
 TEXT = ("title_terms_share", "title_prefix_share", "numbers_share", "codes_share", "query_numbers",
         "brand_in_query", "colour_in_query", "material_in_query", "title_terms", "query_terms",
         "last_term_in_title", "first_term_in_title", "rare_terms_share",
-        "sizes_share", "size_conflict", "covered_share", "pairs_share", "title_in_query")
+        "sizes_share", "size_conflict", "covered_share", "pairs_share", "title_in_query", "title_bm25")
 PRODUCT = ("popularity", "price_log", "price_vs_candidates", "rating")
 SHOPPER = ("shopper_item", "shopper_category", "shopper_brand", "shopper_price_fit")
 BUILT_IN = RETRIEVAL + tuple(f"match_{n}" for n in MATCH_NAMES) + TEXT + PRODUCT + SHOPPER
@@ -75,8 +78,12 @@ _SIZE = re.compile(r"(?<![\d.])(\d+(?:-\d+/\d+|/\d+|\.\d+)?)\s*-?\s*(inches|inch
                    r"btu|psi|gpm|cu|sq|''|\"|')(?![^\W_])")
 NAN = float("nan")
 # how many distinct texts (titles, brands, colours) a process keeps tokenised: a catalogue's
-# busy products recur across queries, and tokenising is most of the features' cost
-WORDS_CACHE_SIZE = 20_000
+# busy products recur across queries, and tokenising is most of the features' cost. The words are
+# interned, so a title costs about 300 bytes (214 measured over Home Depot's 53,475 titles, plus
+# its key): 30 MiB a process at most. At 20,000 a no-repeat run of 300 queries (30,000 candidate
+# titles) tokenised nearly every title again.
+WORDS_CACHE_SIZE = 100_000
+PAIRS_CACHE_SIZE = 20_000  # a title's word pairs: about 1.3 kB each
 
 
 def tokens(text: str) -> list[str]:
@@ -95,7 +102,7 @@ def words(text: str) -> tuple[str, ...]:
     >>> words("Galvanized Steel Brackets")
     ('galvanized', 'steel', 'bracket')
     """
-    return tuple(tokens(text))
+    return tuple(map(sys.intern, tokens(text)))
 
 
 @functools.lru_cache(maxsize=WORDS_CACHE_SIZE)
@@ -159,13 +166,16 @@ def _named_share(value, q_set: set[str]) -> float:
 
 def text_columns(query_terms: list[str], titles: list, sources: list[dict],
                  rarity: dict[str, float] | None = None, rarity_from_candidates: bool = False,
-                 query_text: str | None = None) -> np.ndarray:
+                 query_text: str | None = None, title_stats: TitleStats | None = None,
+                 sets: list[set[str]] | None = None, initials: dict[str, list[str]] | None = None) -> np.ndarray:
     """The :data:`TEXT` columns of many candidates at once (pure): ``titles[i]`` the tokens of
     candidate ``i``'s title, ``sources[i]`` its source fields.
 
     ``rarity``: each query term's weight in ``rare_terms_share`` (default 1); with
     ``rarity_from_candidates``, 1 minus the share of these candidates whose title has the term.
     ``query_text``: the query as typed, for its sizes (default: the terms joined).
+    ``title_stats``: the catalogue's title statistics, for ``title_bm25`` (NaN without them).
+    ``sets`` and ``initials``: the titles as sets and ``by_initial`` of them, when the caller has them.
     Each title is a set once; a query term is looked up in every title, prefixes are found once
     over the titles' vocabulary, so the cost is a few set operations per candidate.
     """
@@ -176,13 +186,15 @@ def text_columns(query_terms: list[str], titles: list, sources: list[dict],
     out[:, 4], out[:, 9] = float(len(numbered)), float(k)
     out[:, 8] = [len(t) for t in titles]
     for col, key in ((5, "brand"), (6, "colour"), (7, "material")):
-        out[:, col] = [_named_share(src.get(key), q_set) for src in sources]
+        values = [src.get(key) for src in sources]
+        share = {v: _named_share(v, q_set) for v in set(values) if isinstance(v, str)}  # candidates share a few
+        out[:, col] = [share.get(v, NAN) if isinstance(v, str) else NAN for v in values]
     if not n or not k:
         return out
-    sets = [set(t) for t in titles]
+    sets = [set(t) for t in titles] if sets is None else sets
     hit = np.array([[t in have for t in query_terms] for have in sets], dtype=bool)
     out[:, 0] = hit.sum(axis=1) / k
-    initials = by_initial(sets)
+    initials = by_initial(sets) if initials is None else initials
     prefix = np.zeros((n, k), dtype=bool)
     for j, t in enumerate(query_terms):
         near = {w for w in initials.get(t[0], ()) if w.startswith(t) or t.startswith(w)} if len(t) >= 3 else None
@@ -204,6 +216,8 @@ def text_columns(query_terms: list[str], titles: list, sources: list[dict],
         # a running sum adds the weights in the query's order, as a sum over the terms would
         out[:, 12] = np.cumsum(hit * np.asarray(weights), axis=1)[:, -1] / total
     _coverage_columns(out, query_terms, titles, hit, sources, query_text)
+    if title_stats is not None:
+        out[:, 18] = title_bm25(query_terms, titles, title_stats, hit)
     return out
 
 
@@ -223,7 +237,7 @@ def _numbers(title: tuple[str, ...]) -> frozenset[str]:
     return frozenset(_DIGITS.findall(" ".join(title)))
 
 
-@functools.lru_cache(maxsize=WORDS_CACHE_SIZE)
+@functools.lru_cache(maxsize=PAIRS_CACHE_SIZE)
 def _pairs(title: tuple[str, ...]) -> frozenset[tuple[str, str]]:
     return frozenset(zip(title, title[1:]))
 
@@ -325,12 +339,14 @@ def _product_columns(sources: list[dict]) -> np.ndarray:
 
 
 def feature_table(text: str, ranked: list[tuple[str, float]], sources: dict[str, dict], bm25: dict[str, float],
-                  knn: dict[str, float], profile: dict | None = None) -> FeatureTable:
+                  knn: dict[str, float], profile: dict | None = None,
+                  title_stats: TitleStats | None = None) -> FeatureTable:
     """Every feature of the candidates ``ranked`` (fused order, best first) of the query ``text``.
 
     ``bm25`` and ``knn`` are the retrieval scores by id (the k-NN score is Lucene's
     ``(1 + cosine) / 2``, turned back into the cosine). Columns are built over all candidates at
-    once; a title is tokenised once per process (:func:`words`).
+    once; a title is tokenised once per process (:func:`words`). ``title_stats``: the
+    catalogue's title statistics the ranker was trained with (``title_bm25``).
     """
     ids = [d for d, _ in ranked]
     srcs = [sources.get(d, {}) for d in ids]
@@ -345,8 +361,11 @@ def feature_table(text: str, ranked: list[tuple[str, float]], sources: dict[str,
     s0 = p0 + len(PRODUCT)
     m[:, :len(RETRIEVAL)] = _retrieval_columns(ids, [f for _, f in ranked], bm25, knn)
     terms = tokens(text)
-    m[:, len(RETRIEVAL):t0] = match_columns(terms, titles)
-    m[:, t0:p0] = text_columns(terms, titles, srcs, rarity_from_candidates=True, query_text=text)
+    sets = [set(t) for t in titles]
+    initials = by_initial(sets)
+    m[:, len(RETRIEVAL):t0] = match_columns(terms, titles, sets, initials)
+    m[:, t0:p0] = text_columns(terms, titles, srcs, rarity_from_candidates=True, query_text=text,
+                               title_stats=title_stats, sets=sets, initials=initials)
     m[:, p0:s0] = _product_columns(srcs)
     m[:, s0:s0 + len(SHOPPER)] = shopper_features(profile, sources, ids)
     for j, (_, feature) in enumerate(plugins, len(BUILT_IN)):

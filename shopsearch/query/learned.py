@@ -30,23 +30,28 @@ import numpy as np
 
 from shopsearch.query.features import FeatureTable, feature_table
 from shopsearch.query.stages import Search, Stage
+from shopsearch.query.title_bm25 import TitleStats
 
 # how often a process re-reads an index's ``_meta.ranker`` (a promotion is served within this time)
 RANKER_REFRESH_SECONDS = 5.0
 
 
 class Ranker:
-    """A trained ranker: a LightGBM booster and the feature names it reads, in order."""
+    """A trained ranker: a LightGBM booster, the feature names it reads (in order) and the
+    catalogue's title statistics it was trained with (``title_bm25``; None for older rankers)."""
 
-    def __init__(self, booster: lightgbm.Booster, features: list[str], version: str = ""):
+    def __init__(self, booster: lightgbm.Booster, features: list[str], version: str = "",
+                 title_stats: TitleStats | None = None):
         self.booster, self.features, self.version = booster, list(features), version
+        self.title_stats = title_stats
         self._predict = _c_predict(booster)
 
     @classmethod
     def load(cls, path: str | Path, version: str = "") -> "Ranker":
-        """The ranker saved at ``path`` (LightGBM's text model; its feature names are in the file)."""
+        """The ranker saved at ``path`` (LightGBM's text model; its feature names are in the file),
+        with the title statistics saved beside it."""
         booster = lightgbm.Booster(model_file=str(path))
-        return cls(booster, booster.feature_name(), version)
+        return cls(booster, booster.feature_name(), version, TitleStats.load(Path(path).parent))
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Scores of the rows of ``x`` (columns in :attr:`features` order), higher is better; one thread."""
@@ -169,7 +174,7 @@ class LearnedRank(Stage):
         if ranker is None or s.browse or len(ranked) < 2:
             s.answer.applied.append(f"learned: {note or 'nothing to re-rank'}; hybrid order")
             return s
-        table = table_of(s)
+        table = table_of(s, ranker.title_stats)
         x = table.select(ranker.features)
         raw = ranker.predict(x)
         fused = [v for _, v in ranked]
@@ -181,11 +186,12 @@ class LearnedRank(Stage):
         return s
 
 
-def table_of(s: Search) -> FeatureTable:
+def table_of(s: Search, title_stats: TitleStats | None = None) -> FeatureTable:
     """The feature table of a search's candidates as the ranker sees them (serving and training alike)."""
     got = s.got
     profile = s.searcher.profile(s.live.meta.get("catalogue", ""), s.req.user) if s.req.user else None
-    return feature_table(got.text, s.answer.ranked, s.answer.sources, dict(got.bm25), dict(got.knn), profile)
+    return feature_table(got.text, s.answer.ranked, s.answer.sources, dict(got.bm25), dict(got.knn), profile,
+                         title_stats)
 
 
 def explain_rows(ranker: Ranker, table: FeatureTable, x: np.ndarray, raw: np.ndarray) -> dict[str, dict]:

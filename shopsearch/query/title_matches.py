@@ -64,9 +64,12 @@ def _phrase(title: tuple[str, ...], query_terms: list[str]) -> bool:
     return any(list(title[i:i + k]) == query_terms for i in range(len(title) - k + 1))
 
 
-def match_columns(query_terms: list[str], titles: list[tuple[str, ...]]) -> np.ndarray:
+def match_columns(query_terms: list[str], titles: list[tuple[str, ...]], sets: list[set[str]] | None = None,
+                  initials: dict[str, list[str]] | None = None) -> np.ndarray:
     """The :data:`MATCH_NAMES` columns of many candidates (pure), from their title tokens: any query
     term, all, the phrase, all within :data:`NEAR_SLOP` extra positions, all within a typo.
+    ``sets`` and ``initials``: each title as a set and :func:`by_initial` of them, when the caller
+    has them already.
 
     >>> match_columns(["metal", "shelf"], [("metal", "shelf", "bracket"), ("shelf", "of", "painted", "metal")]).tolist()
     [[1.0, 1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 0.0, 1.0, 1.0]]
@@ -74,8 +77,8 @@ def match_columns(query_terms: list[str], titles: list[tuple[str, ...]]) -> np.n
     out = np.zeros((len(titles), len(MATCH_NAMES)))
     if not query_terms or not titles:
         return out
-    sets = [set(t) for t in titles]
-    initials = by_initial(sets)
+    sets = [set(t) for t in titles] if sets is None else sets
+    initials = by_initial(sets) if initials is None else initials
     close = [close_words(t, initials.get(t[0], ())) | {t} for t in query_terms]
     for i, (title, have) in enumerate(zip(titles, sets)):
         present = [t in have for t in query_terms]
