@@ -20,7 +20,8 @@ from shopsearch.learn import ranker as rk
 from shopsearch.learn.registry import ModelRegistry
 from shopsearch.learn.rollout_state import read_meta
 from shopsearch.learn.train_ranker import run_training
-from shopsearch.query.learned import Ranker
+from shopsearch.query import features
+from shopsearch.query.learned import Ranker, warm_product_text
 from shopsearch.query.searcher import Searcher, SearchRequest
 
 from .judged_catalogue import ingest_judged_catalogue, judged_queries
@@ -87,6 +88,20 @@ def test_each_candidates_contributions_sum_to_its_prediction(world, trained):
     contrib = ranker.contributions(x)
     assert contrib.shape == (len(table.ids), len(ranker.features) + 1)
     np.testing.assert_allclose(contrib.sum(axis=1), ranker.predict(x), rtol=1e-6, atol=1e-6)
+
+
+def test_a_served_rankers_process_prepares_the_most_popular_products_text_before_queries_need_it(world, client):
+    index = live_index(client, world["catalogue"])
+    features.words.cache_clear()
+    assert warm_product_text(client, index, 3) == 3 and features.words.cache_info().currsize >= 3
+    count = client.count(index=index)["count"]
+    assert warm_product_text(client, index, 10 * count) == count
+    titles = [h["_source"]["title"] for h in client.search(index=index, size=count, _source=["title"])["hits"]["hits"]]
+    before = features.words.cache_info()
+    for title in titles:
+        features.words(title)
+    assert features.words.cache_info().hits - before.hits == len(titles)  # every title tokenised already
+    assert warm_product_text(client, "no-such-index", 10) == 0  # a failed warm-up ends quietly
 
 
 def test_a_saved_ranker_loads_with_the_same_features_and_predictions(world, trained, tmp_path):

@@ -48,7 +48,7 @@ import numpy as np
 from shopsearch import hooks
 from shopsearch.query.personalise import facet_key
 from shopsearch.query.title_bm25 import TitleStats, title_bm25
-from shopsearch.query.title_matches import MATCH_NAMES, by_initial, match_columns
+from shopsearch.query.title_matches import MATCH_NAMES, TitleTerms, match_columns
 
 RETRIEVAL = ("bm25", "bm25_rank", "bm25_share", "vector", "vector_rank", "vector_gap", "fused", "fused_rank")
 TEXT = ("title_terms_share", "title_prefix_share", "numbers_share", "codes_share", "query_numbers",
@@ -167,7 +167,7 @@ def _named_share(value, q_set: set[str]) -> float:
 def text_columns(query_terms: list[str], titles: list, sources: list[dict],
                  rarity: dict[str, float] | None = None, rarity_from_candidates: bool = False,
                  query_text: str | None = None, title_stats: TitleStats | None = None,
-                 sets: list[set[str]] | None = None, initials: dict[str, list[str]] | None = None) -> np.ndarray:
+                 prepared: TitleTerms | None = None) -> np.ndarray:
     """The :data:`TEXT` columns of many candidates at once (pure): ``titles[i]`` the tokens of
     candidate ``i``'s title, ``sources[i]`` its source fields.
 
@@ -175,7 +175,7 @@ def text_columns(query_terms: list[str], titles: list, sources: list[dict],
     ``rarity_from_candidates``, 1 minus the share of these candidates whose title has the term.
     ``query_text``: the query as typed, for its sizes (default: the terms joined).
     ``title_stats``: the catalogue's title statistics, for ``title_bm25`` (NaN without them).
-    ``sets`` and ``initials``: the titles as sets and ``by_initial`` of them, when the caller has them.
+    ``prepared``: the terms against the titles (``title_matches.TitleTerms``), when the caller has it.
     Each title is a set once; a query term is looked up in every title, prefixes are found once
     over the titles' vocabulary, so the cost is a few set operations per candidate.
     """
@@ -191,10 +191,9 @@ def text_columns(query_terms: list[str], titles: list, sources: list[dict],
         out[:, col] = [share.get(v, NAN) if isinstance(v, str) else NAN for v in values]
     if not n or not k:
         return out
-    sets = [set(t) for t in titles] if sets is None else sets
-    hit = np.array([[t in have for t in query_terms] for have in sets], dtype=bool)
+    prepared = prepared or TitleTerms.of(query_terms, titles)
+    sets, hit, initials = prepared.sets, prepared.hit, prepared.initials
     out[:, 0] = hit.sum(axis=1) / k
-    initials = by_initial(sets) if initials is None else initials
     prefix = np.zeros((n, k), dtype=bool)
     for j, t in enumerate(query_terms):
         near = {w for w in initials.get(t[0], ()) if w.startswith(t) or t.startswith(w)} if len(t) >= 3 else None
@@ -221,8 +220,19 @@ def text_columns(query_terms: list[str], titles: list, sources: list[dict],
     return out
 
 
+def prepare_product(src: dict) -> None:
+    """Put one product's text into this process's caches: its title's words, sizes and digit runs,
+    its brand / colour / material words (what :func:`feature_table` looks up for a candidate)."""
+    title = src.get("title") or ""
+    _numbers(words(title))
+    sizes(title)
+    _attribute_set(src)
+
+
 def _attribute_set(src: dict) -> frozenset[str]:
-    return _attribute_words(*(v if isinstance(v := src.get(key), str) else None for key in ("brand", "colour", "material")))
+    brand, colour, material = src.get("brand"), src.get("colour"), src.get("material")
+    return _attribute_words(brand if isinstance(brand, str) else None, colour if isinstance(colour, str) else None,
+                            material if isinstance(material, str) else None)
 
 
 @functools.lru_cache(maxsize=WORDS_CACHE_SIZE)
@@ -361,11 +371,10 @@ def feature_table(text: str, ranked: list[tuple[str, float]], sources: dict[str,
     s0 = p0 + len(PRODUCT)
     m[:, :len(RETRIEVAL)] = _retrieval_columns(ids, [f for _, f in ranked], bm25, knn)
     terms = tokens(text)
-    sets = [set(t) for t in titles]
-    initials = by_initial(sets)
-    m[:, len(RETRIEVAL):t0] = match_columns(terms, titles, sets, initials)
+    prepared = TitleTerms.of(terms, titles)
+    m[:, len(RETRIEVAL):t0] = match_columns(terms, titles, prepared)
     m[:, t0:p0] = text_columns(terms, titles, srcs, rarity_from_candidates=True, query_text=text,
-                               title_stats=title_stats, sets=sets, initials=initials)
+                               title_stats=title_stats, prepared=prepared)
     m[:, p0:s0] = _product_columns(srcs)
     m[:, s0:s0 + len(SHOPPER)] = shopper_features(profile, sources, ids)
     for j, (_, feature) in enumerate(plugins, len(BUILT_IN)):

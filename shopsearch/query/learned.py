@@ -19,6 +19,7 @@ LearnedRank(ranker, features)
 from __future__ import annotations
 
 import ctypes
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -27,13 +28,16 @@ from pathlib import Path
 import lightgbm
 import lightgbm.basic
 import numpy as np
+from opensearchpy import OpenSearchException, helpers
 
-from shopsearch.query.features import FeatureTable, feature_table
+from shopsearch.query.features import FeatureTable, feature_table, prepare_product
 from shopsearch.query.stages import Search, Stage
 from shopsearch.query.title_bm25 import TitleStats
 
 # how often a process re-reads an index's ``_meta.ranker`` (a promotion is served within this time)
 RANKER_REFRESH_SECONDS = 5.0
+WARM_FIELDS = ["title", "brand", "colour", "material"]  # what features.prepare_product reads
+log = logging.getLogger(__name__)
 
 
 class Ranker:
@@ -103,12 +107,18 @@ def _c_predict(booster: lightgbm.Booster):
 
 
 class LiveRankers:
-    """The ranker each index version serves (``_meta.ranker``), re-read every few seconds; pins for the gate."""
+    """The ranker each index version serves (``_meta.ranker``), re-read every few seconds; pins for the gate.
 
-    def __init__(self, client):
-        self.client = client
+    When an index's ranker first loads, a background thread prepares the text of the index's
+    ``warm_products`` most popular products (:func:`warm_product_text`), so the first queries
+    do not tokenise every candidate's title (0: no warm-up).
+    """
+
+    def __init__(self, client, warm_products: int = 0):
+        self.client, self.warm_products = client, warm_products
         self._by_index: dict[str, tuple[float, Ranker | None, str | None]] = {}
         self._pinned: dict[str, Ranker | None] = {}
+        self._warmed: set[str] = set()
         self._lock = threading.Lock()
 
     def pin(self, index: str, ranker: Ranker | None) -> None:
@@ -130,6 +140,11 @@ class LiveRankers:
         ranker, note = self._load(entry, cached[1] if cached else None)
         with self._lock:
             self._by_index[live.index] = (time.monotonic(), ranker, note)
+            warm = ranker is not None and self.warm_products > 0 and live.index not in self._warmed
+            self._warmed.add(live.index)
+        if warm:
+            threading.Thread(target=warm_product_text, args=(self.client, live.index, self.warm_products),
+                             name=f"warm-{live.index}", daemon=True).start()
         return ranker, note
 
     @staticmethod
@@ -142,6 +157,27 @@ class LiveRankers:
             return Ranker.load(entry["path"], entry.get("version", "")), None
         except (KeyError, OSError, lightgbm.basic.LightGBMError) as e:
             return None, f"ranker {entry.get('version')} could not be loaded: {e}"
+
+
+def warm_product_text(client, index: str, limit: int) -> int:
+    """Prepare the text features of ``index``'s ``limit`` most popular products in this process
+    (``features.prepare_product``); returns how many. A failure only ends the warm-up: the
+    features are then computed when a candidate first needs them, as without it."""
+    most_popular = {"popularity": {"order": "desc", "missing": "_last", "unmapped_type": "float"}}
+    hits = helpers.scan(client, index=index, preserve_order=True, size=1000, scroll="1m",
+                        query={"_source": WARM_FIELDS, "sort": [most_popular]})
+    done = 0
+    try:
+        for hit in hits:
+            if done >= limit:
+                break
+            prepare_product(hit.get("_source") or {})
+            done += 1
+    except OpenSearchException as e:
+        log.warning("warming the product text of %s stopped after %d products: %s", index, done, e)
+    finally:
+        hits.close()
+    return done
 
 
 def spread(scores: np.ndarray, low: float, high: float) -> np.ndarray:

@@ -80,7 +80,7 @@ class Searcher:
         self.source = self.retriever.source  # every request's _source: shown fields + ranking fields, no vectors
         self.weights = parse_weights(settings.personalise_weights)
         self.shown = shown_fields(settings.response_fields)
-        self.rankers = LiveRankers(client)
+        self.rankers = LiveRankers(client, settings.ranker_warm_products)
 
     # --- the live index --------------------------------------------------------------------
     def live(self, catalogue: str) -> Live:

@@ -12,6 +12,7 @@ Here every candidate has them, from its title's tokens, for a few set operations
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Iterable
 
 import numpy as np
@@ -64,12 +65,34 @@ def _phrase(title: tuple[str, ...], query_terms: list[str]) -> bool:
     return any(list(title[i:i + k]) == query_terms for i in range(len(title) - k + 1))
 
 
-def match_columns(query_terms: list[str], titles: list[tuple[str, ...]], sets: list[set[str]] | None = None,
-                  initials: dict[str, list[str]] | None = None) -> np.ndarray:
+@dataclass(frozen=True)
+class TitleTerms:
+    """A query's terms against its candidates' titles, worked out once for every title feature:
+    each title as a set, the titles' words by first letter (:func:`by_initial`) and
+    ``present[i][j]``, whether title ``i`` has term ``j`` (``hit``: the same as a matrix).
+
+    >>> TitleTerms.of(["metal", "shelf"], [("metal", "bracket"), ("shelf",)]).present
+    [[True, False], [False, True]]
+    """
+    titles: list[tuple[str, ...]]
+    sets: list[set[str]]
+    initials: dict[str, list[str]]
+    present: list[list[bool]]
+    hit: np.ndarray
+
+    @classmethod
+    def of(cls, query_terms: list[str], titles: list[tuple[str, ...]]) -> "TitleTerms":
+        sets = [set(t) for t in titles]
+        present = [[t in have for t in query_terms] for have in sets]
+        hit = np.array(present, dtype=bool).reshape(len(titles), len(query_terms))
+        return cls(titles, sets, by_initial(sets), present, hit)
+
+
+def match_columns(query_terms: list[str], titles: list[tuple[str, ...]],
+                  prepared: TitleTerms | None = None) -> np.ndarray:
     """The :data:`MATCH_NAMES` columns of many candidates (pure), from their title tokens: any query
     term, all, the phrase, all within :data:`NEAR_SLOP` extra positions, all within a typo.
-    ``sets`` and ``initials``: each title as a set and :func:`by_initial` of them, when the caller
-    has them already.
+    ``prepared``: :class:`TitleTerms` of these terms and titles, when the caller has it.
 
     >>> match_columns(["metal", "shelf"], [("metal", "shelf", "bracket"), ("shelf", "of", "painted", "metal")]).tolist()
     [[1.0, 1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 0.0, 1.0, 1.0]]
@@ -77,11 +100,10 @@ def match_columns(query_terms: list[str], titles: list[tuple[str, ...]], sets: l
     out = np.zeros((len(titles), len(MATCH_NAMES)))
     if not query_terms or not titles:
         return out
-    sets = [set(t) for t in titles] if sets is None else sets
-    initials = by_initial(sets) if initials is None else initials
+    prepared = prepared or TitleTerms.of(query_terms, titles)
+    initials = prepared.initials
     close = [close_words(t, initials.get(t[0], ())) | {t} for t in query_terms]
-    for i, (title, have) in enumerate(zip(titles, sets)):
-        present = [t in have for t in query_terms]
+    for i, (title, have, present) in enumerate(zip(titles, prepared.sets, prepared.present)):
         every = all(present)
         out[i] = (any(present), every, every and _phrase(title, query_terms),
                   every and _within(title, query_terms, NEAR_SLOP), every or all(not have.isdisjoint(c) for c in close))
