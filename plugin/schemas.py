@@ -192,6 +192,9 @@ class SearchResults(Answer):
     total: int
     strategy: str
     query_id: str = Field(description="Quote it in events that follow this search.")
+    took_ms: float | None = Field(None, description="The search's time in the middleware (of the first answer when cached).")
+    stage_ms: dict[str, float] | None = Field(None, description="Each pipeline stage's share of took_ms, by stage "
+                                              "(Retrieve, MinMax, LearnedRank...): where a query's time goes.")
 
 
 class Recommendations(Answer):

@@ -102,6 +102,13 @@ def test_explain_shows_component_scores_and_the_requests(web, shop):
     assert len(r["explain"]["requests"]) == 2
 
 
+def test_an_answer_says_how_long_each_stage_of_its_pipeline_took(web, shop):
+    r = web(f"/shop/{shop}/search", q="comfortable sneakers", explain="true").json()
+    stages = [s.split("(")[0] for s in r["explain"]["pipeline"].split(" >> ")]
+    assert set(r["stage_ms"]) == set(stages)  # every stage of the pipeline that ran
+    assert all(ms >= 0 for ms in r["stage_ms"].values()) and sum(r["stage_ms"].values()) <= r["took_ms"]
+
+
 def test_a_query_that_only_names_a_category_shows_that_category_popular_first(web, shop):
     r = web(f"/shop/{shop}/search", q="sports shoes", size=50, explain="true").json()
     assert any(a.lower().startswith("browse: sports shoes") for a in r["filters_applied"])

@@ -150,6 +150,7 @@ class Searcher:
         depth = max(s.candidate_depth, (req.page + 1) * req.size)
         done = steps.run(Search(req=req, live=live, searcher=self, depth=depth, weight=weight))
         out = respond(live, req, done.answer, str(steps), self.shown)
+        out["stage_ms"] = {name: round(ms, 3) for name, ms in done.stage_ms.items()}
         if done.got is not None:  # the baseline retrieves no vector
             out["vector_cached"] = done.got.vector_cached
             out["vector_cache"] = done.got.vector_cache

@@ -16,6 +16,7 @@ MinMax(vector_weight) >> Cut(candidate_depth, keep=own) >> Personalise()
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +42,7 @@ class Search:
     got: Retrieved | None = None
     lexical: list = field(default_factory=list)   # BM25 candidates (with the shopper's own) to fuse
     answer: Answer = field(default_factory=Answer)
+    stage_ms: dict[str, float] = field(default_factory=dict)  # each stage's wall time (Pipeline.run)
 
     @property
     def browse(self) -> bool:
@@ -81,8 +83,12 @@ class Pipeline(Stage):
         return Pipeline(self.stages + more)
 
     def run(self, search: Search) -> Search:
+        """Each stage in turn; its wall time is added to ``search.stage_ms`` under its class name."""
         for stage in self.stages:
+            started = time.perf_counter()
             search = stage.run(search)
+            name = type(stage).__name__
+            search.stage_ms[name] = search.stage_ms.get(name, 0.0) + (time.perf_counter() - started) * 1000
         return search
 
     def replace(self, kind: type, by: Stage) -> "Pipeline":
