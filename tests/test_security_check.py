@@ -9,7 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from shopsearch.cli import main
-from shopsearch.ops import check_security as check
+from shopsearch.ops import security_fuzz as fuzzing
+from shopsearch.ops import security_probes as probes
 from shopsearch.workers.dispatch import run_ingest
 
 from .conftest import DATA
@@ -27,16 +28,16 @@ def shop(services, settings, client):
 
 def test_path_tricks_and_admin_actions_without_a_credential_are_all_refused_on_both_faces(public_url, proxy_url, shop):
     for base in (public_url, proxy_url):
-        tricks = check.probe_path_tricks(base)
-        assert tricks.tried == len(check.PATH_TRICKS) and tricks.findings == [], (base, tricks.findings)
-        actions = check.probe_admin_actions(base, shop, "shopsearch-check-test")
+        tricks = probes.probe_path_tricks(base)
+        assert tricks.tried == len(probes.PATH_TRICKS) and tricks.findings == [], (base, tricks.findings)
+        actions = probes.probe_admin_actions(base, shop, "shopsearch-check-test")
         assert actions.tried == actions.refused and actions.findings == [], (base, actions.findings)
 
 
 @pytest.mark.parametrize("face", ["public", "internal"])
 def test_fuzzing_every_route_of_a_face_gives_no_5xx(public_url, proxy_url, shop, face):
     base = public_url if face == "public" else proxy_url
-    tally = check.fuzz(base, 400, catalogue=shop, seed=1)
+    tally = fuzzing.fuzz(base, 400, catalogue=shop, seed=1)
     assert tally.tried >= 150  # hypothesis stops early on operations with few distinct inputs
     assert tally.findings == [], tally.findings[:3]
     assert tally.as_dict()["server_errors"] == 0
@@ -45,7 +46,7 @@ def test_fuzzing_every_route_of_a_face_gives_no_5xx(public_url, proxy_url, shop,
 
 def test_fuzzing_the_pass_through_with_opensearch_shaped_requests_gives_no_5xx_and_no_write(proxy_url, client, shop):
     before = client.count(index=shop)["count"], client.indices.get_mapping(index=shop)
-    tally = check.fuzz_passthrough(proxy_url, 400, catalogue=shop, seed=2)
+    tally = fuzzing.fuzz_passthrough(proxy_url, 400, catalogue=shop, seed=2)
     assert tally.tried == 400 and tally.findings == [], tally.findings[:3]
     assert (client.count(index=shop)["count"], client.indices.get_mapping(index=shop)) == before
     assert tally.statuses["200"] > 0 and tally.statuses["403"] > 0  # reads answered, the rest refused
@@ -69,6 +70,6 @@ def test_the_whole_check_reports_no_finding_and_no_change_to_the_cluster(public_
 
 def test_a_finding_fails_the_check(public_url, shop, monkeypatch):
     # a probe list that includes a request the public face rightly answers: it must be reported
-    monkeypatch.setattr(check, "PATH_TRICKS", (("GET", "/healthz"),))
-    tally = check.probe_path_tricks(public_url)
+    monkeypatch.setattr(probes, "PATH_TRICKS", (("GET", "/healthz"),))
+    tally = probes.probe_path_tricks(public_url)
     assert tally.findings and tally.findings[0]["status"] == 200
