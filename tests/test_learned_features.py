@@ -215,3 +215,17 @@ def test_query_terms_count_as_covered_in_the_title_or_the_attributes_and_pairs_i
     assert t.column("title_terms_share").tolist() == pytest.approx([2 / 3, 1.0])
     assert t.column("pairs_share").tolist() == [0.5, 1.0]       # "arm chair" in both, "metal arm" in b only
     assert t.column("title_in_query").tolist() == [1.0, 1.0]
+
+
+def test_pairs_in_order_and_the_titles_named_words_follow_their_definitions_on_real_queries(home_depot):
+    products, judged = home_depot
+    for q in sorted(judged)[::97] + ["bracket bracket shelf", "shelf"]:  # a repeated term, a one-word query
+        ranked, sources, bm25, knn = _candidates(products, judged, q if q in judged else sorted(judged)[0])
+        t = feature_table(q, ranked, sources, bm25, knn)
+        terms, titles = tokens(q), [words(sources[d].get("title") or "") for d in t.ids]
+        named = [len([w for w in title if w in set(terms)]) / len(title) if title else NAN for title in titles]
+        np.testing.assert_array_equal(t.column("title_in_query"), named, err_msg=q)
+        if len(terms) > 1:
+            pairs = list(zip(terms, terms[1:]))
+            in_order = [len([p for p in pairs if p in set(zip(title, title[1:]))]) / len(pairs) for title in titles]
+            np.testing.assert_array_equal(t.column("pairs_share"), in_order, err_msg=q)

@@ -83,7 +83,6 @@ NAN = float("nan")
 # its key): 30 MiB a process at most. At 20,000 a no-repeat run of 300 queries (30,000 candidate
 # titles) tokenised nearly every title again.
 WORDS_CACHE_SIZE = 100_000
-PAIRS_CACHE_SIZE = 20_000  # a title's word pairs: about 1.3 kB each
 
 
 def tokens(text: str) -> list[str]:
@@ -214,7 +213,7 @@ def text_columns(query_terms: list[str], titles: list, sources: list[dict],
     if total > 0:
         # a running sum adds the weights in the query's order, as a sum over the terms would
         out[:, 12] = np.cumsum(hit * np.asarray(weights), axis=1)[:, -1] / total
-    _coverage_columns(out, query_terms, titles, hit, sources, query_text)
+    _coverage_columns(out, query_terms, titles, prepared, sources, query_text)
     if title_stats is not None:
         out[:, 18] = title_bm25(query_terms, titles, title_stats, hit)
     return out
@@ -247,17 +246,44 @@ def _numbers(title: tuple[str, ...]) -> frozenset[str]:
     return frozenset(_DIGITS.findall(" ".join(title)))
 
 
-@functools.lru_cache(maxsize=PAIRS_CACHE_SIZE)
-def _pairs(title: tuple[str, ...]) -> frozenset[tuple[str, str]]:
-    return frozenset(zip(title, title[1:]))
+def _pairs_share(titles: list, query_terms: list[str], present: list[list[bool]]) -> list[float]:
+    """Share of the query's word pairs that each title has in order (``present[i][j]``: title
+    ``i`` has term ``j``). A pair can only be in a title with both its words, so only those are read."""
+    pairs = list(zip(query_terms, query_terms[1:]))
+    out = [0.0] * len(titles)
+    for i, (title, has) in enumerate(zip(titles, present)):
+        found = sum(1 for j, (first, second) in enumerate(pairs)
+                    if has[j] and has[j + 1] and _in_order(title, first, second))
+        if found:
+            out[i] = found / len(pairs)
+    return out
 
 
-def _coverage_columns(out: np.ndarray, query_terms: list[str], titles: list, hit: np.ndarray,
+def _named_words_share(titles: list, query_terms: list[str], present: list[list[bool]]) -> list[float]:
+    """Share of each title's words that the query names (NaN for an empty title), counted only
+    in titles with a query term, each distinct term once."""
+    first = {t: j for j, t in reversed(list(enumerate(query_terms)))}  # a term's first position
+    out = []
+    for title, has in zip(titles, present):
+        if not title:
+            out.append(NAN)
+        elif any(has):
+            out.append(sum(title.count(t) for t, j in first.items() if has[j]) / len(title))
+        else:
+            out.append(0.0)
+    return out
+
+
+def _in_order(title: tuple[str, ...], first: str, second: str) -> bool:
+    return any(a == first and b == second for a, b in zip(title, title[1:]))
+
+
+def _coverage_columns(out: np.ndarray, query_terms: list[str], titles: list, prepared: TitleTerms,
                       sources: list[dict], query_text: str | None) -> None:
     """Columns 13-17 of :data:`TEXT`: sizes named alike (``2 in.`` = ``2"``) and a size that
     contradicts the query's, query terms in the title or the brand / colour / material, query
     word pairs in the title in order, the title's words that the query names."""
-    k, q_set = len(query_terms), set(query_terms)
+    k = len(query_terms)
     wanted = sizes(query_text if query_text is not None else " ".join(query_terms))
     if wanted:
         units = {}
@@ -270,11 +296,10 @@ def _coverage_columns(out: np.ndarray, query_terms: list[str], titles: list, hit
                                    for unit, same in units.items()))
     attributes = [_attribute_set(src) for src in sources]
     in_attributes = np.array([[t in have for t in query_terms] for have in attributes], dtype=bool)
-    out[:, 15] = (hit | in_attributes).sum(axis=1) / k
+    out[:, 15] = (prepared.hit | in_attributes).sum(axis=1) / k
     if k > 1:
-        pairs = list(zip(query_terms, query_terms[1:]))
-        out[:, 16] = [len([p for p in pairs if p in have]) / len(pairs) for have in map(_pairs, map(tuple, titles))]
-    out[:, 17] = [len([w for w in title if w in q_set]) / len(title) if title else NAN for title in titles]
+        out[:, 16] = _pairs_share(titles, query_terms, prepared.present)
+    out[:, 17] = _named_words_share(titles, query_terms, prepared.present)
 
 
 def text_features(query_terms: list[str], source: dict, rarity: dict[str, float] | None = None,
