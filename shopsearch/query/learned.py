@@ -216,7 +216,8 @@ class LearnedRank(Stage):
         fused = [v for _, v in ranked]
         placed = spread(raw, min(fused), max(fused))
         order = np.argsort(-raw, kind="stable")
-        s.answer.ranked = [(table.ids[i], float(placed[i])) for i in order]
+        placed_list = placed.tolist()  # Python floats: no numpy scalar per candidate
+        s.answer.ranked = [(table.ids[i], placed_list[i]) for i in order.tolist()]
         if s.req.explain:
             s.answer.components["learned"] = explain_rows(ranker, table, x, raw)
         return s
