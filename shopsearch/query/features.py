@@ -48,7 +48,8 @@ import numpy as np
 from shopsearch import hooks
 from shopsearch.query.personalise import facet_key
 from shopsearch.query.title_bm25 import TitleStats, title_bm25
-from shopsearch.query.title_matches import MATCH_NAMES, TitleTerms, match_columns
+from shopsearch.query.title_matches import (MATCH_NAMES, TitleTerms, match_columns, named_words_share,
+                                            pairs_in_order_share)
 
 RETRIEVAL = ("bm25", "bm25_rank", "bm25_share", "vector", "vector_rank", "vector_gap", "fused", "fused_rank")
 TEXT = ("title_terms_share", "title_prefix_share", "numbers_share", "codes_share", "query_numbers",
@@ -246,38 +247,6 @@ def _numbers(title: tuple[str, ...]) -> frozenset[str]:
     return frozenset(_DIGITS.findall(" ".join(title)))
 
 
-def _pairs_share(titles: list, query_terms: list[str], present: list[list[bool]]) -> list[float]:
-    """Share of the query's word pairs that each title has in order (``present[i][j]``: title
-    ``i`` has term ``j``). A pair can only be in a title with both its words, so only those are read."""
-    pairs = list(zip(query_terms, query_terms[1:]))
-    out = [0.0] * len(titles)
-    for i, (title, has) in enumerate(zip(titles, present)):
-        found = sum(1 for j, (first, second) in enumerate(pairs)
-                    if has[j] and has[j + 1] and _in_order(title, first, second))
-        if found:
-            out[i] = found / len(pairs)
-    return out
-
-
-def _named_words_share(titles: list, query_terms: list[str], present: list[list[bool]]) -> list[float]:
-    """Share of each title's words that the query names (NaN for an empty title), counted only
-    in titles with a query term, each distinct term once."""
-    first = {t: j for j, t in reversed(list(enumerate(query_terms)))}  # a term's first position
-    out = []
-    for title, has in zip(titles, present):
-        if not title:
-            out.append(NAN)
-        elif any(has):
-            out.append(sum(title.count(t) for t, j in first.items() if has[j]) / len(title))
-        else:
-            out.append(0.0)
-    return out
-
-
-def _in_order(title: tuple[str, ...], first: str, second: str) -> bool:
-    return any(a == first and b == second for a, b in zip(title, title[1:]))
-
-
 def _coverage_columns(out: np.ndarray, query_terms: list[str], titles: list, prepared: TitleTerms,
                       sources: list[dict], query_text: str | None) -> None:
     """Columns 13-17 of :data:`TEXT`: sizes named alike (``2 in.`` = ``2"``) and a size that
@@ -298,8 +267,8 @@ def _coverage_columns(out: np.ndarray, query_terms: list[str], titles: list, pre
     in_attributes = np.array([[t in have for t in query_terms] for have in attributes], dtype=bool)
     out[:, 15] = (prepared.hit | in_attributes).sum(axis=1) / k
     if k > 1:
-        out[:, 16] = _pairs_share(titles, query_terms, prepared.present)
-    out[:, 17] = _named_words_share(titles, query_terms, prepared.present)
+        out[:, 16] = pairs_in_order_share(titles, query_terms, prepared.present)
+    out[:, 17] = named_words_share(titles, query_terms, prepared.present)
 
 
 def text_features(query_terms: list[str], source: dict, rarity: dict[str, float] | None = None,

@@ -4,6 +4,8 @@ them, as a phrase, close together, or within a typo? Pure functions over tokens 
 They were named queries in the BM25 request until #13; OpenSearch evaluated them for each hit in
 the fetch phase (2.6 ms of that request's 4.1 ms on Home Depot), and only BM25 hits had them.
 Here every candidate has them, from its title's tokens, for a few set operations each.
+The text columns' word pairs in order and the title's words the query names (``features.py``) are
+read here too, from the same :class:`TitleTerms`.
 
 >>> match_columns(["metal", "braket"], [("galvanized", "metal", "bracket"), ("metal", "shelf")]).tolist()
 [[1.0, 0.0, 0.0, 0.0, 1.0], [1.0, 0.0, 0.0, 0.0, 0.0]]
@@ -108,6 +110,38 @@ def match_columns(query_terms: list[str], titles: list[tuple[str, ...]],
         out[i] = (any(present), every, every and _phrase(title, query_terms),
                   every and _within(title, query_terms, NEAR_SLOP), every or all(not have.isdisjoint(c) for c in close))
     return out
+
+
+def pairs_in_order_share(titles: list, query_terms: list[str], present: list[list[bool]]) -> list[float]:
+    """Share of the query's word pairs that each title has in order (``present[i][j]``: title
+    ``i`` has term ``j``). A pair can only be in a title with both its words, so only those are read."""
+    pairs = list(zip(query_terms, query_terms[1:]))
+    out = [0.0] * len(titles)
+    for i, (title, has) in enumerate(zip(titles, present)):
+        found = sum(1 for j, (first, second) in enumerate(pairs)
+                    if has[j] and has[j + 1] and _in_order(title, first, second))
+        if found:
+            out[i] = found / len(pairs)
+    return out
+
+
+def named_words_share(titles: list, query_terms: list[str], present: list[list[bool]]) -> list[float]:
+    """Share of each title's words that the query names (NaN for an empty title), counted only
+    in titles with a query term, each distinct term once."""
+    first = {t: j for j, t in reversed(list(enumerate(query_terms)))}  # a term's first position
+    out = []
+    for title, has in zip(titles, present):
+        if not title:
+            out.append(float("nan"))
+        elif any(has):
+            out.append(sum(title.count(t) for t, j in first.items() if has[j]) / len(title))
+        else:
+            out.append(0.0)
+    return out
+
+
+def _in_order(title: tuple[str, ...], first: str, second: str) -> bool:
+    return any(a == first and b == second for a, b in zip(title, title[1:]))
 
 
 def by_initial(sets: list[set[str]]) -> dict[str, list[str]]:
