@@ -6,12 +6,14 @@ Layout (``models_dir`` is the ``models_dir`` setting, or ``<home>/models``)::
     <models_dir>/<version>/cross-encoder/   optional re-ranker (sentence_transformers.CrossEncoder)
     <models_dir>/<version>/bi-encoder-adapter/, cross-encoder-adapter/
                                             the LoRA adapters of a LoRA run (peft), merged into the two above
-    <models_dir>/<version>/ranker/          optional learned ranker: model.txt (LightGBM), card.json (model card)
+    <models_dir>/<version>/ranker/          optional learned ranker: model.txt (LightGBM), card.json (model card),
+                                            title_stats.json, compiled/ (its machine code per host CPU)
     <models_dir>/<version>/model.json       metadata
 
 A version holds at least one part: a fine-tuning run registers a bi-encoder (and cross-encoder),
-``shopsearch train`` a ranker alone or with encoders. Only ``model.txt`` of the ranker is hashed:
-its card gains the gate's figures after registration.
+``shopsearch train`` a ranker alone or with encoders. The ranker's card (it gains the gate's figures
+after registration) and its ``compiled/`` machine code (one file per host CPU) are not hashed; its
+``model.txt`` and title statistics are.
 
 ``model.json`` lives outside the weight directories, so recording a metric or a gate decision
 never changes the files the encoder fingerprints (``encoders.text.fingerprint``), and the sha256 of
@@ -49,6 +51,9 @@ STATUSES = ("candidate", "promoted", "rejected", "retired")
 PARTS = ("bi-encoder", "cross-encoder", "ranker")
 ADAPTERS = ("bi-encoder-adapter", "cross-encoder-adapter")  # beside each encoder part, never inside it (learn/lora.py)
 UNHASHED = ("ranker/card.json",)  # written after registration (the gate's figures); describes, never serves
+# each host's machine code of ranker/model.txt (query/compiled_ranker.py): derived from the hashed
+# model file, written when a host first loads it, checked against LightGBM's scores before it serves
+UNHASHED_DIRS = ("ranker/compiled/",)
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -132,7 +137,7 @@ class ModelRegistry:
         for name in PARTS + ADAPTERS:
             if (directory / name).is_dir():
                 files.update(file_hashes(directory / name, directory))
-        return {f: h for f, h in files.items() if f not in UNHASHED}
+        return {f: h for f, h in files.items() if f not in UNHASHED and not f.startswith(UNHASHED_DIRS)}
 
     # --- reading -----------------------------------------------------------------------------
 

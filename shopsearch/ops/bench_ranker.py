@@ -4,7 +4,10 @@ For each real query (Home Depot judgments and WANDS, the ``bench query`` set, a 
 in this process and on one thread:
 
 * ``features_ms`` and ``predict_ms``: the ``LearnedRank`` stage's own work on that query's
-  candidates (building the feature table; one ``predict`` over all of them);
+  candidates (building the feature table; one ``predict`` over all of them, by the ranker's
+  ``backend``: its compiled machine code where it could be compiled);
+* ``predict_lightgbm_ms``: LightGBM's own C predict on the same matrix, called right after
+  (``lightgbm_over_served_predict_p50``: what compiling the trees buys);
 * ``hybrid_ms`` and ``learned_ms``: the whole search of each strategy through the ``Searcher``
   (result cache off), alternated query by query so that load drifts hit both alike;
   ``learned_minus_hybrid_ms``: the two on the same query, subtracted (its p50 is the "at most
@@ -27,7 +30,7 @@ from shopsearch.evaluation.metrics import percentile
 from shopsearch.learn.ranker import before_ranker
 from shopsearch.ops.bench_query import load_queries
 from shopsearch.query import features as feature_module
-from shopsearch.query.learned import table_of
+from shopsearch.query.learned import c_predict, table_of
 from shopsearch.query.searcher import Searcher, SearchRequest
 from shopsearch.query.stages import Search
 from shopsearch.settings import Settings
@@ -45,8 +48,9 @@ def bench_ranker(settings: Settings, catalogue: str, queries: int = 300, echo: C
     if ranker is None:
         raise Missing(f"{live.index} serves no ranker ({note}): train one with `shopsearch train`")
     steps, texts = before_ranker(searcher.settings), load_queries(settings)[:queries]
-    times: dict[str, list[float]] = {k: [] for k in ("features_ms", "predict_ms", "stage_ms", "hybrid_ms", "learned_ms",
-                                                     "learned_minus_hybrid_ms")}
+    lightgbm_predict = c_predict(ranker.booster) or (lambda x: ranker.booster.predict(x, num_threads=1))
+    times: dict[str, list[float]] = {k: [] for k in ("features_ms", "predict_ms", "predict_lightgbm_ms", "stage_ms",
+                                                     "hybrid_ms", "learned_ms", "learned_minus_hybrid_ms")}
     candidates = []
     for q in texts[:5]:  # warm up: encoder, caches of the cluster
         searcher.search(catalogue, SearchRequest(q=q, strategy="learned"))
@@ -63,6 +67,9 @@ def bench_ranker(settings: Settings, catalogue: str, queries: int = 300, echo: C
         t = time.perf_counter()
         ranker.predict(x)
         predict = _ms(t)
+        t = time.perf_counter()
+        lightgbm_predict(x)
+        times["predict_lightgbm_ms"].append(_ms(t))
         times["features_ms"].append(features)
         times["predict_ms"].append(predict)
         times["stage_ms"].append(features + predict)
@@ -75,15 +82,19 @@ def bench_ranker(settings: Settings, catalogue: str, queries: int = 300, echo: C
     cache = feature_module.words.cache_info()
     figures = {"catalogue": catalogue, "index": live.index, "ranker": ranker.version, "queries": len(candidates),
                "candidates_mean": round(sum(candidates) / max(len(candidates), 1), 1), "features": len(ranker.features),
-               "trees": ranker.booster.num_trees(),
+               "trees": ranker.booster.num_trees(), "backend": ranker.backend,
                "words_cache_hit_rate": round(cache.hits / max(cache.hits + cache.misses, 1), 3)}
     for name, values in times.items():
         figures[name] = {"p50": round(percentile(values, 50), 3), "p95": round(percentile(values, 95), 3)}
     figures["learned_over_hybrid_p50"] = round(figures["learned_ms"]["p50"] / figures["hybrid_ms"]["p50"], 3)
+    figures["lightgbm_over_served_predict_p50"] = round(
+        figures["predict_lightgbm_ms"]["p50"] / max(figures["predict_ms"]["p50"], 1e-6), 2)
     echo(f"{figures['queries']} queries, {figures['candidates_mean']} candidates each, {figures['features']} features, "
-         f"{figures['trees']} trees; words cache hit rate {figures['words_cache_hit_rate']}")
+         f"{figures['trees']} trees, served by {figures['backend']}; words cache hit rate "
+         f"{figures['words_cache_hit_rate']}")
     echo(f"{'':24} {'p50 ms':>8} {'p95 ms':>8}")
     for name in times:
         echo(f"{name:24} {figures[name]['p50']:8.3f} {figures[name]['p95']:8.3f}")
-    echo(f"learned / hybrid p50: {figures['learned_over_hybrid_p50']}")
+    echo(f"learned / hybrid p50: {figures['learned_over_hybrid_p50']}; LightGBM's predict / the served one p50: "
+         f"{figures['lightgbm_over_served_predict_p50']}")
     return figures

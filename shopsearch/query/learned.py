@@ -9,8 +9,9 @@ ranker is trained and gated for it), and a model file that cannot be read is a n
 answer, never an error.
 
 This module only loads and predicts (one ``predict`` call over all candidates of a query, one
-thread); training, the model card and the registry are in ``learn/ranker.py``, which the query
-layer may not import.
+thread, through the model compiled to machine code where it can be: ``compiled_ranker.py``);
+training, the model card and the registry are in ``learn/ranker.py``, which the query layer may
+not import.
 
 >>> print(LearnedRank())
 LearnedRank(ranker, features)
@@ -30,6 +31,7 @@ import lightgbm.basic
 import numpy as np
 from opensearchpy import OpenSearchException, helpers
 
+from shopsearch.query.compiled_ranker import compiled_predict
 from shopsearch.query.features import FeatureTable, feature_table, prepare_product
 from shopsearch.query.stages import Search, Stage
 from shopsearch.query.title_bm25 import TitleStats
@@ -42,20 +44,27 @@ log = logging.getLogger(__name__)
 
 class Ranker:
     """A trained ranker: a LightGBM booster, the feature names it reads (in order) and the
-    catalogue's title statistics it was trained with (``title_bm25``; None for older rankers)."""
+    catalogue's title statistics it was trained with (``title_bm25``; None for older rankers).
+
+    ``backend`` says what scores a query: ``compiled`` (the model file compiled to machine code,
+    ``compiled_ranker.py``; what a loaded ranker serves where lleaves runs), ``lightgbm-c`` (one
+    call of LightGBM's C predict) or ``lightgbm`` (the Python wrapper).
+    """
 
     def __init__(self, booster: lightgbm.Booster, features: list[str], version: str = "",
-                 title_stats: TitleStats | None = None):
+                 title_stats: TitleStats | None = None, predict=None):
         self.booster, self.features, self.version = booster, list(features), version
         self.title_stats = title_stats
-        self._predict = _c_predict(booster)
+        self._predict = predict or c_predict(booster)
+        self.backend = "compiled" if predict else "lightgbm-c" if self._predict else "lightgbm"
 
     @classmethod
     def load(cls, path: str | Path, version: str = "") -> "Ranker":
         """The ranker saved at ``path`` (LightGBM's text model; its feature names are in the file),
-        with the title statistics saved beside it."""
+        with the title statistics saved beside it, compiled where it can be."""
         booster = lightgbm.Booster(model_file=str(path))
-        return cls(booster, booster.feature_name(), version, TitleStats.load(Path(path).parent))
+        return cls(booster, booster.feature_name(), version, TitleStats.load(Path(path).parent),
+                   compiled_predict(path, booster))
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Scores of the rows of ``x`` (columns in :attr:`features` order), higher is better; one thread."""
@@ -73,7 +82,7 @@ class Ranker:
         return self.predict(table.select(self.features))
 
 
-def _c_predict(booster: lightgbm.Booster):
+def c_predict(booster: lightgbm.Booster):
     """``booster.predict(x, num_threads=1)`` as one call of LightGBM's C ``LGBM_BoosterPredictForMat``.
 
     The Python ``Booster.predict`` sets up a predictor, checks and converts its input on every

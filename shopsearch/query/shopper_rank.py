@@ -27,6 +27,7 @@ import lightgbm
 import numpy as np
 
 from shopsearch.errors import MappingError
+from shopsearch.query.compiled_ranker import compiled_predict
 from shopsearch.query.fuse import rank
 from shopsearch.query.shopper_features import FEATURES, feature_rows
 from shopsearch.query.stages import Personalise, Search, Stage
@@ -42,26 +43,31 @@ def model_dir(settings: Settings, catalogue: str) -> Path:
 
 
 class ShopperModel:
-    """A trained shopper ranker: the LightGBM booster and its card (the feature names it was trained on)."""
+    """A trained shopper ranker: the LightGBM booster and its card (the feature names it was trained
+    on); ``backend`` ``compiled`` when a loaded model scores through its machine code."""
 
-    def __init__(self, booster: lightgbm.Booster, card: dict):
+    def __init__(self, booster: lightgbm.Booster, card: dict, predict=None):
         if tuple(card.get("features", ())) != FEATURES:
             raise MappingError(f"shopper ranker trained on features {card.get('features')}, this code computes "
                                f"{list(FEATURES)}: retrain it (shopsearch eval personalisation --learned)")
         self.booster, self.card = booster, card
+        self._predict = predict or booster.predict
+        self.backend = "compiled" if predict else "lightgbm"
 
     @classmethod
     def load(cls, directory: str | Path) -> "ShopperModel":
-        """The model saved in ``directory`` (``model.txt`` and ``card.json``)."""
+        """The model saved in ``directory`` (``model.txt`` and ``card.json``), compiled to machine
+        code where it can be (``compiled_ranker.py``, as the learned ranker)."""
         directory = Path(directory)
         card = json.loads((directory / CARD_FILE).read_text(encoding="utf-8"))
-        return cls(lightgbm.Booster(model_file=str(directory / MODEL_FILE)), card)
+        booster = lightgbm.Booster(model_file=str(directory / MODEL_FILE))
+        return cls(booster, card, compiled_predict(directory / MODEL_FILE, booster))
 
     def predict(self, rows) -> list[float]:
         """One score per feature row (a list of rows or an array; higher ranks first)."""
         if len(rows) == 0:
             return []
-        return self.booster.predict(np.asarray(rows, dtype=np.float64)).tolist()
+        return self._predict(np.asarray(rows, dtype=np.float64)).tolist()
 
 
 _LOADED: dict[str, tuple[float, ShopperModel | None]] = {}
