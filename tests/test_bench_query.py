@@ -38,3 +38,44 @@ def test_the_zipf_replay_repeats_a_head_of_real_queries():
     assert 0.3 < shape["top100_share"] < 0.7 and shape["distinct"] < len(counts)
     most = [q for q, _ in Counter(replay).most_common(20)]
     assert sum(counts[q] for q in most) / 20 > sum(counts.values()) / len(counts)  # the head is the much-judged queries
+
+
+def test_the_one_client_phase_sends_each_modes_next_query_in_turn():
+    """Paired one-client figures: mode after mode, round after round, each mode its own queries,
+    against a real HTTP server that records what arrived."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import parse_qs, urlsplit
+
+    from shopsearch.ops.bench_query import _run_in_turn
+    seen = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            url = urlsplit(self.path)
+            seen.append((url.path, parse_qs(url.query)["q"][0]))
+            status = 500 if url.path == "/broken" else 200
+            body = b'{"cached": false}'
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    try:
+        sends = {m: (lambda path: lambda s, q: s.get(f"{base}/{path}", params={"q": q}, timeout=10))(m)
+                 for m in ("a", "b", "broken")}
+        queries = {"a": ["a1", "a2", "a3"], "b": ["b1", "b2"], "broken": ["x1", "x2", "x3"]}
+        out = _run_in_turn(sends, queries, seconds=30)
+    finally:
+        server.shutdown()
+    assert seen == [("/a", "a1"), ("/b", "b1"), ("/broken", "x1"), ("/a", "a2"), ("/b", "b2"), ("/broken", "x2"),
+                    ("/a", "a3"), ("/broken", "x3")]
+    assert (out["a"]["requests"], out["a"]["errors"], out["b"]["requests"]) == (3, 0, 2)
+    assert out["broken"]["errors"] == 3 and out["broken"]["error_kinds"] == {"HTTP 500": 3}
+    assert out["a"]["cache_hit_rate"]["results"] == 0.0 and out["a"]["qps"] > 0

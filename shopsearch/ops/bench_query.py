@@ -1,7 +1,8 @@
 """``shopsearch bench query``: query latency and throughput, the modes side by side in one run.
 
-Modes, each for ``seconds`` with ``clients`` concurrent clients, then each again with one client
-(latency without queueing):
+Modes, each for ``seconds`` with ``clients`` concurrent clients, then all of them again with one
+client (latency without queueing), that client sending each mode's next query in turn so that
+the machine's drifts reach every mode alike and the one-client differences are paired:
 
 * ``direct_bm25`` — the plain ``multi_match`` straight to OpenSearch;
 * ``proxy_passthrough`` — the same request through the proxy's pass-through;
@@ -154,13 +155,69 @@ def _make_profiles(settings: Settings, catalogue: str) -> list[str]:
     return users
 
 
+class _Tally:
+    """What one mode's requests gave: latencies, errors by kind, cache flags of the answers."""
+
+    def __init__(self):
+        self.latencies: list[float] = []
+        self.errors: Counter = Counter()
+        self.flags: Counter = Counter()
+        self.busy_s = 0.0  # time spent waiting for this mode's answers
+
+    def send(self, make_request, session, q: str, lock: threading.Lock | None = None) -> None:
+        start = time.perf_counter()
+        try:
+            r = make_request(session, q)
+            ok = r.status_code == 200
+            body = r.json() if ok else None
+            why = None if ok else f"HTTP {r.status_code}"
+        except (requests.RequestException, ValueError) as e:
+            ok, body, why = False, None, type(e).__name__
+        elapsed = time.perf_counter() - start
+        with lock or _NO_LOCK:
+            self.busy_s += elapsed
+            if not ok:
+                self.errors[why] += 1
+                return
+            self.latencies.append(elapsed * 1000)
+            if isinstance(body, dict) and "cached" in body:
+                self.flags["answers"] += 1
+                self.flags["cached"] += bool(body.get("cached"))
+                if not body.get("cached"):  # a cached answer repeats its first look-up's flags
+                    self.flags[f"vector_{body.get('vector_cache') or ('local' if body.get('vector_cached') else 'encoded')}"] += 1
+
+    def summary(self, wall: float) -> dict:
+        latencies, errors, flags = self.latencies, self.errors, self.flags
+        out = {"p50_ms": round(percentile(latencies, 50), 2), "p95_ms": round(percentile(latencies, 95), 2),
+               "p99_ms": round(percentile(latencies, 99), 2), "qps": round(len(latencies) / max(wall, 1e-9), 2),
+               "requests": len(latencies) + sum(errors.values()), "errors": sum(errors.values())}
+        if errors:
+            out["error_kinds"] = dict(errors)
+        if flags["answers"]:
+            n = flags["answers"]
+            fresh = n - flags["cached"]  # answers not from the result cache asked the vector cache
+            out["cache_hit_rate"] = {"results": round(flags["cached"] / n, 4),
+                                     "query_vectors_local": round(flags["vector_local"] / max(fresh, 1), 4),
+                                     "query_vectors_shared": round(flags["vector_shared"] / max(fresh, 1), 4)}
+        return out
+
+
+class _NoLock:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+_NO_LOCK = _NoLock()
+
+
 def _run_mode(make_request, queries: list[str], clients: int, seconds: float) -> dict:
     """Send requests from ``clients`` threads for ``seconds``, each query of ``queries`` once, in order."""
     lock = threading.Lock()
     cursor = iter(queries)
-    latencies: list[float] = []
-    errors: Counter = Counter()
-    flags: Counter = Counter()
+    tally = _Tally()
     deadline = time.monotonic() + seconds
 
     def client_loop() -> None:
@@ -170,25 +227,7 @@ def _run_mode(make_request, queries: list[str], clients: int, seconds: float) ->
                 q = next(cursor, None)
             if q is None:
                 return
-            start = time.perf_counter()
-            try:
-                r = make_request(session, q)
-                ok = r.status_code == 200
-                body = r.json() if ok else None
-                why = None if ok else f"HTTP {r.status_code}"
-            except (requests.RequestException, ValueError) as e:
-                ok, body, why = False, None, type(e).__name__
-            elapsed = (time.perf_counter() - start) * 1000
-            with lock:
-                if not ok:
-                    errors[why] += 1
-                    continue
-                latencies.append(elapsed)
-                if isinstance(body, dict) and "cached" in body:
-                    flags["answers"] += 1
-                    flags["cached"] += bool(body.get("cached"))
-                    if not body.get("cached"):  # a cached answer repeats its first look-up's flags
-                        flags[f"vector_{body.get('vector_cache') or ('local' if body.get('vector_cached') else 'encoded')}"] += 1
+            tally.send(make_request, session, q, lock)
 
     started = time.monotonic()
     threads = [threading.Thread(target=client_loop) for _ in range(clients)]
@@ -196,19 +235,27 @@ def _run_mode(make_request, queries: list[str], clients: int, seconds: float) ->
         t.start()
     for t in threads:
         t.join()
-    wall = time.monotonic() - started
-    out = {"p50_ms": round(percentile(latencies, 50), 2), "p95_ms": round(percentile(latencies, 95), 2),
-           "p99_ms": round(percentile(latencies, 99), 2), "qps": round(len(latencies) / wall, 2),
-           "requests": len(latencies) + sum(errors.values()), "errors": sum(errors.values())}
-    if errors:
-        out["error_kinds"] = dict(errors)
-    if flags["answers"]:
-        n = flags["answers"]
-        fresh = n - flags["cached"]  # answers not from the result cache asked the vector cache
-        out["cache_hit_rate"] = {"results": round(flags["cached"] / n, 4),
-                                 "query_vectors_local": round(flags["vector_local"] / max(fresh, 1), 4),
-                                 "query_vectors_shared": round(flags["vector_shared"] / max(fresh, 1), 4)}
-    return out
+    return tally.summary(time.monotonic() - started)
+
+
+def _run_in_turn(sends: dict, queries: dict[str, list[str]], seconds: float) -> dict[str, dict]:
+    """One client sending each mode's next query in turn (``direct_bm25``, then the pass-through,
+    then hybrid..., round after round) for ``seconds`` in all: a drift of the machine's speed
+    reaches every mode alike, so their differences are paired. A mode's QPS is one over its mean
+    latency (its answers per second of waiting for them)."""
+    session = requests.Session()
+    tallies = {mode: _Tally() for mode in sends}
+    cursors = {mode: iter(queries[mode]) for mode in sends}
+    deadline = time.monotonic() + seconds
+    live = list(sends)
+    while live and time.monotonic() < deadline:
+        for mode in list(live):
+            q = next(cursors[mode], None)
+            if q is None:
+                live.remove(mode)
+                continue
+            tallies[mode].send(sends[mode], session, q)
+    return {mode: t.summary(t.busy_s) for mode, t in tallies.items()}
 
 
 def no_ranker(answer: dict) -> str | None:
@@ -323,23 +370,36 @@ def bench_query(settings: Settings, catalogue: str, clients: int = 16, seconds: 
                                          timeout=120).json())
             if why:
                 skipped["proxy_learned"] = {"skipped": why}
-        runs = [("no_repeat", m, clients, seconds) for m in MODES] + \
-               [("one_client", m, 1, one_client_seconds or seconds / 2) for m in MODES]
+        runs = [("no_repeat", m, clients, seconds) for m in MODES]
         replay = zipf_replay(counts, ZIPF_DRAWS)
         if zipf:
             phases["zipf"] = {"replay": replay_shape(replay)}
             runs += [("zipf", m, clients, seconds) for m in ZIPF_MODES]
-        for phase, mode, n, secs in runs:
-            if mode not in modes:
-                continue
-            if mode in skipped:
-                phases[phase][mode] = skipped[mode]
-                echo(f"{phase:10} {mode:27} skipped: {skipped[mode]['skipped']}")
-                continue
-            texts = replay if phase == "zipf" else slices[(phase, mode)]
-            phases[phase][mode] = m = _run_mode(send[mode], texts, n, secs)
+
+        def show(phase: str, mode: str) -> None:
+            m = phases[phase][mode]
+            if "skipped" in m:
+                echo(f"{phase:10} {mode:27} skipped: {m['skipped']}")
+                return
             echo(f"{phase:10} {mode:27} p50 {m['p50_ms']:7.1f} ms  p95 {m['p95_ms']:7.1f}  p99 {m['p99_ms']:7.1f}  "
                  f"{m['qps']:7.1f} QPS  {m['requests']} requests  {m['errors']} errors  {m.get('cache_hit_rate', '')}")
+
+        for phase, mode, n, secs in runs[:len(MODES)]:
+            if mode in modes:
+                phases[phase][mode] = skipped.get(mode) or _run_mode(send[mode], slices[(phase, mode)], n, secs)
+                show(phase, mode)
+        in_turn = [m for m in MODES if m in modes and m not in skipped]
+        phases["one_client"] = {m: skipped[m] for m in MODES if m in modes and m in skipped}
+        phases["one_client"].update(_run_in_turn({m: send[m] for m in in_turn},
+                                                 {m: slices[("one_client", m)] for m in in_turn},
+                                                 (one_client_seconds or seconds / 2) * len(in_turn)))
+        for mode in MODES:
+            if mode in phases["one_client"]:
+                show("one_client", mode)
+        for phase, mode, n, secs in runs[len(MODES):]:
+            if mode in modes:
+                phases[phase][mode] = skipped.get(mode) or _run_mode(send[mode], replay, n, secs)
+                show(phase, mode)
         memory = proxy_memory(server.pid)
     finally:
         server.terminate()
