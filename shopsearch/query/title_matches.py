@@ -13,6 +13,7 @@ read here too, from the same :class:`TitleTerms`.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Iterable
@@ -25,6 +26,7 @@ NEAR_SLOP = 3          # title_near: the query's terms within this many extra po
 FUZZY_PREFIX = 1       # title_fuzzy: letters that must match exactly (typos rarely hit the first)
 _EDITS = EditDistance(DistanceAlgorithm.DAMERAU_OSA)   # Lucene's fuzzy counts a transposition as one edit
 _DIGITS = re.compile(r"\d+")
+CLOSE_CACHE_SIZE = 200_000  # (query term, title word) comparisons a process keeps
 
 
 def fuzzy_edits(term: str) -> int:
@@ -50,7 +52,14 @@ def close_words(term: str, vocabulary: Iterable[str]) -> set[str]:
         return {term} & set(vocabulary)
     head, n = term[:FUZZY_PREFIX], len(term)
     return {w for w in vocabulary if w[:FUZZY_PREFIX] == head and abs(len(w) - n) <= edits
-            and _EDITS.compare(term, w, edits) >= 0}
+            and _within_edits(term, w, edits)}
+
+
+@functools.lru_cache(maxsize=CLOSE_CACHE_SIZE)
+def _within_edits(term: str, word: str, edits: int) -> bool:
+    """symspellpy's OSA distance of two words within ``edits``, kept: a query term meets the same
+    title words in query after query, and the comparison costs microseconds in Python."""
+    return _EDITS.compare(term, word, edits) >= 0
 
 
 def _within(title: tuple[str, ...], query_terms: list[str], slop: int) -> bool:
@@ -114,34 +123,32 @@ def match_columns(query_terms: list[str], titles: list[tuple[str, ...]],
 
 def pairs_in_order_share(titles: list, query_terms: list[str], present: list[list[bool]]) -> list[float]:
     """Share of the query's word pairs that each title has in order (``present[i][j]``: title
-    ``i`` has term ``j``). A pair can only be in a title with both its words, so only those are read."""
+    ``i`` has term ``j``). A pair can only be in a title with two of the query's words, so only those are read."""
     pairs = list(zip(query_terms, query_terms[1:]))
     out = [0.0] * len(titles)
     for i, (title, has) in enumerate(zip(titles, present)):
-        found = sum(1 for j, (first, second) in enumerate(pairs)
-                    if has[j] and has[j + 1] and _in_order(title, first, second))
+        if sum(has) < 2:
+            continue
+        adjacent = set(zip(title, title[1:]))
+        found = sum(1 for pair in pairs if pair in adjacent)
         if found:
             out[i] = found / len(pairs)
     return out
 
 
 def named_words_share(titles: list, query_terms: list[str], present: list[list[bool]]) -> list[float]:
-    """Share of each title's words that the query names (NaN for an empty title), counted only
-    in titles with a query term, each distinct term once."""
-    first = {t: j for j, t in reversed(list(enumerate(query_terms)))}  # a term's first position
+    """Share of each title's words that the query names (NaN for an empty title; ``present[i][j]``:
+    title ``i`` has term ``j``, so a title without any is 0 unread)."""
+    named = set(query_terms)
     out = []
     for title, has in zip(titles, present):
         if not title:
             out.append(float("nan"))
         elif any(has):
-            out.append(sum(title.count(t) for t, j in first.items() if has[j]) / len(title))
+            out.append(sum(w in named for w in title) / len(title))
         else:
             out.append(0.0)
     return out
-
-
-def _in_order(title: tuple[str, ...], first: str, second: str) -> bool:
-    return any(a == first and b == second for a, b in zip(title, title[1:]))
 
 
 def by_initial(sets: list[set[str]]) -> dict[str, list[str]]:
