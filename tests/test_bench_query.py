@@ -55,7 +55,7 @@ def test_the_one_client_phase_sends_each_modes_next_query_in_turn():
             url = urlsplit(self.path)
             seen.append((url.path, parse_qs(url.query)["q"][0]))
             status = 500 if url.path == "/broken" else 200
-            body = b'{"cached": false}'
+            body = b'{"cached": false, "stage_ms": {"Retrieve": 5.0, "LearnedRank": 1.5}}'
             self.send_response(status)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -79,3 +79,4 @@ def test_the_one_client_phase_sends_each_modes_next_query_in_turn():
     assert (out["a"]["requests"], out["a"]["errors"], out["b"]["requests"]) == (3, 0, 2)
     assert out["broken"]["errors"] == 3 and out["broken"]["error_kinds"] == {"HTTP 500": 3}
     assert out["a"]["cache_hit_rate"]["results"] == 0.0 and out["a"]["qps"] > 0
+    assert out["a"]["stage_ms_p50"] == {"Retrieve": 5.0, "LearnedRank": 1.5}  # the answers' own stage times

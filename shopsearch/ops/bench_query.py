@@ -13,7 +13,9 @@ the machine's drifts reach every mode alike and the one-client differences are p
   cross-encoder trained with the live model (skipped, and said so, when there is none);
 * ``proxy_learned`` — strategy ``learned``: the hybrid candidates re-scored by the learned ranker
   the live index serves (skipped, and said so, when it serves none); issue #14's cost figure is
-  ``learned_p50_minus_hybrid_ms_1client``.
+  ``learned_p50_minus_hybrid_ms_1client``, and beside it the ranker stage's own milliseconds in
+  the proxy's answers (``stage_ms_p50["LearnedRank"]``: every mode reports the medians of its
+  answers' ``stage_ms``, so a difference can be traced to the stage it comes from).
 
 Query texts are real (Home Depot judgments and WANDS queries). Two replays:
 
@@ -162,6 +164,7 @@ class _Tally:
         self.latencies: list[float] = []
         self.errors: Counter = Counter()
         self.flags: Counter = Counter()
+        self.stages: dict[str, list[float]] = {}  # each pipeline stage's milliseconds (the answers' stage_ms)
         self.busy_s = 0.0  # time spent waiting for this mode's answers
 
     def send(self, make_request, session, q: str, lock: threading.Lock | None = None) -> None:
@@ -180,6 +183,9 @@ class _Tally:
                 self.errors[why] += 1
                 return
             self.latencies.append(elapsed * 1000)
+            if isinstance(body, dict) and not body.get("cached"):
+                for stage, ms in (body.get("stage_ms") or {}).items():
+                    self.stages.setdefault(stage, []).append(ms)
             if isinstance(body, dict) and "cached" in body:
                 self.flags["answers"] += 1
                 self.flags["cached"] += bool(body.get("cached"))
@@ -193,6 +199,8 @@ class _Tally:
                "requests": len(latencies) + sum(errors.values()), "errors": sum(errors.values())}
         if errors:
             out["error_kinds"] = dict(errors)
+        if self.stages:
+            out["stage_ms_p50"] = {stage: round(percentile(ms, 50), 3) for stage, ms in self.stages.items()}
         if flags["answers"]:
             n = flags["answers"]
             fresh = n - flags["cached"]  # answers not from the result cache asked the vector cache
@@ -407,6 +415,9 @@ def bench_query(settings: Settings, catalogue: str, clients: int = 16, seconds: 
     found, why = ratios(phases)
     errors = sum(m.get("errors", 0) for phase in phases.values() for m in phase.values() if isinstance(m, dict))
     echo(f"ratios: {found}" + (f"  (null: {why})" if why else ""))
+    stage = (phases["one_client"].get("proxy_learned") or {}).get("stage_ms_p50", {}).get("LearnedRank")
+    if stage is not None:
+        echo(f"one client: the learned ranker's stage (LearnedRank) p50 {stage} ms in the proxy's answers")
     echo(f"proxy resident memory: {memory.get('total_mib')} MiB ({memory.get('workers_mib')} per worker); errors: {errors}")
     return {"catalogue": catalogue, "clients": clients, "seconds": seconds, "phases": phases, "ratios": found,
             "ratios_skipped": why, "proxy_memory": memory, "errors": errors,
