@@ -26,7 +26,8 @@ from shopsearch.learn.rollout import rollback as rollback_alias
 from shopsearch.learn.rollout import status as rollout_status
 from shopsearch.plugin.cluster import client
 from shopsearch.plugin.errors import BadRequest, Unavailable
-from shopsearch.plugin.safety import parse_json_body, require_admin_token
+from shopsearch.plugin.json_body import parse_json_body
+from shopsearch.plugin.safety import require_admin_token
 from shopsearch.plugin.schemas import (Answer, ProfileUpdate, PromoteRequest, ReindexRequest, TaskStarted, contract,
                                        parse_params)
 from shopsearch.plugin.shop import forget_cached_profiles

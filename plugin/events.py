@@ -24,7 +24,8 @@ from shopsearch.learn.event_writer import BulkBuffer
 from shopsearch.learn.events import drop_duplicates, pseudonymise_event, validate_batch
 from shopsearch.plugin.cluster import cluster_client
 from shopsearch.plugin.errors import BadRequest, Forbidden, TooManyRequests, Unauthorized
-from shopsearch.plugin.safety import has_admin_credential, parse_json_body
+from shopsearch.plugin.json_body import parse_json_body
+from shopsearch.plugin.safety import has_admin_credential
 from shopsearch.plugin.schemas import EventBatch, EventsAccepted, contract
 from shopsearch.privacy import event_token, pseudonym, token_shopper
 from shopsearch.query.caches import LRU, TTLCache

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from shopsearch.plugin.errors import BadRequest
-from shopsearch.plugin.safety import parse_json
+from shopsearch.plugin.json_body import parse_json
 
 _SEARCH_PATH = re.compile(r"^(?P<catalogue>[a-z0-9][a-z0-9_]*)/_search$")
 

@@ -1,6 +1,6 @@
 """What the middleware refuses: oversized bodies, pass-through requests off the allow-list
-(``allow.py``) without a credential, bad JSON, scripts in shopper requests, admin calls without
-the admin token.
+(``allow.py``) without a credential, scripts in shopper requests, admin calls without the admin
+token (bad JSON: ``json_body.py``).
 
 Settings (``shopsearch/settings.py``): ``max_body_bytes``, ``passthrough_allow``,
 ``passthrough_indices``, ``passthrough_forward_auth``, ``admin_token``.
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import hmac
-import json
 import re
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -27,6 +26,7 @@ from shopsearch.errors import SettingsError
 from shopsearch.index import api_keys
 from shopsearch.plugin import allow, cluster
 from shopsearch.plugin.errors import BadRequest, Forbidden, Unauthorized
+from shopsearch.plugin.json_body import parse_json
 from shopsearch.query.caches import TTLCache
 from shopsearch.settings import setting_default
 
@@ -216,75 +216,6 @@ def api_key():
     return found
 
 
-# Deeper than any shopper request or event needs; a deeper body is refused before any work on it.
-MAX_JSON_DEPTH = 32
-
-
-def parse_json_body(required: bool = False, kinds: tuple[type, ...] = (dict,)) -> Any:
-    """The request body as JSON of one of ``kinds`` (an object by default); ``{}`` when there is
-    none and it is not required.
-
-    Raises :class:`BadRequest` for an empty required body, text that is not UTF-8, malformed
-    JSON, ``NaN``/``Infinity``, nesting deeper than :data:`MAX_JSON_DEPTH`, or another kind of
-    value. The Content-Type is not checked: ``curl -d '{...}'`` sends a form type.
-    """
-    raw = request.get_data(cache=True)
-    if not raw.strip():
-        if required:
-            raise BadRequest("a JSON object body is required")
-        return {}
-    body = parse_json(raw)
-    if not isinstance(body, kinds):
-        wanted = " or ".join("a JSON object" if k is dict else "an array" for k in kinds)
-        raise BadRequest(f"the body must be {wanted}, not {_json_kind(body)}")
-    return body
-
-
-def parse_json(raw: bytes) -> Any:
-    """``raw`` parsed as JSON, or :class:`BadRequest` saying what is wrong with it.
-
-    >>> parse_json(b'{"a": [1, 2]}')
-    {'a': [1, 2]}
-    >>> for bad in (b'{"a": NaN}', b'[' * 40 + b']' * 40, b'{"a": 1e400}', b'{"a": '):
-    ...     try:
-    ...         parse_json(bad)
-    ...     except BadRequest as e:
-    ...         print(str(e)[:48])
-    the body is not valid JSON: NaN is not a JSON nu
-    the body is nested deeper than 32 levels
-    the body is not valid JSON: 1e400 is not a finit
-    the body is not valid JSON: Expecting value (lin
-    """
-    try:
-        body = json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
-    except UnicodeDecodeError:
-        raise BadRequest("the body is not UTF-8 text") from None
-    except json.JSONDecodeError as e:
-        raise BadRequest(f"the body is not valid JSON: {e.msg} (line {e.lineno}, column {e.colno})") from None
-    except ValueError as e:
-        raise BadRequest(f"the body is not valid JSON: {e}") from None
-    except RecursionError:
-        raise BadRequest(f"the body is nested deeper than {MAX_JSON_DEPTH} levels") from None
-    if json_depth(body) > MAX_JSON_DEPTH:
-        raise BadRequest(f"the body is nested deeper than {MAX_JSON_DEPTH} levels")
-    return body
-
-
-def json_depth(value: Any) -> int:
-    """How deeply objects and arrays nest in ``value`` (a scalar is 0), without recursion.
-
-    >>> json_depth({"a": [1, {"b": 2}]}), json_depth(3)
-    (3, 0)
-    """
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, (dict, list)):
-            deepest = max(deepest, depth)
-            stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
-    return deepest
-
-
 def reject_scripts(value: Any, where: str = "") -> None:
     """Raise :class:`BadRequest` if a JSON value carries a script anywhere.
 
@@ -383,26 +314,3 @@ def _looks_like_script(node: dict) -> bool:
         return False
     lang = keys.get("lang")
     return (isinstance(lang, str) and lang.lower() in SCRIPT_LANGS) or isinstance(keys.get("params"), dict)
-
-
-def _refuse_constant(name: str) -> None:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if value in (float("inf"), float("-inf")):
-        raise ValueError(f"{text} is not a finite number")
-    return value
-
-
-def _json_kind(value: Any) -> str:
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, str):
-        return "a string"
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    return "a number"

@@ -14,7 +14,8 @@ from flask import Blueprint, Flask, current_app, g, jsonify, request
 from shopsearch.plugin.cluster import cluster_client
 from shopsearch.plugin.errors import Forbidden
 from shopsearch.plugin.events import record_search, shopper_token
-from shopsearch.plugin.safety import has_admin_credential, parse_json_body, reject_scripts
+from shopsearch.plugin.json_body import parse_json_body
+from shopsearch.plugin.safety import has_admin_credential, reject_scripts
 from shopsearch.plugin.schemas import SearchParams, SearchResults, contract, parse_params
 from shopsearch.query.searcher import SearchRequest, Searcher
 

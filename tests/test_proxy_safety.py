@@ -20,7 +20,8 @@ from shopsearch.plugin import safety
 from shopsearch.plugin.app import create_app
 from shopsearch.plugin.errors import ERRORS, BadRequest, NotFound, Unavailable
 from shopsearch.errors import SettingsError
-from shopsearch.plugin.safety import parse_json_body, reject_scripts, require_admin_token
+from shopsearch.plugin.json_body import parse_json_body
+from shopsearch.plugin.safety import reject_scripts, require_admin_token
 from shopsearch.query.searcher import STRATEGIES
 
 TOKEN = "s3cret-admin-token-for-tests"
