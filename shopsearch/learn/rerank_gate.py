@@ -54,7 +54,7 @@ def gate_rerank_int8(client, settings: Settings, catalogue: str, judgments, judg
     p50 = {v: round(float(np.percentile(result.latency_ms[name], 50)), 1) for v, name in runs.items()}
     decision = variant_gate(scores["fp32"], scores["int8"], max_loss)
     card = {"serving": "int8" if decision["passed"] else "fp32", "export": str(reranker.scorer.export_dir),
-            "version": reranker.version,
+            "version": reranker.version, "recipe": reranker.scorer.recipe,
             "gate": decision | {"ndcg@10": scores, "p50_ms": p50, "queries": len(result.queries),
                                 "judgments": judgments_name, "index": live.index, "strategy": STRATEGY,
                                 "rerank_depth": settings.rerank_depth, "at": now_iso()}}
