@@ -95,7 +95,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("models_dir", "", "Registry of fine-tuned models (empty: <home>/models)."),
     Setting("inference_backend", "auto", "How the text encoder and the cross-encoder run: auto (ONNX Runtime on CPU, torch on CUDA), torch, or onnx (exported once per model version, cached beside it in the registry)."),
     Setting("inference_threads", 0, "Intra-op threads of each process's encoder and cross-encoder (ONNX Runtime session, or torch's pool); 0: in the proxy, the cores shared out among its workers (plugin/serving.py); elsewhere the library's default (all cores)."),
-    Setting("onnx_variant", "fp32", "ONNX variant of the query encoder: fp32, or int8 (dynamic quantisation), which serves only where its gate (shopsearch models onnx --variant int8) passed; documents are always encoded fp32."),
+    Setting("onnx_variant", "int8", "ONNX variant of the query encoder: int8 (MatMul weights per channel, about half the cost), served only where its gate (shopsearch models onnx --variant int8 --judgments VALID) passed for this recipe, fp32 until then; or fp32. Documents are always encoded fp32."),
     # query path
     Setting("fusion", "minmax", "Default fusion of BM25 and k-NN: minmax (weighted min-max) or rrf (reciprocal rank)."),
     Setting("query_filters", "boost", "What facets named in the query text do: boost (colour/brand/gender lift matching items; prices still filter), filter (all filter) or off."),
