@@ -72,9 +72,11 @@ def test_a_rejected_candidate_leaves_the_alias_untouched_and_keeps_its_lora_adap
     before = live_index(client, world["catalogue"])
     report = _run(world, client, settings={"gate_margin": 10.0}, lora_rank=4)  # nothing beats live by 1000 %
     steps = report["steps"]
-    assert list(steps) == ["split", "encoders", "reindex", "features", "fit", "gate", "promote", "rerank_gate"]
+    assert list(steps) == ["split", "encoders", "reindex", "features", "fit", "gate", "promote", "rerank_gate",
+                           "query_gate"]
     assert steps["gate"]["decision"] == "reject" and steps["promote"]["promoted"] is False
     assert "not swapped in" in steps["rerank_gate"]["skipped"]  # no int8 gate for a cross-encoder that does not serve
+    assert "not swapped in" in steps["query_gate"]["skipped"]  # nor for a bi-encoder that does not
     assert steps["reindex"]["index"] != before and steps["features"]["index"] == steps["reindex"]["index"]
     assert live_index(client, world["catalogue"]) == before
     assert "ranker" not in read_meta(client, before) and "ranker" not in read_meta(client, steps["reindex"]["index"])
@@ -107,6 +109,14 @@ def test_train_with_encoders_registers_both_reindexes_gates_and_swaps_when_passe
         assert gated["gate"]["judgments"] == steps["split"]["valid_judgments"]
     else:
         assert "torch" in steps["rerank_gate"]["skipped"]
+    if steps["encoders"]["rerank_serving"]["backend"] == "onnx":  # the new query encoder's int8, gated once live
+        gated = entry["onnx"]["bi-encoder"]
+        assert steps["query_gate"]["serving"] == gated["serving"] == ("int8" if gated["gate"]["passed"] else "fp32")
+        assert gated["recipe"] == steps["query_gate"]["recipe"] == "matmul-per-channel"
+        assert gated["gate"]["queries"] == steps["query_gate"]["queries"] > 0
+        assert set(gated["gate"]["ndcg@10"]["int8"]) == {"dense", "hybrid", "hybrid-rrf", "learned"}
+    else:
+        assert "torch" in steps["query_gate"]["skipped"]
     searcher = Searcher(client, world["settings"])
     q = sorted(world["judgments"])[0]
     out = searcher.search(world["catalogue"], SearchRequest(q=q, size=10, strategy="hybrid-rerank", explain=True))

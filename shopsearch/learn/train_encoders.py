@@ -18,6 +18,10 @@ Two steps of :data:`shopsearch.learn.train_ranker.STEPS`, run when ``encoders`` 
    the fp32 one on the validation judgments (``learn/rerank_gate.py``, what ``shopsearch models
    onnx --part cross-encoder --variant int8`` runs); the card then says which variant serves.
    Skipped where nothing was swapped in or where torch serves (CUDA).
+4. ``query_gate``, after it: the new bi-encoder's int8 query vectors against fp32 on the same
+   judgments (``learn/onnx_gate.py``, what ``shopsearch models onnx --variant int8`` runs), so the
+   query encoder that was just trained gets its faster variant where it loses nothing. Skipped
+   where nothing was swapped in or where torch serves (CUDA).
 
 The ranker is then fitted on that candidate index (its features computed on the index it will
 serve), the gate compares what shoppers get now with ``learned`` on the candidate
@@ -33,6 +37,7 @@ from shopsearch.learn import ranker as rk
 from shopsearch.learn import rollout
 from shopsearch.learn import train as ft
 from shopsearch.learn.judged_examples import judged_examples
+from shopsearch.learn.onnx_gate import gate_int8
 from shopsearch.learn.lora import LoraOptions
 from shopsearch.learn.rerank_gate import gate_rerank_int8
 from shopsearch.learn.reindex import reindex as build_index
@@ -124,3 +129,16 @@ def gate_rerank(run) -> dict:
     card = gate_rerank_int8(run.client, run.settings, run.catalogue, valid, run.steps["split"]["valid_judgments"],
                             limit_queries=run.params["gate_queries"], echo=run.echo)
     return {"serving": card["serving"], **{k: card["gate"][k] for k in ("passed", "worst_loss", "ndcg@10", "queries")}}
+
+
+def gate_query_encoder(run) -> dict:
+    """The ``query_gate`` step: int8 against fp32 query vectors for the bi-encoder now live; its card records which serves."""
+    if not (run.steps.get("promote") or {}).get("promoted"):
+        return {"skipped": "the candidate was not swapped in: its bi-encoder does not serve"}
+    if choose_backend(run.settings.inference_backend, choose_device(run.settings.device), queries=True) != "onnx":
+        return {"skipped": "torch serves the query encoder (CUDA): no int8 variant to gate"}
+    valid = {q: run.judgments[q] for q in run.parts["valid"]}
+    card = gate_int8(run.client, run.settings, run.catalogue, valid, run.steps["split"]["valid_judgments"],
+                     limit_queries=run.params["gate_queries"], echo=run.echo)
+    return {"serving": card["serving"], "recipe": card["recipe"],
+            **{k: card["gate"][k] for k in ("passed", "worst_loss", "ndcg@10", "queries")}}

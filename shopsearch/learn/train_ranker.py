@@ -26,7 +26,8 @@ Steps, in order, each timed (:data:`STEPS`, name -> function over the run's :cla
    ``learned`` the catalogue's default strategy; with ``encoders`` the candidate index is then
    swapped in behind the alias. A rejected one is left registered, unserved, the alias untouched.
 7. with ``encoders`` on, ``rerank_gate``: the new cross-encoder's int8 variant gated against fp32
-   on the validation queries, now that it serves (``train_encoders.gate_rerank``).
+   on the validation queries, now that it serves (``train_encoders.gate_rerank``); then
+   ``query_gate``: the new bi-encoder's int8 query vectors likewise (``train_encoders.gate_query_encoder``).
 
 Each step's time, the split and the gate's figures go on the ranker's model card and, with
 ``encoders``, into the encoder version's registry entry.
@@ -200,8 +201,9 @@ def promote(run: Run) -> dict:
 
 STEPS: dict[str, Callable[[Run], dict]] = {"split": split, "encoders": enc.train_encoders,
                                            "reindex": enc.reindex_candidate, "features": features, "fit": fit,
-                                           "gate": gate, "promote": promote, "rerank_gate": enc.gate_rerank}
-ENCODER_STEPS = ("encoders", "reindex", "rerank_gate")
+                                           "gate": gate, "promote": promote, "rerank_gate": enc.gate_rerank,
+                                           "query_gate": enc.gate_query_encoder}
+ENCODER_STEPS = ("encoders", "reindex", "rerank_gate", "query_gate")
 DEFAULTS = {"valid_fraction": 0.3, "tune_fraction": 0.15, "seed": 0, "limit_queries": None, "gate_queries": None,
             "clicks_since": None, "promote": True, "threads": 3, "encoders": False, "lora_rank": None, "batch_size": 32,
             "bi_encoder_max_steps": enc.BI_ENCODER_MAX_STEPS, "cross_encoder_max_steps": enc.CROSS_ENCODER_MAX_STEPS}
