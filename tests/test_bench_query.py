@@ -1,9 +1,16 @@
-"""``bench query``'s arithmetic: the ratios' keys and nulls, the Zipf replay's shape (pure; the
-benchmark itself prints figures, it is not a test)."""
+"""``bench query``'s arithmetic (the ratios' keys and nulls, the Zipf replay's shape; pure) and its
+load (``ops/query_load.py``) against a real HTTP server; the benchmark itself prints figures, it is
+not a test."""
 
+import threading
 from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
 
 from shopsearch.ops.bench_query import RATIOS, judged_counts, ratios, replay_shape, zipf_replay
+from shopsearch.ops.query_load import run_in_turn, run_mode
 from shopsearch.settings import load_settings
 
 
@@ -40,14 +47,9 @@ def test_the_zipf_replay_repeats_a_head_of_real_queries():
     assert sum(counts[q] for q in most) / 20 > sum(counts.values()) / len(counts)  # the head is the much-judged queries
 
 
-def test_the_one_client_phase_sends_each_modes_next_query_in_turn():
-    """Paired one-client figures: mode after mode, round after round, each mode its own queries,
-    against a real HTTP server that records what arrived."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-    from urllib.parse import parse_qs, urlsplit
-
-    from shopsearch.ops.bench_query import _run_in_turn
+@pytest.fixture
+def recording_server():
+    """A real HTTP server that answers like the proxy (``/broken``: 500) and records what arrived."""
     seen = []
 
     class Handler(BaseHTTPRequestHandler):
@@ -67,16 +69,27 @@ def test_the_one_client_phase_sends_each_modes_next_query_in_turn():
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_port}"
-    try:
-        sends = {m: (lambda path: lambda s, q: s.get(f"{base}/{path}", params={"q": q}, timeout=10))(m)
-                 for m in ("a", "b", "broken")}
-        queries = {"a": ["a1", "a2", "a3"], "b": ["b1", "b2"], "broken": ["x1", "x2", "x3"]}
-        out = _run_in_turn(sends, queries, seconds=30)
-    finally:
-        server.shutdown()
+    send = lambda path: lambda s, q: s.get(f"{base}/{path}", params={"q": q}, timeout=10)  # noqa: E731
+    yield send, seen
+    server.shutdown()
+
+
+def test_the_one_client_phase_sends_each_modes_next_query_in_turn(recording_server):
+    """Paired one-client figures: mode after mode, round after round, each mode its own queries."""
+    send, seen = recording_server
+    queries = {"a": ["a1", "a2", "a3"], "b": ["b1", "b2"], "broken": ["x1", "x2", "x3"]}
+    out = run_in_turn({m: send(m) for m in queries}, queries, seconds=30)
     assert seen == [("/a", "a1"), ("/b", "b1"), ("/broken", "x1"), ("/a", "a2"), ("/b", "b2"), ("/broken", "x2"),
                     ("/a", "a3"), ("/broken", "x3")]
     assert (out["a"]["requests"], out["a"]["errors"], out["b"]["requests"]) == (3, 0, 2)
     assert out["broken"]["errors"] == 3 and out["broken"]["error_kinds"] == {"HTTP 500": 3}
     assert out["a"]["cache_hit_rate"]["results"] == 0.0 and out["a"]["qps"] > 0
     assert out["a"]["stage_ms_p50"] == {"Retrieve": 5.0, "LearnedRank": 1.5}  # the answers' own stage times
+
+
+def test_many_clients_send_each_query_of_a_mode_once(recording_server):
+    send, seen = recording_server
+    texts = [f"q{i}" for i in range(40)]
+    out = run_mode(send("a"), texts, clients=4, seconds=30)
+    assert sorted(q for _, q in seen) == sorted(texts) and out["requests"] == 40 and out["errors"] == 0
+    assert out["p50_ms"] > 0 and out["stage_ms_p50"]["Retrieve"] == 5.0
