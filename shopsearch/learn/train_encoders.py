@@ -31,14 +31,15 @@ serve), the gate compares what shoppers get now with ``learned`` on the candidat
 from __future__ import annotations
 
 from shopsearch.encoders.text import choose_backend, choose_device, resolve_model_path
+from shopsearch.errors import InputError
 from shopsearch.index.meta import read_meta
 from shopsearch.index.versions import live_index
 from shopsearch.learn import ranker as rk
 from shopsearch.learn import rollout
 from shopsearch.learn import train as ft
 from shopsearch.learn.judged_examples import judged_examples
-from shopsearch.learn.onnx_gate import gate_int8
 from shopsearch.learn.lora import LoraOptions
+from shopsearch.learn.onnx_gate import gate_int8
 from shopsearch.learn.rerank_gate import gate_rerank_int8
 from shopsearch.learn.reindex import reindex as build_index
 from shopsearch.query.rerank import cached_reranker
@@ -138,7 +139,10 @@ def gate_query_encoder(run) -> dict:
     if choose_backend(run.settings.inference_backend, choose_device(run.settings.device), queries=True) != "onnx":
         return {"skipped": "torch serves the query encoder (CUDA): no int8 variant to gate"}
     valid = {q: run.judgments[q] for q in run.parts["valid"]}
-    card = gate_int8(run.client, run.settings, run.catalogue, valid, run.steps["split"]["valid_judgments"],
-                     limit_queries=run.params["gate_queries"], echo=run.echo)
+    try:
+        card = gate_int8(run.client, run.settings, run.catalogue, valid, run.steps["split"]["valid_judgments"],
+                         limit_queries=run.params["gate_queries"], echo=run.echo)
+    except InputError as e:  # the swap has happened: a model without an ONNX variant keeps fp32, not a failed run
+        return {"skipped": str(e)}
     return {"serving": card["serving"], "recipe": card["recipe"],
             **{k: card["gate"][k] for k in ("passed", "worst_loss", "ndcg@10", "queries")}}

@@ -3,12 +3,13 @@
 LightGBM walks its trees node by node from a generic in-memory forest: about 16 ns a tree and
 candidate, 0.2-0.7 ms for a query's hundred candidates. lleaves (a kept library, LLVM through
 llvmlite) turns the model file into straight-line code with the thresholds inlined, which scores
-the same hundred rows in a tenth of that and gives LightGBM's scores (the same trees, missing
+the same hundred rows in about a third of that inside the ranking stage (a twentieth with the
+caches hot; ``shopsearch bench ranker`` times both) and gives LightGBM's scores (the same trees, missing
 values sent the same way; the sums differ in the last bits because the trees are added in blocks).
 
 Compiling takes seconds, so the object code is cached beside the model in the registry
-(``ranker/compiled/<key>.o``), written once by ``shopsearch train`` when it saves the ranker and
-read by every process that serves it. The key names everything the code depends on: the model
+(``ranker/compiled/<key>.o``), written once by ``shopsearch train`` when its gate loads the
+ranker and read by every process that serves it. The key names everything the code depends on: the model
 file's bytes, the lleaves and llvmlite versions and the host CPU it was compiled for (a registry
 copied to another machine compiles again instead of running another CPU's instructions). The
 object file's SHA-256 is stored beside it and checked before it is loaded, and a compiled model
