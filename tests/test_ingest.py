@@ -1,13 +1,11 @@
-"""Catalogue ingest end to end: real files, real worker over Redis, real OpenSearch."""
+"""Catalogue ingest end to end: real files, real workers over the real broker, real OpenSearch
+(a worker killed mid-ingest: ``test_faults_worker.py``)."""
 
 import csv
 import json
-import threading
-import time
 
 import pytest
 
-from shopsearch.ops.services import worker
 from shopsearch.workers.dispatch import run_ingest
 from shopsearch.index.vectors import with_vectors
 
@@ -97,33 +95,6 @@ def test_reingest_skips_unchanged_items_and_reencodes_exactly_the_changed_one(cl
     third = run_ingest(settings, changed, catalogue, mapping="generic_jsonl", images=FIXTURE.parent)
     assert third.encoded == 1 and third.skipped_unchanged == first.accepted - 1
     assert _docs(client, catalogue)["sku-010"]["title"] == "Hiking Backpack 40L"
-
-
-def test_a_worker_killed_mid_ingest_loses_and_duplicates_nothing(client, settings, catalogue):
-    quick = settings.replace(task_visibility_timeout=5)
-    worker.start(quick)
-    outcome = {}
-
-    def ingest():
-        outcome["summary"] = run_ingest(quick, DATA / "homedepot" / "products.tsv", catalogue, mapping="homedepot",
-                                        limit=1200, chunk_size=100)
-
-    thread = threading.Thread(target=ingest)
-    thread.start()
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if client.indices.exists(index=catalogue) and client.count(index=catalogue)["count"] > 0:
-            break
-        time.sleep(0.2)
-    assert worker.kill(quick), "the worker was not running"
-    time.sleep(1)
-    worker.start(quick)
-    thread.join(timeout=600)
-    worker.start(settings)  # back to the session's workers
-    summary = outcome["summary"]
-    assert summary.complete, summary.as_dict()
-    client.indices.refresh(index=catalogue)
-    assert client.count(index=catalogue)["count"] == summary.accepted == 1200 - summary.superseded - sum(summary.rejected.values())
 
 
 @pytest.mark.parametrize("content", [None, "", "\n\n", '{"id": "1", "title": ""}\n{"id": "2"}\n'])
