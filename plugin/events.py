@@ -63,7 +63,8 @@ def record_search(catalogue: str, user: str | None, result: dict) -> str:
     current_app.extensions[EXTENSION + ".recent"].put(query_id, catalogue)
     who = pseudonym(user, settings.pseudonym_salt) if user else None
     try:
-        buffer().add(settings.ubi_queries_index, query_id, query_document(query_id, who, catalogue, result))
+        # not fsync'd before the answer: the writer's thread does it within a second (event_writer.py)
+        buffer().add(settings.ubi_queries_index, query_id, query_document(query_id, who, catalogue, result), sync=False)
     except Overloaded:  # the search is answered all the same; its events will be flagged unknown_query_id
         log.warning("query %s not recorded: the event buffer is full", query_id)
     return query_id

@@ -205,11 +205,14 @@ def test_the_periodic_run_updates_profiles_of_shoppers_with_new_events(web, app,
     assert profile and item in profile["items"]
 
 
-def test_a_killed_middleware_loses_no_accepted_event(services, settings, client, tmp_path):
-    """A 202 means on disk: SIGKILL before any flush, and the next middleware stores them all."""
+def test_a_killed_middleware_loses_no_accepted_event(services, settings, client, store, tmp_path):
+    """A 202 means on disk: SIGKILL before any flush, and the next middleware stores them all; a
+    search's query record (written without waiting for an fsync) survives the kill too."""
     port = 19000 + os.getpid() % 1000
     proc = serve_proxy(port, tmp_path)
     try:
+        searched = [requests.get(f"http://127.0.0.1:{port}/shop/{store}/search", params={"q": q}, timeout=60).json()
+                    for q in ("shoes", "red watch", "black bag")]
         assert post_clicks(port, settings, shopper("heidi"), 40) == 202
     finally:
         # the worker and the arbiter at once: a worker that outlived its arbiter by a second (a
@@ -223,6 +226,9 @@ def test_a_killed_middleware_loses_no_accepted_event(services, settings, client,
     app = create_app(settings)  # replays the journals of processes that are gone
     app.extensions["shopsearch.events"].flush()
     assert len(stored_events(client, settings, shopper("heidi"))) == 40
+    client.indices.refresh(index=settings.ubi_queries_index)
+    for answer in searched:
+        assert client.exists(index=settings.ubi_queries_index, id=answer["query_id"]), answer["query_id"]
 
 
 def test_events_must_carry_the_token_of_that_shoppers_search(web, app, store, client, settings):
@@ -292,3 +298,21 @@ def test_events_posted_while_opensearch_is_down_are_stored_once_it_is_back(servi
     wait_until(lambda: len(stored_events(client, settings, who)) == 30, 120, "the events posted during the outage")
     assert sorted(e["object_id"] for e in stored_events(client, settings, who)) == sorted(str(i) for i in range(30))
     app.extensions["shopsearch.events"].close()
+
+
+def test_a_search_record_is_written_at_once_and_fsynced_at_the_next_send_an_event_before_its_202(services):
+    from opensearchpy import OpenSearch
+    from shopsearch.learn.event_writer import BulkBuffer
+    import tempfile
+    down = OpenSearch(hosts=["http://127.0.0.1:9"], timeout=1)  # nothing listens there: every send fails
+    buffer = BulkBuffer(down, tempfile.mkdtemp(), interval=3600)
+    buffer.add("ubi_queries", "q1", {"user_query": "shoes"}, sync=False)
+    journal = buffer._journal
+    assert journal.unsynced and '"q1"' in journal.current.read_text()  # in the file: a killed process keeps it
+    buffer.flush()  # the background thread's send: the segment is fsync'd and closed before anything is sent
+    assert not journal.unsynced and journal.current is None
+    buffer.add("ubi_events", "e1", {"user_id": "x"})  # an event: fsync'd before add returns
+    assert not journal.unsynced
+    buffer.close()
+    assert buffer.pending() == 2  # OpenSearch never answered: both wait, and both stay on disk
+    assert sum(len(p.read_text().splitlines()) for p in buffer.spill_dir.glob("journal-*.jsonl")) == 2
