@@ -10,6 +10,7 @@ and the measurements that chose them: docs/ARCHITECTURE.md, "Serving model").
 from __future__ import annotations
 
 import os
+import threading
 
 from shopsearch.settings import Settings, load_settings
 
@@ -50,3 +51,17 @@ def post_fork(server, worker) -> None:
     os.environ["SHOPSEARCH_INFERENCE_THREADS"] = str(share)  # this worker's settings, read by create_app
     import torch  # why: heavy; the worker loads it with the encoder anyway, this only sizes its thread pool
     torch.set_num_threads(share)
+
+
+def post_worker_init(worker) -> None:
+    """Once a worker has loaded its app: a background thread loads the ``warm_catalogues`` (their
+    live versions, speller, encoder, ranker: ``Searcher.warm``), so the first shoppers do not wait
+    for them; a search that comes first waits for the same load rather than starting its own."""
+    searcher = getattr(worker.wsgi, "extensions", {}).get("shopsearch.searcher")
+    if searcher is None or not _settings.warm_catalogues.strip():
+        return
+
+    def warm() -> None:
+        for catalogue, done in searcher.warm(_settings.warm_catalogues).items():
+            worker.log.info("warmed catalogue %s: %s", catalogue, done)
+    threading.Thread(target=warm, name="warm-catalogues", daemon=True).start()

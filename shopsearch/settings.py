@@ -152,6 +152,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("internal_port", 8001, "Port of the internal face."),
     Setting("public_metrics", False, "Whether the public face serves /metrics too (the internal face always does): for a scraper that reaches the public listener on a private address."),
     Setting("proxy_workers", 2, "gunicorn worker processes of the middleware (plugin/serving.py; chosen by bench query, see ARCHITECTURE)."),
+    Setting("warm_catalogues", "*", "Catalogues each proxy worker loads as it starts, in a background thread (comma-separated; *: every catalogue with a live index; empty: none): the live version's mapping, facets and speller, the query encoder, the learned ranker and its product text, so the first shoppers do not wait seconds for them."),
     Setting("proxy_threads", 8, "Threads per gunicorn worker (gthread): requests a worker serves at once while others wait on OpenSearch."),
     Setting("storefront_catalogue", "fashion", "The catalogue the storefront page at / shows when its address names none (?catalogue=NAME); the page's suggested queries and demo shoppers are in <home>/storefront/<catalogue>.json (written by the demo)."),
     Setting("admin_token", "", "Token required by /admin routes and by pass-through requests off the allow-list (at least 16 characters). Empty: the install's own, from <home>/secrets.toml; the proxy refuses to start without one."),

@@ -12,7 +12,7 @@ import requests
 from opensearchpy import helpers
 
 from shopsearch.ops import serve
-from shopsearch.ops.services.process import ServiceError
+from shopsearch.ops.services.process import ServiceError, wait_until
 
 
 @pytest.fixture
@@ -111,6 +111,10 @@ def test_serve_runs_both_faces_on_their_own_listeners(services, settings, shop, 
         hits = requests.get(f"{public.url}/shop/{shop}/search", params={"q": "shoe", "strategy": "bm25"},
                             timeout=60).json()["hits"]
         assert len(hits) == 3
+        # each face's worker loaded the live catalogues as it started (warm_catalogues, plugin/serving.py)
+        for face in faces:
+            wait_until(lambda: f"warmed catalogue {shop}: {{'index': '{shop}-v1'" in (tmp_path / f"{face.name}.log").read_text(),
+                       120, f"the {face.name} face's warm-up")
     finally:
         serve.stop(faces)
     assert all(face.process.poll() is not None for face in faces)

@@ -338,3 +338,34 @@ def test_explain_with_a_user_needs_the_admin_credential(proxy_url, shop):
     assert r.status_code == 403 and r.json()["field"] == "explain"
     plain = requests.get(f"{proxy_url}/shop/{shop}/search", params={"q": "watch", "user": "alice"}, timeout=60)
     assert plain.status_code == 200 and plain.json()["event_token"] and "alice" not in plain.json()["event_token"]
+
+
+def test_warming_loads_each_live_catalogue_once_so_the_first_search_finds_it_loaded(client, settings, shop):
+    from shopsearch.index.versions import live_catalogues
+    assert shop in live_catalogues(client)
+    searcher = Searcher(client, settings)
+    warmed = searcher.warm(f"{shop}, test_no_such_catalogue")
+    assert warmed[shop]["index"] == f"{shop}-v1" and warmed[shop]["speller"] is True
+    assert warmed[shop]["encoder"] == searcher.live(shop).meta["model_version"]
+    assert "no live index" in warmed["test_no_such_catalogue"]["error"]  # reported, not raised
+    loaded = searcher.live(shop)
+    assert searcher.search(shop, SearchRequest(q="shirt"))["index"] == loaded.index
+    assert searcher.live(shop) is loaded  # the search used what warming loaded
+
+
+def test_searches_arriving_together_load_a_catalogue_once(client, settings, shop):
+    import threading
+    searcher = Searcher(client, settings)
+    loads, real_load = [], searcher.indexes._load
+
+    def counted(index):  # the real load, counted
+        loads.append(index)
+        return real_load(index)
+    searcher.indexes._load = counted
+    seen = []
+    threads = [threading.Thread(target=lambda: seen.append(searcher.live(shop))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert loads == [f"{shop}-v1"] and len(seen) == 4 and all(live is seen[0] for live in seen)

@@ -57,6 +57,20 @@ def live_index(client: OpenSearch, catalogue: str) -> str | None:
     return names[0] if names else None
 
 
+def live_catalogues(client: OpenSearch) -> list[str]:
+    """Every catalogue with a live version: the aliases that point at one of their own ``<alias>-v<N>``."""
+    try:
+        found = client.indices.get_alias(index="*-v*")
+    except NotFoundError:
+        return []
+    out = set()
+    for index, body in found.items():
+        for alias in body.get("aliases", {}):
+            if re.fullmatch(rf"{re.escape(alias)}-v\d+", index) and _NAME.match(alias):
+                out.add(alias)
+    return sorted(out)
+
+
 def list_versions(client: OpenSearch, catalogue: str) -> list[Version]:
     """Every ``<catalogue>-v<N>`` index, oldest first, with the live one marked."""
     check_catalogue_name(catalogue)

@@ -58,9 +58,14 @@ class LiveIndexes:
         self.caches = list(caches)
         self._live: dict[str, Live] = {}
         self._lock = threading.Lock()
+        self._loading: dict[str, threading.Lock] = {}  # one load of a catalogue's version at a time
 
     def live(self, catalogue: str) -> Live:
-        """The catalogue's live version (the alias re-read at most once a second)."""
+        """The catalogue's live version (the alias re-read at most once a second).
+
+        Loading a version (its mapping, facets and speller: seconds on a large catalogue) happens
+        once: searches that arrive meanwhile wait for that load instead of starting their own.
+        """
         cached = self._live.get(catalogue)
         if cached and time.monotonic() - cached.checked < 1.0:
             return cached
@@ -70,12 +75,18 @@ class LiveIndexes:
         if cached and cached.index == index:
             cached.checked = time.monotonic()
             return cached
-        live = self._load(index)
         with self._lock:
-            if cached is not None:  # the alias moved: nothing cached for the old version may answer
-                for cache in self.caches:
-                    cache.clear()
-            self._live[catalogue] = live
+            loading = self._loading.setdefault(catalogue, threading.Lock())
+        with loading:
+            done = self._live.get(catalogue)
+            if done is not None and done.index == index:  # loaded while this search waited
+                return done
+            live = self._load(index)
+            with self._lock:
+                if cached is not None:  # the alias moved: nothing cached for the old version may answer
+                    for cache in self.caches:
+                        cache.clear()
+                self._live[catalogue] = live
         return live
 
     def pinned(self, catalogue: str, index: str) -> Live:

@@ -21,23 +21,27 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from dataclasses import asdict, dataclass, replace
 
-from opensearchpy import NotFoundError, OpenSearch
+from opensearchpy import NotFoundError, OpenSearch, OpenSearchException
 
-from shopsearch.errors import SearchError
+from shopsearch.errors import EncoderError, SearchError
 from shopsearch.index.profiles import get_profile, profile_id
+from shopsearch.index.versions import live_catalogues
 from shopsearch.privacy import pseudonym
 from shopsearch.query.caches import LRU, QueryVectors, TTLCache, shared_cache_url
 from shopsearch.query.learned import LiveRankers
-from shopsearch.query.live import Live, LiveIndexes
+from shopsearch.query.live import Live, LiveIndexes, encoder_for
 from shopsearch.query.personalise import parse_weights
 from shopsearch.query.respond import respond, shown_fields
 from shopsearch.query.retrieve import Retrieved, Retriever, Shopper
 from shopsearch.query.stages import Search
 from shopsearch.query.strategies import STRATEGIES, pipeline
 from shopsearch.settings import Settings
+
+log = logging.getLogger(__name__)
 
 __all__ = ["STRATEGIES", "Live", "Retrieved", "SearchError", "SearchRequest", "Searcher"]
 
@@ -90,6 +94,32 @@ class Searcher:
     def pinned(self, catalogue: str, index: str) -> Live:
         """A given version of a catalogue, whatever the alias says (to evaluate a candidate index)."""
         return self.indexes.pinned(catalogue, index)
+
+    def warm(self, catalogues: str = "*") -> dict[str, dict]:
+        """Load what the first search of each catalogue would (``catalogues``: comma-separated, ``*``
+        every live one): the live version with its facets and speller, the query encoder (one
+        encoding), the learned ranker (which then prepares its product text in the background).
+        Per catalogue, what was loaded, or the error that stopped it (searches then load it themselves)."""
+        names = live_catalogues(self.client) if catalogues.strip() == "*" else \
+            [c.strip() for c in catalogues.split(",") if c.strip()]
+        out: dict[str, dict] = {}
+        for catalogue in names:
+            try:
+                live = self.live(catalogue)
+                done = {"index": live.index, "speller": live.speller is not None}
+                try:
+                    encoder = encoder_for(self.settings, live.meta)
+                    encoder.encode(["warm up"])
+                    done["encoder"] = encoder.version
+                except (EncoderError, OSError, RuntimeError) as e:  # searches degrade to BM25 alike
+                    done["encoder"] = f"none: {e}"
+                ranker, note = self.rankers.for_index(live)
+                done["ranker"] = ranker.version if ranker is not None else note
+            except (OpenSearchException, SearchError) as e:
+                done = {"error": str(e)}
+            log.info("warmed catalogue %s: %s", catalogue, done)
+            out[catalogue] = done
+        return out
 
     # --- retrieval -------------------------------------------------------------------------
     def query_vector(self, live: Live, text: str) -> tuple[list[float], str | None]:
