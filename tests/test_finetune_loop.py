@@ -78,6 +78,7 @@ def test_a_model_trained_on_shuffled_clicks_is_rejected_and_the_alias_stays(worl
     gate = state["steps"]["gate"]
     assert gate["decision"] == "reject" and gate["candidate_ndcg@10"] < gate["live_ndcg@10"]
     assert state["steps"]["swap"]["swapped"] is False
+    assert "not swapped in" in state["steps"]["query_gate"]["skipped"]  # its bi-encoder serves nobody
     assert live_index(client, world["catalogue"]) == before
     entry = ModelRegistry(world["settings"].models_path).load(state["version"])
     assert entry["status"] == "rejected" and entry["gate"]["decision"] == "reject"
@@ -109,6 +110,13 @@ def test_a_model_trained_on_the_clicks_passes_the_gate_and_goes_live(world, clie
     entry = registry.load(state["version"])
     assert entry["status"] == "promoted" and entry["gate"]["decision"] == "accept"
     assert set(entry["parts"]) == {"bi-encoder", "cross-encoder"} and registry.verify_hashes(state["version"])["ok"]
+    gated = state["steps"]["query_gate"]  # the new query encoder's int8, gated once it serves
+    if "skipped" in gated:
+        assert "torch" in gated["skipped"]  # CUDA: torch encodes the queries
+    else:
+        card = entry["onnx"]["bi-encoder"]
+        assert gated["serving"] == card["serving"] == ("int8" if card["gate"]["passed"] else "fp32")
+        assert card["gate"]["judgments"] == str((world["dir"] / "valid.tsv").resolve()) and gated["queries"] > 0
     world["trained"] = state["version"]
 
 
@@ -132,5 +140,6 @@ def test_the_loop_runs_as_a_celery_chain_and_resumes_from_its_state(world):
     assert version
     # every step is already done: the chain goes through the rollout worker and changes nothing
     last = dispatch.start_chain(world["settings"], world["catalogue"], None, version=version).get(timeout=600)
-    assert last == {"version": version, "step": "swap", "done": True,
-                    "result": finetune_loop.load_state(world["settings"], version)["steps"]["swap"]}
+    final = list(finetune_loop.STEPS)[-1]  # query_gate, after the swap
+    assert last == {"version": version, "step": final, "done": True,
+                    "result": finetune_loop.load_state(world["settings"], version)["steps"][final]}

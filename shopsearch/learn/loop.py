@@ -1,4 +1,4 @@
-"""The learning loop: click logs -> training data -> models -> candidate index -> gate -> swap.
+"""The learning loop: click logs -> training data -> models -> candidate index -> gate -> swap -> int8 query gate.
 
 Steps, in order, each recorded in the model's registry entry (``model.json``) when done, so a
 run that crashed is resumed by running it again with the same ``version``:
@@ -17,7 +17,10 @@ run that crashed is resumed by running it again with the same ``version``:
    ``gate_margin`` (relative). The decision and numbers go to the registry;
 5. ``swap``: a passed candidate is promoted (atomic alias switch; the old version stays for
    ``rollback``) and the shoppers' profiles are rebuilt in the background (their vectors belong
-   to the old model). A rejected one is left unpromoted.
+   to the old model). A rejected one is left unpromoted;
+6. ``query_gate``: once the new bi-encoder serves, its int8 query vectors against fp32 on the same
+   validation judgments (``learn/onnx_gate.py``); its card records which variant serves (fp32
+   until int8 passes, as for a model trained by ``train --encoders``).
 
 The steps are a table (:data:`STEPS`, name -> function): each function takes the run's
 :class:`Context` and returns what is recorded for it in ``loop.json``; :func:`run` walks the
@@ -42,6 +45,7 @@ from shopsearch.learn import gate as gating
 from shopsearch.learn import rollout
 from shopsearch.learn import train as ft
 from shopsearch.learn.lora import LoraOptions
+from shopsearch.learn.onnx_gate import gate_swapped_query_encoder
 from shopsearch.learn.registry import ModelRegistry
 from shopsearch.learn.reindex import reindex as build_index
 from shopsearch.learn.training_data import TrainingData, collect as collect_clicks, query_bucket
@@ -67,6 +71,7 @@ class Context:
     version: str
     state: dict
     runner: Runner
+    echo: Callable[[str], None] = print
 
     @property
     def params(self) -> dict:
@@ -151,8 +156,17 @@ def swap(ctx: Context) -> dict:
     return {"swapped": True, "index": index}
 
 
+def query_gate(ctx: Context) -> dict:
+    """The swapped-in bi-encoder's int8 query vectors gated against fp32 on the validation judgments."""
+    if not ctx.steps["swap"].get("swapped"):
+        return {"skipped": "the candidate was not swapped in: its bi-encoder does not serve"}
+    judgments = ctx.state["judgments"]
+    return gate_swapped_query_encoder(ctx.client, ctx.settings, ctx.state["catalogue"], load_judgments(judgments),
+                                      judgments, ctx.params["limit_queries"], ctx.echo)
+
+
 STEPS: dict[str, Callable[[Context], dict]] = {
-    "collect": collect, "train": train, "reindex": reindex, "gate": gate, "swap": swap}
+    "collect": collect, "train": train, "reindex": reindex, "gate": gate, "swap": swap, "query_gate": query_gate}
 
 
 # --- running the table --------------------------------------------------------------------------
@@ -197,7 +211,7 @@ def run(settings: Settings, catalogue: str, judgments_path: str | Path | None = 
                           batch_size=batch_size, max_pairs=max_pairs, min_sessions=min_sessions,
                           limit_queries=limit_queries, rerank=rerank, rerank_max_steps=rerank_max_steps, promote=promote,
                           shuffle_labels=shuffle_labels, seed=seed, client=client)
-    ctx = Context(settings, client, reg, version, _load_state(reg.path(version)), runner)
+    ctx = Context(settings, client, reg, version, _load_state(reg.path(version)), runner, echo)
     for name, step in STEPS.items():
         if name not in ctx.steps:
             started = time.perf_counter()

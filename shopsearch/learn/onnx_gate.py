@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from shopsearch.encoders.onnx import INT8_MAX_NDCG_LOSS, OnnxTextEncoder, card_path, write_card
-from shopsearch.encoders.text import load_text_encoder
+from shopsearch.encoders.text import choose_backend, choose_device, load_text_encoder
 from shopsearch.errors import InputError
 from shopsearch.evaluation.run import evaluate
 from shopsearch.learn.registry import ModelRegistry, now_iso
@@ -82,3 +82,18 @@ def gate_int8(client, settings: Settings, catalogue: str, judgments, judgments_n
     echo(f"int8 {'passes' if decision['passed'] else 'fails'} (worst loss {decision['worst_loss']}, "
          f"at most {decision['max_loss']}): {card['serving']} serves; card: {path}")
     return card
+
+
+def gate_swapped_query_encoder(client, settings: Settings, catalogue: str, judgments, judgments_name: str,
+                               limit_queries: int | None = None, echo=print) -> dict:
+    """:func:`gate_int8` for a bi-encoder a learning run has just swapped in (``train --encoders``'
+    ``query_gate``, the click loop's ``query_gate``): what the run records. Skipped, with why, where
+    torch serves the queries (CUDA) or the model has no ONNX variant: the swap stands, fp32 serves."""
+    if choose_backend(settings.inference_backend, choose_device(settings.device), queries=True) != "onnx":
+        return {"skipped": "torch serves the query encoder (CUDA): no int8 variant to gate"}
+    try:
+        card = gate_int8(client, settings, catalogue, judgments, judgments_name, limit_queries=limit_queries, echo=echo)
+    except InputError as e:
+        return {"skipped": str(e)}
+    return {"serving": card["serving"], "recipe": card["recipe"],
+            **{k: card["gate"][k] for k in ("passed", "worst_loss", "ndcg@10", "queries")}}

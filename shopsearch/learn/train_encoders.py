@@ -31,7 +31,6 @@ serve), the gate compares what shoppers get now with ``learned`` on the candidat
 from __future__ import annotations
 
 from shopsearch.encoders.text import choose_backend, choose_device, resolve_model_path
-from shopsearch.errors import InputError
 from shopsearch.index.meta import read_meta
 from shopsearch.index.versions import live_index
 from shopsearch.learn import ranker as rk
@@ -39,7 +38,7 @@ from shopsearch.learn import rollout
 from shopsearch.learn import train as ft
 from shopsearch.learn.judged_examples import judged_examples
 from shopsearch.learn.lora import LoraOptions
-from shopsearch.learn.onnx_gate import gate_int8
+from shopsearch.learn.onnx_gate import gate_swapped_query_encoder
 from shopsearch.learn.rerank_gate import gate_rerank_int8
 from shopsearch.learn.reindex import reindex as build_index
 from shopsearch.query.rerank import cached_reranker
@@ -136,13 +135,6 @@ def gate_query_encoder(run) -> dict:
     """The ``query_gate`` step: int8 against fp32 query vectors for the bi-encoder now live; its card records which serves."""
     if not (run.steps.get("promote") or {}).get("promoted"):
         return {"skipped": "the candidate was not swapped in: its bi-encoder does not serve"}
-    if choose_backend(run.settings.inference_backend, choose_device(run.settings.device), queries=True) != "onnx":
-        return {"skipped": "torch serves the query encoder (CUDA): no int8 variant to gate"}
     valid = {q: run.judgments[q] for q in run.parts["valid"]}
-    try:
-        card = gate_int8(run.client, run.settings, run.catalogue, valid, run.steps["split"]["valid_judgments"],
-                         limit_queries=run.params["gate_queries"], echo=run.echo)
-    except InputError as e:  # the swap has happened: a model without an ONNX variant keeps fp32, not a failed run
-        return {"skipped": str(e)}
-    return {"serving": card["serving"], "recipe": card["recipe"],
-            **{k: card["gate"][k] for k in ("passed", "worst_loss", "ndcg@10", "queries")}}
+    return gate_swapped_query_encoder(run.client, run.settings, run.catalogue, valid,
+                                      run.steps["split"]["valid_judgments"], run.params["gate_queries"], run.echo)
