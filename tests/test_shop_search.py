@@ -351,6 +351,9 @@ def test_warming_loads_each_live_catalogue_once_so_the_first_search_finds_it_loa
     loaded = searcher.live(shop)
     assert searcher.search(shop, SearchRequest(q="shirt"))["index"] == loaded.index
     assert searcher.live(shop) is loaded  # the search used what warming loaded
+    from shopsearch.cluster import connect
+    down = settings.replace(opensearch_url="http://127.0.0.1:9")  # nothing listens: a worker starting before the cluster
+    assert Searcher(connect(down, timeout=1), down).warm() == {}
 
 
 def test_searches_arriving_together_load_a_catalogue_once(client, settings, shop):

@@ -100,8 +100,12 @@ class Searcher:
         every live one): the live version with its facets and speller, the query encoder (one
         encoding), the learned ranker (which then prepares its product text in the background).
         Per catalogue, what was loaded, or the error that stopped it (searches then load it themselves)."""
-        names = live_catalogues(self.client) if catalogues.strip() == "*" else \
-            [c.strip() for c in catalogues.split(",") if c.strip()]
+        try:
+            names = live_catalogues(self.client) if catalogues.strip() == "*" else \
+                [c.strip() for c in catalogues.split(",") if c.strip()]
+        except OpenSearchException as e:  # the cluster is not up yet: searches load what they need
+            log.warning("no catalogue warmed: %s", e)
+            return {}
         out: dict[str, dict] = {}
         for catalogue in names:
             try:
