@@ -3,8 +3,9 @@
 The search path and ``POST /events`` hand documents to :meth:`BulkBuffer.add_many`, which appends
 them to this process's journal on disk before it returns: an event batch is fsync'd first (a 202
 means the events are stored or durably queued); a search's own query record is written to the
-operating system (so a killed process loses none) and fsync'd by the background thread at its next
-send, within ``interval`` (an fsync per search was a millisecond of the answer on a busy disk). A background thread sends what waits every ``interval``
+operating system (so a killed process loses none) and fsync'd by the background thread at its
+next send, within ``interval`` (an fsync per search was a millisecond of the answer on a busy
+disk). A background thread sends what waits every ``interval``
 seconds (or sooner when ``max_batch`` documents wait) with ``_bulk``; documents carry their own
 ids, so a retried write stores each once. A journal segment is deleted only when every document
 in it is stored. Nothing is lost when OpenSearch is down (documents wait, in memory and on disk),
