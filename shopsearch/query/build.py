@@ -72,6 +72,9 @@ RANKING_FIELDS = ("id", "title", "brand", "category", "category_path", "price", 
 PROFILE_EXCLUDES = ["vector", "stats.vector_sum", "stats.prices"]
 PROFILE_ITEMS_FIELD = "item_ids"  # the profile's products, strongest first: the path of the terms lookup
 PERSONAL_SIZE = 500               # at most this many of them (the profile keeps 500)
+# candidate requests do not count their matches (an answer's total is its ranked candidates):
+# the same hits and scores on 300 Home Depot queries, a hybrid _msearch 2 % cheaper
+NO_TOTAL = {"track_total_hits": False}
 
 def source_filter(response_fields: str | list[str] | None) -> dict:
     """``_source`` of every sub-request: the fields a result list shows plus what ranking needs, never vectors.
@@ -162,7 +165,7 @@ def bm25_body(q: str, size: int, filters: list[dict] | None = None, boosts: list
     query: dict = {"must": [must], "filter": list(filters or [])}
     if boosts:
         query["should"] = boosts
-    return {"size": size, **hit_fields(fetch), "query": {"bool": query}}
+    return {"size": size, **NO_TOTAL, **hit_fields(fetch), "query": {"bool": query}}
 
 
 def split_understood_filters(clauses: list[dict], mode: str) -> tuple[list[dict], list[dict]]:
@@ -190,7 +193,7 @@ def knn_body(vector: list[float], size: int, k: int, filters: list[dict] | None 
     knn: dict = {"vector": vector, "k": k}
     if filters:
         knn["filter"] = {"bool": {"filter": filters}}
-    return {"size": size, **hit_fields(fetch), "query": {"knn": {field: knn}}}
+    return {"size": size, **NO_TOTAL, **hit_fields(fetch), "query": {"knn": {field: knn}}}
 
 
 def category_clause(category: str) -> dict:
@@ -201,7 +204,7 @@ def category_clause(category: str) -> dict:
 
 def popular_body(size: int, filters: list[dict], fetch: dict | None = None) -> dict:
     """The most popular products passing ``filters`` (a browse query's candidates), id as tie-break."""
-    return {"size": size, **hit_fields(fetch), "query": {"bool": {"filter": filters}},
+    return {"size": size, **NO_TOTAL, **hit_fields(fetch), "query": {"bool": {"filter": filters}},
             "sort": [{"popularity_norm": {"order": "desc", "missing": "_last"}}, {"id": "asc"}]}
 
 
@@ -234,7 +237,7 @@ def _personal(q: str, which: dict, size: int, filters: list[dict], text_must: bo
     query: dict = {"filter": list(filters) + [which]}
     if text_must:
         query["must"] = [text_match(q, fields)]
-    return {"size": size, **fetched, "query": {"bool": query}}
+    return {"size": size, **NO_TOTAL, **fetched, "query": {"bool": query}}
 
 
 def profile_body(profile_doc: str) -> dict:
