@@ -112,9 +112,9 @@ def test_serve_runs_both_faces_on_their_own_listeners(services, settings, shop, 
                             timeout=60).json()["hits"]
         assert len(hits) == 3
         # each face's worker loaded the live catalogues as it started (warm_catalogues, plugin/serving.py)
+        warmed = f"warmed catalogue {shop}: {{'index': '{shop}-v1'"
         for face in faces:
-            wait_until(lambda: f"warmed catalogue {shop}: {{'index': '{shop}-v1'" in (tmp_path / f"{face.name}.log").read_text(),
-                       120, f"the {face.name} face's warm-up")
+            wait_until(lambda: warmed in (tmp_path / f"{face.name}.log").read_text(), 120, f"the {face.name} face's warm-up")
     finally:
         serve.stop(faces)
     assert all(face.process.poll() is not None for face in faces)

@@ -46,6 +46,17 @@ def index_name(catalogue: str, number: int) -> str:
     return f"{catalogue}-v{number}"
 
 
+def version_number(catalogue: str, index: str) -> int | None:
+    """N when ``index`` is ``<catalogue>-v<N>``, else None (the inverse of :func:`index_name`).
+
+    >>> version_number("shop", "shop-v12"), version_number("shop", "shop-logs"), version_number("shop", "shop_x-v1")
+    (12, None, None)
+    """
+    prefix = f"{catalogue}-v"
+    rest = index[len(prefix):] if index.startswith(prefix) else ""
+    return int(rest) if rest.isdigit() and rest.isascii() else None
+
+
 def live_index(client: OpenSearch, catalogue: str) -> str | None:
     """The index the alias points at, or None; a name that is not a catalogue name is refused (400)."""
     check_catalogue_name(catalogue)
@@ -66,7 +77,7 @@ def live_catalogues(client: OpenSearch) -> list[str]:
     out = set()
     for index, body in found.items():
         for alias in body.get("aliases", {}):
-            if re.fullmatch(rf"{re.escape(alias)}-v\d+", index) and _NAME.match(alias):
+            if version_number(alias, index) is not None and _NAME.match(alias):
                 out.add(alias)
     return sorted(out)
 
@@ -74,7 +85,6 @@ def live_catalogues(client: OpenSearch) -> list[str]:
 def list_versions(client: OpenSearch, catalogue: str) -> list[Version]:
     """Every ``<catalogue>-v<N>`` index, oldest first, with the live one marked."""
     check_catalogue_name(catalogue)
-    pattern = re.compile(rf"^{re.escape(catalogue)}-v(\d+)$")
     try:
         mappings = client.indices.get_mapping(index=f"{catalogue}-v*")
     except NotFoundError:
@@ -86,9 +96,9 @@ def list_versions(client: OpenSearch, catalogue: str) -> list[Version]:
             counts[row["index"]] = int(row.get("docs.count") or 0)
     out = []
     for name, body in mappings.items():
-        m = pattern.match(name)
-        if m:
-            out.append(Version(name, int(m.group(1)), name == live, counts.get(name, 0),
+        number = version_number(catalogue, name)
+        if number is not None:
+            out.append(Version(name, number, name == live, counts.get(name, 0),
                                body["mappings"].get("_meta", {})))
     return sorted(out, key=lambda v: v.number)
 
