@@ -92,15 +92,15 @@ def test_each_candidates_contributions_sum_to_its_prediction(world, trained):
 
 def test_a_served_rankers_process_prepares_the_most_popular_products_text_before_queries_need_it(world, client):
     index = live_index(client, world["catalogue"])
-    features.title_ids.cache_clear()
-    assert warm_product_text(client, index, 3) == 3 and features.title_ids.cache_info().currsize >= 3
+    features.words.cache_clear()
+    assert warm_product_text(client, index, 3) == 3 and features.words.cache_info().currsize >= 3
     count = client.count(index=index)["count"]
     assert warm_product_text(client, index, 10 * count) == count
     titles = [h["_source"]["title"] for h in client.search(index=index, size=count, _source=["title"])["hits"]["hits"]]
-    before = features.title_ids.cache_info()
+    before = features.words.cache_info()
     for title in titles:
-        features.title_ids(title)
-    assert features.title_ids.cache_info().hits - before.hits == len(titles)  # every title's word ids ready
+        features.words(title)
+    assert features.words.cache_info().hits - before.hits == len(titles)  # every title tokenised already
     assert warm_product_text(client, "no-such-index", 10) == 0  # a failed warm-up ends quietly
 
 

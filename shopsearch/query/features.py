@@ -47,10 +47,9 @@ import numpy as np
 
 from shopsearch import hooks
 from shopsearch.query.personalise import facet_key
-from shopsearch.query.title_bm25 import TitleStats, bm25_of_counts
+from shopsearch.query.title_bm25 import TitleStats, title_bm25
 from shopsearch.query.title_matches import (MATCH_NAMES, TitleTerms, match_columns, named_words_share,
                                             pairs_in_order_share)
-from shopsearch.query.vocabulary import VOCABULARY
 
 RETRIEVAL = ("bm25", "bm25_rank", "bm25_share", "vector", "vector_rank", "vector_gap", "fused", "fused_rank")
 TEXT = ("title_terms_share", "title_prefix_share", "numbers_share", "codes_share", "query_numbers",
@@ -80,10 +79,10 @@ _SIZE = re.compile(r"(?<![\d.])(\d+(?:-\d+/\d+|/\d+|\.\d+)?)\s*-?\s*(inches|inch
                    r"btu|psi|gpm|cu|sq|''|\"|')(?![^\W_])")
 NAN = float("nan")
 # how many distinct texts (titles, brands, colours) a process keeps tokenised: a catalogue's
-# busy products recur across queries, and tokenising is most of the features' cost. A title's word
-# ids cost about 300 bytes plus its key (299 measured over Home Depot's 53,475 titles, the
-# vocabulary's 17,749 words included): 30-40 MiB a process at most. At 20,000 a no-repeat run of
-# 300 queries (30,000 candidate titles) tokenised nearly every title again.
+# busy products recur across queries, and tokenising is most of the features' cost. The words are
+# interned, so a title costs about 300 bytes (214 measured over Home Depot's 53,475 titles, plus
+# its key): 30 MiB a process at most. At 20,000 a no-repeat run of 300 queries (30,000 candidate
+# titles) tokenised nearly every title again.
 WORDS_CACHE_SIZE = 100_000
 
 
@@ -104,19 +103,6 @@ def words(text: str) -> tuple[str, ...]:
     ('galvanized', 'steel', 'bracket')
     """
     return tuple(map(sys.intern, tokens(text)))
-
-
-@functools.lru_cache(maxsize=WORDS_CACHE_SIZE)
-def title_ids(text: str) -> np.ndarray:
-    """The ids (``vocabulary.VOCABULARY``) of the :func:`tokens` of a product's title, kept for
-    the next query that has the product (read only): what the title features read.
-
-    >>> [VOCABULARY.words[i] for i in title_ids("Galvanized Steel Brackets")]
-    ['galvanized', 'steel', 'bracket']
-    """
-    ids = VOCABULARY.ids(tokens(text))
-    ids.flags.writeable = False
-    return ids
 
 
 @functools.lru_cache(maxsize=WORDS_CACHE_SIZE)
@@ -162,7 +148,7 @@ class FeatureTable:
 
 
 def _ranks(ids: list[str], scores: dict[str, float]) -> dict[str, int]:
-    order = sorted(scores, key=scores.__getitem__, reverse=True)  # ties keep their order, as they came
+    order = sorted(scores, key=lambda d: -scores[d])
     return {d: r for r, d in enumerate(order, 1)}
 
 
@@ -178,7 +164,7 @@ def _named_share(value, q_set: set[str]) -> float:
     return len([w for w in named if w in q_set]) / len(named) if named else NAN
 
 
-def text_columns(query_terms: list[str], titles: list | None, sources: list[dict],
+def text_columns(query_terms: list[str], titles: list, sources: list[dict],
                  rarity: dict[str, float] | None = None, rarity_from_candidates: bool = False,
                  query_text: str | None = None, title_stats: TitleStats | None = None,
                  prepared: TitleTerms | None = None) -> np.ndarray:
@@ -189,65 +175,64 @@ def text_columns(query_terms: list[str], titles: list | None, sources: list[dict
     ``rarity_from_candidates``, 1 minus the share of these candidates whose title has the term.
     ``query_text``: the query as typed, for its sizes (default: the terms joined).
     ``title_stats``: the catalogue's title statistics, for ``title_bm25`` (NaN without them).
-    ``prepared``: the terms against the titles (``title_matches.TitleTerms``), when the caller
-    has it (then ``titles`` may be None). The titles are read as one array of word ids; prefixes,
-    typos and numbers are looked up once among the titles' distinct words.
+    ``prepared``: the terms against the titles (``title_matches.TitleTerms``), when the caller has it.
+    Each title is a set once; a query term is looked up in every title, prefixes are found once
+    over the titles' vocabulary, so the cost is a few set operations per candidate.
     """
-    t = prepared or TitleTerms.of(query_terms, titles)
-    n, k = len(t.lengths), len(query_terms)
+    n, k = len(titles), len(query_terms)
     out = np.full((n, len(TEXT)), np.nan)
     q_set = set(query_terms)
-    numbered = [j for j, term in enumerate(query_terms) if _DIGITS.search(term)]
+    numbered = [j for j, t in enumerate(query_terms) if _DIGITS.search(t)]
     out[:, 4], out[:, 9] = float(len(numbered)), float(k)
-    out[:, 8] = t.lengths
-    attributes = [_attribute_values(src) for src in sources]
-    for col in (5, 6, 7):
-        values = [a[col - 5] for a in attributes]
-        share = {v: _named_share(v, q_set) for v in set(values) if v is not None}  # candidates share a few
-        out[:, col] = [NAN if v is None else share[v] for v in values]
+    out[:, 8] = [len(t) for t in titles]
+    for col, key in ((5, "brand"), (6, "colour"), (7, "material")):
+        values = [src.get(key) for src in sources]
+        share = {v: _named_share(v, q_set) for v in set(values) if isinstance(v, str)}  # candidates share a few
+        out[:, col] = [share.get(v, NAN) if isinstance(v, str) else NAN for v in values]
     if not n or not k:
         return out
-    hit = t.hit
+    prepared = prepared or TitleTerms.of(query_terms, titles)
+    sets, hit, initials = prepared.sets, prepared.hit, prepared.initials
     out[:, 0] = hit.sum(axis=1) / k
-    prefixes = [[i for i, w in t.words_starting(term[0]) if w.startswith(term) or term.startswith(w)]
-                if len(term) >= 3 else [] for term in query_terms]
-    out[:, 1] = t.titles_with(prefixes).sum(axis=1) / k
+    prefix = np.zeros((n, k), dtype=bool)
+    for j, t in enumerate(query_terms):
+        near = {w for w in initials.get(t[0], ()) if w.startswith(t) or t.startswith(w)} if len(t) >= 3 else None
+        if near:
+            prefix[:, j] = [not have.isdisjoint(near) for have in sets]
+    out[:, 1] = prefix.sum(axis=1) / k
     if numbered:
         wanted = [d for j in numbered for d in _DIGITS.findall(query_terms[j])]
-        distinct = list(dict.fromkeys(wanted))
-        numbers = t.words_with_digits()
-        has = t.titles_with([[i for i, w in numbers if d in _digit_runs(w)] for d in distinct])
-        out[:, 2] = has[:, [distinct.index(d) for d in wanted]].sum(axis=1) / len(wanted)
+        numbers = [_numbers(tuple(t)) for t in titles]
+        out[:, 2] = [sum(d in have for d in wanted) / len(wanted) for have in numbers]
         out[:, 3] = hit[:, numbered].sum(axis=1) / len(numbered)
     out[:, 10], out[:, 11] = hit[:, k - 1], hit[:, 0]
     if rarity_from_candidates:
         share = hit.sum(axis=0) / n
-        rarity = {term: 1.0 - float(share[j]) for j, term in enumerate(query_terms)}
-    weights = [(rarity or {}).get(term, 1.0) for term in query_terms]
+        rarity = {t: 1.0 - float(share[j]) for j, t in enumerate(query_terms)}
+    weights = [(rarity or {}).get(t, 1.0) for t in query_terms]
     total = sum(weights)
     if total > 0:
         # a running sum adds the weights in the query's order, as a sum over the terms would
         out[:, 12] = np.cumsum(hit * np.asarray(weights), axis=1)[:, -1] / total
-    _coverage_columns(out, query_terms, t, sources, attributes, query_text)
+    _coverage_columns(out, query_terms, titles, prepared, sources, query_text)
     if title_stats is not None:
-        out[:, 18] = bm25_of_counts(query_terms, t.tf, t.lengths, title_stats)
+        out[:, 18] = title_bm25(query_terms, titles, title_stats, hit)
     return out
 
 
 def prepare_product(src: dict) -> None:
-    """Put one product's text into this process's caches: its title's word ids and sizes, its
-    brand / colour / material words (what :func:`feature_table` looks up for a candidate)."""
+    """Put one product's text into this process's caches: its title's words, sizes and digit runs,
+    its brand / colour / material words (what :func:`feature_table` looks up for a candidate)."""
     title = src.get("title") or ""
-    title_ids(title)
+    _numbers(words(title))
     sizes(title)
-    _attribute_words(*_attribute_values(src))
+    _attribute_set(src)
 
 
-def _attribute_values(src: dict) -> tuple[str | None, str | None, str | None]:
-    """A product's brand, colour and material (None where one is missing or not text)."""
+def _attribute_set(src: dict) -> frozenset[str]:
     brand, colour, material = src.get("brand"), src.get("colour"), src.get("material")
-    return (brand if brand and isinstance(brand, str) else None, colour if colour and isinstance(colour, str) else None,
-            material if material and isinstance(material, str) else None)
+    return _attribute_words(brand if isinstance(brand, str) else None, colour if isinstance(colour, str) else None,
+                            material if isinstance(material, str) else None)
 
 
 @functools.lru_cache(maxsize=WORDS_CACHE_SIZE)
@@ -257,17 +242,16 @@ def _attribute_words(*values: str | None) -> frozenset[str]:
 
 
 @functools.lru_cache(maxsize=WORDS_CACHE_SIZE)
-def _digit_runs(word: str) -> frozenset[str]:
-    """The digit runs of a title word (``2x6``: 2 and 6), kept."""
-    return frozenset(_DIGITS.findall(word))
+def _numbers(title: tuple[str, ...]) -> frozenset[str]:
+    """The digit runs of a title's tokens, kept like :func:`words`."""
+    return frozenset(_DIGITS.findall(" ".join(title)))
 
 
-def _coverage_columns(out: np.ndarray, query_terms: list[str], t: TitleTerms, sources: list[dict],
-                      attributes: list[tuple], query_text: str | None) -> None:
+def _coverage_columns(out: np.ndarray, query_terms: list[str], titles: list, prepared: TitleTerms,
+                      sources: list[dict], query_text: str | None) -> None:
     """Columns 13-17 of :data:`TEXT`: sizes named alike (``2 in.`` = ``2"``) and a size that
-    contradicts the query's, query terms in the title or the brand / colour / material
-    (``attributes[i]``: candidate ``i``'s, from :func:`_attribute_values`), query word pairs in
-    the title in order, the title's words that the query names."""
+    contradicts the query's, query terms in the title or the brand / colour / material, query
+    word pairs in the title in order, the title's words that the query names."""
     k = len(query_terms)
     wanted = sizes(query_text if query_text is not None else " ".join(query_terms))
     if wanted:
@@ -279,12 +263,12 @@ def _coverage_columns(out: np.ndarray, query_terms: list[str], t: TitleTerms, so
             out[i, 13] = len(wanted & have) / len(wanted)
             out[i, 14] = float(any(not (same & have) and any(h.lstrip("0123456789./-") == unit for h in have)
                                    for unit, same in units.items()))
-    named = {a: [term in _attribute_words(*a) for term in query_terms] for a in set(attributes)}
-    in_attributes = np.array([named[a] for a in attributes], dtype=bool).reshape(len(attributes), k)
-    out[:, 15] = (t.hit | in_attributes).sum(axis=1) / k
+    attributes = [_attribute_set(src) for src in sources]
+    in_attributes = np.array([[t in have for t in query_terms] for have in attributes], dtype=bool)
+    out[:, 15] = (prepared.hit | in_attributes).sum(axis=1) / k
     if k > 1:
-        out[:, 16] = pairs_in_order_share(t)
-    out[:, 17] = named_words_share(t)
+        out[:, 16] = pairs_in_order_share(titles, query_terms, prepared.present)
+    out[:, 17] = named_words_share(titles, query_terms, prepared.present)
 
 
 def text_features(query_terms: list[str], source: dict, rarity: dict[str, float] | None = None,
@@ -375,15 +359,15 @@ def feature_table(text: str, ranked: list[tuple[str, float]], sources: dict[str,
     m = np.full((len(ids), len(names)), np.nan)
     if not ids:
         return FeatureTable(ids, names, m)
-    titles = [title_ids(src.get("title") or "") for src in srcs]
+    titles = [words(src.get("title") or "") for src in srcs]
     t0 = len(RETRIEVAL) + len(MATCH_NAMES)
     p0 = t0 + len(TEXT)
     s0 = p0 + len(PRODUCT)
     m[:, :len(RETRIEVAL)] = _retrieval_columns(ids, [f for _, f in ranked], bm25, knn)
     terms = tokens(text)
-    prepared = TitleTerms.of_ids(terms, titles, VOCABULARY)
-    m[:, len(RETRIEVAL):t0] = match_columns(terms, None, prepared)
-    m[:, t0:p0] = text_columns(terms, None, srcs, rarity_from_candidates=True, query_text=text,
+    prepared = TitleTerms.of(terms, titles)
+    m[:, len(RETRIEVAL):t0] = match_columns(terms, titles, prepared)
+    m[:, t0:p0] = text_columns(terms, titles, srcs, rarity_from_candidates=True, query_text=text,
                                title_stats=title_stats, prepared=prepared)
     m[:, p0:s0] = _product_columns(srcs)
     m[:, s0:s0 + len(SHOPPER)] = shopper_features(profile, sources, ids)

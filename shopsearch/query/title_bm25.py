@@ -83,19 +83,23 @@ class TitleStats:
         return cls(int(data["docs"]), float(data["avg_words"]), {str(k): int(v) for k, v in data["df"].items()})
 
 
-def title_bm25(terms: Sequence[str], titles: Sequence[Sequence[str]], stats: TitleStats) -> np.ndarray:
-    """Each title's BM25 score for the query ``terms`` (a repeated query term counts each time)."""
-    counts = np.array([[title.count(term) for term in terms] for title in titles], dtype=np.float64)
-    return bm25_of_counts(terms, counts.reshape(len(titles), len(terms)),
-                          np.array([len(t) for t in titles], dtype=np.float64), stats)
+def title_bm25(terms: Sequence[str], titles: Sequence[Sequence[str]], stats: TitleStats,
+               hit: np.ndarray | None = None) -> np.ndarray:
+    """Each title's BM25 score for the query ``terms`` (a repeated query term counts each time).
 
-
-def bm25_of_counts(terms: Sequence[str], counts: np.ndarray, lengths: np.ndarray, stats: TitleStats) -> np.ndarray:
-    """:func:`title_bm25` from ``counts[i, j]``, how often title ``i`` has term ``j``, and each title's length."""
-    n = len(lengths)
+    ``hit[i, j]``: whether title ``i`` has term ``j`` (computed when not given); term
+    frequencies are counted only where it does.
+    """
+    n = len(titles)
     if not n or not terms or stats.docs == 0:
         return np.zeros(n)
+    if hit is None:
+        sets = [set(t) for t in titles]
+        hit = np.array([[t in have for t in terms] for have in sets], dtype=bool)
     idf = np.array([stats.idf(t) for t in terms])
-    norm = K1 * (1.0 - B + B * np.asarray(lengths, dtype=np.float64) / (stats.avg_words or 1.0))
-    tf = np.asarray(counts, dtype=np.float64)
+    lengths = np.array([len(t) for t in titles], dtype=np.float64)
+    norm = K1 * (1.0 - B + B * lengths / (stats.avg_words or 1.0))
+    tf = np.zeros((n, len(terms)))
+    rows, cols = np.nonzero(hit)
+    tf[rows, cols] = [titles[i].count(terms[j]) for i, j in zip(rows, cols)]
     return (idf * tf * (K1 + 1.0) / (tf + norm[:, None])).sum(axis=1)
