@@ -74,6 +74,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("startup_timeout", 180, "Seconds to wait for a service to become healthy before failing with its log tail."),
     Setting("number_of_shards", 1, "Primary shards of each new catalogue index (raise for tens of millions of products)."),
     Setting("number_of_replicas", 0, "Replicas of each new catalogue index (0 on a single node; 1 or more on a cluster)."),
+    Setting("build_max_segments", 1, "Segments per shard a catalogue version is merged to once a first ingest or a reindex has built it (k-NN searches every segment's graph; the merge also drops the recovery copies of the vectors); 0 leaves merging to OpenSearch."),
     # Redis and Celery
     Setting("redis_url", "redis://127.0.0.1:6379/0", "The project's own Redis server: Celery results, the shared vector cache; the broker when broker_url is redis."),
     Setting("broker_url", "", "Celery broker. Empty: the project's own RabbitMQ on 127.0.0.1, AMQP port 5672 + (redis_url's port - 6379), so each home's port differs with its Redis (a killed worker's tasks go back to the queue at once); `redis` or a redis:// URL: Redis (they wait task_visibility_timeout); an amqp:// URL: that RabbitMQ."),

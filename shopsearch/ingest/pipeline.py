@@ -31,8 +31,8 @@ from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 from opensearchpy.exceptions import TransportError
 
 from shopsearch.cluster import connect
-from shopsearch.errors import InputError
-from shopsearch.index.catalogue import create_catalogue_version, live_meta
+from shopsearch.errors import InputError, ServiceError
+from shopsearch.index.catalogue import create_catalogue_version, live_meta, merge_segments
 from shopsearch.index.meta import update_meta
 from shopsearch.index.versions import list_versions, live_index
 from shopsearch.ingest.clean import clean_item
@@ -65,8 +65,9 @@ class Summary:
     duplicate_groups: int = 0
     dead_letters: str = ""
     seconds: float = 0.0
-    timings: dict = field(default_factory=dict)  # seconds per phase: plan, lookup, encode_write, refresh
+    timings: dict = field(default_factory=dict)  # seconds per phase: plan, lookup, encode_write, refresh, merge
     also_into: dict = field(default_factory=dict)  # other versions written too (versions_following): items there
+    merged: dict = field(default_factory=dict)  # a first version's merge (index.catalogue.merge_segments), or its error
 
     @property
     def complete(self) -> bool:
@@ -284,6 +285,7 @@ def run_ingest(settings: Settings, path: str | Path, catalogue: str, mapping: st
                          field="path")
     client = connect(settings, timeout=120)
     follow = index is None  # a write through the alias; a reindex filling its own version names it
+    built = False  # this run creates the catalogue's first version: merged once written (merge_segments)
     if index is not None:
         index_mapping = client.indices.get_mapping(index=index)[index]["mappings"]
     else:
@@ -292,6 +294,7 @@ def run_ingest(settings: Settings, path: str | Path, catalogue: str, mapping: st
         except LookupError:
             create_catalogue_version(client, settings, catalogue)
             index, index_mapping = live_meta(client, catalogue)
+            built = True
     summary.index = index
     meta = index_mapping.get("_meta", {})
 
@@ -307,6 +310,13 @@ def run_ingest(settings: Settings, path: str | Path, catalogue: str, mapping: st
             index_items(client, runner, other, items, also, chunk_size)
             summary.failed.extend({**f, "index": other} for f in also.failed)
             summary.also_into[other] = also.indexed + also.skipped_unchanged
+    if built and summary.indexed:
+        started_merge = time.perf_counter()
+        try:
+            summary.merged = merge_segments(client, index, settings.build_max_segments)
+        except ServiceError as e:  # every item is written and searchable: only the merge is left undone
+            summary.merged = {"error": str(e)}
+        summary.timings["merge"] = round(time.perf_counter() - started_merge, 3)
 
     dl_dir = settings.home_path / "deadletters" / catalogue
     dl_dir.mkdir(parents=True, exist_ok=True)

@@ -36,8 +36,8 @@ from opensearchpy import OpenSearch, helpers
 
 from shopsearch.cluster import connect
 from shopsearch.encoders.text import item_text, text_encoder
-from shopsearch.errors import RolloutError, RolloutInterrupted, RolloutNotFound
-from shopsearch.index.catalogue import create_catalogue_version
+from shopsearch.errors import RolloutError, RolloutInterrupted, RolloutNotFound, ServiceError
+from shopsearch.index.catalogue import create_catalogue_version, merge_segments
 from shopsearch.index.versions import check_catalogue_name, list_versions, live_index
 from shopsearch.index.meta import update_meta
 from shopsearch.index.vectors import (COPY_FIELD, NO_VECTORS, read_with_vectors, scan_with_vectors, with_vectors,
@@ -369,6 +369,13 @@ def reindex(settings: Settings, catalogue: str, model: str | None = None, source
         state = record(client, target, step="filled", expected=expected, docs=count_docs(client, target))
     if state["step"] == "filled":
         stop("verify")
+        # merged before it is verified and goes live: what the gate and the shoppers search is what stays
+        # (a resumed rollout merges again, which is quick once merged)
+        try:
+            merged = merge_segments(client, target, settings.build_max_segments)
+        except ServiceError as e:
+            raise RolloutError(f"{e}. {target} stays filled and the alias untouched; run reindex again to resume") from None
+        state = record(client, target, merged=merged)
         # ingests into the origin since the fill reached this version too (ingest.pipeline.versions_following)
         expected = (count_docs(client, origin) if key["kind"] == "index" and origin == state.get("origin")
                     else state["expected"])
