@@ -9,10 +9,11 @@ index made before the ``raw`` sub-fields; the search itself against a real OpenS
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 
-from shopsearch.index.fetch import MAX_KEYWORD_CHARS, doc_value_path, plan_fetch
+from shopsearch.index.fetch import MAX_KEYWORD_CHARS, doc_value_path, plan_fetch, shown_float
 from shopsearch.index.mapping import products_body
 from shopsearch.query.build import RANKING_FIELDS, fetch_for
 from shopsearch.settings import default
@@ -78,6 +79,19 @@ def test_a_hit_reads_back_as_its_source_would():
     assert fetch.read(hit) == ("8065", {"id": "8065", "title": "Puma Men Black Shoes", "price": 19.99,
                                         "price_norm": 0.12345679104328156, "category_path": ["Footwear"],
                                         "colour": ["Black", "Grey"]})
+
+
+@pytest.mark.parametrize("stored,shown", [(19.989999771118164, 19.99), (649.0, 649.0), (0.0, 0.0), (-0.0, -0.0),
+                                          (3.4028234663852886e38, 3.4028235e38)])
+def test_a_shown_float_is_the_shortest_decimal_of_its_float32_whatever_was_shown_before(stored, shown):
+    for earlier in (0.0, -0.0, 19.989999771118164, stored):  # converted values are kept: none may stand in for another
+        shown_float(earlier)
+    got = shown_float(stored)
+    assert got == shown and math.copysign(1.0, got) == math.copysign(1.0, shown)
+
+
+def test_a_nan_float_stays_nan():
+    assert math.isnan(shown_float(float("nan")))
 
 
 def test_a_field_the_document_lacks_is_missing_from_the_hit():

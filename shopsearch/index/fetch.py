@@ -34,6 +34,7 @@ True
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Iterable
@@ -49,6 +50,24 @@ MAX_KEYWORD_CHARS = 8191
 LIST_FIELDS = frozenset({"category_path", "flags"})   # fields a product document holds as lists
 RAW_SUBFIELD = "raw"
 EXACT_TYPES = frozenset({"boolean", "long", "integer", "short", "byte", "double", "float"})
+# how many distinct shown floats (prices, ratings) a process keeps converted: a shop's prices repeat
+# (19.99, 24.95), and a search shows the price and rating of ~200 candidates
+SHOWN_FLOATS_CACHE = 65_536
+
+
+def shown_float(value: float) -> float:
+    """The shortest decimal the float32 ``value`` holds, as ``_source`` gave it (pure).
+
+    >>> shown_float(19.989999771118164), shown_float(649.0), shown_float(-0.0)
+    (19.99, 649.0, -0.0)
+    """
+    # 0.0 and -0.0 are one key to a cache, and NaN is never found in one: both are converted directly
+    return _shown_float(value) if value and value == value else float(value)
+
+
+@functools.lru_cache(maxsize=SHOWN_FLOATS_CACHE)
+def _shown_float(value: float) -> float:
+    return float(str(np.float32(value)))
 
 
 @dataclass(frozen=True)
@@ -100,8 +119,7 @@ class Fetch:
         for name in self._floats:
             value = source.get(name)
             if value is not None:
-                source[name] = (float(str(np.float32(value))) if not isinstance(value, list)
-                                else [float(str(np.float32(v))) for v in value])
+                source[name] = shown_float(value) if not isinstance(value, list) else [shown_float(v) for v in value]
         return source["id"], source
 
 
