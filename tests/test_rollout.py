@@ -232,6 +232,8 @@ def test_admin_reindex_runs_as_a_celery_task_then_promote_status_and_rollback(cl
     shown = web.get(f"/admin/status?catalogue={shop}", headers=AUTH).json["catalogues"][shop]
     assert shown["live"] == f"{shop}-v2" and shown["previous"] == f"{shop}-v1" and shown["model"] == "usem3"
     assert [(v["index"], v["rollout"].get("step")) for v in shown["versions"]] == [(f"{shop}-v1", None), (f"{shop}-v2", "swapped")]
+    # each version built by this project was merged once filled: one segment, and its size on disk
+    assert all(v["segments"] == 1 and v["size_bytes"] > 0 for v in shown["versions"])
     assert web.post(f"/admin/catalogues/{shop}/rollback", headers=AUTH).json["index"] == f"{shop}-v1"
     missing = web.post(f"/admin/catalogues/{shop}/promote", json={"index": "v9"}, headers=AUTH)
     assert missing.status_code == 404 and missing.json["error"] == "not_found"
@@ -246,6 +248,9 @@ def test_the_commands_print_status_and_fail_with_a_clear_message(settings, shop)
     runner = CliRunner()
     shown = runner.invoke(cli, ["status", "--catalogue", shop, "--json"], obj=settings)
     assert shown.exit_code == 0 and json.loads(shown.output)["catalogues"][shop]["live"] == f"{shop}-v1"
+    plain = runner.invoke(cli, ["status", "--catalogue", shop], obj=settings)
+    assert plain.exit_code == 0 and f"* {shop}-v1" in plain.output and "docs=60" in plain.output
+    assert "segments=1" in plain.output and "MiB" in plain.output
     refused = runner.invoke(cli, ["rollback", "--catalogue", shop], obj=settings)
     assert refused.exit_code == 1 and "no previous version" in refused.output
     refused = runner.invoke(cli, ["promote", "--catalogue", shop, "v7"], obj=settings)

@@ -91,7 +91,7 @@ def rollback_cmd(settings: Settings, catalogue: str) -> None:
 @click.pass_obj
 @fail_cleanly
 def status_cmd(settings: Settings, catalogue: str | None, as_json: bool) -> None:
-    """Alias -> index -> model, document counts, every version's rollout state, last click-log event."""
+    """Alias -> index -> model, document counts, every version's rollout state, segments and size, last click-log event."""
     found = status(settings, catalogue)
     if as_json:
         print_json(found)
@@ -102,7 +102,7 @@ def status_cmd(settings: Settings, catalogue: str | None, as_json: bool) -> None
         for v in c["versions"]:
             step = v["rollout"].get("step", "-")
             click.echo(f"  {'*' if v['live'] else ' '} {v['index']:30} docs={v['docs']:<9} step={step:9} "
-                       f"model={v['model_version'] or '?'}")
+                       f"segments={v['segments']:<3} size={v['size_bytes'] / 2**20:.1f}MiB model={v['model_version'] or '?'}")
 
 
 COMMANDS = (reindex_cmd, promote_cmd, rollback_cmd, status_cmd)

@@ -21,6 +21,8 @@ class Version:
     live: bool
     docs: int
     meta: dict
+    segments: int = 0      # of the primaries: 1 per shard once merged (index.catalogue.merge_segments)
+    size_bytes: int = 0    # the primaries' store
 
 
 def check_catalogue_name(catalogue: str) -> str:
@@ -92,14 +94,15 @@ def list_versions(client: OpenSearch, catalogue: str) -> list[Version]:
     live = live_index(client, catalogue)
     counts = {}
     if mappings:
-        for row in client.cat.indices(index=f"{catalogue}-v*", format="json", h="index,docs.count"):
-            counts[row["index"]] = int(row.get("docs.count") or 0)
+        for row in client.cat.indices(index=f"{catalogue}-v*", format="json", bytes="b",
+                                      h="index,docs.count,pri.segments.count,pri.store.size"):
+            counts[row["index"]] = tuple(int(row.get(k) or 0) for k in ("docs.count", "pri.segments.count", "pri.store.size"))
     out = []
     for name, body in mappings.items():
         number = version_number(catalogue, name)
         if number is not None:
-            out.append(Version(name, number, name == live, counts.get(name, 0),
-                               body["mappings"].get("_meta", {})))
+            docs, segments, size = counts.get(name, (0, 0, 0))
+            out.append(Version(name, number, name == live, docs, body["mappings"].get("_meta", {}), segments, size))
     return sorted(out, key=lambda v: v.number)
 
 

@@ -81,7 +81,7 @@ def _last_event(client: OpenSearch, settings: Settings, catalogue: str) -> dict:
 
 
 def catalogue_status(client: OpenSearch, settings: Settings, catalogue: str) -> dict:
-    """Alias -> live index -> model; every version with its rollout state; events."""
+    """Alias -> live index -> model; every version with its size, segments and rollout state; events."""
     versions = list_versions(client, catalogue)
     live = next((v for v in versions if v.live), None)
     history = sorted((e for v in versions for e in v.meta.get("rollout", {}).get("history", [])), key=lambda e: e["at"])
@@ -91,7 +91,8 @@ def catalogue_status(client: OpenSearch, settings: Settings, catalogue: str) -> 
         "model_version": live.meta.get("model_version") if live else None,
         "docs": live.docs if live else 0,
         "previous": live.meta.get("rollout", {}).get("previous") if live else None,
-        "versions": [{"index": v.index, "live": v.live, "docs": v.docs, "model": v.meta.get("model"),
+        "versions": [{"index": v.index, "live": v.live, "docs": v.docs, "segments": v.segments,
+                      "size_bytes": v.size_bytes, "model": v.meta.get("model"),
                       "model_version": v.meta.get("model_version"), "source": v.meta.get("source"),
                       "created_at": v.meta.get("created_at"),
                       "rollout": {k: s for k, s in v.meta.get("rollout", {}).items() if k != "history"}}
