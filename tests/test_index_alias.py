@@ -3,6 +3,7 @@
 import pytest
 from opensearchpy import helpers
 
+from shopsearch.errors import ServiceError
 from shopsearch.index.catalogue import merge_segments, segment_count
 from shopsearch.index.versions import (IndexVersionError, create_version, delete_version, list_versions,
                                 live_index, switch_alias)
@@ -66,3 +67,8 @@ def test_build_max_segments_0_leaves_the_segments_to_opensearch(client, catalogu
     index = _three_flushed_segments(client, catalogue)
     assert merge_segments(client, index, 0) == {"segments_before": 3, "segments": 3, "seconds": 0.0}
     assert segment_count(client, index) == 3
+
+
+def test_a_merge_opensearch_cannot_do_is_a_service_error_naming_the_index(client, catalogue):
+    with pytest.raises(ServiceError, match=f"{catalogue}-v7.*could not finish"):
+        merge_segments(client, f"{catalogue}-v7", 1)
