@@ -39,9 +39,11 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 import re
 import sys
 from dataclasses import dataclass, field
+from itertools import repeat
 
 import numpy as np
 
@@ -185,10 +187,12 @@ def text_columns(query_terms: list[str], titles: list, sources: list[dict],
     numbered = [j for j, t in enumerate(query_terms) if _DIGITS.search(t)]
     out[:, 4], out[:, 9] = float(len(numbered)), float(k)
     out[:, 8] = [len(t) for t in titles]
+    attribute_values = []  # brand, colour, material of each candidate, None where not a text
     for col, key in ((5, "brand"), (6, "colour"), (7, "material")):
-        values = [src.get(key) for src in sources]
+        values = list(map(dict.get, sources, repeat(key)))
         share = {v: _named_share(v, q_set) for v in set(values) if isinstance(v, str)}  # candidates share a few
-        out[:, col] = [share.get(v, NAN) if isinstance(v, str) else NAN for v in values]
+        out[:, col] = list(map(share.get, values, repeat(NAN)))
+        attribute_values.append([v if isinstance(v, str) else None for v in values])
     if not n or not k:
         return out
     prepared = prepared or TitleTerms.of(query_terms, titles)
@@ -198,7 +202,7 @@ def text_columns(query_terms: list[str], titles: list, sources: list[dict],
     for j, t in enumerate(query_terms):
         near = {w for w in initials.get(t[0], ()) if w.startswith(t) or t.startswith(w)} if len(t) >= 3 else None
         if near:
-            prefix[:, j] = [not have.isdisjoint(near) for have in sets]
+            prefix[:, j] = ~np.fromiter(map(near.isdisjoint, sets), dtype=bool, count=n)
     out[:, 1] = prefix.sum(axis=1) / k
     if numbered:
         wanted = [d for j in numbered for d in _DIGITS.findall(query_terms[j])]
@@ -214,7 +218,8 @@ def text_columns(query_terms: list[str], titles: list, sources: list[dict],
     if total > 0:
         # a running sum adds the weights in the query's order, as a sum over the terms would
         out[:, 12] = np.cumsum(hit * np.asarray(weights), axis=1)[:, -1] / total
-    _coverage_columns(out, query_terms, titles, prepared, sources, query_text)
+    _coverage_columns(out, query_terms, titles, prepared, sources, query_text,
+                      list(map(_attribute_words, *attribute_values)))
     if title_stats is not None:
         out[:, 18] = title_bm25(query_terms, titles, title_stats, hit)
     return out
@@ -248,23 +253,26 @@ def _numbers(title: tuple[str, ...]) -> frozenset[str]:
 
 
 def _coverage_columns(out: np.ndarray, query_terms: list[str], titles: list, prepared: TitleTerms,
-                      sources: list[dict], query_text: str | None) -> None:
+                      sources: list[dict], query_text: str | None, attributes: list[frozenset[str]]) -> None:
     """Columns 13-17 of :data:`TEXT`: sizes named alike (``2 in.`` = ``2"``) and a size that
-    contradicts the query's, query terms in the title or the brand / colour / material, query
-    word pairs in the title in order, the title's words that the query names."""
+    contradicts the query's, query terms in the title or the brand / colour / material
+    (``attributes``: each candidate's words of those), query word pairs in the title in order, the
+    title's words that the query names."""
     k = len(query_terms)
     wanted = sizes(query_text if query_text is not None else " ".join(query_terms))
     if wanted:
         units = {}
         for size in wanted:
             units.setdefault(size.lstrip("0123456789./-"), set()).add(size)
-        for i, src in enumerate(sources):
+        shared, conflict = [], []
+        for src in sources:
             have = sizes(src.get("title") or "")
-            out[i, 13] = len(wanted & have) / len(wanted)
-            out[i, 14] = float(any(not (same & have) and any(h.lstrip("0123456789./-") == unit for h in have)
-                                   for unit, same in units.items()))
-    attributes = [_attribute_set(src) for src in sources]
-    in_attributes = np.array([[t in have for t in query_terms] for have in attributes], dtype=bool)
+            shared.append(len(wanted & have) / len(wanted))
+            conflict.append(float(any(not (same & have) and any(h.lstrip("0123456789./-") == unit for h in have)
+                                      for unit, same in units.items())))
+        out[:, 13], out[:, 14] = shared, conflict
+    in_attributes = np.array([list(map(operator.contains, attributes, repeat(t))) for t in query_terms],
+                             dtype=bool).reshape(k, len(sources)).T
     out[:, 15] = (prepared.hit | in_attributes).sum(axis=1) / k
     if k > 1:
         out[:, 16] = pairs_in_order_share(titles, query_terms, prepared.present)
@@ -323,10 +331,11 @@ def _retrieval_columns(ids: list[str], fused: list[float], bm25: dict[str, float
     bm25_ranks, knn_ranks = _ranks(ids, bm25), _ranks(ids, knn)
     best = max(bm25.values(), default=0.0) or 1.0
     closest = max(knn.values(), default=NAN)
-    b = np.array([bm25.get(d, NAN) for d in ids], dtype=np.float64)
-    v = np.array([knn.get(d, NAN) for d in ids], dtype=np.float64)
-    return np.column_stack([b, [bm25_ranks.get(d, NAN) for d in ids], b / best, 2.0 * v - 1.0,
-                            [knn_ranks.get(d, NAN) for d in ids], 2.0 * (closest - v), fused,
+    nan = repeat(NAN)
+    b = np.array(list(map(bm25.get, ids, nan)), dtype=np.float64)
+    v = np.array(list(map(knn.get, ids, nan)), dtype=np.float64)
+    return np.column_stack([b, list(map(bm25_ranks.get, ids, nan)), b / best, 2.0 * v - 1.0,
+                            list(map(knn_ranks.get, ids, nan)), 2.0 * (closest - v), fused,
                             np.arange(1, len(ids) + 1, dtype=np.float64)])
 
 
@@ -359,7 +368,7 @@ def feature_table(text: str, ranked: list[tuple[str, float]], sources: dict[str,
     m = np.full((len(ids), len(names)), np.nan)
     if not ids:
         return FeatureTable(ids, names, m)
-    titles = [words(src.get("title") or "") for src in srcs]
+    titles = list(map(words, map(dict.get, srcs, repeat("title"))))  # words(None) is () like words("")
     t0 = len(RETRIEVAL) + len(MATCH_NAMES)
     p0 = t0 + len(TEXT)
     s0 = p0 + len(PRODUCT)

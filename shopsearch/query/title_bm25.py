@@ -101,5 +101,5 @@ def title_bm25(terms: Sequence[str], titles: Sequence[Sequence[str]], stats: Tit
     norm = K1 * (1.0 - B + B * lengths / (stats.avg_words or 1.0))
     tf = np.zeros((n, len(terms)))
     rows, cols = np.nonzero(hit)
-    tf[rows, cols] = [titles[i].count(terms[j]) for i, j in zip(rows, cols)]
+    tf[rows, cols] = [titles[i].count(terms[j]) for i, j in zip(rows.tolist(), cols.tolist())]
     return (idf * tf * (K1 + 1.0) / (tf + norm[:, None])).sum(axis=1)

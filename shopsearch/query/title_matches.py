@@ -79,7 +79,7 @@ def _phrase(title: tuple[str, ...], query_terms: list[str]) -> bool:
 @dataclass(frozen=True)
 class TitleTerms:
     """A query's terms against its candidates' titles, worked out once for every title feature:
-    each title as a set, the titles' words by first letter (:func:`by_initial`) and
+    each title as a set, the titles' words by first letter (:func:`by_initial`, the query terms' letters) and
     ``present[i][j]``, whether title ``i`` has term ``j`` (``hit``: the same as a matrix).
 
     >>> TitleTerms.of(["metal", "shelf"], [("metal", "bracket"), ("shelf",)]).present
@@ -94,9 +94,10 @@ class TitleTerms:
     @classmethod
     def of(cls, query_terms: list[str], titles: list[tuple[str, ...]]) -> "TitleTerms":
         sets = [set(t) for t in titles]
-        present = [[t in have for t in query_terms] for have in sets]
+        # map over C methods: no comprehension frame per title (Python 3.11 gives each one its own)
+        present = [list(map(have.__contains__, query_terms)) for have in sets]
         hit = np.array(present, dtype=bool).reshape(len(titles), len(query_terms))
-        return cls(titles, sets, by_initial(sets), present, hit)
+        return cls(titles, sets, by_initial(sets, [t[0] for t in query_terms if t]), present, hit)
 
 
 def match_columns(query_terms: list[str], titles: list[tuple[str, ...]],
@@ -108,17 +109,17 @@ def match_columns(query_terms: list[str], titles: list[tuple[str, ...]],
     >>> match_columns(["metal", "shelf"], [("metal", "shelf", "bracket"), ("shelf", "of", "painted", "metal")]).tolist()
     [[1.0, 1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 0.0, 1.0, 1.0]]
     """
-    out = np.zeros((len(titles), len(MATCH_NAMES)))
     if not query_terms or not titles:
-        return out
+        return np.zeros((len(titles), len(MATCH_NAMES)))
     prepared = prepared or TitleTerms.of(query_terms, titles)
     initials = prepared.initials
     close = [close_words(t, initials.get(t[0], ())) | {t} for t in query_terms]
-    for i, (title, have, present) in enumerate(zip(titles, prepared.sets, prepared.present)):
-        every = all(present)
-        out[i] = (any(present), every, every and _phrase(title, query_terms),
-                  every and _within(title, query_terms, NEAR_SLOP), every or all(not have.isdisjoint(c) for c in close))
-    return out
+    rows = []
+    for title, have, present in zip(titles, prepared.sets, prepared.present):
+        every = False not in present
+        rows.append((True in present, every, every and _phrase(title, query_terms),
+                     every and _within(title, query_terms, NEAR_SLOP), every or not any(map(have.isdisjoint, close))))
+    return np.array(rows, dtype=np.float64)
 
 
 def pairs_in_order_share(titles: list, query_terms: list[str], present: list[list[bool]]) -> list[float]:
@@ -127,10 +128,9 @@ def pairs_in_order_share(titles: list, query_terms: list[str], present: list[lis
     pairs = list(zip(query_terms, query_terms[1:]))
     out = [0.0] * len(titles)
     for i, (title, has) in enumerate(zip(titles, present)):
-        if sum(has) < 2:
+        if has.count(True) < 2:
             continue
-        adjacent = set(zip(title, title[1:]))
-        found = sum(1 for pair in pairs if pair in adjacent)
+        found = sum(map(set(zip(title, title[1:])).__contains__, pairs))
         if found:
             out[i] = found / len(pairs)
     return out
@@ -139,25 +139,29 @@ def pairs_in_order_share(titles: list, query_terms: list[str], present: list[lis
 def named_words_share(titles: list, query_terms: list[str], present: list[list[bool]]) -> list[float]:
     """Share of each title's words that the query names (NaN for an empty title; ``present[i][j]``:
     title ``i`` has term ``j``, so a title without any is 0 unread)."""
-    named = set(query_terms)
+    named = set(query_terms).__contains__
     out = []
     for title, has in zip(titles, present):
         if not title:
             out.append(float("nan"))
-        elif any(has):
-            out.append(sum(w in named for w in title) / len(title))
+        elif True in has:
+            out.append(sum(map(named, title)) / len(title))
         else:
             out.append(0.0)
     return out
 
 
-def by_initial(sets: list[set[str]]) -> dict[str, list[str]]:
-    """The words of the titles grouped by first letter: a prefix match or a typo (first letter exact) shares it.
+def by_initial(sets: list[set[str]], letters: Iterable[str] | None = None) -> dict[str, list[str]]:
+    """The words of the titles grouped by first letter: a prefix match or a typo (first letter exact)
+    shares it. ``letters``: only these groups (the query terms' first letters, all a search reads).
 
-    >>> by_initial([{"metal", "mug"}, {"shelf"}])["s"]
-    ['shelf']
+    >>> by_initial([{"metal", "mug"}, {"shelf"}])["s"], by_initial([{"metal", "mug"}, {"shelf"}], "s")
+    (['shelf'], {'s': ['shelf']})
     """
+    found = set().union(*sets)
+    if letters is not None:
+        return {c: [w for w in found if w[0] == c] for c in set(letters)}
     out: dict[str, list[str]] = {}
-    for w in set().union(*sets):
+    for w in found:
         out.setdefault(w[0], []).append(w)
     return out
