@@ -150,7 +150,7 @@ class FeatureTable:
 
 
 def _ranks(ids: list[str], scores: dict[str, float]) -> dict[str, int]:
-    order = sorted(scores, key=lambda d: -scores[d])
+    order = sorted(scores, key=scores.__getitem__, reverse=True)  # ties keep their order, as with -score
     return {d: r for r, d in enumerate(order, 1)}
 
 
@@ -276,7 +276,7 @@ def _coverage_columns(out: np.ndarray, query_terms: list[str], titles: list, pre
     out[:, 15] = (prepared.hit | in_attributes).sum(axis=1) / k
     if k > 1:
         out[:, 16] = pairs_in_order_share(titles, query_terms, prepared.present)
-    out[:, 17] = named_words_share(titles, query_terms, prepared.present)
+    out[:, 17] = named_words_share(titles, query_terms, prepared.present, prepared.sets)
 
 
 def text_features(query_terms: list[str], source: dict, rarity: dict[str, float] | None = None,
@@ -341,14 +341,16 @@ def _retrieval_columns(ids: list[str], fused: list[float], bm25: dict[str, float
 
 def _product_columns(sources: list[dict]) -> np.ndarray:
     """The :data:`PRODUCT` columns: popularity, log price, log of price over the candidates' median, rating."""
-    prices = [src.get("price") for src in sources]
-    known = [p for p in prices if p is not None and p > 0]
-    median = float(np.median(known)) if known else None
-    return np.array([(NAN if src.get("popularity_norm") is None else src["popularity_norm"],
-                      math.log1p(p) if p is not None and p >= 0 else NAN,
-                      math.log(p / median) if p and median else NAN,
-                      NAN if src.get("rating_norm") is None else src["rating_norm"])
-                     for src, p in zip(sources, prices)], dtype=np.float64).reshape(len(sources), len(PRODUCT))
+    out = np.full((len(sources), len(PRODUCT)), np.nan)
+    out[:, 0] = np.array(list(map(dict.get, sources, repeat("popularity_norm"))), dtype=np.float64)  # None: NaN
+    out[:, 3] = np.array(list(map(dict.get, sources, repeat("rating_norm"))), dtype=np.float64)
+    prices = list(map(dict.get, sources, repeat("price")))
+    if any(p is not None for p in prices):
+        known = [p for p in prices if p is not None and p > 0]
+        median = float(np.median(known)) if known else None
+        out[:, 1] = [math.log1p(p) if p is not None and p >= 0 else NAN for p in prices]
+        out[:, 2] = [math.log(p / median) if p and median else NAN for p in prices]
+    return out
 
 
 def feature_table(text: str, ranked: list[tuple[str, float]], sources: dict[str, dict], bm25: dict[str, float],

@@ -93,7 +93,7 @@ class TitleTerms:
 
     @classmethod
     def of(cls, query_terms: list[str], titles: list[tuple[str, ...]]) -> "TitleTerms":
-        sets = [set(t) for t in titles]
+        sets = list(map(set, titles))
         # map over C methods: no comprehension frame per title (Python 3.11 gives each one its own)
         present = [list(map(have.__contains__, query_terms)) for have in sets]
         hit = np.array(present, dtype=bool).reshape(len(titles), len(query_terms))
@@ -136,16 +136,23 @@ def pairs_in_order_share(titles: list, query_terms: list[str], present: list[lis
     return out
 
 
-def named_words_share(titles: list, query_terms: list[str], present: list[list[bool]]) -> list[float]:
+def named_words_share(titles: list, query_terms: list[str], present: list[list[bool]],
+                      sets: list[set[str]] | None = None) -> list[float]:
     """Share of each title's words that the query names (NaN for an empty title; ``present[i][j]``:
-    title ``i`` has term ``j``, so a title without any is 0 unread)."""
-    named = set(query_terms).__contains__
+    title ``i`` has term ``j``, so a title without any is 0 unread; ``sets[i]``: title ``i``'s words
+    as a set, when the caller has them: a title without a repeated word is counted by intersection)."""
+    named_set = set(query_terms)
+    named = named_set.__contains__
     out = []
-    for title, has in zip(titles, present):
+    for i, (title, has) in enumerate(zip(titles, present)):
         if not title:
             out.append(float("nan"))
         elif True in has:
-            out.append(sum(map(named, title)) / len(title))
+            have = sets[i] if sets is not None else None
+            if have is not None and len(have) == len(title):
+                out.append(len(named_set & have) / len(title))
+            else:
+                out.append(sum(map(named, title)) / len(title))
         else:
             out.append(0.0)
     return out
