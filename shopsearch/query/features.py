@@ -187,12 +187,12 @@ def text_columns(query_terms: list[str], titles: list, sources: list[dict],
     numbered = [j for j, t in enumerate(query_terms) if _DIGITS.search(t)]
     out[:, 4], out[:, 9] = float(len(numbered)), float(k)
     out[:, 8] = [len(t) for t in titles]
-    attribute_values = []  # brand, colour, material of each candidate, None where not a text
+    attribute_values = []  # brand, colour, material of each candidate
     for col, key in ((5, "brand"), (6, "colour"), (7, "material")):
         values = list(map(dict.get, sources, repeat(key)))
         share = {v: _named_share(v, q_set) for v in set(values) if isinstance(v, str)}  # candidates share a few
         out[:, col] = list(map(share.get, values, repeat(NAN)))
-        attribute_values.append([v if isinstance(v, str) else None for v in values])
+        attribute_values.append(values)
     if not n or not k:
         return out
     prepared = prepared or TitleTerms.of(query_terms, titles)
@@ -206,8 +206,8 @@ def text_columns(query_terms: list[str], titles: list, sources: list[dict],
     out[:, 1] = prefix.sum(axis=1) / k
     if numbered:
         wanted = [d for j in numbered for d in _DIGITS.findall(query_terms[j])]
-        numbers = [_numbers(tuple(t)) for t in titles]
-        out[:, 2] = [sum(d in have for d in wanted) / len(wanted) for have in numbers]
+        numbers = list(map(_numbers, map(tuple, titles)))  # tuple() of a tuple is the tuple itself
+        out[:, 2] = [sum(map(have.__contains__, wanted)) / len(wanted) for have in numbers]
         out[:, 3] = hit[:, numbered].sum(axis=1) / len(numbered)
     out[:, 10], out[:, 11] = hit[:, k - 1], hit[:, 0]
     if rarity_from_candidates:
@@ -235,15 +235,13 @@ def prepare_product(src: dict) -> None:
 
 
 def _attribute_set(src: dict) -> frozenset[str]:
-    brand, colour, material = src.get("brand"), src.get("colour"), src.get("material")
-    return _attribute_words(brand if isinstance(brand, str) else None, colour if isinstance(colour, str) else None,
-                            material if isinstance(material, str) else None)
+    return _attribute_words(src.get("brand"), src.get("colour"), src.get("material"))
 
 
 @functools.lru_cache(maxsize=WORDS_CACHE_SIZE)
-def _attribute_words(*values: str | None) -> frozenset[str]:
-    """The words of a product's brand, colour and material, kept like :func:`words`."""
-    return frozenset(w for v in values if v for w in words(v))
+def _attribute_words(*values) -> frozenset[str]:
+    """The words of a product's brand, colour and material (those that are text), kept like :func:`words`."""
+    return frozenset(w for v in values if isinstance(v, str) and v for w in words(v))
 
 
 @functools.lru_cache(maxsize=WORDS_CACHE_SIZE)
