@@ -1,8 +1,10 @@
 """Versioned indices behind an alias: <catalogue>-v<N>, with <catalogue> pointing at the live one."""
 
 import pytest
+from click.testing import CliRunner
 from opensearchpy import helpers
 
+from shopsearch.cli import main
 from shopsearch.errors import ServiceError
 from shopsearch.index.catalogue import merge_segments, segment_count
 from shopsearch.index.versions import (IndexVersionError, create_version, delete_version, list_versions,
@@ -72,3 +74,13 @@ def test_build_max_segments_0_leaves_the_segments_to_opensearch(client, catalogu
 def test_a_merge_opensearch_cannot_do_is_a_service_error_naming_the_index(client, catalogue):
     with pytest.raises(ServiceError, match=f"{catalogue}-v7.*could not finish"):
         merge_segments(client, f"{catalogue}-v7", 1)
+
+
+def test_the_merge_command_merges_the_live_version_and_names_a_missing_one(client, catalogue):
+    index = _three_flushed_segments(client, catalogue)
+    merged = CliRunner().invoke(main, ["index", "merge", catalogue])
+    assert merged.exit_code == 0 and merged.output.startswith(f"{index}: 3 -> 1 segments in ")
+    listed = CliRunner().invoke(main, ["index", "list", catalogue])
+    assert f"* {index}" in listed.output and "segments=1" in listed.output
+    missing = CliRunner().invoke(main, ["index", "merge", catalogue, "v9"])
+    assert missing.exit_code == 1 and f"{catalogue}-v9 does not exist; versions: {index}" in missing.output

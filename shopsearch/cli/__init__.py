@@ -17,11 +17,13 @@ from shopsearch.cli.eval import eval_group
 from shopsearch.cli.train import ranker_group, train_cmd
 from shopsearch.cluster import connect
 from shopsearch.index import api_keys
-from shopsearch.index.catalogue import create_catalogue_version
+from shopsearch.errors import IndexVersionError
+from shopsearch.index.catalogue import create_catalogue_version, merge_segments
 from shopsearch.index.versions import delete_version, list_versions, switch_alias
 from shopsearch.ops import services as services_mod
 from shopsearch.ingest import pipeline
 from shopsearch.ingest.in_process import InProcessRunner
+from shopsearch.learn.rollout import version_index
 from shopsearch.ops import serve
 from shopsearch.ops.check_security import check_security, summary_lines
 from shopsearch.ops.demo import run_demo
@@ -121,7 +123,8 @@ def index_create(settings: Settings, catalogue: str, model: str | None, no_switc
 def index_list(settings: Settings, catalogue: str) -> None:
     """List the versions of a catalogue; * marks the live one."""
     for v in list_versions(connect(settings), catalogue):
-        click.echo(f"{'*' if v.live else ' '} {v.index:30} docs={v.docs:<9} model={v.meta.get('model_version', '?')}")
+        click.echo(f"{'*' if v.live else ' '} {v.index:30} docs={v.docs:<9} segments={v.segments:<3} "
+                   f"size={v.size_bytes / 2**20:.1f}MiB model={v.meta.get('model_version', '?')}")
 
 
 @index.command("switch")
@@ -133,6 +136,31 @@ def index_switch(settings: Settings, catalogue: str, index_name: str) -> None:
     """Point the alias <catalogue> at INDEX_NAME atomically."""
     previous = switch_alias(connect(settings), catalogue, index_name)
     click.echo(f"{catalogue}: {previous} -> {index_name}")
+
+
+@index.command("merge")
+@click.argument("catalogue")
+@click.argument("version", required=False)
+@click.option("--max-segments", type=click.IntRange(min=1),
+              help="Segments per shard to merge to (default: the build_max_segments setting, at least 1).")
+@pass_settings
+@fail_cleanly
+def index_merge(settings: Settings, catalogue: str, version: str | None, max_segments: int | None) -> None:
+    """Merge a version (vN, N or <catalogue>-vN; default the live one) to few segments per shard.
+
+    A reindex and a first ingest do this themselves; this is for a version built before they did,
+    or one that many small ingests have split. The version keeps serving while it merges.
+    """
+    client = connect(settings, timeout=120)
+    versions = {v.index: v for v in list_versions(client, catalogue)}
+    target = version_index(catalogue, version) if version else next((i for i, v in versions.items() if v.live), None)
+    known = f"versions: {', '.join(versions) or 'none'}"
+    if target is None:
+        raise IndexVersionError(f"{catalogue} has no live version; {known}")
+    if target not in versions:
+        raise IndexVersionError(f"{target} does not exist; {known}")
+    merged = merge_segments(client, target, max_segments or max(settings.build_max_segments, 1))
+    click.echo(f"{target}: {merged['segments_before']} -> {merged['segments']} segments in {merged['seconds']} s")
 
 
 @index.command("delete")
