@@ -60,8 +60,11 @@ def merge_segments(client: OpenSearch, index: str, max_segments: int, poll_secon
     try:
         return _merge(client, index, max_segments, poll_seconds)
     except TransportError as e:  # the cluster went away, the index or the task is gone
-        raise ServiceError(f"merging {index} to {max_segments} segment(s) per shard could not finish: {e}; the "
-                           "version serves as it is (setting build_max_segments, 0 to skip the merge)") from None
+        raise ServiceError(f"merging {index} to {max_segments} segment(s) per shard could not finish: {e}; "
+                           f"{_UNMERGED}") from None
+
+
+_UNMERGED = "the version serves as it is (setting build_max_segments, 0 to skip the merge)"
 
 
 def _merge(client: OpenSearch, index: str, max_segments: int, poll_seconds: float) -> dict:
@@ -82,8 +85,7 @@ def _merge(client: OpenSearch, index: str, max_segments: int, poll_seconds: floa
         wait = min(wait * 2, poll_seconds)
     failed = found.get("error") or (found.get("response", {}).get("_shards", {}).get("failures"))
     if failed:
-        raise ServiceError(f"merging {index} to {max_segments} segment(s) per shard failed: {failed}; the version "
-                           "serves as it is (setting build_max_segments, 0 to skip the merge)")
+        raise ServiceError(f"merging {index} to {max_segments} segment(s) per shard failed: {failed}; {_UNMERGED}")
     client.indices.refresh(index=index)  # searchers move to the merged segment and the old ones are let go
     return {"segments_before": before, "segments": segment_count(client, index),
             "seconds": round(time.perf_counter() - started, 3)}

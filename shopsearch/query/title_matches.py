@@ -137,10 +137,10 @@ def pairs_in_order_share(titles: list, query_terms: list[str], present: list[lis
 
 
 def named_words_share(titles: list, query_terms: list[str], present: list[list[bool]],
-                      sets: list[set[str]] | None = None) -> list[float]:
+                      sets: list[set[str]]) -> list[float]:
     """Share of each title's words that the query names (NaN for an empty title; ``present[i][j]``:
     title ``i`` has term ``j``, so a title without any is 0 unread; ``sets[i]``: title ``i``'s words
-    as a set, when the caller has them: a title without a repeated word is counted by intersection)."""
+    as a set, so a title without a repeated word is counted by intersection)."""
     named_set = set(query_terms)
     named = named_set.__contains__
     out = []
@@ -148,8 +148,8 @@ def named_words_share(titles: list, query_terms: list[str], present: list[list[b
         if not title:
             out.append(float("nan"))
         elif True in has:
-            have = sets[i] if sets is not None else None
-            if have is not None and len(have) == len(title):
+            have = sets[i]
+            if len(have) == len(title):
                 out.append(len(named_set & have) / len(title))
             else:
                 out.append(sum(map(named, title)) / len(title))
@@ -158,17 +158,12 @@ def named_words_share(titles: list, query_terms: list[str], present: list[list[b
     return out
 
 
-def by_initial(sets: list[set[str]], letters: Iterable[str] | None = None) -> dict[str, list[str]]:
-    """The words of the titles grouped by first letter: a prefix match or a typo (first letter exact)
-    shares it. ``letters``: only these groups (the query terms' first letters, all a search reads).
+def by_initial(sets: list[set[str]], letters: Iterable[str]) -> dict[str, list[str]]:
+    """The words of the titles that start with each of ``letters`` (the query terms' first letters):
+    a prefix match or a typo (first letter exact) shares it.
 
-    >>> by_initial([{"metal", "mug"}, {"shelf"}])["s"], by_initial([{"metal", "mug"}, {"shelf"}], "s")
-    (['shelf'], {'s': ['shelf']})
+    >>> by_initial([{"metal", "mug"}, {"shelf"}], "s")
+    {'s': ['shelf']}
     """
     found = set().union(*sets)
-    if letters is not None:
-        return {c: [w for w in found if w[0] == c] for c in set(letters)}
-    out: dict[str, list[str]] = {}
-    for w in found:
-        out.setdefault(w[0], []).append(w)
-    return out
+    return {c: [w for w in found if w[0] == c] for c in set(letters)}
