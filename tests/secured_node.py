@@ -11,6 +11,7 @@ deployment gets.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import ssl
 import subprocess
@@ -28,6 +29,7 @@ from shopsearch.ops.services.process import spawn, stop_pid, wait_until
 ROOT = Path(__file__).resolve().parents[1]
 SECURITY = ROOT / "docker" / "security"
 PLUGIN = "org.opensearch.plugin:opensearch-security:{version}.0:zip"
+COLLECTIONS = "org.apache.commons:commons-collections4:4.5.0"  # what the rule-framework module lends the plugin
 PASSWORDS = {"admin": "Admin-pw-0123456789", "shopsearch-public": "Public-pw-0123456789",
              "shopsearch-internal": "Internal-pw-0123456789", "shopsearch-worker": "Worker-pw-0123456789"}
 
@@ -61,6 +63,17 @@ def _compose_security_settings() -> dict[str, str]:
     return {k: str(v) for k, v in compose["x-opensearch-env"].items() if k.startswith("plugins.security.")}
 
 
+def _rule_framework_optional(descriptor: Path) -> None:
+    """OpenSearch 3's security plugin extends the ``rule-framework`` module (access control of rule-based
+    auto-tagging, which this project does not use). Maven Central serves no jar of that module, and the
+    integ-test zip does not carry it, so the dependency is made optional, as ``workload-management``
+    already is, and the one jar of the module's that the plugin loads (``COLLECTIONS``) goes beside the plugin's;
+    the docker image has the module and leaves the descriptor as it is."""
+    lines = [re.sub(r"(?<=[=,])rule-framework(?=,|$)", "rule-framework;optional=true", line)
+             if line.startswith("extended.plugins=") else line for line in descriptor.read_text().splitlines()]
+    descriptor.write_text("\n".join(lines) + "\n")
+
+
 def start(settings, root: Path, port: int) -> SecuredNode:
     """Assemble and start the node under ``root`` on ``port`` (transport ``port + 100``)."""
     home = opensearch.install(settings)
@@ -77,6 +90,9 @@ def start(settings, root: Path, port: int) -> SecuredNode:
         z.extractall(plugin)
     for script in (plugin / "tools").glob("*.sh"):
         script.chmod(0o755)
+    _rule_framework_optional(plugin / "plugin-descriptor.properties")
+    subprocess.run(["mvn", "-q", "-B", "dependency:copy", f"-Dartifact={COLLECTIONS}", f"-DoutputDirectory={plugin}"],
+                   check=True, capture_output=True)
     security_config = node / "config" / "opensearch-security"
     shutil.copytree(plugin / "config", security_config)
     generated = root / "generated"

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from shopsearch.settings import SETTINGS
+from shopsearch.settings import SETTINGS, default
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKER = ROOT / "docker"
@@ -219,7 +219,8 @@ def test_opensearch_nodes_form_one_cluster(resolved):
             assert env[f"plugins.security.ssl.{key}"].startswith("certs/"), key
         assert re.fullmatch(r"-Xms(\S+) -Xmx\1", env["OPENSEARCH_JAVA_OPTS"]), env["OPENSEARCH_JAVA_OPTS"]
         service = resolved["services"][service_name]
-        assert service["image"] == "opensearchproject/opensearch:2.19.1"
+        # the version the project's own node runs, so the tests speak to what the deployment gets
+        assert service["image"] == f"opensearchproject/opensearch:{default('opensearch_version')}"
         assert service["ulimits"]["memlock"] == {"soft": -1, "hard": -1}
         assert int(service["ulimits"]["nofile"]["soft"]) >= 65536
         assert "_cluster/health" in " ".join(service["healthcheck"]["test"])

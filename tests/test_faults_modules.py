@@ -92,3 +92,52 @@ def test_a_percolate_query_finds_the_stored_query(client, index):
 def test_the_install_directory_changes_with_the_module_table(settings):
     lay = opensearch.layout(settings)
     assert opensearch.modules_digest() in lay.dist(settings.opensearch_version, settings.knn_plugin_version).name
+
+
+def _jar(path, *classes):
+    import zipfile
+    with zipfile.ZipFile(path, "w") as z:
+        for c in classes:
+            z.writestr(c.replace(".", "/") + ".class", b"")
+
+
+def test_a_module_names_the_plugin_class_its_jars_carry_under_either_name(tmp_path):
+    module = opensearch.MODULES["lang-painless"]
+    _jar(tmp_path / "old.jar", "org.opensearch.painless.PainlessPlugin")
+    assert opensearch.plugin_class(module, tmp_path) == "org.opensearch.painless.PainlessPlugin"
+    (tmp_path / "old.jar").unlink()
+    _jar(tmp_path / "new.jar", "org.opensearch.painless.PainlessModulePlugin")  # OpenSearch 3's name
+    assert opensearch.plugin_class(module, tmp_path) == "org.opensearch.painless.PainlessModulePlugin"
+
+
+def test_a_module_whose_jars_lack_its_class_is_a_clear_error(tmp_path):
+    _jar(tmp_path / "other.jar", "org.example.Other")
+    with pytest.raises(opensearch.ServiceError, match="PainlessModulePlugin"):
+        opensearch.plugin_class(opensearch.MODULES["lang-painless"], tmp_path)
+
+
+def _java(root, name, version):
+    home = root / name
+    (home / "bin").mkdir(parents=True)
+    (home / "bin" / "java").write_text("")
+    (home / "release").write_text(f'IMPLEMENTOR="x"\nJAVA_VERSION="{version}"\n')
+    return home
+
+
+def test_opensearch_3_runs_on_the_newest_java_21_or_later_and_2_19_on_the_default(tmp_path, settings, monkeypatch):
+    _java(tmp_path, "java-17", "17.0.15")
+    newest = _java(tmp_path, "temurin-25", "25.0.3")
+    _java(tmp_path, "temurin-21", "21.0.4")
+    monkeypatch.setattr(opensearch, "JVM_DIR", tmp_path)
+    monkeypatch.setattr(opensearch.shutil, "which", lambda name: str(tmp_path / "java-17" / "bin" / "java"))
+    assert opensearch._java_home(settings.replace(opensearch_version="3.4.0", java_home="")) == str(newest)
+    assert opensearch._java_home(settings.replace(opensearch_version="2.19.1", java_home="")) == str(tmp_path / "java-17")
+    assert opensearch._java_home(settings.replace(java_home="/opt/my-java")) == "/opt/my-java"
+
+
+def test_no_java_new_enough_says_what_to_set(tmp_path, settings, monkeypatch):
+    _java(tmp_path, "java-17", "17.0.15")
+    monkeypatch.setattr(opensearch, "JVM_DIR", tmp_path)
+    monkeypatch.setattr(opensearch.shutil, "which", lambda name: None)
+    with pytest.raises(opensearch.ServiceError, match="needs Java 21 or later.*java_home.*2.19.1"):
+        opensearch._java_home(settings.replace(opensearch_version="3.4.0", java_home=""))

@@ -47,7 +47,7 @@ CLUSTER_NAME = "shopsearch"
 class Module:
     """A standard OpenSearch module as Maven Central serves it."""
     artifact: str              # org.opensearch.plugin:<artifact>
-    classname: str
+    classname: str             # the 2.x name; OpenSearch 3 calls the same class <Name>ModulePlugin
     extends: str = ""          # comma-separated modules whose class loader this one extends
     policy: str | None = None  # plugin-security.policy (OpenSearch's own text)
 
@@ -81,6 +81,21 @@ MODULES = {
         'grant codeBase "${codebase.httpasyncclient}" {\n  permission java.net.NetPermission "getProxySelector";\n};\n')),
     "repository-url": Module("repository-url", "org.opensearch.plugin.repository.url.URLRepositoryPlugin", policy=_SOCKETS),
 }
+
+
+def plugin_class(module: Module, directory: Path) -> str:
+    """The module's plugin class as its jars in ``directory`` name it: ``classname``, or OpenSearch 3's
+    ``...ModulePlugin`` for the same class (``PainlessPlugin`` became ``PainlessModulePlugin``)."""
+    package, _, name = module.classname.rpartition(".")
+    names = [module.classname, f"{package}.{name.removesuffix('Plugin')}ModulePlugin"]
+    classes = set()
+    for jar in directory.glob("*.jar"):
+        with zipfile.ZipFile(jar) as z:
+            classes.update(z.namelist())
+    for candidate in names:
+        if candidate.replace(".", "/") + ".class" in classes:
+            return candidate
+    raise ServiceError(f"module {module.artifact}: none of {', '.join(names)} is in its jars")
 
 
 def modules_digest() -> str:
@@ -147,6 +162,12 @@ def _mvn(args: list[str], what: str) -> None:
         raise ServiceError(f"could not fetch {what} from Maven Central:\n{(proc.stdout + proc.stderr)[-3000:]}")
 
 
+def _shipped_modules(dist_zip: Path) -> set[str]:
+    """The modules a distribution zip already carries (``<top>/modules/<name>/...``)."""
+    with zipfile.ZipFile(dist_zip) as z:
+        return {parts[2] for parts in (n.split("/") for n in z.namelist()) if len(parts) > 3 and parts[1] == "modules"}
+
+
 def _fetch(settings: Settings, lay: Layout) -> dict[str, Path]:
     """Download (once) the distribution zip, the k-NN plugin zip and the module jars."""
     v, knn = settings.opensearch_version, settings.knn_plugin_version
@@ -159,9 +180,10 @@ def _fetch(settings: Settings, lay: Layout) -> dict[str, Path]:
     if not knn_zip.exists():
         _mvn(["dependency:copy", f"-Dartifact=org.opensearch.plugin:opensearch-knn:{knn}:zip",
               f"-DoutputDirectory={dl}"], f"opensearch-knn {knn}")
+    shipped = _shipped_modules(dist_zip)
     for name, module in MODULES.items():
         target = mods / name
-        if target.exists():
+        if target.exists() or name in shipped:
             continue
         with tempfile.TemporaryDirectory() as tmp:
             pom = resources.files("shopsearch.ops.services").joinpath("opensearch-module.pom.xml").read_text()
@@ -189,7 +211,9 @@ def install(settings: Settings) -> Path:
     lib = {p.name for p in (top / "lib").iterdir()}
     for name, module in MODULES.items():
         mod = top / "modules" / name
-        mod.mkdir(parents=True, exist_ok=True)
+        if mod.exists():  # the distribution carries it
+            continue
+        mod.mkdir(parents=True)
         # the server's jars are on its class path, an extended module's on the parent class loader:
         # a second copy is jar hell
         present = lib.union(*({p.name for p in (top / "modules" / e).iterdir()}
@@ -199,7 +223,7 @@ def install(settings: Settings) -> Path:
                 shutil.copy2(jar, mod / jar.name)
         (mod / "plugin-descriptor.properties").write_text(
             f"description={name}\nversion={settings.opensearch_version}\nname={name}\n"
-            f"classname={module.classname}\njava.version=11\nopensearch.version={settings.opensearch_version}\n"
+            f"classname={plugin_class(module, mod)}\njava.version=11\nopensearch.version={settings.opensearch_version}\n"
             f"extended.plugins={module.extends}\nhas.native.controller=false\n")
         if module.policy:
             (mod / "plugin-security.policy").write_text(module.policy)
@@ -229,13 +253,47 @@ def _service_user(settings: Settings) -> str | None:
     return name
 
 
+JVM_DIR = Path("/usr/lib/jvm")
+
+
+def java_needed(opensearch_version: str) -> int:
+    """The oldest Java a version of OpenSearch runs on: 21 from 3.0 on, 11 before.
+
+    >>> java_needed("3.4.0"), java_needed("2.19.1")
+    (21, 11)
+    """
+    return 21 if int(opensearch_version.split(".")[0]) >= 3 else 11
+
+
+def java_version(home: Path) -> int | None:
+    """The feature release of the Java installed at ``home`` (its ``release`` file), None if unreadable."""
+    try:
+        for line in (home / "release").read_text().splitlines():
+            if line.startswith("JAVA_VERSION="):
+                return int(line.split("=", 1)[1].strip('"').split(".")[0].split("+")[0])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 def _java_home(settings: Settings) -> str:
+    """The Java the node runs on: ``java_home``, else the default ``java`` when new enough, else the newest
+    Java under /usr/lib/jvm that is (OpenSearch 3 needs 21; its Lucene computes vector distances with
+    SIMD there, through ``jdk.incubator.vector``)."""
     if settings.java_home:
         return settings.java_home
+    needed = java_needed(settings.opensearch_version)
     java = shutil.which("java")
-    if not java:
-        raise ServiceError("Java is needed for OpenSearch: apt-get install openjdk-17-jre-headless")
-    return str(Path(os.path.realpath(java)).parent.parent)
+    candidates = [Path(os.path.realpath(java)).parent.parent] if java else []
+    if JVM_DIR.is_dir():
+        candidates += sorted((p for p in JVM_DIR.iterdir() if (p / "bin" / "java").exists()),
+                             key=lambda p: -(java_version(p) or 0))
+    for home in candidates:
+        if (java_version(home) or 0) >= needed:
+            return str(home)
+    raise ServiceError(f"OpenSearch {settings.opensearch_version} needs Java {needed} or later, and none was found "
+                       f"(the default java, {JVM_DIR}/*): set java_home to one, or run OpenSearch 2.19.1 on Java 17 "
+                       "(opensearch_version=2.19.1, knn_plugin_version=2.19.1.0, apt-get install openjdk-17-jre-headless)")
 
 
 def request(settings: Settings, path: str, timeout: float = 5.0) -> dict:
