@@ -63,15 +63,17 @@ def _compose_security_settings() -> dict[str, str]:
     return {k: str(v) for k, v in compose["x-opensearch-env"].items() if k.startswith("plugins.security.")}
 
 
-def _rule_framework_optional(descriptor: Path) -> None:
+def _rule_framework_optional(descriptor: Path) -> bool:
     """OpenSearch 3's security plugin extends the ``rule-framework`` module (access control of rule-based
     auto-tagging, which this project does not use). Maven Central serves no jar of that module, and the
     integ-test zip does not carry it, so the dependency is made optional, as ``workload-management``
-    already is, and the one jar of the module's that the plugin loads (``COLLECTIONS``) goes beside the plugin's;
-    the docker image has the module and leaves the descriptor as it is."""
-    lines = [re.sub(r"(?<=[=,])rule-framework(?=,|$)", "rule-framework;optional=true", line)
-             if line.startswith("extended.plugins=") else line for line in descriptor.read_text().splitlines()]
-    descriptor.write_text("\n".join(lines) + "\n")
+    already is, and the one jar of the module's that the plugin loads (``COLLECTIONS``) goes beside the
+    plugin's. True when the descriptor named it (2.19's plugin does not). The docker image has the
+    module and leaves the descriptor as it is."""
+    text = descriptor.read_text()
+    changed = re.sub(r"(?m)^(extended\.plugins=(?:.*,)?)rule-framework(?=,|$)", r"\1rule-framework;optional=true", text)
+    descriptor.write_text(changed)
+    return changed != text
 
 
 def start(settings, root: Path, port: int) -> SecuredNode:
@@ -90,9 +92,9 @@ def start(settings, root: Path, port: int) -> SecuredNode:
         z.extractall(plugin)
     for script in (plugin / "tools").glob("*.sh"):
         script.chmod(0o755)
-    _rule_framework_optional(plugin / "plugin-descriptor.properties")
-    subprocess.run(["mvn", "-q", "-B", "dependency:copy", f"-Dartifact={COLLECTIONS}", f"-DoutputDirectory={plugin}"],
-                   check=True, capture_output=True)
+    if _rule_framework_optional(plugin / "plugin-descriptor.properties"):  # OpenSearch 3's plugin
+        subprocess.run(["mvn", "-q", "-B", "dependency:copy", f"-Dartifact={COLLECTIONS}", f"-DoutputDirectory={plugin}"],
+                       check=True, capture_output=True)
     security_config = node / "config" / "opensearch-security"
     shutil.copytree(plugin / "config", security_config)
     generated = root / "generated"

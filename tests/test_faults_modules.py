@@ -2,6 +2,7 @@
 client that uses ``_reindex``, ``_update_by_query``, ``rank_features`` or ``join`` works on it."""
 
 import uuid
+import zipfile
 
 import pytest
 
@@ -95,7 +96,6 @@ def test_the_install_directory_changes_with_the_module_table(settings):
 
 
 def _jar(path, *classes):
-    import zipfile
     with zipfile.ZipFile(path, "w") as z:
         for c in classes:
             z.writestr(c.replace(".", "/") + ".class", b"")

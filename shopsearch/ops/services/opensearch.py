@@ -9,7 +9,10 @@ where the module needs one, its ``plugin-security.policy`` (the text of OpenSear
 :data:`MODULES` lists them; a shop's existing client finds ``_reindex``, ``_update_by_query``,
 ``rank_features``, ``join``, percolate queries, ingest processors, mustache templates, ... as on
 a full distribution. Maven Central does not serve ``ingest-geoip``, ``cache-common``,
-``search-pipeline-common``, ``opensearch-dashboards`` or ``systemd`` for 2.19.1: those stay out.
+``search-pipeline-common``, ``opensearch-dashboards`` or ``systemd`` for 2.19.1 or 3.4.0: those stay
+out. A module the zip already ships is kept as it is (3.4.0's zip adds ``transport-grpc``; 3.5.0's
+ships every module). OpenSearch 3 runs on Java 21 or later (:func:`_java_home` finds one), where its
+Lucene computes vector distances with SIMD.
 
 Everything is cached outside the clone; the install directory's name carries a digest of the
 module table, so an existing install picks up a changed module list on the next start after a
