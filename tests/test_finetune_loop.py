@@ -66,10 +66,16 @@ def world(services, settings, client, tmp_path_factory):
     client.indices.delete(index=f"{name}-v*", ignore_unavailable=True, allow_no_indices=True)
 
 
+# The loop's cross-encoder is trained, registered and served here; how well it ranks is
+# test_finetune's matter (the gate reads the dense strategy): a few steps of 16 rows show the loop
+# (40 steps took 150 of this module's 290 s in CI)
+RERANK_STEPS = 6
+
+
 def _run(world, **kwargs):
     kwargs.setdefault("epochs", 1)
     return dispatch.run_loop(world["settings"], world["catalogue"], world["dir"] / "valid.tsv",
-                             rerank_max_steps=40, echo=lambda line: None, **kwargs)
+                             rerank_max_steps=RERANK_STEPS, echo=lambda line: None, **kwargs)
 
 
 def test_a_model_trained_on_shuffled_clicks_is_rejected_and_the_alias_stays(world, client):
