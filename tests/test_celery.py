@@ -22,3 +22,16 @@ def test_the_workers_consume_the_ingest_and_encode_queues_in_separate_processes(
     encode = [w for w, names in by_worker.items() if names == {"encode"}]
     ingest = [w for w, names in by_worker.items() if {"ingest", "celery"} <= names]
     assert encode and ingest and encode != ingest
+
+
+def test_every_task_goes_to_its_queue_by_the_apps_routes_alone():
+    """Queues are named once, in ``TASK_ROUTES`` (a task's own ``queue`` is deprecated in Celery 5)."""
+    from shopsearch.workers import tasks  # noqa: F401  (registers the tasks)
+    from shopsearch.workers.app import app
+    ours = sorted(name for name in app.tasks if name.startswith("shopsearch."))
+    assert {"shopsearch.rollout.reindex", "shopsearch.finetune.step", "shopsearch.encode.chunk"} <= set(ours)
+    routed = {name: app.amqp.router.route({}, name)["queue"].name for name in ours}
+    assert routed["shopsearch.rollout.reindex"] == routed["shopsearch.finetune.step"] == "rollout"
+    assert routed["shopsearch.encode.chunk"] == "encode"
+    assert all(q in {"celery", "ingest", "encode", "rollout"} for q in routed.values()), routed
+    assert not [name for name in ours if getattr(app.tasks[name], "queue", None)]

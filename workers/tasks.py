@@ -121,7 +121,7 @@ def update_popularity_task(catalogue: str) -> dict:
 # hands it to the next rollout worker, which resumes from the state in the new version's
 # ``_meta.rollout`` (the task id is recorded there, so the same task never builds a second
 # version; ``reindex(run_id=...)``). A fine-tuning step resumes from ``loop.json`` the same way.
-@app.task(name="shopsearch.rollout.reindex", queue="rollout", acks_late=True, reject_on_worker_lost=True, bind=True)
+@app.task(name="shopsearch.rollout.reindex", acks_late=True, reject_on_worker_lost=True, bind=True)
 @timed
 def reindex_task(self, catalogue: str, model: str | None = None, source: str | None = None, mapping: str | None = None,
                  swap: bool = True, limit: int | None = None) -> dict:
@@ -132,7 +132,7 @@ def reindex_task(self, catalogue: str, model: str | None = None, source: str | N
                        run_id=self.request.id)
 
 
-@app.task(name="shopsearch.finetune.step", queue="rollout", acks_late=True, reject_on_worker_lost=True)
+@app.task(name="shopsearch.finetune.step", acks_late=True, reject_on_worker_lost=True)
 @timed
 def finetune_step(version: str, step: str, models_dir: str | None = None) -> dict:
     """One step of the learning loop (``shopsearch.learn.loop.STEPS``), resumed from its state; on the rollout worker.
