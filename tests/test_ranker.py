@@ -144,7 +144,7 @@ def test_train_splits_by_query_times_each_step_and_writes_the_model_card(world, 
     report = run_training(world["settings"], client, world["catalogue"], judgments, echo=lambda line: None,
                           valid_fraction=0.4, threads=2, promote=False)
     steps = report["steps"]
-    assert list(steps) == ["split", "features", "fit", "gate", "promote"]
+    assert list(steps) == ["split", "features", "fit", "gate", "promote", "query_gate"]
     assert all(step["seconds"] >= 0 for step in steps.values())
     split = steps["split"]
     assert split["train_queries"] + split["tune_queries"] + split["valid_queries"] == len(judgments)
@@ -162,6 +162,25 @@ def test_train_splits_by_query_times_each_step_and_writes_the_model_card(world, 
     assert steps["features"]["title_stats"]["titles"] == world["title_stats"].docs
     assert steps["promote"]["promoted"] is False  # not asked to: nothing served
     assert "ranker" not in read_meta(client, live_index(client, world["catalogue"]))
+
+
+def test_train_gates_the_live_query_encoders_int8_once_where_it_has_no_decision(world, client):
+    """A fresh install serves fp32 query vectors until an int8 gate passed: its first training run gates
+    the live bi-encoder on its validation queries; a later run leaves the recorded decision."""
+    from shopsearch.encoders.onnx import read_card
+    from shopsearch.learn.onnx_gate import gate_undecided_query_encoder, live_onnx_encoder
+    settings = world["settings"].replace(models_dir=str(world["registry"].root.parent / "models-fresh"))
+    _, encoder = live_onnx_encoder(Searcher(client, settings), settings, world["catalogue"])
+    assert read_card(encoder.path, encoder.export_dir) == {}  # nothing decided in this fresh models directory
+    report = run_training(settings, client, world["catalogue"], world["judgments"], echo=lambda line: None,
+                          valid_fraction=0.4, threads=2, promote=False)
+    gated = report["steps"]["query_gate"]
+    card = read_card(encoder.path, encoder.export_dir)
+    assert gated["serving"] == card["serving"] == ("int8" if card["gate"]["passed"] else "fp32")
+    assert card["gate"]["judgments"] == report["steps"]["split"]["valid_judgments"]
+    assert card["gate"]["queries"] == gated["queries"] == report["steps"]["split"]["valid_queries"]
+    again = gate_undecided_query_encoder(client, settings, world["catalogue"], world["judgments"], "other.tsv")
+    assert "was gated at" in again["skipped"] and read_card(encoder.path, encoder.export_dir) == card
 
 
 def test_a_promoted_ranker_becomes_the_default_and_explain_shows_each_feature_and_its_contribution(world, trained, client):

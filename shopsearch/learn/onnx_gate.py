@@ -41,10 +41,8 @@ def variant_gate(fp32: dict[str, float], int8: dict[str, float], max_loss: float
     return {"passed": worst <= max_loss, "max_loss": max_loss, "worst_loss": round(worst, 6), "loss": losses}
 
 
-def gate_int8(client, settings: Settings, catalogue: str, judgments, judgments_name: str,
-              strategies=STRATEGIES, limit_queries: int | None = None, echo=print) -> dict:
-    """Measure int8 against fp32 query vectors on ``catalogue``'s live index and record the card; returns it."""
-    searcher = Searcher(client, settings.replace(result_cache_seconds=0, query_cache_size=0))
+def live_onnx_encoder(searcher: Searcher, settings: Settings, catalogue: str):
+    """``(live, encoder)``: the catalogue's live index and the ONNX query encoder of the model it was encoded with."""
     live = searcher.live(catalogue)
     model = live.meta.get("model") or settings.text_model
     encoder = load_text_encoder(model, "cpu", settings.batch_size, backend="onnx", threads=settings.inference_threads,
@@ -53,6 +51,14 @@ def gate_int8(client, settings: Settings, catalogue: str, judgments, judgments_n
         raise InputError(f"model {model} of {live.index} is not a sentence-transformers model: no ONNX variant to gate")
     if live.meta.get("model_version") and encoder.version != live.meta["model_version"]:
         raise InputError(f"{live.index} was encoded with {live.meta['model_version']}, not {encoder.version}")
+    return live, encoder
+
+
+def gate_int8(client, settings: Settings, catalogue: str, judgments, judgments_name: str,
+              strategies=STRATEGIES, limit_queries: int | None = None, echo=print) -> dict:
+    """Measure int8 against fp32 query vectors on ``catalogue``'s live index and record the card; returns it."""
+    searcher = Searcher(client, settings.replace(result_cache_seconds=0, query_cache_size=0))
+    live, encoder = live_onnx_encoder(searcher, settings, catalogue)
 
     def search(q: str, s: str) -> list[str]:
         return [h["id"] for h in searcher.search(catalogue, SearchRequest(q=q, size=100, strategy=s))["hits"]]
@@ -97,3 +103,22 @@ def gate_swapped_query_encoder(client, settings: Settings, catalogue: str, judgm
         return {"skipped": str(e)}
     return {"serving": card["serving"], "recipe": card["recipe"],
             **{k: card["gate"][k] for k in ("passed", "worst_loss", "ndcg@10", "queries")}}
+
+
+def gate_undecided_query_encoder(client, settings: Settings, catalogue: str, judgments, judgments_name: str,
+                                 limit_queries: int | None = None, echo=print) -> dict:
+    """:func:`gate_swapped_query_encoder` for a run that kept the live bi-encoder (``train`` without
+    ``--encoders``), where its int8 has no decision yet for the current recipe: a fresh install serves
+    fp32 query vectors until a gate passed, and its first training run has validation judgments at
+    hand. A decision already recorded stands (``shopsearch models onnx`` measures again)."""
+    if choose_backend(settings.inference_backend, choose_device(settings.device), queries=True) != "onnx":
+        return {"skipped": "torch serves the query encoder (CUDA): no int8 variant to gate"}
+    try:
+        _, encoder = live_onnx_encoder(Searcher(client, settings), settings, catalogue)
+    except InputError as e:
+        return {"skipped": str(e)}
+    gate = encoder.card.get("gate")
+    if gate and encoder.card.get("recipe") == encoder.recipe:
+        return {"skipped": f"int8 of {encoder.version} was gated at {gate.get('at')} ({encoder.card.get('serving')} "
+                           f"serves); shopsearch models onnx gates it again"}
+    return gate_swapped_query_encoder(client, settings, catalogue, judgments, judgments_name, limit_queries, echo)

@@ -38,7 +38,7 @@ from shopsearch.learn import rollout
 from shopsearch.learn import train as ft
 from shopsearch.learn.judged_examples import judged_examples
 from shopsearch.learn.lora import LoraOptions
-from shopsearch.learn.onnx_gate import gate_swapped_query_encoder
+from shopsearch.learn.onnx_gate import gate_swapped_query_encoder, gate_undecided_query_encoder
 from shopsearch.learn.rerank_gate import gate_rerank_int8
 from shopsearch.learn.reindex import reindex as build_index
 from shopsearch.query.rerank import cached_reranker
@@ -132,9 +132,13 @@ def gate_rerank(run) -> dict:
 
 
 def gate_query_encoder(run) -> dict:
-    """The ``query_gate`` step: int8 against fp32 query vectors for the bi-encoder now live; its card records which serves."""
+    """The ``query_gate`` step: int8 against fp32 query vectors for the bi-encoder now live; its card records which
+    serves. Without ``encoders`` the live bi-encoder stays, and is gated only where it has no decision yet."""
+    valid = {q: run.judgments[q] for q in run.parts["valid"]}
+    if not run.params["encoders"]:
+        return gate_undecided_query_encoder(run.client, run.settings, run.catalogue, valid,
+                                            run.steps["split"]["valid_judgments"], run.params["gate_queries"], run.echo)
     if not (run.steps.get("promote") or {}).get("promoted"):
         return {"skipped": "the candidate was not swapped in: its bi-encoder does not serve"}
-    valid = {q: run.judgments[q] for q in run.parts["valid"]}
     return gate_swapped_query_encoder(run.client, run.settings, run.catalogue, valid,
                                       run.steps["split"]["valid_judgments"], run.params["gate_queries"], run.echo)

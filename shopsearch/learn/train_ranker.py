@@ -28,6 +28,9 @@ Steps, in order, each timed (:data:`STEPS`, name -> function over the run's :cla
 7. with ``encoders`` on, ``rerank_gate``: the new cross-encoder's int8 variant gated against fp32
    on the validation queries, now that it serves (``train_encoders.gate_rerank``); then
    ``query_gate``: the new bi-encoder's int8 query vectors likewise (``train_encoders.gate_query_encoder``).
+   Without ``encoders``, ``query_gate`` gates the live bi-encoder's int8 where it has no decision
+   yet for its recipe (a fresh install serves fp32 query vectors until one passed), and leaves a
+   recorded decision as it is.
 
 Each step's time, the split and the gate's figures go on the ranker's model card and, with
 ``encoders``, into the encoder version's registry entry.
@@ -203,7 +206,7 @@ STEPS: dict[str, Callable[[Run], dict]] = {"split": split, "encoders": enc.train
                                            "reindex": enc.reindex_candidate, "features": features, "fit": fit,
                                            "gate": gate, "promote": promote, "rerank_gate": enc.gate_rerank,
                                            "query_gate": enc.gate_query_encoder}
-ENCODER_STEPS = ("encoders", "reindex", "rerank_gate", "query_gate")
+ENCODER_STEPS = ("encoders", "reindex", "rerank_gate")  # query_gate runs either way (train_encoders.gate_query_encoder)
 DEFAULTS = {"valid_fraction": 0.3, "tune_fraction": 0.15, "seed": 0, "limit_queries": None, "gate_queries": None,
             "clicks_since": None, "promote": True, "threads": 3, "encoders": False, "lora_rank": None, "batch_size": 32,
             "bi_encoder_max_steps": enc.BI_ENCODER_MAX_STEPS, "cross_encoder_max_steps": enc.CROSS_ENCODER_MAX_STEPS}
