@@ -62,12 +62,12 @@ def test_a_rollout_state_recorded_while_popularity_counts_is_kept(client, settin
     client.index(index=settings.ubi_events_index, refresh=True, body={
         "event_id": uuid.uuid4().hex, "user_id": "u", "catalogue": catalogue, "action_name": "click",
         "object_id": some_id, "timestamp": "2026-01-01T00:00:00Z"})
-    real_bulk = popularity.helpers.bulk
+    real_write = popularity.update_keeping_vectors
 
-    def bulk_while_a_rollback_records(*args, **kwargs):  # another writer between popularity's read and write
+    def write_while_a_rollback_records(*args, **kwargs):  # another writer between popularity's read and write
         record(client, index, previous="history-rollback-needs")
-        return real_bulk(*args, **kwargs)
-    monkeypatch.setattr(popularity.helpers, "bulk", bulk_while_a_rollback_records)
+        return real_write(*args, **kwargs)
+    monkeypatch.setattr(popularity, "update_keeping_vectors", write_while_a_rollback_records)
     popularity.update_popularity(client, settings, catalogue)
     meta = read_meta(client, index)
     assert meta["rollout"]["previous"] == "history-rollback-needs"

@@ -15,6 +15,12 @@ Why not read the vectors back from the k-NN fields: OpenSearch 2.19's doc values
 some hits (k-NN issue #1878's family; measured here on ``homedepot-v1``), and ``docvalue_fields``
 refuses the type.
 
+The same exclusion makes OpenSearch's update API unsafe for products: an update (``_update``, a
+``_bulk`` ``update`` action, ``_update_by_query``) rebuilds the document from its stored
+``_source`` and indexes that, so the k-NN fields are gone and the product drops out of every
+vector search. Partial changes to products go through :func:`update_keeping_vectors`, which
+writes each whole document again with its vectors.
+
 An index version made before this layout still holds the JSON arrays in ``_source`` and has no
 ``vector_copy`` field: :func:`with_vectors` reads either, and the writer leaves ``vector_copy``
 out for it (:func:`keeps_vector_copy`).
@@ -33,6 +39,8 @@ from collections.abc import Iterator
 
 import numpy as np
 from opensearchpy import OpenSearch, helpers
+
+from shopsearch.errors import ConcurrentChange
 
 COPY_FIELD = "vector_copy"
 VECTOR_FIELDS = ("fused_vector", "text_vector", "image_vector")
@@ -116,3 +124,50 @@ def scan_with_vectors(client: OpenSearch, index: str, query: dict | None = None,
     """Every hit of ``query`` on ``index`` (a scroll), each ``_source`` with its vectors (:func:`with_vectors`)."""
     for hit in helpers.scan(client, index=index, query={"query": query or {"match_all": {}}}, size=size):
         yield {**hit, "_source": with_vectors(hit.get("_source") or {})}
+
+
+def update_keeping_vectors(client: OpenSearch, index: str, changes: dict[str, dict], attempts: int = 5,
+                           refresh: bool = False) -> int:
+    """Apply ``changes`` (``{id: {field: value}}``) to the documents of ``index`` that exist, keeping
+    their vectors; returns how many were changed (a missing id is skipped, and so is a document that
+    already holds the values: nothing is written for it, as the update API's no-op detection does).
+
+    Each document is read (``vector_copy`` unpacked into its k-NN fields), changed and indexed
+    whole, on the condition that nobody wrote it since the read (``if_seq_no``): a document an
+    ingest rewrote meanwhile is read again and changed on top of the newer copy, up to ``attempts``
+    times (then :class:`ConcurrentChange`). Any other refusal raises ``ConcurrentChange`` naming it.
+    """
+    pending, changed = dict(changes), 0
+    for _ in range(attempts):
+        if not pending:
+            break
+        actions = []
+        ids = sorted(pending)
+        for start in range(0, len(ids), READ_BATCH):
+            for d in client.mget(index=index, body={"ids": ids[start:start + READ_BATCH]})["docs"]:
+                if not d.get("found"):
+                    pending.pop(d["_id"], None)
+                    continue
+                source = d.get("_source") or {}
+                if all(source.get(k) == v for k, v in pending[d["_id"]].items()):
+                    pending.pop(d["_id"])
+                    continue
+                doc = {**with_vectors(source), **pending[d["_id"]]}
+                if COPY_FIELD in source:
+                    doc[COPY_FIELD] = source[COPY_FIELD]
+                actions.append({"_op_type": "index", "_index": d["_index"], "_id": d["_id"], "_source": doc,
+                                "if_seq_no": d["_seq_no"], "if_primary_term": d["_primary_term"]})
+        for ok, result in helpers.streaming_bulk(client, actions, chunk_size=READ_BATCH, raise_on_error=False,
+                                                 raise_on_exception=True, max_retries=3):
+            info = result.get("index", {})
+            if ok:
+                changed += 1
+                pending.pop(info.get("_id"), None)
+            elif info.get("status") != 409:  # 409: written since our read; read it again
+                raise ConcurrentChange(f"{index}: document {info.get('_id')} was not rewritten: {info.get('error')}")
+    if pending:
+        raise ConcurrentChange(f"{index}: {len(pending)} documents kept changing under {attempts} attempts to "
+                               f"update them (first: {sorted(pending)[0]}); run it again")
+    if refresh:
+        client.indices.refresh(index=index)
+    return changed
