@@ -261,7 +261,9 @@ def test_hits_show_only_the_response_fields_and_explain_shows_the_ranking_fields
     sent = explained["explain"]["requests"]
     # read from doc values (the stored documents are never opened): the shown and the ranking fields
     assert sent and all(b["stored_fields"] == "_none_" and b["_source"] is False for b in sent)
-    assert all(set(b["docvalue_fields"]) >= {"id", "title.raw", "price", "category.raw", "price_norm"} for b in sent)
+    assert all(set(b["docvalue_fields"]) >= {"id", "title_column", "price", "category.raw", "price_norm"} for b in sent)
+    # the title read back from its binary column is the one the product was stored with
+    assert all(h["title"] == client.get(index=shop, id=h["id"])["_source"]["title"] for h in r["hits"])
 
 
 def test_hits_read_from_doc_values_show_what_the_stored_documents_hold(client, settings, shop):

@@ -35,6 +35,7 @@ out for it (:func:`keeps_vector_copy`).
 from __future__ import annotations
 
 import base64
+import binascii
 from collections.abc import Iterator
 
 import numpy as np
@@ -48,8 +49,32 @@ VECTOR_FIELDS = ("fused_vector", "text_vector", "image_vector")
 NO_VECTORS = ["*_vector", COPY_FIELD]
 SOURCE_WITHOUT_VECTORS = {"excludes": NO_VECTORS}  # a request's ``_source`` that fetches everything else
 READ_BATCH = 500
+# the title as binary doc values, kept out of ``_source`` like the vectors: what a search's candidates
+# read their title from (``index/fetch.py`` says why)
+TITLE_COLUMN = "title_column"
 
-_kept: set[str] = set()  # index versions known to have the vector_copy field (a version's layout never changes)
+
+def title_column(title: str) -> str:
+    """The value a document carries in :data:`TITLE_COLUMN` for ``title`` (pure).
+
+    >>> title_column("Mug 杯"), read_text_column(title_column("Mug 杯"))
+    ('TXVnIOadrw==', 'Mug 杯')
+    """
+    return base64.b64encode(title.encode("utf-8")).decode("ascii")
+
+
+def read_text_column(value: str) -> str:
+    """The text a binary doc value holds: ``docvalue_fields`` gives it as base64 without its padding.
+
+    >>> read_text_column("TXVn"), read_text_column("TXVnIOadrw")
+    ('Mug', 'Mug 杯')
+    """
+    return binascii.a2b_base64(value + "=" * (-len(value) % 4)).decode("utf-8")  # ~200 a search: no b64decode wrapper
+
+
+# the fields a document carries beside what it was given, for newer index versions only
+DERIVED_FIELDS = (COPY_FIELD, TITLE_COLUMN)
+_mapped: dict[str, frozenset[str]] = {}  # index -> the DERIVED_FIELDS it maps, once it maps them all
 
 
 def pack_vector(vector) -> str:
@@ -94,15 +119,27 @@ def with_vectors(source: dict) -> dict:
     return out
 
 
-def keeps_vector_copy(client: OpenSearch, index: str) -> bool:
-    """Whether ``index`` (a version or an alias) has the ``vector_copy`` field (every version made since it exists)."""
-    if index in _kept:
-        return True
-    mappings = client.indices.get_mapping(index=index)
-    kept = bool(mappings) and all(COPY_FIELD in m["mappings"].get("properties", {}) for m in mappings.values())
-    if kept:
-        _kept.add(index)
-    return kept
+def mapped_derived_fields(client: OpenSearch, index: str) -> frozenset[str]:
+    """Which of :data:`DERIVED_FIELDS` ``index`` (a version or an alias) maps: a version made before
+    one of them existed lacks it, and its strict mapping refuses a document that carries it."""
+    found = _mapped.get(index)
+    if found is None:
+        mappings = client.indices.get_mapping(index=index)
+        found = frozenset(f for f in DERIVED_FIELDS
+                          if mappings and all(f in m["mappings"].get("properties", {}) for m in mappings.values()))
+        if found == frozenset(DERIVED_FIELDS) and list(mappings) == [index]:
+            _mapped[index] = found  # a version's layout never changes (an alias may move to an older one)
+    return found
+
+
+def with_derived_fields(doc: dict, source: dict, mapped: frozenset[str]) -> dict:
+    """``doc`` (read back from ``source``, a stored ``_source``) with the derived fields its index
+    maps and ``_source`` leaves out: ``vector_copy`` as stored, the title column made again."""
+    if COPY_FIELD in mapped and COPY_FIELD in source:
+        doc[COPY_FIELD] = source[COPY_FIELD]
+    if TITLE_COLUMN in mapped and doc.get("title"):
+        doc[TITLE_COLUMN] = title_column(doc["title"])
+    return doc
 
 
 def read_with_vectors(client: OpenSearch, index: str, ids: list[str], fields: list[str] | None = None) -> dict[str, dict]:
@@ -138,6 +175,7 @@ def update_keeping_vectors(client: OpenSearch, index: str, changes: dict[str, di
     times (then :class:`ConcurrentChange`). Any other refusal raises ``ConcurrentChange`` naming it.
     """
     pending, changed = dict(changes), 0
+    mapped = mapped_derived_fields(client, index)
     for _ in range(attempts):
         if not pending:
             break
@@ -152,9 +190,7 @@ def update_keeping_vectors(client: OpenSearch, index: str, changes: dict[str, di
                 if all(source.get(k) == v for k, v in pending[d["_id"]].items()):
                     pending.pop(d["_id"])
                     continue
-                doc = {**with_vectors(source), **pending[d["_id"]]}
-                if COPY_FIELD in source:
-                    doc[COPY_FIELD] = source[COPY_FIELD]
+                doc = with_derived_fields({**with_vectors(source), **pending[d["_id"]]}, source, mapped)
                 actions.append({"_op_type": "index", "_index": d["_index"], "_id": d["_id"], "_source": doc,
                                 "if_seq_no": d["_seq_no"], "if_primary_term": d["_primary_term"]})
         for ok, result in helpers.streaming_bulk(client, actions, chunk_size=READ_BATCH, raise_on_error=False,

@@ -2,7 +2,9 @@
 429 and connection errors, failures reported item by item).
 
 Every document keeps a compact copy of its vectors in ``vector_copy``: the mapping leaves the
-``*_vector`` fields out of the stored ``_source`` (``index/vectors.py`` says why).
+``*_vector`` fields out of the stored ``_source`` (``index/vectors.py`` says why). Its title is
+also written as binary doc values (``title_column``, out of ``_source`` too), which a search's
+candidates read it from (``index/fetch.py``).
 
 A document carries ``text_vector`` only where it differs from ``fused_vector``, i.e. for items
 with a readable image: without one the fused vector *is* the text vector (``ingest/fuse.py``),
@@ -17,7 +19,8 @@ import time
 from opensearchpy import OpenSearch, helpers
 from opensearchpy.exceptions import RequestError
 
-from shopsearch.index.vectors import COPY_FIELD, keeps_vector_copy, vector_copy
+from shopsearch.index.vectors import (COPY_FIELD, DERIVED_FIELDS, TITLE_COLUMN, mapped_derived_fields, title_column,
+                                      vector_copy)
 from shopsearch.ingest.encode import unpack
 
 INDEXED_FIELDS = ("id", "title", "description", "brand", "colour", "material", "gender", "attributes",
@@ -49,6 +52,8 @@ def document(item: dict, text_vec, image_vec, fused_vec, has_image: bool, model_
     if words:
         doc["attribute_text"] = words
     doc[COPY_FIELD] = vector_copy(doc)  # the vectors a reader gets back (they are not in the stored _source)
+    if doc.get("title"):
+        doc[TITLE_COLUMN] = title_column(doc["title"])  # what a search's candidates read their title from
     return doc
 
 
@@ -75,8 +80,10 @@ def write_documents(client: OpenSearch, index: str, docs: list[dict], op_type: s
     the request's validation, not just its own item) is split in halves until the documents at
     fault stand alone: they are reported with OpenSearch's reason, the others are indexed.
     """
-    if docs and not keeps_vector_copy(client, index):  # a version made before vector_copy: vectors stay in _source
-        docs = [{k: v for k, v in d.items() if k != COPY_FIELD} for d in docs]
+    # a version made before vector_copy (its vectors stay in _source) or the title column lacks them
+    missing = set(DERIVED_FIELDS) - mapped_derived_fields(client, index) if docs else set()
+    if missing:
+        docs = [{k: v for k, v in d.items() if k not in missing} for d in docs]
     actions = ({"_op_type": op_type, "_index": index, "_id": d["id"], "_source": d} for d in docs)
     indexed, failures, answered = 0, [], 0
     try:

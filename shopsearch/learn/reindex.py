@@ -40,8 +40,8 @@ from shopsearch.errors import RolloutError, RolloutInterrupted, RolloutNotFound,
 from shopsearch.index.catalogue import create_catalogue_version, merge_segments
 from shopsearch.index.versions import check_catalogue_name, list_versions, live_index
 from shopsearch.index.meta import update_meta
-from shopsearch.index.vectors import (COPY_FIELD, NO_VECTORS, read_with_vectors, scan_with_vectors, with_vectors,
-                                      without_vectors)
+from shopsearch.index.vectors import (COPY_FIELD, NO_VECTORS, TITLE_COLUMN, read_with_vectors, scan_with_vectors,
+                                      with_vectors, without_vectors)
 from shopsearch.ingest.pipeline import Runner, Summary, index_items, restore_refresh, run_ingest
 from shopsearch.ingest.write import document, write_documents
 from shopsearch.learn import registry
@@ -53,7 +53,7 @@ CHUNK_QUEUES = ("encode", "ingest")  # what the coordinator waits on: it must ne
 VERIFY_SAMPLE = 20
 REUSE_MIN_COSINE = 0.999
 # fields that document() derives or that describe the old encoding, not the item
-_DERIVED = {"category", "category_path", "has_image", "model_version", "indexed_at", "attribute_text"}
+_DERIVED = {"category", "category_path", "has_image", "model_version", "indexed_at", "attribute_text", TITLE_COLUMN}
 
 
 def item_from_document(source: dict) -> dict:
