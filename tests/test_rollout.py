@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from shopsearch.cli.admin import register
 from shopsearch.errors import RolloutError, RolloutInterrupted
 from shopsearch.index.catalogue import create_catalogue_version
+from shopsearch.index.meta import update_meta
 from shopsearch.index.versions import list_versions, live_index
 from shopsearch.ingest.write import document
 from shopsearch.learn.reindex import ROLLOUT_QUEUE, check_coordinator_queues, item_from_document
@@ -97,6 +98,16 @@ def test_reindex_with_a_new_model_builds_a_verified_version_and_swaps_the_alias(
         assert "text_vector" not in doc  # no image: the fused vector is the text vector, stored once
         assert {k: v for k, v in doc.items() if k not in encoding} == {k: v for k, v in old[pid].items() if k not in encoding}
     assert client.count(index=v1)["count"] == SLICE  # the previous version is kept for rollback
+
+
+def test_a_same_model_reindex_keeps_the_learned_ranker_that_passed_on_the_version_it_copies(client, settings, shop):
+    v1 = f"{shop}-v1"
+    entry = {"version": "rank-test", "path": "/models/rank-test/ranker", "gate": {"passed": True}}
+    update_meta(client, v1, {"ranker": entry})  # what a passed training run records on the live version
+    state = reindex(settings, shop)  # the same model: the vectors are copied, the features stay the same
+    meta = _meta(client, state["index"])
+    assert state["vectors"] == f"reused from {v1}"
+    assert meta["ranker"] == {**entry, "carried_from": v1}
 
 
 def test_reindex_from_a_source_file_fills_the_new_version_through_the_ingest_pipeline(client, settings, shop, encoder):

@@ -305,9 +305,31 @@ def _source_key(source, mapping, limit, origin) -> dict:
     return {"kind": "file", "path": str(path), "mapping": mapping, "limit": limit}
 
 
+def carried_meta(origin_meta: dict, key: dict, model_version: str, origin: str) -> dict:
+    """What a new version takes over from the ``_meta`` of the one it is built from (pure).
+
+    Built from the live version's documents (``key`` of kind ``index``), it keeps their fitted
+    scales; encoded with the same model too, its candidates have the same features, so the learned
+    ranker that passed the gate on the origin serves it as well (a new model's vectors change the
+    dense features: the learning run that brings the model trains and gates a ranker for it).
+
+    >>> meta = {"scales": {"price": [0, 1]}, "model_version": "m@1", "ranker": {"version": "rank-1"}}
+    >>> carried_meta(meta, {"kind": "index"}, "m@1", "shop-v1")
+    {'scales': {'price': [0, 1]}, 'ranker': {'version': 'rank-1', 'carried_from': 'shop-v1'}}
+    >>> carried_meta(meta, {"kind": "index"}, "m@2", "shop-v1"), carried_meta(meta, {"kind": "file"}, "m@1", "shop-v1")
+    ({'scales': {'price': [0, 1]}}, {})
+    """
+    if key["kind"] != "index":
+        return {}
+    carried = {"scales": origin_meta["scales"]} if "scales" in origin_meta else {}
+    if origin_meta.get("ranker") and origin_meta.get("model_version") == model_version:
+        carried["ranker"] = {**origin_meta["ranker"], "carried_from": origin}
+    return carried
+
+
 def _start(client, settings, catalogue, encoder, model, key, origin, origin_meta) -> str:
     """A new version (not behind the alias) whose rollout state is ``created``."""
-    carried = {"scales": origin_meta["scales"]} if key["kind"] == "index" and "scales" in origin_meta else {}
+    carried = carried_meta(origin_meta, key, encoder.version, origin)
     state = {"step": "created", "model": encoder.name, "model_version": encoder.version, "source": key,
              "origin": origin, "started_at": now(), "updated_at": now()}
     return create_catalogue_version(client, settings, catalogue, model=model, switch=False, extra_meta={
