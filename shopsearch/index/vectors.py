@@ -23,7 +23,8 @@ writes each whole document again with its vectors.
 
 An index version made before this layout still holds the JSON arrays in ``_source`` and has no
 ``vector_copy`` field: :func:`with_vectors` reads either, and the writer leaves ``vector_copy``
-out for it (:func:`keeps_vector_copy`).
+out for it (:func:`mapped_derived_fields`), as it leaves out the title column (``index/fetch.py``)
+for a version made before that.
 
 >>> doc = {"title": "Mug", "vector_copy": {"fused": pack_vector([0.5, -1.0])}}
 >>> with_vectors(doc)
