@@ -19,9 +19,9 @@ The title is the exception among strings: a keyword's doc values keep each disti
 in a terms dictionary compressed in blocks, so reading a title back decompresses a block per hit;
 with ~55,000 distinct titles that was a third of a hybrid search's ``_msearch`` (2.19 against
 1.45 ms without it, on 400 captured Home Depot searches). So a products version also keeps the
-title as ``binary`` doc values, stored as written (``title_column``, base64 of its UTF-8 in the
-document: ``index/vectors.py``, written by ``ingest/write.py``, kept out of ``_source``), and the plan reads the title from
-there where the mapping has it (``title.raw`` otherwise, an older version).
+title as ``binary`` doc values, stored as written (``title_column``: base64 of its UTF-8 in the
+document, ``index/vectors.py``; written by ``ingest/write.py``, kept out of ``_source``), and the
+plan reads the title from there where the mapping has it (``title.raw`` otherwise, an older version).
 
 When one wanted field has no such column (a text field without ``raw``, a date, an index made
 before the ``raw`` sub-fields), the whole search reads ``_source`` as before

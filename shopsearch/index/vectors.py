@@ -42,7 +42,7 @@ from collections.abc import Iterator
 import numpy as np
 from opensearchpy import OpenSearch, helpers
 
-from shopsearch.errors import ConcurrentChange
+from shopsearch.errors import ConcurrentChange, ServiceError
 
 COPY_FIELD = "vector_copy"
 VECTOR_FIELDS = ("fused_vector", "text_vector", "image_vector")
@@ -173,7 +173,7 @@ def update_keeping_vectors(client: OpenSearch, index: str, changes: dict[str, di
     Each document is read (``vector_copy`` unpacked into its k-NN fields), changed and indexed
     whole, on the condition that nobody wrote it since the read (``if_seq_no``): a document an
     ingest rewrote meanwhile is read again and changed on top of the newer copy, up to ``attempts``
-    times (then :class:`ConcurrentChange`). Any other refusal raises ``ConcurrentChange`` naming it.
+    times (then :class:`ConcurrentChange`). Any other refusal raises :class:`ServiceError` naming it.
     """
     pending, changed = dict(changes), 0
     mapped = mapped_derived_fields(client, index)
@@ -201,10 +201,11 @@ def update_keeping_vectors(client: OpenSearch, index: str, changes: dict[str, di
                 changed += 1
                 pending.pop(info.get("_id"), None)
             elif info.get("status") != 409:  # 409: written since our read; read it again
-                raise ConcurrentChange(f"{index}: document {info.get('_id')} was not rewritten: {info.get('error')}")
+                raise ServiceError(f"{index}: OpenSearch refused to rewrite document {info.get('_id')} "
+                                   f"({info.get('status')}: {info.get('error')}); the documents before it were written")
     if pending:
         raise ConcurrentChange(f"{index}: {len(pending)} documents kept changing under {attempts} attempts to "
-                               f"update them (first: {sorted(pending)[0]}); run it again")
+                               f"update them (first: {sorted(pending)[0]}; the others were written); run it again")
     if refresh:
         client.indices.refresh(index=index)
     return changed
