@@ -6,7 +6,8 @@ segment), and it is the target that was checked: what urllib3 would make of it i
 before sending. The request goes on urllib3's keep-alive pool to the cluster's host
 (``cluster.raw_pool``), without requests' per-request session work. Bodies (JSON, NDJSON
 ``_bulk``/``_msearch``) are sent byte for byte; responses are streamed back without decoding, so
-compressed and chunked answers arrive unchanged. The proxy never lends its own rights:
+compressed and chunked answers arrive unchanged. A write of a catalogue's product is the exception:
+shopsearch applies it as an ingest would (``product_writes.py``). The proxy never lends its own rights:
 credentials in ``opensearch_url`` are not used here, and the admin token that opened a request
 is not forwarded.
 """
@@ -23,6 +24,7 @@ from shopsearch.plugin.cluster import raw_pool
 from shopsearch.plugin.errors import BadRequest
 from shopsearch.plugin.events import record_search
 from shopsearch.plugin.opt_in import as_opensearch_response, opt_in_request
+from shopsearch.plugin.product_writes import answer_product_write
 from shopsearch.plugin.safety import reject_scripts
 from shopsearch.plugin.schemas import contract
 from shopsearch.plugin.shop import parse_search_request, searcher
@@ -42,13 +44,16 @@ def init_app(app: Flask) -> None:
 
 @bp.route("/", defaults={"path": ""}, methods=METHODS)
 @bp.route("/<path:path>", methods=METHODS)
-@contract(errors=(400, 403, 504))
+@contract(errors=(400, 403, 404, 409, 503, 504))
 def forward(path: str) -> Response:
     """Forward any request to OpenSearch and stream its answer back unchanged (or answer an opt-in search)."""
     opted = opt_in_request(request.method, path, request.get_data(cache=True))
     if opted is not None:
         return _shopper_search(*opted)
     forwarding = g.passthrough  # checked by safety.py before this view runs
+    written = answer_product_write(request.method, forwarding.target, forwarding.credential)
+    if written is not None:
+        return written  # a catalogue's product: written as an ingest would (product_writes.py)
     headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
     if forwarding.credential in ("admin", "key"):  # the proxy's own credentials are not the cluster's business
         headers = {k: v for k, v in headers.items() if k.lower() not in ("authorization", "x-admin-token", "x-api-key")}

@@ -99,6 +99,12 @@ class Rejected(ShopsearchError, ValueError):
         self.detail = detail
 
 
+class AlreadyExists(ShopsearchError, ValueError):
+    """A create names a record that is already there (a product written with ``_create``)."""
+
+    status, code = 409, "already_exists"
+
+
 # --- query ----------------------------------------------------------------------------------------
 
 class SearchError(ShopsearchError):

@@ -1,0 +1,160 @@
+"""A shop's own writes of a catalogue's products through the pass-through are applied as an ingest
+would apply them: the product keeps (or gets) its vectors and scaled numbers, a bad one is refused
+with its reason and nothing is written. Real proxy over real HTTP, real OpenSearch, real workers."""
+
+import pytest
+import requests
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
+from shopsearch.errors import Rejected
+from shopsearch.index import api_keys
+from shopsearch.index.vectors import read_with_vectors
+from shopsearch.ingest.normalise import apply_scale, fit_catalogue_scales
+from shopsearch.ingest.product_writes import WRITABLE, changed_product, check_writable, clean_product
+from shopsearch.workers.dispatch import run_ingest
+
+from .conftest import DATA
+
+PRODUCTS = DATA / "homedepot" / "products.tsv"
+
+
+@pytest.fixture
+def shop(settings, client, catalogue):
+    """A catalogue of six real Home Depot products, ingested; ``(catalogue, its version, a product id)``."""
+    index = run_ingest(settings, PRODUCTS, catalogue, mapping="homedepot", limit=6).index
+    product = client.search(index=index, body={"size": 1, "sort": ["id"]})["hits"]["hits"][0]["_id"]
+    return catalogue, index, product
+
+
+def _nearest(client, index, vector, k=3):
+    body = {"size": k, "_source": False, "query": {"knn": {"fused_vector": {"vector": vector, "k": k}}}}
+    return [h["_id"] for h in client.search(index=index, body=body)["hits"]["hits"]]
+
+
+def test_a_price_and_stock_change_keeps_the_products_vectors_and_scales_the_new_price(
+        shop, client, proxy_url, admin_headers):
+    catalogue, index, product = shop
+    before = read_with_vectors(client, index, [product])[product]
+
+    r = requests.post(f"{proxy_url}/{catalogue}/_update/{product}?refresh=true", headers=admin_headers, timeout=60,
+                      json={"doc": {"price": "1,299.00", "in_stock": False}})
+
+    assert r.status_code == 200, r.text
+    assert r.json()["result"] == "updated" and r.json()["_index"] == index and r.json()["_seq_no"] >= 0
+    after = read_with_vectors(client, index, [product])[product]
+    assert after["price"] == 1299.0 and after["in_stock"] is False
+    scales = client.indices.get_mapping(index=index)[index]["mappings"]["_meta"]["scales"]
+    assert after["price_norm"] == apply_scale(1299.0, scales["price"])  # scaled as ingest scales a price
+    assert after["fused_vector"] == before["fused_vector"] and after["title"] == before["title"]
+    assert _nearest(client, index, before["fused_vector"])[0] == product  # the update API would have dropped it
+    again = requests.post(f"{proxy_url}/{catalogue}/_update/{product}", headers=admin_headers, timeout=60,
+                          json={"doc": {"price": 1299}})
+    assert again.json()["result"] == "noop" and again.json()["_seq_no"] == r.json()["_seq_no"]
+
+
+def test_a_new_title_is_encoded_again_on_the_workers(shop, client, proxy_url, admin_headers, encoder):
+    catalogue, index, product = shop
+    before = read_with_vectors(client, index, [product])[product]
+
+    r = requests.post(f"{proxy_url}/{catalogue}/_update/{product}?refresh=true", headers=admin_headers, timeout=120,
+                      json={"doc": {"title": "Cordless Hammer Drill"}})
+
+    assert r.status_code == 200 and r.json()["result"] == "updated", r.text
+    after = read_with_vectors(client, index, [product])[product]
+    assert after["title"] == "Cordless Hammer Drill" and after["fused_vector"] != before["fused_vector"]
+    assert after["content_hash"] != before["content_hash"] and after["model_version"] == before["model_version"]
+    query = encoder.encode(["Cordless Hammer Drill"])[0].tolist()
+    assert _nearest(client, index, query)[0] == product
+
+
+def test_a_whole_product_written_with_put_is_cleaned_encoded_and_found_by_its_vector(
+        shop, client, proxy_url, admin_headers, encoder):
+    catalogue, index, _ = shop
+    product = {"title": "Galvanized Steel Garden Hose Reel", "brand": "Suncast", "price": "$49.99",
+               "category_path": "Outdoors > Garden", "in_stock": True}
+
+    r = requests.put(f"{proxy_url}/{catalogue}/_doc/new-reel?refresh=true", headers=admin_headers, timeout=120,
+                     json=product)
+
+    assert r.status_code == 201 and r.json()["result"] == "created", r.text
+    stored = read_with_vectors(client, index, ["new-reel"])["new-reel"]
+    assert stored["price"] == 49.99 and 0 <= stored["price_norm"] <= 1 and stored["in_stock"] is True
+    assert stored["category_path"] == ["Outdoors", "Outdoors > Garden"] and stored["category"] == "Garden"
+    assert stored["model_version"] and stored["content_hash"]
+    query = encoder.encode(["garden hose reel"])[0].tolist()
+    assert _nearest(client, index, query)[0] == "new-reel"
+
+
+def test_a_bad_product_is_refused_with_its_reason_and_nothing_is_written(shop, client, proxy_url, admin_headers):
+    catalogue, index, product = shop
+    seq_no = client.get(index=index, id=product)["_seq_no"]
+    refusals = [
+        ("PUT", f"/{catalogue}/_doc/bad", {"title": "Hose", "price": "-3"}, 400, "price"),
+        ("PUT", f"/{catalogue}/_doc/bad", {"price": 3}, 400, "title"),
+        ("POST", f"/{catalogue}/_update/{product}", {"doc": {"price_norm": 0.9}}, 400, "price_norm"),
+        ("POST", f"/{catalogue}/_update/{product}", {"doc": {"in_stock": "yes"}}, 400, "in_stock"),
+        ("POST", f"/{catalogue}/_update/{product}", {"script": {"source": "ctx._source.price = 1"}}, 400, "script"),
+        ("POST", f"/{catalogue}/_update/{product}", {"doc": {"price": 2}, "doc_as_upsert": True}, 400, "doc_as_upsert"),
+        ("POST", f"/{catalogue}/_update/{product}?if_seq_no=1", {"doc": {"price": 2}}, 400, "if_seq_no"),
+        ("POST", f"/{catalogue}/_update/missing", {"doc": {"price": 2}}, 404, "missing"),
+        ("PUT", f"/{catalogue}/_create/{product}", {"title": "Again", "price": 3}, 409, "already"),
+    ]
+    for method, path, body, status, said in refusals:
+        r = requests.request(method, proxy_url + path, json=body, headers=admin_headers, timeout=60)
+        assert r.status_code == status, (path, body, r.status_code, r.text)
+        assert said in r.json()["message"], (path, r.json())
+    assert client.get(index=index, id=product)["_seq_no"] == seq_no
+    assert not client.exists(index=index, id="bad")
+
+
+def test_a_bulk_that_writes_products_is_refused_whole(
+        shop, client, proxy_url, admin_headers):
+    catalogue, index, product = shop
+    count = client.count(index=index)["count"]
+    bulk = ('{"delete": {"_index": "%s", "_id": "%s"}}\n{"index": {"_index": "%s", "_id": "b1"}}\n{"title": "x"}\n'
+            % (catalogue, product, catalogue))
+
+    r = requests.post(f"{proxy_url}/_bulk?refresh=true", data=bulk, timeout=60,
+                      headers={**admin_headers, "Content-Type": "application/x-ndjson"})
+
+    assert r.status_code == 400 and "action 2" in r.json()["message"] and "PUT /" in r.json()["message"]
+    assert client.count(index=index)["count"] == count  # the delete before it was not sent either
+
+
+def test_a_write_key_changes_a_product_the_same_way_and_a_read_key_cannot(shop, client, settings, proxy_url):
+    catalogue, index, product = shop
+    before = read_with_vectors(client, index, [product])[product]
+    _, writer = api_keys.create_key(client, settings, "test-product-writer", "write")
+    _, reader = api_keys.create_key(client, settings, "test-product-reader", "read")
+    try:
+        refused = requests.post(f"{proxy_url}/{catalogue}/_update/{product}", headers={"X-Api-Key": reader},
+                                json={"doc": {"in_stock": False}}, timeout=60)
+        r = requests.post(f"{proxy_url}/{catalogue}/_update/{product}?refresh=wait_for",
+                          headers={"X-Api-Key": writer}, json={"doc": {"in_stock": False}}, timeout=60)
+    finally:
+        api_keys.revoke_key(client, settings, "test-product-writer")
+        api_keys.revoke_key(client, settings, "test-product-reader")
+
+    assert refused.status_code == 403
+    assert r.status_code == 200 and r.json()["result"] == "updated", r.text
+    after = read_with_vectors(client, index, [product])[product]
+    assert after["in_stock"] is False and after["fused_vector"] == before["fused_vector"]
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+                    max_leaves=6)
+
+
+@hypothesis_settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.dictionaries(st.sampled_from(WRITABLE), JSON, max_size=6))
+def test_any_json_product_is_cleaned_or_refused_with_a_reason_never_an_error(fields):
+    scales = fit_catalogue_scales([{"price": 1.0}, {"price": 100.0}])
+    try:
+        check_writable(fields, "7")
+        clean_product({**fields, "id": "7"}, scales, 5.0)
+        changed_product({"id": "7", "title": "Mug"}, fields, scales, 5.0)
+    except Rejected as e:
+        assert e.reason and e.detail
