@@ -2,6 +2,8 @@
 would apply them: the product keeps (or gets) its vectors and scaled numbers, a bad one is refused
 with its reason and nothing is written. Real proxy over real HTTP, real OpenSearch, real workers."""
 
+import json
+
 import pytest
 import requests
 from hypothesis import HealthCheck, given
@@ -109,18 +111,40 @@ def test_a_bad_product_is_refused_with_its_reason_and_nothing_is_written(shop, c
     assert not client.exists(index=index, id="bad")
 
 
-def test_a_bulk_that_writes_products_is_refused_whole(
-        shop, client, proxy_url, admin_headers):
+def test_a_bulk_applies_its_product_lines_in_order_answers_each_and_forwards_the_rest(
+        shop, client, proxy_url, admin_headers, encoder):
     catalogue, index, product = shop
-    count = client.count(index=index)["count"]
-    bulk = ('{"delete": {"_index": "%s", "_id": "%s"}}\n{"index": {"_index": "%s", "_id": "b1"}}\n{"title": "x"}\n'
-            % (catalogue, product, catalogue))
+    other = f"{catalogue}-notes"
+    before = read_with_vectors(client, index, [product])[product]
+    lines = [
+        {"update": {"_index": catalogue, "_id": product}}, {"doc": {"in_stock": False}},
+        {"index": {"_index": catalogue, "_id": "b1"}}, {"title": "Cedar Fence Picket"},
+        {"update": {"_index": catalogue, "_id": "b1"}}, {"doc": {"price": "12.50"}},
+        {"index": {"_index": catalogue, "_id": "bad"}}, {"title": "Hose", "price": "-3"},
+        {"index": {"_index": other, "_id": "n1"}}, {"line": "not a product"},
+        {"delete": {"_index": catalogue, "_id": "b1"}},
+        {"index": {"_index": catalogue, "_id": "b1"}}, {"title": "Cedar Fence Picket", "price": 9},
+    ]
+    body = "".join(json.dumps(line) + "\n" for line in lines)
 
-    r = requests.post(f"{proxy_url}/_bulk?refresh=true", data=bulk, timeout=60,
-                      headers={**admin_headers, "Content-Type": "application/x-ndjson"})
-
-    assert r.status_code == 400 and "action 2" in r.json()["message"] and "PUT /" in r.json()["message"]
-    assert client.count(index=index)["count"] == count  # the delete before it was not sent either
+    try:
+        r = requests.post(f"{proxy_url}/_bulk?refresh=true", data=body, timeout=120,
+                          headers={**admin_headers, "Content-Type": "application/x-ndjson"})
+        assert r.status_code == 200, r.text
+        items = [next(iter(i.items())) for i in r.json()["items"]]
+        assert [(action, item["status"]) for action, item in items] == [
+            ("update", 200), ("index", 201), ("update", 200), ("index", 400), ("index", 201), ("delete", 200),
+            ("index", 201)]
+        assert r.json()["errors"] is True and "price_negative" in items[3][1]["error"]["type"]
+        assert client.get(index=other, id="n1")["_source"] == {"line": "not a product"}  # forwarded
+    finally:
+        client.indices.delete(index=other, ignore_unavailable=True)
+    changed = read_with_vectors(client, index, [product, "b1"])
+    assert changed[product]["in_stock"] is False and changed[product]["fused_vector"] == before["fused_vector"]
+    assert changed["b1"]["price"] == 9.0 and "fused_vector" in changed["b1"]  # the last of b1's lines, encoded
+    assert not client.exists(index=index, id="bad")
+    query = encoder.encode(["cedar fence picket"])[0].tolist()
+    assert _nearest(client, index, query)[0] == "b1"
 
 
 def test_a_write_key_changes_a_product_the_same_way_and_a_read_key_cannot(shop, client, settings, proxy_url):

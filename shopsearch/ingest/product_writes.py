@@ -26,14 +26,15 @@ A write through a catalogue's alias also reaches the versions an ingest would
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
 from typing import Sequence
 
-from opensearchpy import ConflictError, NotFoundError, OpenSearch
+from opensearchpy import NotFoundError, OpenSearch, helpers
 
 from shopsearch.encoders.text import item_text
-from shopsearch.errors import AlreadyExists, ConcurrentChange, Missing, Rejected, ServiceError
+from shopsearch.errors import AlreadyExists, ConcurrentChange, Missing, Rejected, ServiceError, ShopsearchError
 from shopsearch.index.vectors import mapped_derived_fields, vector_copy, with_vectors
 from shopsearch.ingest.clean import clean_item
 from shopsearch.ingest.normalise import fit_catalogue_scales, normalise_item
@@ -53,6 +54,9 @@ _SCALAR = ((str, int, float), "a string or a number")
 KINDS = {"in_stock": (bool, "true or false"), "attributes": (dict, "an object"),
          "category_path": ((str, list), "a list of strings or one 'A > B' string")}
 ATTEMPTS = 5  # reads and conditional writes of one change before ConcurrentChange
+CHUNK = 256   # products per encode chunk, as ingest cuts them
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -60,20 +64,48 @@ class Written:
     """What one write did to one index version: OpenSearch's answer fields, and whether it encoded."""
     index: str
     id: str
-    result: str            # created, updated, noop
+    result: str            # created, updated, noop (deleted, not_found: a bulk's delete)
     version: int | None = None
     seq_no: int | None = None
     primary_term: int | None = None
     encoded: bool = False
+    status: int | None = None   # a bulk item's HTTP status (None: 201 when created, else 200)
 
     def as_opensearch(self) -> dict:
         """The answer OpenSearch's document APIs give (``_index``, ``_id``, ``_version``, ``result`` ...)."""
         out = {"_index": self.index, "_id": self.id, "_version": self.version, "result": self.result,
+               "status": self.status or (201 if self.result == "created" else 200),
                "_shards": {"total": 1, "successful": 1, "failed": 0} if self.result != "noop" else
                {"total": 0, "successful": 0, "failed": 0}}
         if self.seq_no is not None:
             out.update(_seq_no=self.seq_no, _primary_term=self.primary_term)
         return out
+
+
+@dataclass(frozen=True)
+class Write:
+    """One product write of a request: the catalogue (alias or version) it names, the product id
+    (None: the body's ``id``, else a new one), the fields, and whether it is a change, a create or
+    a delete (a bulk's ``delete`` line, applied in its turn among the product's other writes)."""
+    name: str
+    id: str | None
+    fields: dict
+    change: bool = False
+    create: bool = False
+    delete: bool = False
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A write that was not applied, and the error that says why (nothing of it was written)."""
+    index: str
+    id: str
+    error: ShopsearchError
+
+    def as_opensearch(self) -> dict:
+        """A refused item as OpenSearch's bulk answer shows one."""
+        return {"_index": self.index, "_id": self.id, "status": self.error.status,
+                "error": {"type": getattr(self.error, "reason", None) or self.error.code, "reason": str(self.error)}}
 
 
 # --- the pure core ----------------------------------------------------------------------------
@@ -217,72 +249,155 @@ def product_index(client: OpenSearch, name: str) -> tuple[str, dict] | None:
     return index, mapping
 
 
-def write_product(client: OpenSearch, runner: Runner, name: str, doc_id: str | None, fields: dict, *,
-                  change: bool = False, create: bool = False, refresh: bool = False) -> list[Written]:
-    """Write one product (``fields``: the whole product, or with ``change`` the fields it changes) into
-    the catalogue ``name`` names, and through an alias into the versions an ingest would reach too;
-    the first of the answers is the one ``name`` names. Raises :class:`Rejected` (a field no ingest
-    accepts), :class:`Missing` (a change of a product that is not there), :class:`AlreadyExists`."""
-    check_writable(fields, doc_id)
-    found = product_index(client, name)
-    if found is None:
-        raise Missing(f"{name} is not a catalogue's product index", field="index")
-    index, _ = found
-    doc_id = doc_id or (str(fields["id"]) if fields.get("id") not in (None, "") else uuid.uuid4().hex)
-    fields = {**fields, "id": doc_id} if not change else fields
-    targets = [index] + (versions_following(client, name, index) if index != name else [])
-    return [_write_one(client, runner, target, doc_id, fields, change, create, refresh) for target in targets]
+def write_products(client: OpenSearch, runner: Runner, writes: Sequence[Write], refresh: bool = False
+                   ) -> list[Written | Refused]:
+    """Apply ``writes`` in order, one answer each, for the index each names (its alias's live version,
+    or the version named); through an alias they reach the versions an ingest would too. A write
+    that cannot be applied is :class:`Refused` with its reason and the others go on, as in a bulk.
+
+    The writes are read in one ``mget`` per index; those that keep their vectors are written in one
+    conditional bulk, those that need vectors go to the workers as ingest chunks. A product named
+    twice is written in two rounds, so the second write reads the first one's result."""
+    answers: list[Written | Refused | None] = [None] * len(writes)
+    resolved: dict[str, tuple[str, dict] | None] = {}
+    by_index: dict[str, list[tuple[int, str, Write]]] = {}
+    for position, w in enumerate(writes):
+        doc_id = w.id or (str(w.fields["id"]) if w.fields.get("id") not in (None, "") else uuid.uuid4().hex)
+        try:
+            check_writable(w.fields, doc_id)
+            if w.name not in resolved:
+                resolved[w.name] = product_index(client, w.name)
+            if resolved[w.name] is None:
+                raise Missing(f"{w.name} is not a catalogue's product index", field="index")
+        except ShopsearchError as e:
+            answers[position] = Refused(w.name, doc_id, e)
+            continue
+        index = resolved[w.name][0]
+        following = versions_following(client, w.name, index) if index != w.name else []
+        for k, target in enumerate([index] + following):
+            # the named version answers; a following one's outcome is only logged (negative positions)
+            by_index.setdefault(target, []).append((position if k == 0 else -1 - position, doc_id, w))
+    for index, ops in by_index.items():
+        for batch in _rounds(ops):
+            for position, answer in _apply(client, runner, index, batch).items():
+                if position >= 0:
+                    answers[position] = answer
+                elif isinstance(answer, Refused):
+                    log.warning("a product write did not reach the following version %s: %s", index, answer.error)
+        if refresh:
+            client.indices.refresh(index=index)
+    return [a for a in answers if a is not None]
 
 
-def _write_one(client: OpenSearch, runner: Runner, index: str, doc_id: str, fields: dict, change: bool,
-               create: bool, refresh: bool) -> Written:
+def _rounds(ops: list[tuple[int, str, Write]]) -> list[list[tuple[int, str, Write]]]:
+    """The ops cut into rounds in which each product comes once, in order (pure).
+
+    >>> [[o[1] for o in r] for r in _rounds([(0, "a", None), (1, "b", None), (2, "a", None)])]
+    [['a', 'b'], ['a']]
+    """
+    rounds: list[list] = []
+    seen: dict[str, int] = {}
+    for op in ops:
+        k = seen[op[1]] = seen.get(op[1], -1) + 1
+        if k == len(rounds):
+            rounds.append([])
+        rounds[k].append(op)
+    return rounds
+
+
+def _apply(client: OpenSearch, runner: Runner, index: str, ops: list[tuple[int, str, Write]]
+           ) -> dict[int, Written | Refused]:
+    """One round of writes into one version (each product once): read, decide, write; 409s read again."""
     meta = client.indices.get_mapping(index=index)[index]["mappings"].get("_meta", {})
+    out: dict[int, Written | Refused] = {}
     if "scales" not in meta:
-        raise Missing(f"{index} has no products yet (no scales to scale a price with): ingest the catalogue "
-                      "first (shopsearch ingest)", field="index")
+        refusal = Missing(f"{index} has no products yet (no scales to scale a price with): ingest the catalogue "
+                          "first (shopsearch ingest)", field="index")
+        return {position: Refused(index, doc_id, refusal) for position, doc_id, _ in ops}
     scales, version = meta["scales"], meta["model_version"]
     rating_scale = float(scales.get("rating", {}).get("hi") or 5.0)
+    missing = {"vector_copy", "title_column"} - mapped_derived_fields(client, index)
+    pending = ops
     for _ in range(ATTEMPTS):
-        try:
-            got = client.get(index=index, id=doc_id)
-            stored = with_vectors(got["_source"])
-        except NotFoundError:
-            got, stored = None, None
-        if change and stored is None:
-            raise Missing(f"product {doc_id!r} is not in {index}: a change needs the product (write it whole "
-                          "with PUT .../_doc/<id>)", field="id")
-        if create and stored is not None:
-            raise AlreadyExists(f"product {doc_id!r} is already in {index}", field="id")
-        item = changed_product(stored, fields, scales, rating_scale) if change else \
-            clean_product(fields, scales, rating_scale)
-        if change and unchanged(stored, item, fields):
-            return Written(index, doc_id, "noop", got["_version"], got["_seq_no"], got["_primary_term"])
-        if needs_encoding(stored, item, version):
-            return _encode_and_write(client, runner, index, meta, item, stored is None, refresh)
-        doc = kept_document(stored, item, version)
-        missing = {"vector_copy", "title_column"} - mapped_derived_fields(client, index)
-        doc = {k: v for k, v in doc.items() if k not in missing}
-        try:
-            r = client.index(index=index, id=doc_id, body=doc, if_seq_no=got["_seq_no"],
-                             if_primary_term=got["_primary_term"], refresh="true" if refresh else "false")
-        except ConflictError:
-            continue  # written since our read (an ingest, another change): apply the change to that copy
-        return Written(index, doc_id, r["result"], r["_version"], r["_seq_no"], r["_primary_term"])
-    raise ConcurrentChange(f"product {doc_id!r} of {index} kept changing under {ATTEMPTS} attempts to write it; "
-                           "send it again")
+        got = {d["_id"]: d for d in client.mget(index=index, body={"ids": [doc_id for _, doc_id, _ in pending]})["docs"]}
+        keep, encode = [], []
+        for position, doc_id, w in pending:
+            found = got.get(doc_id, {})
+            stored = with_vectors(found["_source"]) if found.get("found") else None
+            if w.delete:
+                keep.append((position, doc_id, w, {"_op_type": "delete", "_index": index, "_id": doc_id}))
+                continue
+            try:
+                item = _decide(stored, w, doc_id, index, scales, rating_scale)
+            except ShopsearchError as e:
+                out[position] = Refused(index, doc_id, e)
+                continue
+            if w.change and unchanged(stored, item, w.fields):
+                out[position] = Written(index, doc_id, "noop", found["_version"], found["_seq_no"], found["_primary_term"])
+            elif needs_encoding(stored, item, version):
+                encode.append((position, item, stored is None))
+            else:
+                doc = {k: v for k, v in kept_document(stored, item, version).items() if k not in missing}
+                keep.append((position, doc_id, w, {"_op_type": "index", "_index": index, "_id": doc_id, "_source": doc,
+                                                   "if_seq_no": found["_seq_no"],
+                                                   "if_primary_term": found["_primary_term"]}))
+        conflicts = []
+        results = helpers.streaming_bulk(client, [a for *_, a in keep], raise_on_error=False, raise_on_exception=True,
+                                         max_retries=3) if keep else ()
+        for (position, doc_id, w, _), (ok, result) in zip(keep, results):
+            info = next(iter(result.values()), {})
+            if ok or (w.delete and info.get("status") == 404):
+                out[position] = Written(index, doc_id, info.get("result") or "updated", info.get("_version"),
+                                        info.get("_seq_no"), info.get("_primary_term"), status=info.get("status"))
+            elif info.get("status") == 409:
+                conflicts.append((position, doc_id, w))  # written since our read: apply the write to that copy
+            else:
+                out[position] = Refused(index, doc_id, _refusal(info, doc_id))
+        if encode:
+            out.update(_encode_and_write(client, runner, index, meta, encode))
+        pending = conflicts
+        if not pending:
+            return out
+    for position, doc_id, _ in pending:
+        out[position] = Refused(index, doc_id, ConcurrentChange(
+            f"product {doc_id!r} of {index} kept changing under {ATTEMPTS} attempts to write it; send it again"))
+    return out
 
 
-def _encode_and_write(client: OpenSearch, runner: Runner, index: str, meta: dict, item: dict, new: bool,
-                      refresh: bool) -> Written:
-    """Encode one item on the workers and write it, as an ingest chunk of one."""
-    payloads = chunk_payloads([item], index, meta["model"], meta.get("projection", {}).get("path"), 1)
-    outcomes: Sequence[dict] = list(runner.encode_and_write(payloads))
-    failures = [f for o in outcomes for f in o["failures"]]
-    if failures or not any(o["indexed"] for o in outcomes):
-        reason = failures[0].get("error") if failures else "no outcome from the workers"
-        raise ServiceError(f"product {item['id']!r} could not be encoded and written into {index}: {reason}")
-    if refresh:
-        client.indices.refresh(index=index)
-    got = client.get(index=index, id=item["id"], _source=False)
-    return Written(index, item["id"], "created" if new else "updated", got["_version"], got["_seq_no"],
-                   got["_primary_term"], encoded=True)
+def _decide(stored: dict | None, w: Write, doc_id: str, index: str, scales: dict, rating_scale: float) -> dict:
+    """The clean, scaled item a write leaves, or the error that refuses it."""
+    if w.change and stored is None:
+        raise Missing(f"product {doc_id!r} is not in {index}: a change needs the product (write it whole with "
+                      "PUT .../_doc/<id>)", field="id")
+    if w.create and stored is not None:
+        raise AlreadyExists(f"product {doc_id!r} is already in {index}", field="id")
+    if w.change:
+        return changed_product(stored, w.fields, scales, rating_scale)
+    return clean_product({**w.fields, "id": doc_id}, scales, rating_scale)
+
+
+def _encode_and_write(client: OpenSearch, runner: Runner, index: str, meta: dict,
+                      encode: list[tuple[int, dict, bool]]) -> dict[int, Written | Refused]:
+    """Encode items on the workers and write them, as ingest chunks; their answers by position."""
+    payloads = chunk_payloads([item for _, item, _ in encode], index, meta["model"],
+                              meta.get("projection", {}).get("path"), CHUNK)
+    failed = {f["id"]: f for outcome in runner.encode_and_write(payloads) for f in outcome["failures"]}
+    ids = [item["id"] for _, item, _ in encode if item["id"] not in failed]
+    now = {d["_id"]: d for d in client.mget(index=index, body={"ids": ids}, _source=False)["docs"]} if ids else {}
+    out: dict[int, Written | Refused] = {}
+    for position, item, new in encode:
+        if item["id"] in failed:
+            out[position] = Refused(index, item["id"], _refusal(failed[item["id"]], item["id"]))
+        else:
+            d = now.get(item["id"], {})
+            out[position] = Written(index, item["id"], "created" if new else "updated", d.get("_version"),
+                                    d.get("_seq_no"), d.get("_primary_term"), encoded=True)
+    return out
+
+
+def _refusal(info: dict, doc_id: str) -> ShopsearchError:
+    """The error of a bulk item OpenSearch (or a worker) refused: a 4xx is the product's, anything else the service's."""
+    status = info.get("status")
+    if isinstance(status, int) and 400 <= status < 500:
+        return Rejected("write_refused", f"OpenSearch refused product {doc_id!r} ({status}): {info.get('error')}")
+    return ServiceError(f"product {doc_id!r} could not be encoded and written: {info.get('error')}")
