@@ -35,7 +35,7 @@ from opensearchpy import NotFoundError, OpenSearch, helpers
 
 from shopsearch.encoders.text import item_text
 from shopsearch.errors import AlreadyExists, ConcurrentChange, Missing, Rejected, ServiceError, ShopsearchError
-from shopsearch.index.vectors import mapped_derived_fields, vector_copy, with_vectors
+from shopsearch.index.vectors import READ_BATCH, mapped_derived_fields, vector_copy, with_vectors
 from shopsearch.ingest.clean import clean_item
 from shopsearch.ingest.normalise import fit_catalogue_scales, normalise_item
 from shopsearch.ingest.pipeline import Runner, chunk_payloads, versions_following
@@ -259,22 +259,22 @@ def write_products(client: OpenSearch, runner: Runner, writes: Sequence[Write], 
     conditional bulk, those that need vectors go to the workers as ingest chunks. A product named
     twice is written in two rounds, so the second write reads the first one's result."""
     answers: list[Written | Refused | None] = [None] * len(writes)
-    resolved: dict[str, tuple[str, dict] | None] = {}
+    resolved: dict[str, list[str] | None] = {}  # name -> the versions it writes into, the named one first
     by_index: dict[str, list[tuple[int, str, Write]]] = {}
     for position, w in enumerate(writes):
         doc_id = w.id or (str(w.fields["id"]) if w.fields.get("id") not in (None, "") else uuid.uuid4().hex)
         try:
             check_writable(w.fields, doc_id)
             if w.name not in resolved:
-                resolved[w.name] = product_index(client, w.name)
+                found = product_index(client, w.name)
+                resolved[w.name] = None if found is None else [found[0]] + (
+                    versions_following(client, w.name, found[0]) if found[0] != w.name else [])
             if resolved[w.name] is None:
                 raise Missing(f"{w.name} is not a catalogue's product index", field="index")
         except ShopsearchError as e:
             answers[position] = Refused(w.name, doc_id, e)
             continue
-        index = resolved[w.name][0]
-        following = versions_following(client, w.name, index) if index != w.name else []
-        for k, target in enumerate([index] + following):
+        for k, target in enumerate(resolved[w.name]):
             # the named version answers; a following one's outcome is only logged (negative positions)
             by_index.setdefault(target, []).append((position if k == 0 else -1 - position, doc_id, w))
     for index, ops in by_index.items():
@@ -286,7 +286,9 @@ def write_products(client: OpenSearch, runner: Runner, writes: Sequence[Write], 
                     log.warning("a product write did not reach the following version %s: %s", index, answer.error)
         if refresh:
             client.indices.refresh(index=index)
-    return [a for a in answers if a is not None]
+    if any(a is None for a in answers):
+        raise ServiceError("a product write came back without an outcome; send the writes again")
+    return answers
 
 
 def _rounds(ops: list[tuple[int, str, Write]]) -> list[list[tuple[int, str, Write]]]:
@@ -319,24 +321,23 @@ def _apply(client: OpenSearch, runner: Runner, index: str, ops: list[tuple[int, 
     missing = {"vector_copy", "title_column"} - mapped_derived_fields(client, index)
     pending = ops
     for _ in range(ATTEMPTS):
-        got = {d["_id"]: d for d in client.mget(index=index, body={"ids": [doc_id for _, doc_id, _ in pending]})["docs"]}
+        got = _read(client, index, [doc_id for _, doc_id, _ in pending])
         keep, encode = [], []
         for position, doc_id, w in pending:
             found = got.get(doc_id, {})
             stored = with_vectors(found["_source"]) if found.get("found") else None
-            if w.delete:
-                keep.append((position, doc_id, w, {"_op_type": "delete", "_index": index, "_id": doc_id}))
-                continue
             try:
-                item = _decide(stored, w, doc_id, index, scales, rating_scale)
+                item = None if w.delete else _decide(stored, w, doc_id, index, scales, rating_scale)
             except ShopsearchError as e:
                 out[position] = Refused(index, doc_id, e)
                 continue
-            if w.change and unchanged(stored, item, w.fields):
+            if w.delete:
+                keep.append((position, doc_id, w, {"_op_type": "delete", "_index": index, "_id": doc_id}))
+            elif w.change and unchanged(stored, item, w.fields):
                 out[position] = Written(index, doc_id, "noop", found["_version"], found["_seq_no"], found["_primary_term"])
             elif needs_encoding(stored, item, version):
                 encode.append((position, item, stored is None))
-            else:
+            else:  # conditional on the copy read
                 doc = {k: v for k, v in kept_document(stored, item, version).items() if k not in missing}
                 keep.append((position, doc_id, w, {"_op_type": "index", "_index": index, "_id": doc_id, "_source": doc,
                                                    "if_seq_no": found["_seq_no"],
@@ -364,6 +365,12 @@ def _apply(client: OpenSearch, runner: Runner, index: str, ops: list[tuple[int, 
     return out
 
 
+def _read(client: OpenSearch, index: str, ids: list[str], source: bool = True) -> dict[str, dict]:
+    """``{id: mget answer}`` of products (realtime, with ``_seq_no``), read in batches."""
+    return {d["_id"]: d for start in range(0, len(ids), READ_BATCH)
+            for d in client.mget(index=index, body={"ids": ids[start:start + READ_BATCH]}, _source=source)["docs"]}
+
+
 def _decide(stored: dict | None, w: Write, doc_id: str, index: str, scales: dict, rating_scale: float) -> dict:
     """The clean, scaled item a write leaves, or the error that refuses it."""
     if w.change and stored is None:
@@ -383,7 +390,7 @@ def _encode_and_write(client: OpenSearch, runner: Runner, index: str, meta: dict
                               meta.get("projection", {}).get("path"), CHUNK)
     failed = {f["id"]: f for outcome in runner.encode_and_write(payloads) for f in outcome["failures"]}
     ids = [item["id"] for _, item, _ in encode if item["id"] not in failed]
-    now = {d["_id"]: d for d in client.mget(index=index, body={"ids": ids}, _source=False)["docs"]} if ids else {}
+    now = _read(client, index, ids, source=False)
     out: dict[int, Written | Refused] = {}
     for position, item, new in encode:
         if item["id"] in failed:
