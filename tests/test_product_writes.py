@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from shopsearch.errors import Rejected
 from shopsearch.index import api_keys
+from shopsearch.index.catalogue import create_catalogue_version
 from shopsearch.index.vectors import read_with_vectors
 from shopsearch.ingest.normalise import apply_scale, fit_catalogue_scales
 from shopsearch.ingest.product_writes import WRITABLE, changed_product, check_writable, clean_product
@@ -87,6 +88,23 @@ def test_a_whole_product_written_with_put_is_cleaned_encoded_and_found_by_its_ve
     assert stored["model_version"] and stored["content_hash"]
     query = encoder.encode(["garden hose reel"])[0].tolist()
     assert _nearest(client, index, query)[0] == "new-reel"
+
+
+def test_a_product_written_through_the_alias_during_a_rollout_reaches_the_version_being_built(
+        shop, client, settings, proxy_url, admin_headers):
+    catalogue, index, _ = shop
+    meta = client.indices.get_mapping(index=index)[index]["mappings"]["_meta"]
+    building = create_catalogue_version(client, settings, catalogue, switch=False, extra_meta={
+        "scales": meta["scales"], "rollout": {"origin": index, "step": "filled"}})
+
+    r = requests.put(f"{proxy_url}/{catalogue}/_doc/late?refresh=true", headers=admin_headers, timeout=120,
+                     json={"title": "Brass Cabinet Knob", "price": 3.99})
+
+    assert r.status_code == 201 and r.json()["_index"] == index, r.text
+    for version in (index, building):
+        stored = read_with_vectors(client, version, ["late"])["late"]
+        assert stored["price"] == 3.99 and len(stored["fused_vector"]) == meta["text_dim"]
+    assert list(client.indices.get_alias(name=catalogue)) == [index]
 
 
 def test_a_bad_product_is_refused_with_its_reason_and_nothing_is_written(shop, client, proxy_url, admin_headers):
