@@ -213,7 +213,8 @@ def _runner():
     """The Celery runner products are encoded and written on (one per app)."""
     found = current_app.extensions.get(RUNNER)
     if found is None:
-        found = current_app.extensions[RUNNER] = runner(current_app.config["SHOPSEARCH"])
+        settings = current_app.config["SHOPSEARCH"]
+        found = current_app.extensions[RUNNER] = runner(settings, chunk_timeout=settings.product_write_timeout)
     return found
 
 

@@ -130,6 +130,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("api_keys_index", "shopsearch-keys", "Index of the API keys the project keeps (shopsearch keys; only their hashes): roles read, write and admin for the internal face's pass-through and /admin."),
     Setting("api_key_cache_seconds", 30.0, "How long a proxy process trusts a key it has looked up: a revoked key stops working within this many seconds."),
     Setting("encode_timeout", 2.0, "Seconds a query encoding may take before the search degrades to BM25."),
+    Setting("product_write_timeout", 60.0, "Seconds a product written through the pass-through may wait for the workers to encode and write it before the write answers 503 (the workers may still write it later)."),
     Setting("query_cache_size", 10000, "Query vectors kept in each process's local LRU cache, in front of the shared one (per model version)."),
     Setting("vector_cache_url", "", "Redis of the query-vector cache shared by every proxy worker of a host or cluster (empty: the server of redis_url, database 2; off: local cache only). Redis down: the local cache and the encoder answer, the search goes on."),
     Setting("vector_cache_seconds", 7 * 86400, "Seconds a query vector stays in the shared cache (keys carry the model version, so a new model never reads old vectors)."),

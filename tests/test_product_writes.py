@@ -5,6 +5,7 @@ with its reason and nothing is written. Real proxy over real HTTP, real OpenSear
 import json
 
 import pytest
+import redis
 import requests
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
@@ -16,6 +17,7 @@ from shopsearch.index.catalogue import create_catalogue_version
 from shopsearch.index.vectors import read_with_vectors
 from shopsearch.ingest.normalise import apply_scale, fit_catalogue_scales
 from shopsearch.ingest.product_writes import WRITABLE, changed_product, check_writable, clean_product
+from shopsearch.plugin.app import create_app
 from shopsearch.workers.dispatch import run_ingest
 
 from .conftest import DATA
@@ -105,6 +107,22 @@ def test_a_product_written_through_the_alias_during_a_rollout_reaches_the_versio
         stored = read_with_vectors(client, version, ["late"])["late"]
         assert stored["price"] == 3.99 and len(stored["fused_vector"]) == meta["text_dim"]
     assert list(client.indices.get_alias(name=catalogue)) == [index]
+
+
+def test_a_product_no_worker_encodes_in_time_is_a_503_saying_so_and_is_not_written(shop, client, settings):
+    catalogue, index, _ = shop
+    unheard = settings.redis_url.rsplit("/", 1)[0] + "/9"  # a broker no worker consumes from
+    app = create_app(settings.replace(admin_token="t" * 40, product_write_timeout=1.0, broker_url=unheard),
+                     face="internal")
+    try:
+        r = app.test_client().put(f"/{catalogue}/_doc/slow", json={"title": "Copper Pipe Fitting"},
+                                  headers={"X-Admin-Token": "t" * 40})
+    finally:
+        redis.Redis.from_url(unheard).flushdb()  # the queued chain, which no worker will take
+
+    assert r.status_code == 503 and "could not be encoded and written" in r.json["message"], r.json
+    assert "TimeoutError" in r.json["message"]
+    assert not client.exists(index=index, id="slow")
 
 
 def test_a_bad_product_is_refused_with_its_reason_and_nothing_is_written(shop, client, proxy_url, admin_headers):

@@ -29,9 +29,10 @@ PROJECTION_TIMEOUT = 3600
 class CeleryRunner:
     """Runs chunks and background work on the project's Celery workers."""
 
-    def __init__(self, app: Celery, window: int = 8):
+    def __init__(self, app: Celery, window: int = 8, chunk_timeout: float = CHUNK_TIMEOUT):
         self.app = app
         self.window = max(1, window)
+        self.chunk_timeout = chunk_timeout  # a chunk not written by then is reported failed (it may still be written)
 
     def fit_projection(self, payload: dict) -> dict:
         return self.app.send_task("shopsearch.encode.fit_projection", args=[payload]).get(timeout=PROJECTION_TIMEOUT)
@@ -47,7 +48,7 @@ class CeleryRunner:
             if following is not None:
                 pending.append((following, self._chain(following)))
             try:
-                yield result.get(timeout=CHUNK_TIMEOUT, propagate=True)
+                yield result.get(timeout=self.chunk_timeout, propagate=True)
             except Exception as e:  # a task's error comes back re-raised as any class: its items are reported failed
                 yield failed_chunk(payload, e)
 
@@ -59,9 +60,10 @@ class CeleryRunner:
         self.app.signature(task, args=list(args)).apply_async()
 
 
-def runner(settings: Settings, app: Celery | None = None) -> CeleryRunner:
-    """The Celery runner for ``settings`` (``app``: an app already built from them)."""
-    return CeleryRunner(app or make_app(settings), settings.ingest_window)
+def runner(settings: Settings, app: Celery | None = None, chunk_timeout: float = CHUNK_TIMEOUT) -> CeleryRunner:
+    """The Celery runner for ``settings`` (``app``: an app already built from them; ``chunk_timeout``:
+    seconds to wait for each chunk, a day for an ingest run, less where a client waits)."""
+    return CeleryRunner(app or make_app(settings), settings.ingest_window, chunk_timeout)
 
 
 def run_ingest(settings: Settings, *args, app: Celery | None = None, **kwargs) -> pipeline.Summary:

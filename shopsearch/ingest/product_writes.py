@@ -407,4 +407,5 @@ def _refusal(info: dict, doc_id: str) -> ShopsearchError:
     status = info.get("status")
     if isinstance(status, int) and 400 <= status < 500:
         return Rejected("write_refused", f"OpenSearch refused product {doc_id!r} ({status}): {info.get('error')}")
-    return ServiceError(f"product {doc_id!r} could not be encoded and written: {info.get('error')}")
+    return ServiceError(f"product {doc_id!r} could not be encoded and written: {info.get('error')} (one that timed "
+                        "out may still be written when the workers take it: read it back before sending it again)")
