@@ -1,5 +1,5 @@
-"""A shop's own writes of single products (the pass-through's ``_doc``, ``_create`` and ``_update``
-on a catalogue), applied as an ingest would apply them.
+"""A shop's own writes of products (the pass-through's ``_doc``, ``_create``, ``_update`` and
+``_bulk`` lines on a catalogue), applied as an ingest would apply them.
 
 A catalogue's document is what ingest made of a product: cleaned fields, numbers scaled with the
 version's stored scales (``*_norm``), derived fields (``category``, ``category_path``,
@@ -35,7 +35,7 @@ from opensearchpy import NotFoundError, OpenSearch, helpers
 
 from shopsearch.encoders.text import item_text
 from shopsearch.errors import AlreadyExists, ConcurrentChange, Missing, Rejected, ServiceError, ShopsearchError
-from shopsearch.index.vectors import READ_BATCH, mapped_derived_fields, vector_copy, with_vectors
+from shopsearch.index.vectors import READ_BATCH, mapped_derived_fields, with_vectors
 from shopsearch.ingest.clean import clean_item
 from shopsearch.ingest.normalise import fit_catalogue_scales, normalise_item
 from shopsearch.ingest.pipeline import Runner, chunk_payloads, versions_following
@@ -196,10 +196,8 @@ def kept_document(stored: dict, item: dict, model_version: str) -> dict:
     """The document of ``item`` with the stored copy's vectors (pure; ``stored`` read with its vectors)."""
     has_image = bool(stored.get("has_image"))
     fused = stored["fused_vector"]
-    doc = document({**item, "flags": item.get("flags") or []}, stored.get("text_vector", fused),
-                   stored.get("image_vector", [0.0] * len(fused)), fused, has_image, model_version)
-    doc["vector_copy"] = vector_copy(doc)
-    return doc
+    return document({**item, "flags": item.get("flags") or []}, stored.get("text_vector", fused),
+                    stored.get("image_vector", [0.0] * len(fused)), fused, has_image, model_version)
 
 
 def changed_product(stored: dict, changes: dict, scales: dict, rating_scale: float) -> dict:
