@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from shopsearch.errors import Rejected
 from shopsearch.index import api_keys
 from shopsearch.index.catalogue import create_catalogue_version
-from shopsearch.index.vectors import read_with_vectors
+from shopsearch.index.vectors import read_with_vectors, update_keeping_vectors
 from shopsearch.ingest.normalise import apply_scale, fit_catalogue_scales
 from shopsearch.ingest.product_writes import WRITABLE, changed_product, check_writable, clean_product
 from shopsearch.plugin.app import create_app
@@ -123,6 +123,27 @@ def test_a_product_no_worker_encodes_in_time_is_a_503_saying_so_and_is_not_writt
     assert r.status_code == 503 and "could not be encoded and written" in r.json["message"], r.json
     assert "TimeoutError" in r.json["message"]
     assert not client.exists(index=index, id="slow")
+
+
+def test_an_ingest_that_writes_a_product_again_keeps_its_stock_and_its_popularity_from_events(
+        shop, client, settings, proxy_url, admin_headers, tmp_path):
+    catalogue, index, product = shop
+    requests.post(f"{proxy_url}/{catalogue}/_update/{product}", headers=admin_headers, timeout=60,
+                  json={"doc": {"in_stock": False}}).raise_for_status()
+    update_keeping_vectors(client, index, {product: {"popularity": 5.0, "popularity_norm": 0.25}}, refresh=True)
+    rows = PRODUCTS.read_text(encoding="utf-8").splitlines()[:7]
+    changed = tmp_path / "products.tsv"  # the same products, the first one renamed, beside the same side tables
+    for table in ("colors.tsv", "materials.tsv"):
+        (tmp_path / table).symlink_to(PRODUCTS.parent / table)
+    changed.write_text("\n".join([rows[0]] + [f"{product}\tRenamed Angle Bracket"] + [
+        r for r in rows[1:] if not r.startswith(product)]) + "\n", encoding="utf-8")
+
+    summary = run_ingest(settings, changed, catalogue, mapping="homedepot")
+
+    assert summary.encoded == 1 and summary.indexed == 1
+    stored = read_with_vectors(client, index, [product])[product]
+    assert stored["title"] == "Renamed Angle Bracket"
+    assert stored["in_stock"] is False and stored["popularity"] == 5.0 and stored["popularity_norm"] == 0.25
 
 
 def test_a_bad_product_is_refused_with_its_reason_and_nothing_is_written(shop, client, proxy_url, admin_headers):

@@ -22,7 +22,8 @@ from shopsearch.index.catalogue import create_catalogue_version
 from shopsearch.index.meta import update_meta
 from shopsearch.index.versions import list_versions, live_index
 from shopsearch.ingest.write import document
-from shopsearch.learn.reindex import ROLLOUT_QUEUE, check_coordinator_queues, item_from_document
+from shopsearch.ingest.write import item_from_document
+from shopsearch.learn.reindex import ROLLOUT_QUEUE, check_coordinator_queues
 from shopsearch.learn.rollout import promote, rollback
 from shopsearch.ops.services import worker
 from shopsearch.ops.services.process import read_pid, stop_pid

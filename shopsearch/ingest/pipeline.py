@@ -186,14 +186,17 @@ def plan(path: Path, mapping_name: str, images: Path | None, limit: int | None, 
     return kept
 
 
-def chunk_payloads(todo: list[dict], index: str, model: str, projection: str | None, chunk_size: int) -> list[dict]:
-    """The chunks of a run (pure): items ordered by text length, cut into ``chunk_size`` pieces.
+def chunk_payloads(todo: list[dict], index: str, model: str, projection: str | None, chunk_size: int,
+                   keep_stored: bool = True) -> list[dict]:
+    """The chunks of a run (pure): items ordered by text length, cut into ``chunk_size`` pieces
+    (``keep_stored``: the write keeps what stored products hold and the items do not name,
+    ``ingest.write.KEPT_ACROSS_INGEST``).
 
     >>> [len(p["items"]) for p in chunk_payloads([{"id": str(n), "title": "x" * n} for n in range(5)], "i", "m", None, 2)]
     [2, 2, 1]
     """
     ordered = by_text_length(todo)
-    return [{"index": index, "chunk": n, "model": model, "projection": projection,
+    return [{"index": index, "chunk": n, "model": model, "projection": projection, "keep_stored": keep_stored,
              "items": ordered[start:start + chunk_size]} for n, start in enumerate(range(0, len(ordered), chunk_size))]
 
 

@@ -39,7 +39,7 @@ from shopsearch.index.vectors import READ_BATCH, mapped_derived_fields, with_vec
 from shopsearch.ingest.clean import clean_item
 from shopsearch.ingest.normalise import fit_catalogue_scales, normalise_item
 from shopsearch.ingest.pipeline import Runner, chunk_payloads, versions_following
-from shopsearch.ingest.write import document
+from shopsearch.ingest.write import document, item_from_document
 
 # what a shop may write of a product: the canonical fields of a source item, and in_stock
 SOURCE_FIELDS = ("id", "title", "description", "brand", "category_path", "price", "rating", "popularity", "image",
@@ -145,17 +145,14 @@ def _parts_are_text(value) -> bool:
 
 
 def source_item(stored: dict) -> dict:
-    """The source item a stored product was made from (pure): what :func:`~shopsearch.ingest.write.document` read.
+    """The source fields of a stored product (pure): what a shop wrote, or ingest read, to make it.
 
     >>> source_item({"id": "1", "title": "Mug", "category": "Cups", "category_path": ["Kitchen", "Kitchen > Cups"],
-    ...              "price": 4.5, "price_norm": 0.1, "fused_vector": [1.0]})["category_path"]
-    ['Kitchen', 'Cups']
+    ...              "price": 4.5, "price_norm": 0.1, "fused_vector": [1.0]})
+    {'id': '1', 'title': 'Mug', 'price': 4.5, 'category_path': ['Kitchen', 'Cups'], 'attributes': {}}
     """
-    item = {name: stored.get(name) for name in SOURCE_FIELDS}
-    path = stored.get("category_path") or []
-    item["category_path"] = path[-1].split(" > ") if path else []
-    item["attributes"] = stored.get("attributes") or {}
-    return item
+    item = {k: v for k, v in item_from_document(stored).items() if k in SOURCE_FIELDS}
+    return {**item, "attributes": item.get("attributes") or {}}
 
 
 def _category_path(value) -> list:
@@ -210,11 +207,21 @@ def changed_product(stored: dict, changes: dict, scales: dict, rating_scale: flo
     >>> item["price"], item["popularity_norm"], item["in_stock"], item["title"]
     (3.5, 0.4, True, 'Mug')
     """
-    item = clean_product({**source_item(stored), **changes}, scales, rating_scale)
+    item = with_kept(stored, clean_product({**source_item(stored), **changes}, scales, rating_scale), changes)
+    return {**item, **{k: stored[k] for k in KEPT if k in stored}}
+
+
+def with_kept(stored: dict | None, item: dict, named: dict) -> dict:
+    """``item`` with the stored copy's event popularity and ``in_stock`` where the write does not name them (pure).
+
+    >>> with_kept({"in_stock": False, "popularity": 3}, {"id": "1"}, {"title": "Mug"})
+    {'id': '1', 'popularity': 3, 'in_stock': False}
+    >>> with_kept({"in_stock": False}, {"id": "1"}, {"in_stock": None})
+    {'id': '1'}
+    """
     for name, kept in KEPT_UNLESS_CHANGED.items():
-        if name not in changes:
-            item.update({k: stored[k] for k in kept if k in stored})
-    item.update({k: stored[k] for k in KEPT if k in stored})
+        if stored is not None and name not in named:
+            item = {**item, **{k: stored[k] for k in kept if k in stored}}
     return item
 
 
@@ -378,14 +385,14 @@ def _decide(stored: dict | None, w: Write, doc_id: str, index: str, scales: dict
         raise AlreadyExists(f"product {doc_id!r} is already in {index}", field="id")
     if w.change:
         return changed_product(stored, w.fields, scales, rating_scale)
-    return clean_product({**w.fields, "id": doc_id}, scales, rating_scale)
+    return with_kept(stored, clean_product({**w.fields, "id": doc_id}, scales, rating_scale), w.fields)
 
 
 def _encode_and_write(client: OpenSearch, runner: Runner, index: str, meta: dict,
                       encode: list[tuple[int, dict, bool]]) -> dict[int, Written | Refused]:
     """Encode items on the workers and write them, as ingest chunks; their answers by position."""
     payloads = chunk_payloads([item for _, item, _ in encode], index, meta["model"],
-                              meta.get("projection", {}).get("path"), CHUNK)
+                              meta.get("projection", {}).get("path"), CHUNK, keep_stored=False)  # kept above
     failed = {f["id"]: f for outcome in runner.encode_and_write(payloads) for f in outcome["failures"]}
     ids = [item["id"] for _, item, _ in encode if item["id"] not in failed]
     now = _read(client, index, ids, source=False)

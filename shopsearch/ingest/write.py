@@ -20,7 +20,8 @@ from opensearchpy import OpenSearch, helpers
 from opensearchpy.exceptions import RequestError
 
 from shopsearch.index.vectors import (COPY_FIELD, DERIVED_FIELDS, TITLE_COLUMN, mapped_derived_fields, title_column,
-                                      vector_copy)
+                                      vector_copy, without_vectors)
+from shopsearch.index.fetch import shown_float
 from shopsearch.ingest.encode import unpack
 
 INDEXED_FIELDS = ("id", "title", "description", "brand", "colour", "material", "gender", "attributes",
@@ -57,6 +58,28 @@ def document(item: dict, text_vec, image_vec, fused_vec, has_image: bool, model_
     return doc
 
 
+# fields that document() derives or that describe the old encoding, not the item
+DERIVED = {"category", "category_path", "has_image", "model_version", "indexed_at", "attribute_text", TITLE_COLUMN}
+
+
+def item_from_document(source: dict) -> dict:
+    """The clean, normalised item an indexed document was written from (inverse of ``document()``).
+
+    >>> item_from_document({"id": "1", "title": "Mug", "category": "Cups", "category_path": ["Home", "Home > Cups"],
+    ...                     "flags": ["image_unreadable"], "image": "/i/1.jpg", "text_vector": [0.1]})
+    {'id': '1', 'title': 'Mug', 'flags': [], 'image': '/i/1.jpg', 'category_path': ['Home', 'Cups']}
+    """
+    item = {k: v for k, v in without_vectors(source).items() if k not in DERIVED}
+    parts, before = [], None
+    for prefix in source.get("category_path") or []:  # "A", "A > B", ... -> "A", "B", ...
+        parts.append(prefix if before is None else prefix[len(before) + 3:])
+        before = prefix
+    item["category_path"] = parts
+    if item.get("image"):  # the encoder flags an unreadable image again; a flag from cleaning (no image) stays
+        item["flags"] = [f for f in item.get("flags", []) if f != "image_unreadable"]
+    return item
+
+
 def attribute_text(attributes: dict) -> str:
     """The searchable words of an item's attributes: every value with a letter in it (a year or a count is not).
 
@@ -68,6 +91,45 @@ def attribute_text(attributes: dict) -> str:
     """
     values = [str(v) for v in attributes.values() if not isinstance(v, (dict, list))]
     return " ".join(v for v in values if any(c.isalpha() for c in v))
+
+
+# what a stored product keeps when an ingest writes it again without naming it: in_stock, which
+# only a shop writes (through the pass-through, ingest/product_writes.py), and the popularity counted
+# from events (learn/popularity.py), which the next count would restore only minutes later
+KEPT_ACROSS_INGEST = (("in_stock",), ("popularity", "popularity_norm"))
+
+
+def with_kept_fields(docs: list[dict], stored: dict[str, dict]) -> list[dict]:
+    """``docs`` with the :data:`KEPT_ACROSS_INGEST` fields of their stored copies where they name none
+    of a group's fields (pure).
+
+    >>> with_kept_fields([{"id": "1", "title": "Mug"}, {"id": "2", "title": "Cup", "popularity": 1.0}],
+    ...                  {"1": {"in_stock": False, "popularity": 7.0, "popularity_norm": 0.5}, "2": {"popularity": 9.0}})
+    [{'id': '1', 'title': 'Mug', 'in_stock': False, 'popularity': 7.0, 'popularity_norm': 0.5}, {'id': '2', 'title': 'Cup', 'popularity': 1.0}]
+    """
+    out = []
+    for doc in docs:
+        kept = stored.get(doc["id"], {})
+        for group in KEPT_ACROSS_INGEST:
+            if not any(name in doc for name in group):
+                doc = {**doc, **{name: kept[name] for name in group if name in kept}}
+        out.append(doc)
+    return out
+
+
+def stored_kept_fields(client: OpenSearch, index: str, ids: list[str]) -> dict[str, dict]:
+    """``{id: {field: value}}`` of the :data:`KEPT_ACROSS_INGEST` fields the stored copies hold (doc values)."""
+    names = [name for group in KEPT_ACROSS_INGEST for name in group]
+    if not ids:
+        return {}
+    body = {"size": len(ids), "_source": False, "docvalue_fields": names, "track_total_hits": False,
+            "query": {"ids": {"values": ids}}}
+    out = {}
+    for hit in client.search(index=index, body=body)["hits"]["hits"]:
+        fields = hit.get("fields", {})
+        out[hit["_id"]] = {name: shown_float(fields[name][0]) if isinstance(fields[name][0], float) else fields[name][0]
+                           for name in names if fields.get(name)}
+    return out
 
 
 def write_documents(client: OpenSearch, index: str, docs: list[dict], op_type: str = "index") -> tuple[int, list[dict]]:
@@ -122,8 +184,14 @@ def encoded_documents(encoded: dict) -> list[dict]:
 
 
 def write_chunk(client: OpenSearch, encoded: dict) -> dict:
-    """Bulk-write one encoded chunk; returns its outcome: counts, per-item failures, unreadable images."""
-    indexed, failures = write_documents(client, encoded["index"], encoded_documents(encoded))
+    """Bulk-write one encoded chunk; returns its outcome: counts, per-item failures, unreadable images.
+
+    A product already stored keeps its :data:`KEPT_ACROSS_INGEST` fields, unless the chunk says
+    its items carry what they keep (``keep_stored`` false: a shop's own write, which decided it)."""
+    docs = encoded_documents(encoded)
+    if encoded.get("keep_stored", True):
+        docs = with_kept_fields(docs, stored_kept_fields(client, encoded["index"], [d["id"] for d in docs]))
+    indexed, failures = write_documents(client, encoded["index"], docs)
     flags = encoded["vectors"]["flags"]
     return {"chunk": encoded["chunk"], "indexed": indexed, "failures": failures,
             "image_unreadable": [i["id"] for i, f in zip(encoded["items"], flags) if "image_unreadable" in f]}

@@ -40,10 +40,9 @@ from shopsearch.errors import RolloutError, RolloutInterrupted, RolloutNotFound,
 from shopsearch.index.catalogue import create_catalogue_version, merge_segments
 from shopsearch.index.versions import check_catalogue_name, list_versions, live_index
 from shopsearch.index.meta import update_meta
-from shopsearch.index.vectors import (COPY_FIELD, NO_VECTORS, TITLE_COLUMN, read_with_vectors, scan_with_vectors,
-                                      with_vectors, without_vectors)
+from shopsearch.index.vectors import COPY_FIELD, NO_VECTORS, read_with_vectors, scan_with_vectors, with_vectors
 from shopsearch.ingest.pipeline import Runner, Summary, index_items, restore_refresh, run_ingest
-from shopsearch.ingest.write import document, write_documents
+from shopsearch.ingest.write import document, item_from_document, write_documents
 from shopsearch.learn import registry
 from shopsearch.learn.rollout_state import STEPS, count_docs, now, read_meta, record, swap_alias
 from shopsearch.settings import Settings
@@ -52,28 +51,6 @@ ROLLOUT_QUEUE = "rollout"          # the Celery queue of the coordinator task (s
 CHUNK_QUEUES = ("encode", "ingest")  # what the coordinator waits on: it must never share their workers
 VERIFY_SAMPLE = 20
 REUSE_MIN_COSINE = 0.999
-# fields that document() derives or that describe the old encoding, not the item
-_DERIVED = {"category", "category_path", "has_image", "model_version", "indexed_at", "attribute_text", TITLE_COLUMN}
-
-
-def item_from_document(source: dict) -> dict:
-    """The clean, normalised item an indexed document was written from (inverse of ``document()``).
-
-    >>> item_from_document({"id": "1", "title": "Mug", "category": "Cups", "category_path": ["Home", "Home > Cups"],
-    ...                     "flags": ["image_unreadable"], "image": "/i/1.jpg", "text_vector": [0.1]})
-    {'id': '1', 'title': 'Mug', 'flags': [], 'image': '/i/1.jpg', 'category_path': ['Home', 'Cups']}
-    """
-    item = {k: v for k, v in without_vectors(source).items() if k not in _DERIVED}
-    parts, before = [], None
-    for prefix in source.get("category_path") or []:  # "A", "A > B", ... -> "A", "B", ...
-        parts.append(prefix if before is None else prefix[len(before) + 3:])
-        before = prefix
-    item["category_path"] = parts
-    if item.get("image"):  # the encoder flags an unreadable image again; a flag from cleaning (no image) stays
-        item["flags"] = [f for f in item.get("flags", []) if f != "image_unreadable"]
-    return item
-
-
 def resolve_model(settings: Settings, model: str | None) -> str | None:
     """A model name as the encoders load it: a registry version becomes its ``bi-encoder`` directory.
 
