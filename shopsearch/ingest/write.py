@@ -19,9 +19,9 @@ import time
 from opensearchpy import OpenSearch, helpers
 from opensearchpy.exceptions import RequestError
 
+from shopsearch.index.fetch import shown_float
 from shopsearch.index.vectors import (COPY_FIELD, DERIVED_FIELDS, TITLE_COLUMN, mapped_derived_fields, title_column,
                                       vector_copy, without_vectors)
-from shopsearch.index.fetch import shown_float
 from shopsearch.ingest.encode import unpack
 
 INDEXED_FIELDS = ("id", "title", "description", "brand", "colour", "material", "gender", "attributes",
@@ -97,6 +97,7 @@ def attribute_text(attributes: dict) -> str:
 # only a shop writes (through the pass-through, ingest/product_writes.py), and the popularity counted
 # from events (learn/popularity.py), which the next count would restore only minutes later
 KEPT_ACROSS_INGEST = (("in_stock",), ("popularity", "popularity_norm"))
+KEPT_LOOKUP_BATCH = 5000  # ids per doc-value lookup, below max_result_window
 
 
 def with_kept_fields(docs: list[dict], stored: dict[str, dict]) -> list[dict]:
@@ -120,15 +121,15 @@ def with_kept_fields(docs: list[dict], stored: dict[str, dict]) -> list[dict]:
 def stored_kept_fields(client: OpenSearch, index: str, ids: list[str]) -> dict[str, dict]:
     """``{id: {field: value}}`` of the :data:`KEPT_ACROSS_INGEST` fields the stored copies hold (doc values)."""
     names = [name for group in KEPT_ACROSS_INGEST for name in group]
-    if not ids:
-        return {}
-    body = {"size": len(ids), "_source": False, "docvalue_fields": names, "track_total_hits": False,
-            "query": {"ids": {"values": ids}}}
     out = {}
-    for hit in client.search(index=index, body=body)["hits"]["hits"]:
-        fields = hit.get("fields", {})
-        out[hit["_id"]] = {name: shown_float(fields[name][0]) if isinstance(fields[name][0], float) else fields[name][0]
-                           for name in names if fields.get(name)}
+    for start in range(0, len(ids), KEPT_LOOKUP_BATCH):
+        block = ids[start:start + KEPT_LOOKUP_BATCH]
+        body = {"size": len(block), "_source": False, "docvalue_fields": names, "track_total_hits": False,
+                "query": {"ids": {"values": block}}}
+        for hit in client.search(index=index, body=body)["hits"]["hits"]:
+            fields = hit.get("fields", {})
+            out[hit["_id"]] = {name: shown_float(v) if isinstance(v := fields[name][0], float) else v
+                               for name in names if fields.get(name)}
     return out
 
 
