@@ -15,7 +15,7 @@ from functools import lru_cache, wraps
 
 from celery.result import allow_join_result
 from opensearchpy.exceptions import ConnectionError as OSConnectionError
-from opensearchpy.exceptions import ConnectionTimeout
+from opensearchpy.exceptions import ConnectionTimeout, TransportError
 
 from shopsearch.cluster import connect
 from shopsearch.ingest.encode import encode_chunk, fit_projection
@@ -83,7 +83,12 @@ def write_chunk_task(encoded: dict) -> dict:
     recover): the whole chunk is written again (document ids make that idempotent) every few
     seconds (at most 5 s apart, so a run finishes soon after the node is back), for up to about
     ten minutes; a refusal for good (a mapping error) is reported item by item."""
-    outcome = write_chunk(_client(), encoded)
+    try:
+        outcome = write_chunk(_client(), encoded)
+    except TransportError as e:  # the lookup of what the products keep, refused while shards recover
+        if e.status_code in RETRYABLE_ITEM_STATUS:
+            raise ClusterUnavailable(f"chunk {encoded['chunk']}: the cluster answered {e.status_code} ({e.error})") from e
+        raise
     if any(f.get("status") in RETRYABLE_ITEM_STATUS for f in outcome["failures"]):
         raise ClusterUnavailable(f"{len(outcome['failures'])} items of chunk {encoded['chunk']} refused for now")
     return outcome
