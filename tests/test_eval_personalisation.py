@@ -24,6 +24,7 @@ from shopsearch.query.shopper_rank import model_dir
 from .conftest import DATA
 
 INSTACART = DATA / "instacart"
+SHOPPERS = ("1", "2", "3", "7", "15", "17", "21", "22")
 
 
 def _rows(path, keep=lambda row: True):
@@ -50,9 +51,13 @@ def shop(client, settings):
 
 @pytest.fixture(scope="module")
 def slice_dir(tmp_path_factory):
-    """Order lines of four shoppers; their products plus the first 500 of the catalogue."""
+    """Order lines of eight shoppers (the first of the data); their products plus the first 500 of the catalogue.
+
+    Eight, not four: the ranker learns from seven of them (one is kept apart), and on four its
+    MRR (0.550-0.584 in four runs: the k-NN graph and the clock differ per run) tied popularity's 0.55 once;
+    on eight it is 0.595-0.613 against 0.445."""
     out = tmp_path_factory.mktemp("instacart")
-    users = {"1", "2", "3", "7"}
+    users = set(SHOPPERS)
     fields, lines = _rows(INSTACART / "order_lines.tsv", lambda r: r["user_id"] in users)
     _write(out / "order_lines.tsv", fields, lines)
     bought = {r["product_id"] for r in lines}
@@ -65,7 +70,7 @@ def slice_dir(tmp_path_factory):
 
 def test_orders_load_in_order_and_the_last_one_is_held_out(slice_dir):
     orders = load_orders(slice_dir / "order_lines.tsv")
-    assert sorted(orders) == ["1", "2", "3", "7"]
+    assert sorted(orders, key=int) == list(SHOPPERS)
     for history in orders.values():
         assert [o.number for o in history] == sorted(o.number for o in history)
     events = replay_events("1", orders["1"], "ic", datetime(2024, 6, 1, tzinfo=timezone.utc))
@@ -105,7 +110,7 @@ def evaluated(slice_dir, services, settings, shop):
 def test_personalised_search_beats_popularity_on_real_histories(evaluated, slice_dir, settings, client, shop):
     doc = evaluated
     orders = load_orders(slice_dir / "order_lines.tsv")
-    assert doc["users"] == 4
+    assert doc["users"] == len(SHOPPERS)
     assert doc["targets"] == sum(len(h[-1].products) for h in orders.values())
     assert set(doc["unpersonalised"]) == set(doc["personalised"]) == set(doc["learned"]) == {"mrr", "hit@10"}
     assert doc["personalised"]["mrr"] > doc["unpersonalised"]["mrr"] > 0
@@ -124,7 +129,7 @@ def test_the_learned_ranker_beats_popularity_and_is_stored_with_its_card(evaluat
     assert doc["learned"]["mrr"] > doc["unpersonalised"]["mrr"]
     assert doc["buy_again"]["mrr"] > doc["unpersonalised"]["mrr"]
     card = json.loads((model_dir(settings, shop) / "card.json").read_text())
-    assert card["training"]["groups"] > 0 and card["training"]["users"] <= 4
+    assert card["training"]["groups"] > 0 and card["training"]["users"] <= len(SHOPPERS)
     assert doc["shopper_ranker"]["path"] == str(model_dir(settings, shop))
 
 
@@ -137,7 +142,7 @@ def test_the_learned_ranker_serves_a_shoppers_usual_product_first(evaluated, set
         mw.close()
     assert body["hits"][0]["id"] == "196"
     assert "ShopperRank(shopper-ranker" in body["explain"]["pipeline"]
-    # in this four-shopper slice soda is also the aisle's most popular product, so an anonymous
+    # in this slice soda is also the aisle's most popular product, so an anonymous
     # search shows it first too: what the ranker adds is checked offline (tests/test_shopper_ranker.py)
 
 

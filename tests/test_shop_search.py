@@ -1,5 +1,8 @@
 """Shopper search through the middleware: hybrid ranking, filters, SKU queries, personalisation, degradation."""
 
+import concurrent.futures
+import threading
+
 import pytest
 
 from shopsearch.index.profiles import put_profile
@@ -120,8 +123,17 @@ def test_a_query_that_only_names_a_category_shows_that_category_popular_first(we
 
 def test_an_encoder_that_times_out_degrades_to_bm25(client, settings, shop):
     # no shared vector cache: another test's search may have put this query's vector there
-    slow = Searcher(client, settings.replace(encode_timeout=1e-6, result_cache_seconds=0, vector_cache_url="off"))
-    r = slow.search(shop, SearchRequest(q="comfortable sneakers for running"))
+    slow = Searcher(client, settings.replace(encode_timeout=0.05, result_cache_seconds=0, vector_cache_url="off"))
+    # every encode thread busy, so the query's encoding cannot finish within its timeout (a tiny
+    # timeout alone is a race: a loaded machine may run the whole encoding before the wait ends)
+    busy = threading.Event()
+    pool = slow.retriever._pool
+    held = [pool.submit(busy.wait, 30) for _ in range(pool._max_workers)]
+    try:
+        r = slow.search(shop, SearchRequest(q="comfortable sneakers for running"))
+    finally:
+        busy.set()
+        concurrent.futures.wait(held)
     assert r["degraded"] is True and "encoding" in r["reason"] and r["hits"]
 
 
