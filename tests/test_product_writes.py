@@ -16,9 +16,9 @@ from shopsearch.index import api_keys
 from shopsearch.index.catalogue import create_catalogue_version
 from shopsearch.index.vectors import read_with_vectors, update_keeping_vectors
 from shopsearch.ingest.normalise import apply_scale, fit_catalogue_scales
-from shopsearch.ingest.product_writes import WRITABLE, changed_product, check_writable, clean_product
+from shopsearch.ingest.product_writes import WRITABLE, Write, changed_product, check_writable, clean_product, write_products
 from shopsearch.plugin.app import create_app
-from shopsearch.workers.dispatch import run_ingest
+from shopsearch.workers.dispatch import run_ingest, runner
 
 from .conftest import DATA
 
@@ -90,6 +90,30 @@ def test_a_whole_product_written_with_put_is_cleaned_encoded_and_found_by_its_ve
     assert stored["model_version"] and stored["content_hash"]
     query = encoder.encode(["garden hose reel"])[0].tolist()
     assert _nearest(client, index, query)[0] == "new-reel"
+
+
+def test_a_change_written_meanwhile_is_kept_when_a_new_title_is_encoded_on_the_workers(shop, client, settings):
+    catalogue, index, product = shop
+    workers = runner(settings, chunk_timeout=120)
+
+    class MeanwhileRunner:
+        """The real workers; while the title is read and decided, the shop marks the product out of stock."""
+        calls = 0
+
+        def encode_and_write(self, payloads):
+            MeanwhileRunner.calls += 1
+            if MeanwhileRunner.calls == 1:
+                meanwhile, = write_products(client, workers, [Write(index, product, {"in_stock": False}, change=True)])
+                assert meanwhile.result == "updated"
+            return workers.encode_and_write(payloads)
+
+    answer, = write_products(client, MeanwhileRunner(), [Write(catalogue, product, {"title": "Cordless Hammer Drill"},
+                                                                change=True)], refresh=True)
+
+    assert answer.result == "updated" and MeanwhileRunner.calls == 2  # refused over the older copy, decided again
+    stored = read_with_vectors(client, index, [product])[product]
+    assert stored["title"] == "Cordless Hammer Drill" and stored["in_stock"] is False  # neither write lost
+    assert answer.seq_no == client.get(index=index, id=product)["_seq_no"]
 
 
 def test_a_product_written_through_the_alias_during_a_rollout_reaches_the_version_being_built(

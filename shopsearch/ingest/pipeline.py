@@ -187,17 +187,24 @@ def plan(path: Path, mapping_name: str, images: Path | None, limit: int | None, 
 
 
 def chunk_payloads(todo: list[dict], index: str, model: str, projection: str | None, chunk_size: int,
-                   keep_stored: bool = True) -> list[dict]:
+                   keep_stored: bool = True, conditions: dict[str, list[int]] | None = None) -> list[dict]:
     """The chunks of a run (pure): items ordered by text length, cut into ``chunk_size`` pieces
     (``keep_stored``: the write keeps what stored products hold and the items do not name,
-    ``ingest.write.KEPT_ACROSS_INGEST``).
+    ``ingest.write.KEPT_ACROSS_INGEST``; ``conditions``: ``{id: [seq_no, primary_term]}`` of the
+    copies read, each chunk carrying its items').
 
     >>> [len(p["items"]) for p in chunk_payloads([{"id": str(n), "title": "x" * n} for n in range(5)], "i", "m", None, 2)]
     [2, 2, 1]
+    >>> [p.get("conditions") for p in chunk_payloads([{"id": "a"}, {"id": "bb"}], "i", "m", None, 1, conditions={"bb": [4, 1]})]
+    [{}, {'bb': [4, 1]}]
     """
     ordered = by_text_length(todo)
-    return [{"index": index, "chunk": n, "model": model, "projection": projection, "keep_stored": keep_stored,
-             "items": ordered[start:start + chunk_size]} for n, start in enumerate(range(0, len(ordered), chunk_size))]
+    chunks = [{"index": index, "chunk": n, "model": model, "projection": projection, "keep_stored": keep_stored,
+               "items": ordered[start:start + chunk_size]} for n, start in enumerate(range(0, len(ordered), chunk_size))]
+    if conditions is not None:
+        for chunk in chunks:
+            chunk["conditions"] = {i["id"]: conditions[i["id"]] for i in chunk["items"] if i["id"] in conditions}
+    return chunks
 
 
 def _dispatch_and_wait(runner: Runner, payloads: list[dict], summary, on_progress):

@@ -16,8 +16,11 @@ document from its ``_source``. So such writes are applied here instead:
 * a **change** (``_update`` with ``doc``) is merged into the product as ingest made it (:func:`source_item`),
   cleaned and scaled again; the stored vectors are kept when the encoded text (:func:`item_text`)
   and the image are unchanged, else it is encoded again. The other fields keep their values:
-  popularity counted from events, duplicate groups, ``in_stock``. The write is conditional on the
-  copy read (``if_seq_no``), so an ingest meanwhile is never overwritten with an older copy.
+  popularity counted from events, duplicate groups, ``in_stock``.
+
+Every write of a product that was there is conditional on the copy read (``if_seq_no``, on the
+workers too when it is encoded), so a write meanwhile (an ingest, a popularity count, another
+change) is never overwritten with an older copy: the write is read, decided and applied again.
 
 ``in_stock`` is the one field ingest does not make and a shop writes: a boolean, kept as written.
 A write through a catalogue's alias also reaches the versions an ingest would
@@ -341,7 +344,7 @@ def _apply(client: OpenSearch, runner: Runner, index: str, ops: list[tuple[int, 
             elif w.change and unchanged(stored, item, w.fields):
                 out[position] = Written(index, doc_id, "noop", found["_version"], found["_seq_no"], found["_primary_term"])
             elif needs_encoding(stored, item, version):
-                encode.append((position, item, stored is None))
+                encode.append((position, doc_id, w, item, found if stored is not None else None))
             else:  # conditional on the copy read
                 doc = {k: v for k, v in kept_document(stored, item, version).items() if k not in missing}
                 keep.append((position, doc_id, w, {"_op_type": "index", "_index": index, "_id": doc_id, "_source": doc,
@@ -360,7 +363,9 @@ def _apply(client: OpenSearch, runner: Runner, index: str, ops: list[tuple[int, 
             else:
                 out[position] = Refused(index, doc_id, _refusal(info, doc_id))
         if encode:
-            out.update(_encode_and_write(client, runner, index, meta, encode))
+            written, changed = _encode_and_write(client, runner, index, meta, encode)
+            out.update(written)
+            conflicts += changed
         pending = conflicts
         if not pending:
             return out
@@ -389,22 +394,30 @@ def _decide(stored: dict | None, w: Write, doc_id: str, index: str, scales: dict
 
 
 def _encode_and_write(client: OpenSearch, runner: Runner, index: str, meta: dict,
-                      encode: list[tuple[int, dict, bool]]) -> dict[int, Written | Refused]:
-    """Encode items on the workers and write them, as ingest chunks; their answers by position."""
-    payloads = chunk_payloads([item for _, item, _ in encode], index, meta["model"],
-                              meta.get("projection", {}).get("path"), CHUNK, keep_stored=False)  # kept above
+                      encode: list[tuple[int, str, Write, dict, dict | None]]
+                      ) -> tuple[dict[int, Written | Refused], list[tuple[int, str, Write]]]:
+    """Encode items on the workers and write them, as ingest chunks, each conditional on the copy
+    read (``found``; None: the product was not there); ``(answers by position, the writes whose
+    product was written meanwhile)``, which the caller reads and decides again."""
+    conditions = {item["id"]: [found["_seq_no"], found["_primary_term"]] for *_, item, found in encode if found}
+    payloads = chunk_payloads([item for *_, item, _ in encode], index, meta["model"],
+                              meta.get("projection", {}).get("path"), CHUNK, keep_stored=False,  # kept above
+                              conditions=conditions)
     failed = {f["id"]: f for outcome in runner.encode_and_write(payloads) for f in outcome["failures"]}
-    ids = [item["id"] for _, item, _ in encode if item["id"] not in failed]
+    ids = [item["id"] for *_, item, _ in encode if item["id"] not in failed]
     now = _read(client, index, ids, source=False)
     out: dict[int, Written | Refused] = {}
-    for position, item, new in encode:
-        if item["id"] in failed:
+    changed = []
+    for position, doc_id, w, item, found in encode:
+        if item["id"] in failed and found and failed[item["id"]].get("status") == 409:
+            changed.append((position, doc_id, w))
+        elif item["id"] in failed:
             out[position] = Refused(index, item["id"], _refusal(failed[item["id"]], item["id"]))
         else:
             d = now.get(item["id"], {})
-            out[position] = Written(index, item["id"], "created" if new else "updated", d.get("_version"),
+            out[position] = Written(index, item["id"], "updated" if found else "created", d.get("_version"),
                                     d.get("_seq_no"), d.get("_primary_term"), encoded=True)
-    return out
+    return out, changed
 
 
 def _refusal(info: dict, doc_id: str) -> ShopsearchError:

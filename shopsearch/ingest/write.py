@@ -133,8 +133,12 @@ def stored_kept_fields(client: OpenSearch, index: str, ids: list[str]) -> dict[s
     return out
 
 
-def write_documents(client: OpenSearch, index: str, docs: list[dict], op_type: str = "index") -> tuple[int, list[dict]]:
+def write_documents(client: OpenSearch, index: str, docs: list[dict], op_type: str = "index",
+                    conditions: dict[str, list[int]] | None = None) -> tuple[int, list[dict]]:
     """Bulk-index ``docs`` (``_id`` = catalogue id); returns (indexed count, per-item failures).
+
+    ``conditions``: ``{id: [seq_no, primary_term]}``: those documents are written only over that
+    copy (``if_seq_no``); one changed meanwhile is a failure with status 409.
 
     ``op_type="create"`` (a copy of another version) leaves a document already there as it is
     (an ingest wrote a newer one meanwhile): its 409 is neither indexed nor a failure.
@@ -147,7 +151,10 @@ def write_documents(client: OpenSearch, index: str, docs: list[dict], op_type: s
     missing = set(DERIVED_FIELDS) - mapped_derived_fields(client, index) if docs else set()
     if missing:
         docs = [{k: v for k, v in d.items() if k not in missing} for d in docs]
-    actions = ({"_op_type": op_type, "_index": index, "_id": d["id"], "_source": d} for d in docs)
+    conditions = conditions or {}
+    actions = ({"_op_type": op_type, "_index": index, "_id": d["id"], "_source": d,
+                **({"if_seq_no": conditions[d["id"]][0], "if_primary_term": conditions[d["id"]][1]}
+                   if d["id"] in conditions else {})} for d in docs)
     indexed, failures, answered = 0, [], 0
     try:
         for ok, result in helpers.streaming_bulk(client, actions, chunk_size=500, max_chunk_bytes=20 * 1024 * 1024,
@@ -166,7 +173,7 @@ def write_documents(client: OpenSearch, index: str, docs: list[dict], op_type: s
         if len(rest) == 1:
             return indexed, failures + [{"id": rest[0]["id"], "status": e.status_code, "error": _reason(e)}]
         for half in (rest[:len(rest) // 2], rest[len(rest) // 2:]):
-            n, more = write_documents(client, index, half, op_type)
+            n, more = write_documents(client, index, half, op_type, conditions)
             indexed, failures = indexed + n, failures + more
     return indexed, failures
 
@@ -192,7 +199,7 @@ def write_chunk(client: OpenSearch, encoded: dict) -> dict:
     docs = encoded_documents(encoded)
     if encoded.get("keep_stored", True):
         docs = with_kept_fields(docs, stored_kept_fields(client, encoded["index"], [d["id"] for d in docs]))
-    indexed, failures = write_documents(client, encoded["index"], docs)
+    indexed, failures = write_documents(client, encoded["index"], docs, conditions=encoded.get("conditions"))
     flags = encoded["vectors"]["flags"]
     return {"chunk": encoded["chunk"], "indexed": indexed, "failures": failures,
             "image_unreadable": [i["id"] for i, f in zip(encoded["items"], flags) if "image_unreadable" in f]}
