@@ -116,6 +116,24 @@ def test_a_change_written_meanwhile_is_kept_when_a_new_title_is_encoded_on_the_w
     assert answer.seq_no == client.get(index=index, id=product)["_seq_no"]
 
 
+def test_a_create_of_a_product_written_meanwhile_is_a_409_and_leaves_that_product(shop, client, settings):
+    catalogue, index, _ = shop
+    workers = runner(settings, chunk_timeout=120)
+
+    class MeanwhileRunner:
+        """The real workers; while the new product is encoded, another client writes the same id."""
+        def encode_and_write(self, payloads):
+            other, = write_products(client, workers, [Write(index, "new-1", {"title": "Garden Hose Reel"})])
+            assert other.result == "created"
+            return workers.encode_and_write(payloads)
+
+    answer, = write_products(client, MeanwhileRunner(), [Write(catalogue, "new-1", {"title": "Copper Pipe Fitting"},
+                                                                create=True)], refresh=True)
+
+    assert answer.error.status == 409 and "already in" in str(answer.error)
+    assert client.get(index=index, id="new-1")["_source"]["title"] == "Garden Hose Reel"
+
+
 def test_a_product_written_through_the_alias_during_a_rollout_reaches_the_version_being_built(
         shop, client, settings, proxy_url, admin_headers):
     catalogue, index, _ = shop

@@ -187,10 +187,10 @@ def plan(path: Path, mapping_name: str, images: Path | None, limit: int | None, 
 
 
 def chunk_payloads(todo: list[dict], index: str, model: str, projection: str | None, chunk_size: int,
-                   keep_stored: bool = True, conditions: dict[str, list[int]] | None = None) -> list[dict]:
+                   keep_stored: bool = True, conditions: dict[str, list[int] | None] | None = None) -> list[dict]:
     """The chunks of a run (pure): items ordered by text length, cut into ``chunk_size`` pieces
     (``keep_stored``: the write keeps what stored products hold and the items do not name,
-    ``ingest.write.KEPT_ACROSS_INGEST``; ``conditions``: ``{id: [seq_no, primary_term]}`` of the
+    ``ingest.write.KEPT_ACROSS_INGEST``; ``conditions``: ``{id: [seq_no, primary_term] or None}`` of the
     copies read, each chunk carrying its items').
 
     >>> [len(p["items"]) for p in chunk_payloads([{"id": str(n), "title": "x" * n} for n in range(5)], "i", "m", None, 2)]

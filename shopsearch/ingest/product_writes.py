@@ -21,6 +21,7 @@ document from its ``_source``. So such writes are applied here instead:
 Every write of a product that was there is conditional on the copy read (``if_seq_no``, on the
 workers too when it is encoded), so a write meanwhile (an ingest, a popularity count, another
 change) is never overwritten with an older copy: the write is read, decided and applied again.
+A ``_create`` writes only a product that is still not there.
 
 ``in_stock`` is the one field ingest does not make and a shop writes: a boolean, kept as written.
 A write through a catalogue's alias also reaches the versions an ingest would
@@ -397,9 +398,11 @@ def _encode_and_write(client: OpenSearch, runner: Runner, index: str, meta: dict
                       encode: list[tuple[int, str, Write, dict, dict | None]]
                       ) -> tuple[dict[int, Written | Refused], list[tuple[int, str, Write]]]:
     """Encode items on the workers and write them, as ingest chunks, each conditional on the copy
-    read (``found``; None: the product was not there); ``(answers by position, the writes whose
-    product was written meanwhile)``, which the caller reads and decides again."""
-    conditions = {item["id"]: [found["_seq_no"], found["_primary_term"]] for *_, item, found in encode if found}
+    read (``found``; None: the product was not there, and a ``_create`` writes only if it still
+    is not); ``(answers by position, the writes whose product was written meanwhile)``, which the
+    caller reads and decides again."""
+    conditions = {item["id"]: [found["_seq_no"], found["_primary_term"]] if found else None
+                  for _, _, w, item, found in encode if found or w.create}
     payloads = chunk_payloads([item for *_, item, _ in encode], index, meta["model"],
                               meta.get("projection", {}).get("path"), CHUNK, keep_stored=False,  # kept above
                               conditions=conditions)
@@ -409,8 +412,8 @@ def _encode_and_write(client: OpenSearch, runner: Runner, index: str, meta: dict
     out: dict[int, Written | Refused] = {}
     changed = []
     for position, doc_id, w, item, found in encode:
-        if item["id"] in failed and found and failed[item["id"]].get("status") == 409:
-            changed.append((position, doc_id, w))
+        if item["id"] in conditions and failed.get(item["id"], {}).get("status") == 409:
+            changed.append((position, doc_id, w))  # a _create's product written meanwhile: refused when decided again
         elif item["id"] in failed:
             out[position] = Refused(index, item["id"], _refusal(failed[item["id"]], item["id"]))
         else:

@@ -134,11 +134,12 @@ def stored_kept_fields(client: OpenSearch, index: str, ids: list[str]) -> dict[s
 
 
 def write_documents(client: OpenSearch, index: str, docs: list[dict], op_type: str = "index",
-                    conditions: dict[str, list[int]] | None = None) -> tuple[int, list[dict]]:
+                    conditions: dict[str, list[int] | None] | None = None) -> tuple[int, list[dict]]:
     """Bulk-index ``docs`` (``_id`` = catalogue id); returns (indexed count, per-item failures).
 
     ``conditions``: ``{id: [seq_no, primary_term]}``: those documents are written only over that
-    copy (``if_seq_no``); one changed meanwhile is a failure with status 409.
+    copy (``if_seq_no``); ``{id: None}``: only if there is none yet (``create``); one changed or
+    created meanwhile is a failure with status 409.
 
     ``op_type="create"`` (a copy of another version) leaves a document already there as it is
     (an ingest wrote a newer one meanwhile): its 409 is neither indexed nor a failure.
@@ -152,9 +153,8 @@ def write_documents(client: OpenSearch, index: str, docs: list[dict], op_type: s
     if missing:
         docs = [{k: v for k, v in d.items() if k not in missing} for d in docs]
     conditions = conditions or {}
-    actions = ({"_op_type": op_type, "_index": index, "_id": d["id"], "_source": d,
-                **({"if_seq_no": conditions[d["id"]][0], "if_primary_term": conditions[d["id"]][1]}
-                   if d["id"] in conditions else {})} for d in docs)
+    actions = ({"_op_type": op_type, "_index": index, "_id": d["id"], "_source": d, **_condition(conditions, d["id"])}
+               for d in docs)
     indexed, failures, answered = 0, [], 0
     try:
         for ok, result in helpers.streaming_bulk(client, actions, chunk_size=500, max_chunk_bytes=20 * 1024 * 1024,
@@ -164,7 +164,7 @@ def write_documents(client: OpenSearch, index: str, docs: list[dict], op_type: s
             if ok:
                 indexed += 1
             else:
-                info = result.get(op_type, {})
+                info = next(iter(result.values()), {})
                 if op_type == "create" and info.get("status") == 409:
                     continue
                 failures.append({"id": info.get("_id"), "status": info.get("status"), "error": info.get("error")})
@@ -176,6 +176,18 @@ def write_documents(client: OpenSearch, index: str, docs: list[dict], op_type: s
             n, more = write_documents(client, index, half, op_type, conditions)
             indexed, failures = indexed + n, failures + more
     return indexed, failures
+
+
+def _condition(conditions: dict[str, list[int] | None], doc_id: str) -> dict:
+    """A bulk action's condition (see :func:`write_documents`), pure.
+
+    >>> _condition({"a": [7, 1], "b": None}, "a"), _condition({"a": [7, 1], "b": None}, "b"), _condition({}, "c")
+    ({'if_seq_no': 7, 'if_primary_term': 1}, {'_op_type': 'create'}, {})
+    """
+    if doc_id not in conditions:
+        return {}
+    found = conditions[doc_id]
+    return {"_op_type": "create"} if found is None else {"if_seq_no": found[0], "if_primary_term": found[1]}
 
 
 def _reason(error: RequestError):
