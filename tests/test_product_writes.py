@@ -16,7 +16,8 @@ from shopsearch.index import api_keys
 from shopsearch.index.catalogue import create_catalogue_version
 from shopsearch.index.vectors import read_with_vectors, update_keeping_vectors
 from shopsearch.ingest.normalise import apply_scale, fit_catalogue_scales
-from shopsearch.ingest.product_writes import WRITABLE, Write, changed_product, check_writable, clean_product, write_products
+from shopsearch.ingest.product_rules import WRITABLE, changed_product, check_writable, clean_product
+from shopsearch.ingest.product_writes import Write, write_products
 from shopsearch.plugin.app import create_app
 from shopsearch.workers.dispatch import run_ingest, runner
 
