@@ -54,7 +54,7 @@ def slice_dir(tmp_path_factory):
     """Order lines of eight shoppers (the first of the data); their products plus the first 500 of the catalogue.
 
     Eight, not four: the ranker learns from seven of them (one is kept apart), and on four its
-    MRR (0.550-0.584 in four runs: the k-NN graph and the clock differ per run) tied popularity's 0.55 once;
+    MRR (0.550-0.584 in four runs: its text scores and the clock differ per run) tied popularity's 0.55 once;
     on eight it is 0.595-0.613 against 0.445."""
     out = tmp_path_factory.mktemp("instacart")
     users = set(SHOPPERS)

@@ -79,8 +79,8 @@ RETRYABLE_ITEM_STATUS = (429, 503)
 def write_chunk_task(encoded: dict) -> dict:
     """Bulk-write an encoded chunk; returns counts and per-item failures.
 
-    OpenSearch down (connection refused) or restarting (items answered 503 while its shards
-    recover): the whole chunk is written again (document ids make that idempotent) every few
+    OpenSearch down (connection refused) or restarting (items, or the lookup of what the stored
+    products keep, answered 503 while its shards recover): the whole chunk is written again (document ids make that idempotent) every few
     seconds (at most 5 s apart, so a run finishes soon after the node is back), for up to about
     ten minutes; a refusal for good (a mapping error) is reported item by item."""
     try:

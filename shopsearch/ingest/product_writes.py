@@ -269,7 +269,7 @@ def _encode_and_write(client: OpenSearch, runner: Runner, index: str, meta: dict
     changed = []
     for position, doc_id, w, item, found in encode:
         if item["id"] in conditions and failed.get(item["id"], {}).get("status") == 409:
-            changed.append((position, doc_id, w))  # a _create's product written meanwhile: refused when decided again
+            changed.append((position, doc_id, w))  # written meanwhile: read and decided again (a _create is then refused)
         elif item["id"] in failed:
             out[position] = Refused(index, item["id"], _refusal(failed[item["id"]], item["id"]))
         else:
