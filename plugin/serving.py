@@ -9,6 +9,7 @@ and the measurements that chose them: docs/ARCHITECTURE.md, "Serving model").
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 
@@ -44,9 +45,25 @@ def intra_threads(settings: Settings, workers: int | None = None, cores: int | N
     return max(1, (cores or os.cpu_count() or 1) // max(1, workers or settings.proxy_workers))
 
 
+def gc_threshold(settings: Settings, current: tuple[int, int, int]) -> tuple[int, int, int]:
+    """The collector's thresholds for a proxy worker: ``proxy_gc_threshold`` allocations between young
+    collections (0: Python's own), the older generations' counts as they are.
+
+    >>> gc_threshold(load_settings({}), (700, 10, 10))
+    (20000, 10, 10)
+    >>> gc_threshold(load_settings({"SHOPSEARCH_PROXY_GC_THRESHOLD": "0"}), (700, 10, 10))
+    (700, 10, 10)
+    """
+    young = settings.proxy_gc_threshold
+    return (young, *current[1:]) if young > 0 else current
+
+
 def post_fork(server, worker) -> None:
-    """In each worker, before the app loads: its share of intra-op threads, for torch and for the
-    ONNX Runtime sessions (which read ``inference_threads`` when the worker's app loads its settings)."""
+    """In each worker, before the app loads: the garbage collector's thresholds (``gc_threshold``),
+    its share of intra-op threads, for torch and for the ONNX Runtime sessions (which read
+    ``inference_threads`` when the worker's app loads its settings)."""
+    gc.set_threshold(*gc_threshold(_settings, gc.get_threshold()))
+    worker.log.info("garbage collector thresholds %s", gc.get_threshold())
     share = intra_threads(_settings, server.cfg.workers)
     os.environ["SHOPSEARCH_INFERENCE_THREADS"] = str(share)  # this worker's settings, read by create_app
     import torch  # why: heavy; the worker loads it with the encoder anyway, this only sizes its thread pool

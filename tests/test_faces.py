@@ -94,7 +94,8 @@ def test_serve_runs_both_faces_on_their_own_listeners(services, settings, shop, 
     local = settings.replace(proxy_port=_free_port(), internal_port=_free_port(), proxy_workers=1, proxy_threads=2,
                              admin_token=ADMIN_TOKEN)
     env_settings = {"SHOPSEARCH_PROXY_PORT": str(local.proxy_port), "SHOPSEARCH_INTERNAL_PORT": str(local.internal_port),
-                    "SHOPSEARCH_PROXY_WORKERS": "1", "SHOPSEARCH_PROXY_THREADS": "2", "SHOPSEARCH_ADMIN_TOKEN": ADMIN_TOKEN}
+                    "SHOPSEARCH_PROXY_WORKERS": "1", "SHOPSEARCH_PROXY_THREADS": "2", "SHOPSEARCH_ADMIN_TOKEN": ADMIN_TOKEN,
+                    "SHOPSEARCH_PROXY_GC_THRESHOLD": "12345"}
     old = {k: os.environ.get(k) for k in env_settings}
     os.environ.update(env_settings)  # the gunicorn children read their settings from the environment
     try:
@@ -115,6 +116,8 @@ def test_serve_runs_both_faces_on_their_own_listeners(services, settings, shop, 
         warmed = f"warmed catalogue {shop}: {{'index': '{shop}-v1'"
         for face in faces:
             wait_until(lambda: warmed in (tmp_path / f"{face.name}.log").read_text(), 120, f"the {face.name} face's warm-up")
+            # and collects garbage at the threshold its settings give (proxy_gc_threshold), not Python's 700
+            assert f"garbage collector thresholds ({12345}, " in (tmp_path / f"{face.name}.log").read_text()
     finally:
         serve.stop(faces)
     assert all(face.process.poll() is not None for face in faces)
