@@ -135,6 +135,37 @@ def test_a_create_of_a_product_written_meanwhile_is_a_409_and_leaves_that_produc
     assert client.get(index=index, id="new-1")["_source"]["title"] == "Garden Hose Reel"
 
 
+class RetriedRunner:
+    """The real workers, answering as a worker does that retried its chunk after writing it (a 503
+    mid-chunk): the chunk is written once, then sent again, and its conditional write meets the first."""
+
+    def __init__(self, workers):
+        self.workers, self.calls = workers, 0
+
+    def encode_and_write(self, payloads):
+        self.calls += 1
+        if self.calls == 1:
+            list(self.workers.encode_and_write(payloads))  # the attempt that wrote before it failed
+        return self.workers.encode_and_write(payloads)
+
+
+def test_a_change_and_a_create_a_worker_wrote_before_retrying_its_chunk_answer_updated_and_created(
+        shop, client, settings):
+    catalogue, index, product = shop
+    workers = runner(settings, chunk_timeout=120)
+
+    changed, = write_products(client, RetriedRunner(workers), [Write(catalogue, product, {"title": "Angle Grinder"},
+                                                                     change=True)], refresh=True)
+    created, = write_products(client, RetriedRunner(workers), [Write(catalogue, "new-2", {"title": "Tile Saw"},
+                                                                     create=True)], refresh=True)
+
+    assert changed.result == "updated" and changed.encoded  # not "noop": the product changed, by this write
+    assert created.result == "created"  # not a 409: the product there is the one this write created
+    assert read_with_vectors(client, index, [product])[product]["title"] == "Angle Grinder"
+    assert client.get(index=index, id="new-2")["_source"]["title"] == "Tile Saw"
+    assert created.seq_no == client.get(index=index, id="new-2")["_seq_no"]
+
+
 def test_a_product_written_through_the_alias_during_a_rollout_reaches_the_version_being_built(
         shop, client, settings, proxy_url, admin_headers):
     catalogue, index, _ = shop

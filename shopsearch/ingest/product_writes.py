@@ -185,12 +185,19 @@ def _apply(client: OpenSearch, runner: Runner, index: str, ops: list[tuple[int, 
     rating_scale = float(scales.get("rating", {}).get("hi") or 5.0)
     missing = {"vector_copy", "title_column"} - mapped_derived_fields(client, index)
     pending = ops
+    # writes the workers answered 409: maybe their own write, when a worker retried a chunk it had
+    # partly written (a 503 mid-chunk), so a product found as that write asked is its answer
+    retried: set[int] = set()
     for _ in range(ATTEMPTS):
         got = _read(client, index, [doc_id for _, doc_id, _ in pending])
         keep, encode = [], []
         for position, doc_id, w in pending:
             found = got.get(doc_id, {})
             stored = with_vectors(found["_source"]) if found.get("found") else None
+            if position in retried and w.create and stored is not None and _as_written(stored, w, doc_id, scales, rating_scale):
+                out[position] = Written(index, doc_id, "created", found["_version"], found["_seq_no"],
+                                        found["_primary_term"], encoded=True)
+                continue
             try:
                 item = None if w.delete else _decide(stored, w, doc_id, index, scales, rating_scale)
             except ShopsearchError as e:
@@ -199,7 +206,8 @@ def _apply(client: OpenSearch, runner: Runner, index: str, ops: list[tuple[int, 
             if w.delete:
                 keep.append((position, doc_id, w, {"_op_type": "delete", "_index": index, "_id": doc_id}))
             elif w.change and unchanged(stored, item, w.fields):
-                out[position] = Written(index, doc_id, "noop", found["_version"], found["_seq_no"], found["_primary_term"])
+                out[position] = Written(index, doc_id, "updated" if position in retried else "noop", found["_version"],
+                                        found["_seq_no"], found["_primary_term"], encoded=position in retried)
             elif needs_encoding(stored, item, version):
                 encode.append((position, doc_id, w, item, found if stored is not None else None))
             else:  # conditional on the copy read
@@ -223,6 +231,7 @@ def _apply(client: OpenSearch, runner: Runner, index: str, ops: list[tuple[int, 
             written, changed = _encode_and_write(client, runner, index, meta, encode)
             out.update(written)
             conflicts += changed
+            retried.update(position for position, _, _ in changed)
         pending = conflicts
         if not pending:
             return out
@@ -248,6 +257,14 @@ def _decide(stored: dict | None, w: Write, doc_id: str, index: str, scales: dict
     if w.change:
         return changed_product(stored, w.fields, scales, rating_scale)
     return with_kept(stored, clean_product({**w.fields, "id": doc_id}, scales, rating_scale), w.fields)
+
+
+def _as_written(stored: dict, w: Write, doc_id: str, scales: dict, rating_scale: float) -> bool:
+    """Whether the stored product is what the whole write ``w`` asks for (every field it names), pure."""
+    try:
+        return unchanged(stored, clean_product({**w.fields, "id": doc_id}, scales, rating_scale), w.fields)
+    except ShopsearchError:
+        return False
 
 
 def _encode_and_write(client: OpenSearch, runner: Runner, index: str, meta: dict,
