@@ -148,3 +148,21 @@ def unchanged(stored: dict, item: dict, changes: dict) -> bool:
     """
     before = {**source_item(stored), **{k: stored.get(k) for k in SHOP_FIELDS}}
     return all(before.get(k) == item.get(k) for k in changes if k != "id")
+
+
+def as_written(stored: dict, fields: dict, doc_id: str, scales: dict, rating_scale: float) -> bool:
+    """Whether the stored product is what a whole write of ``fields`` asks for (every field it
+    names, cleaned and scaled), pure; a write the rules refuse never is.
+
+    >>> scales = fit_catalogue_scales([{"price": 1.0}, {"price": 100.0}])
+    >>> as_written({"id": "1", "title": "Drill", "price": 3.5}, {"title": "Drill", "price": "3.50"}, "1", scales, 5.0)
+    True
+    >>> as_written({"id": "1", "title": "Drill"}, {"title": "Hammer"}, "1", scales, 5.0)
+    False
+    >>> as_written({"id": "1", "title": "Drill"}, {"title": "Drill", "price": -3}, "1", scales, 5.0)
+    False
+    """
+    try:
+        return unchanged(stored, clean_product({**fields, "id": doc_id}, scales, rating_scale), fields)
+    except Rejected:
+        return False

@@ -40,7 +40,7 @@ from opensearchpy import NotFoundError, OpenSearch, helpers
 from shopsearch.errors import AlreadyExists, ConcurrentChange, Missing, Rejected, ServiceError, ShopsearchError
 from shopsearch.index.vectors import READ_BATCH, mapped_derived_fields, with_vectors
 from shopsearch.ingest.pipeline import Runner, chunk_payloads, versions_following
-from shopsearch.ingest.product_rules import (changed_product, check_writable, clean_product, kept_document,
+from shopsearch.ingest.product_rules import (as_written, changed_product, check_writable, clean_product, kept_document,
                                              needs_encoding, unchanged, with_kept)
 
 ATTEMPTS = 5  # reads and conditional writes of one change before ConcurrentChange
@@ -194,7 +194,7 @@ def _apply(client: OpenSearch, runner: Runner, index: str, ops: list[tuple[int, 
         for position, doc_id, w in pending:
             found = got.get(doc_id, {})
             stored = with_vectors(found["_source"]) if found.get("found") else None
-            if position in retried and w.create and stored is not None and _as_written(stored, w, doc_id, scales, rating_scale):
+            if position in retried and w.create and stored is not None and as_written(stored, w.fields, doc_id, scales, rating_scale):
                 out[position] = Written(index, doc_id, "created", found["_version"], found["_seq_no"],
                                         found["_primary_term"], encoded=True)
                 continue
@@ -257,14 +257,6 @@ def _decide(stored: dict | None, w: Write, doc_id: str, index: str, scales: dict
     if w.change:
         return changed_product(stored, w.fields, scales, rating_scale)
     return with_kept(stored, clean_product({**w.fields, "id": doc_id}, scales, rating_scale), w.fields)
-
-
-def _as_written(stored: dict, w: Write, doc_id: str, scales: dict, rating_scale: float) -> bool:
-    """Whether the stored product is what the whole write ``w`` asks for (every field it names), pure."""
-    try:
-        return unchanged(stored, clean_product({**w.fields, "id": doc_id}, scales, rating_scale), w.fields)
-    except ShopsearchError:
-        return False
 
 
 def _encode_and_write(client: OpenSearch, runner: Runner, index: str, meta: dict,
