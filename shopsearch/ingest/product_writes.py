@@ -40,8 +40,8 @@ from opensearchpy import NotFoundError, OpenSearch, helpers
 from shopsearch.errors import AlreadyExists, ConcurrentChange, Missing, Rejected, ServiceError, ShopsearchError
 from shopsearch.index.vectors import READ_BATCH, mapped_derived_fields, with_vectors
 from shopsearch.ingest.pipeline import Runner, chunk_payloads, versions_following
-from shopsearch.ingest.product_rules import (as_written, changed_product, check_writable, clean_product, kept_document,
-                                             needs_encoding, unchanged, with_kept)
+from shopsearch.ingest.product_rules import (as_written, changed_product, check_writable, clean_product,
+                                             kept_document, needs_encoding, unchanged, with_kept)
 
 ATTEMPTS = 5  # reads and conditional writes of one change before ConcurrentChange
 CHUNK = 256   # products per encode chunk, as ingest cuts them
@@ -194,7 +194,8 @@ def _apply(client: OpenSearch, runner: Runner, index: str, ops: list[tuple[int, 
         for position, doc_id, w in pending:
             found = got.get(doc_id, {})
             stored = with_vectors(found["_source"]) if found.get("found") else None
-            if position in retried and w.create and stored is not None and as_written(stored, w.fields, doc_id, scales, rating_scale):
+            if (position in retried and w.create and stored is not None
+                    and as_written(stored, w.fields, doc_id, scales, rating_scale)):
                 out[position] = Written(index, doc_id, "created", found["_version"], found["_seq_no"],
                                         found["_primary_term"], encoded=True)
                 continue
@@ -206,8 +207,9 @@ def _apply(client: OpenSearch, runner: Runner, index: str, ops: list[tuple[int, 
             if w.delete:
                 keep.append((position, doc_id, w, {"_op_type": "delete", "_index": index, "_id": doc_id}))
             elif w.change and unchanged(stored, item, w.fields):
-                out[position] = Written(index, doc_id, "updated" if position in retried else "noop", found["_version"],
-                                        found["_seq_no"], found["_primary_term"], encoded=position in retried)
+                out[position] = Written(index, doc_id, "updated" if position in retried else "noop",
+                                        found["_version"], found["_seq_no"], found["_primary_term"],
+                                        encoded=position in retried)
             elif needs_encoding(stored, item, version):
                 encode.append((position, doc_id, w, item, found if stored is not None else None))
             else:  # conditional on the copy read
