@@ -3,13 +3,15 @@
 This machine has no Docker engine, so the deployment is checked by reading the files: structure,
 the OpenSearch cluster's discovery settings, variable interpolation, service dependencies, the GPU
 reservation, the module paths the commands name, the Dockerfile's inputs and the SHOPSEARCH_*
-names. Docker Compose's own `config -q` runs over the files as well: the docker CLI's plugin, or
-the release `./run test` builds with Go (skipped, saying why, where neither exists). No service fixture.
+names. Docker Compose itself also runs over the files, checking them (`config -q`) and resolving
+them (`config --format json`) as the static reading does: the docker CLI's plugin, or the release
+`./run test` builds with Go (skipped, saying why, where neither exists). No service fixture.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import re
 import shlex
@@ -496,6 +498,25 @@ def test_docker_compose_accepts_the_files(compose, env_example):
             env={**os.environ, **_secrets(compose, env_example)},  # the shell's values win over the env file's
         )
         assert result.returncode == 0, result.stderr
+
+
+def test_the_static_reading_resolves_the_file_as_docker_compose_does(compose, env_example):
+    """The tests above read compose.yaml through their own interpolation: Compose's own resolution
+    (`config --format json`, every profile) gives every service the same environment, command and image."""
+    secrets = _secrets(compose, env_example)
+    result = subprocess.run(
+        [*_docker_compose(), "-f", str(COMPOSE_FILE), "--env-file", str(ENV_EXAMPLE), "--profile", "gpu",
+         "config", "--format", "json"],
+        capture_output=True, text=True, timeout=120, cwd=ROOT, env={**os.environ, **secrets},
+    )
+    assert result.returncode == 0, result.stderr
+    theirs = json.loads(result.stdout)["services"]
+    ours = _resolve(compose, {**env_example, **secrets})["services"]
+    assert sorted(ours) == sorted(theirs)
+    for name, service in ours.items():
+        assert _environment(service) == _environment(theirs[name]), name
+        assert _command(service) == list(theirs[name].get("command") or []), name
+        assert service.get("image") == theirs[name].get("image"), name
 
 
 def _docker_compose() -> list[str]:
