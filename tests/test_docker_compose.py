@@ -528,5 +528,5 @@ def _docker_compose() -> list[str]:
     built = os.environ.get("SHOPSEARCH_DOCKER_COMPOSE")
     if built and os.access(built, os.X_OK):
         return [built]
-    pytest.skip("no Docker Compose v2 here (no docker CLI plugin, and `./run test` could not build one: it needs Go): "
-                "`docker compose config` not run")
+    pytest.skip("no Docker Compose v2 here (no docker CLI plugin, and no build of it by `./run test`, which needs Go "
+                "and the Go module proxy): `docker compose config` not run")
