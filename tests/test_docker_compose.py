@@ -182,6 +182,19 @@ def resolved_defaults(compose, env_example) -> dict:
     return _resolve(compose, _secrets(compose, env_example))
 
 
+def _docker_compose() -> list[str]:
+    """The command that runs Docker Compose v2: the docker CLI's plugin, else the release `./run test`
+    built into the cache (``SHOPSEARCH_DOCKER_COMPOSE``); the test is skipped, saying why, without either."""
+    docker = shutil.which("docker")
+    if docker and subprocess.run([docker, "compose", "version"], capture_output=True, timeout=60).returncode == 0:
+        return [docker, "compose"]
+    built = os.environ.get("SHOPSEARCH_DOCKER_COMPOSE")
+    if built and os.access(built, os.X_OK):
+        return [built]
+    pytest.skip("no Docker Compose v2 here (no docker CLI plugin, and no build of it by `./run test`, which needs Go "
+                "and the Go module proxy): `docker compose config` not run")
+
+
 # ---------------------------------------------------------------------------------------- tests
 
 def test_every_service_has_an_image_or_a_build(compose):
@@ -488,7 +501,7 @@ def test_the_files_pyproject_needs_to_build_are_copied_into_the_image():
 
 def test_docker_compose_accepts_the_files(compose, env_example):
     """`docker compose config -q` with .env.example and the deployment's own secrets (the example
-    ships none, and compose refuses to start without them), where Docker Compose exists; reported
+    ships none, and compose refuses every command without them), where Docker Compose exists; reported
     as skipped where it does not (the static checks above always run)."""
     command = _docker_compose()
     for profile_args in ([], ["--profile", "gpu"]):
@@ -517,16 +530,3 @@ def test_the_static_reading_resolves_the_file_as_docker_compose_does(compose, en
         assert _environment(service) == _environment(theirs[name]), name
         assert _command(service) == list(theirs[name].get("command") or []), name
         assert service.get("image") == theirs[name].get("image"), name
-
-
-def _docker_compose() -> list[str]:
-    """The command that runs Docker Compose v2: the docker CLI's plugin, else the release `./run test`
-    built into the cache (``SHOPSEARCH_DOCKER_COMPOSE``); the test is skipped, saying why, without either."""
-    docker = shutil.which("docker")
-    if docker and subprocess.run([docker, "compose", "version"], capture_output=True, timeout=60).returncode == 0:
-        return [docker, "compose"]
-    built = os.environ.get("SHOPSEARCH_DOCKER_COMPOSE")
-    if built and os.access(built, os.X_OK):
-        return [built]
-    pytest.skip("no Docker Compose v2 here (no docker CLI plugin, and no build of it by `./run test`, which needs Go "
-                "and the Go module proxy): `docker compose config` not run")
