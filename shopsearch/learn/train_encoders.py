@@ -4,7 +4,8 @@ Two steps of :data:`shopsearch.learn.train_ranker.STEPS`, run when ``encoders`` 
 ``split`` and ``features``:
 
 1. ``encoders``: the training queries' judgments (and joined clicks) become examples
-   (``learn/judged_examples.py``); the live index's bi-encoder is fine-tuned with MNRL on the
+   (``learn/judged_examples.py``); the live index's bi-encoder (or, where an earlier ``train`` made
+   it from judgments, the model that run started from: :func:`starting_model`) is fine-tuned with MNRL on the
    positives with their low-judged and BM25-mined hard negatives, and a cross-encoder (a head on
    ``cross_encoder_model``, MiniLM by default) on graded targets, both by the click loop's own trainers
    (``learn/train.py``; ``lora_rank`` > 0: LoRA adapters, merged for serving). Both go into one
@@ -31,6 +32,7 @@ serve), the gate compares what shoppers get now with ``learned`` on the candidat
 from __future__ import annotations
 
 from shopsearch.encoders.text import choose_backend, choose_device, resolve_model_path
+from shopsearch.errors import RegistryError
 from shopsearch.index.meta import read_meta
 from shopsearch.index.versions import live_index
 from shopsearch.learn import ranker as rk
@@ -43,9 +45,10 @@ from shopsearch.learn.rerank_gate import gate_rerank_int8
 from shopsearch.learn.reindex import reindex as build_index
 from shopsearch.query.rerank import cached_reranker
 
-# On this 2-core machine a bi-encoder step (32 rows with a hard negative) takes about 2 s and a
-# cross-encoder step (16 rows) about 0.5 s; the caps keep `shopsearch train` inside its 45-minute
-# budget on CPU (see docs/ARCHITECTURE.md, "Measurements: shopsearch train with the encoders").
+# On this 2-core machine a bi-encoder step (32 rows with a hard negative) takes 1.2-1.6 s and a
+# cross-encoder step (16 rows) 0.3-0.5 s: at these caps the encoders take 14-18 minutes of the 23-28
+# a Home Depot `shopsearch train` takes on CPU, inside its 45-minute budget (docs/ARCHITECTURE.md,
+# "Encoders from judgments").
 BI_ENCODER_MAX_STEPS = 400
 CROSS_ENCODER_MAX_STEPS = 900
 CROSS_ENCODER_PARAMS = {"lr": 5e-5, "head_lr": 1e-2, "random_negatives": 1}  # the click loop's rates
@@ -56,7 +59,8 @@ def train_encoders(run) -> dict:
     client, registry, p = run.client, run.registry, run.params
     index = live_index(client, run.catalogue)
     meta = read_meta(client, index)
-    base_model = meta.get("model") or run.settings.text_model
+    base_model, base_version = starting_model(registry, meta.get("model") or run.settings.text_model,
+                                              meta.get("model_version"))
     labelled = run.parts["labelled"]
     data = judged_examples(client, index, labelled, run.parts["train"])  # training queries only
     version = registry.new_version()
@@ -73,7 +77,7 @@ def train_encoders(run) -> dict:
     for r in results.values():
         r["final_loss"] = r["losses"][-1] if r["losses"] else None
         r.pop("losses", None)
-    registry.register(version, base_model=base_model, base_version=meta.get("model_version"),
+    registry.register(version, base_model=base_model, base_version=base_version,
                       catalogue=run.catalogue, window={"since": p["clicks_since"], "until": None},
                       data={**data["summary"], "split": run.steps["split"]},
                       params={"source": "judgments", "lora": lora.as_dict() if lora else None,
@@ -83,6 +87,26 @@ def train_encoders(run) -> dict:
     results["rerank_serving"] = prepare_reranker(run.settings, registry, version)
     run.parts["encoder_version"] = version
     return {"version": version, "base_model": base_model, "base_index": index, "data": data["summary"], **results}
+
+
+def starting_model(registry, model: str, model_version: str | None) -> tuple[str, str | None]:
+    """``(model, model_version)``: the bi-encoder the ``encoders`` step fine-tunes, given the live index's.
+
+    The live model, unless an earlier ``shopsearch train`` made it from judgments: then the model that
+    run started from (and so on back). The judgments file holds every label each time, so a second
+    run on the same judgments trains the same bi-encoder again instead of another epoch over them
+    (the cross-encoder starts from ``cross_encoder_model`` each time too). A model the click loop
+    made stays the start: its clicks are not in the judgments.
+    """
+    while model_version:
+        try:
+            entry = registry.load(model_version.split("@")[0])
+        except RegistryError:  # a packaged model, or a version this registry does not hold
+            break
+        if (entry.get("params") or {}).get("source") != "judgments":
+            break
+        model, model_version = entry["base_model"], entry.get("base_version")
+    return model, model_version
 
 
 def prepare_reranker(settings, registry, version: str) -> dict:
