@@ -91,7 +91,7 @@ def test_a_second_training_on_judgments_starts_from_the_model_the_first_started_
 def _run(world, client, **kwargs):
     settings = world["settings"].replace(**kwargs.pop("settings", {}))
     return run_training(settings, client, world["catalogue"], world["judgments"], echo=lambda line: None,
-                        runner=dispatch.runner(settings), encoders=True, **TINY, **kwargs)
+                        runner=dispatch.runner(settings), encoders=True, **{**TINY, **kwargs})
 
 
 def test_a_rejected_candidate_leaves_the_alias_untouched_and_keeps_its_lora_adapters(world, client):
@@ -148,3 +148,21 @@ def test_train_with_encoders_registers_both_reindexes_gates_and_swaps_when_passe
     out = searcher.search(world["catalogue"], SearchRequest(q=q, size=10, strategy="hybrid-rerank", explain=True))
     assert out["hits"] and all("rerank" in h["explain"] for h in out["hits"][:5])  # the cross-encoder beside the model
     assert searcher.search(world["catalogue"], SearchRequest(q=q, size=5))["strategy"] == "learned"
+
+
+def test_a_second_run_on_the_same_inputs_keeps_the_live_encoders_and_trains_the_ranker_alone(world, client):
+    first = _run(world, client, settings={"gate_margin": -0.99}, bi_encoder_max_steps=3)  # parameters no other test used
+    trained, index = first["encoder_version"], first["steps"]["reindex"]["index"]
+    assert trained and "kept" not in first["steps"]["encoders"] and live_index(client, world["catalogue"]) == index
+    again = _run(world, client, settings={"gate_margin": -0.99}, bi_encoder_max_steps=3)
+    steps = again["steps"]
+    assert steps["encoders"]["version"] == trained and steps["encoders"]["inputs"] == first["steps"]["encoders"]["inputs"]
+    assert "not trained again" in steps["encoders"]["kept"] and again["encoder_version"] is None
+    assert "skipped" in steps["reindex"] and steps["features"]["index"] == index
+    assert live_index(client, world["catalogue"]) == index  # no new version was built
+    assert steps["promote"]["promoted"] and read_meta(client, index)["ranker"]["version"] == again["version"]
+    assert "kept" in steps["rerank_gate"]["skipped"]
+    assert world["registry"].load(trained)["data"]["inputs"] == steps["encoders"]["inputs"]
+    changed = _run(world, client, settings={"gate_margin": 10.0}, bi_encoder_max_steps=2)  # another parameter: trained
+    assert changed["encoder_version"] not in (None, trained) and changed["steps"]["encoders"]["inputs"] != \
+        steps["encoders"]["inputs"]

@@ -39,7 +39,8 @@ from shopsearch.workers.dispatch import runner as celery_runner
 @click.option("--gate-queries", type=int, help="Gate on a deterministic sample of N validation queries.")
 @click.option("--encoders/--no-encoders", default=True, show_default=True,
               help="Also fine-tune the bi-encoder and the cross-encoder on the training judgments and reindex the "
-                   "catalogue with the new bi-encoder (a candidate index: the ranker is fitted and gated on it). "
+                   "catalogue with the new bi-encoder (a candidate index: the ranker is fitted and gated on it); "
+                   "live encoders trained from the same examples and parameters are kept instead. "
                    "--no-encoders trains the ranker alone on the live index (Home Depot on 2 CPU cores: about 5 "
                    "minutes against 23-28).")
 @click.option("--lora-rank", type=int, help="Train the encoders as LoRA adapters of this rank (the setting lora_rank; "
@@ -68,6 +69,8 @@ def train_cmd(settings: Settings, catalogue: str, judgments: str, clicks_since: 
                f"(x{gate['ratio']}, needed {gate['needed']:.4f}) on {gate['queries']} validation queries: {gate['decision']}")
     if report.get("encoder_version"):
         click.echo(f"encoders {report['encoder_version']}, candidate index {report['steps']['reindex']['index']}")
+    elif (report["steps"].get("encoders") or {}).get("kept"):
+        click.echo(f"encoders {report['steps']['encoders']['version']} kept: {report['steps']['encoders']['kept']}")
     click.echo(f"{report['version']}: {'served' if report['steps']['promote']['promoted'] else 'not served'}; "
                f"{report['seconds']:.0f} s in all; model card {report['card']}")
     if json_file:

@@ -350,10 +350,15 @@ def train_cross_encoder(base_model_dir, examples: Sequence[Example], out_dir, *,
 
 # --- I/O: hard negatives mined from the current index ----------------------------------------
 
+BY_SCORE_THEN_ID = [{"_score": "desc"}, {"id": "asc"}]
+
+
 def mine_negatives(client, index: str, examples: Sequence[Example], *, depth: int = 30, skip: int = 5,
                    per_example: int = 3, chunk: int = 50) -> list[list[str]]:
     """Per example, up to ``per_example`` texts of items BM25 ranks ``skip``..``depth`` for its query, never
-    clicked for that query (aligned with ``examples``; pass as ``hard_negatives``)."""
+    clicked for that query (aligned with ``examples``; pass as ``hard_negatives``). Equal scores are
+    ordered by product id, so the same catalogue mines the same negatives in every index version
+    (whatever order its documents were written in: ``train_encoders.training_inputs`` hashes them)."""
 
     positives: dict[str, set[str]] = {}
     for e in examples:
@@ -364,7 +369,7 @@ def mine_negatives(client, index: str, examples: Sequence[Example], *, depth: in
         part = queries[start:start + chunk]
         body = []
         for q in part:
-            body += [{"index": index}, {**bm25_body(q, depth), "_source": False}]
+            body += [{"index": index}, {**bm25_body(q, depth), "_source": False, "sort": BY_SCORE_THEN_ID}]
         for q, res in zip(part, client.msearch(body=body)["responses"]):
             ids = [h["_id"] for h in res.get("hits", {}).get("hits", [])][skip:]
             ranked[q] = [d for d in ids if d not in positives[q]]

@@ -13,6 +13,10 @@ Two steps of :data:`shopsearch.learn.train_ranker.STEPS`, run when ``encoders`` 
    ``hybrid-rerank`` on an index encoded with that bi-encoder finds the cross-encoder beside it.
    The cross-encoder's serving variant is prepared here (ONNX Runtime fp32 on CPU, exported once
    into the registry; torch on CUDA) and recorded on its card (``model.json``'s ``onnx``).
+   The registry entry records one name of every input (:func:`training_inputs`); where the live
+   index's encoders carry the same name (a second run on the same judgments, no new click or
+   product text), they are kept (:func:`kept_encoders`): no training, no reindex, the ranker fitted
+   and gated on the live index, the serving variants left as decided.
 2. ``reindex``: the catalogue encoded with the new bi-encoder into a new, verified index version,
    not behind the alias (``learn/reindex.reindex(swap=False)``, through the caller's runner).
 3. ``rerank_gate``, after ``promote``: once the candidate is live, the int8 cross-encoder against
@@ -30,6 +34,10 @@ serve), the gate compares what shoppers get now with ``learned`` on the candidat
 """
 
 from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
 
 from shopsearch.encoders.text import choose_backend, choose_device, resolve_model_path
 from shopsearch.errors import RegistryError
@@ -55,7 +63,8 @@ CROSS_ENCODER_PARAMS = {"lr": 5e-5, "head_lr": 1e-2, "random_negatives": 1}  # t
 
 
 def train_encoders(run) -> dict:
-    """The ``encoders`` step: examples from the training judgments, both encoders trained and registered."""
+    """The ``encoders`` step: examples from the training judgments, both encoders trained and registered;
+    or, where the live index's encoders were trained from the very same inputs, those kept (:func:`kept_encoders`)."""
     client, registry, p = run.client, run.registry, run.params
     index = live_index(client, run.catalogue)
     meta = read_meta(client, index)
@@ -63,9 +72,20 @@ def train_encoders(run) -> dict:
                                               meta.get("model_version"))
     labelled = run.parts["labelled"]
     data = judged_examples(client, index, labelled, run.parts["train"])  # training queries only
-    version = registry.new_version()
     rank = run.settings.lora_rank if p["lora_rank"] is None else p["lora_rank"]
     lora = LoraOptions.from_settings(run.settings.replace(lora_rank=rank))  # None at rank 0: every weight trains
+    params = {"source": "judgments", "lora": lora.as_dict() if lora else None,
+              "cross_encoder_model": run.settings.cross_encoder_model,
+              "bi_encoder_max_steps": p["bi_encoder_max_steps"], "batch_size": p["batch_size"],
+              "cross_encoder_max_steps": p["cross_encoder_max_steps"], **CROSS_ENCODER_PARAMS}
+    inputs = training_inputs(data, base_model, base_version, params)
+    kept = kept_encoders(registry, meta.get("model_version"), inputs)
+    if kept:
+        run.parts["kept_encoders"] = kept
+        return {"version": kept, "kept": f"{index} serves encoders trained from the same examples, starting model "
+                                          "and parameters: not trained again, no reindex",
+                "inputs": inputs, "base_model": base_model, "base_index": index, "data": data["summary"]}
+    version = registry.new_version()
     bi = ft.train_bi_encoder(resolve_model_path(base_model), data["bi_encoder"], registry.part_dir(version, "bi-encoder"),
                              batch_size=p["batch_size"], hard_negatives=data["bi_encoder_negatives"],
                              max_steps=p["bi_encoder_max_steps"], lora=lora)
@@ -79,14 +99,48 @@ def train_encoders(run) -> dict:
         r.pop("losses", None)
     registry.register(version, base_model=base_model, base_version=base_version,
                       catalogue=run.catalogue, window={"since": p["clicks_since"], "until": None},
-                      data={**data["summary"], "split": run.steps["split"]},
-                      params={"source": "judgments", "lora": lora.as_dict() if lora else None,
-                              "cross_encoder_model": run.settings.cross_encoder_model,
-                              "bi_encoder_max_steps": p["bi_encoder_max_steps"], "batch_size": p["batch_size"],
-                              "cross_encoder_max_steps": p["cross_encoder_max_steps"], **CROSS_ENCODER_PARAMS})
+                      data={**data["summary"], "split": run.steps["split"], "inputs": inputs}, params=params)
     results["rerank_serving"] = prepare_reranker(run.settings, registry, version)
     run.parts["encoder_version"] = version
-    return {"version": version, "base_model": base_model, "base_index": index, "data": data["summary"], **results}
+    return {"version": version, "inputs": inputs, "base_model": base_model, "base_index": index, "data": data["summary"],
+            **results}
+
+
+def training_inputs(data: dict, base_model: str, base_version: str | None, params: dict) -> str:
+    """One name for everything the encoders are trained from (pure): the examples with their texts and
+    mined negatives, the starting model (its version names its weights' hash) and the parameters.
+
+    >>> from shopsearch.learn.training_data import Example
+    >>> data = {"bi_encoder": [Example("drill", "a", "cordless drill")], "bi_encoder_negatives": [["saw"]],
+    ...         "cross_encoder": []}
+    >>> training_inputs(data, "m", "m@1", {"steps": 4}) == training_inputs(data, "m", "m@1", {"steps": 4})
+    True
+    >>> training_inputs(data, "m", "m@1", {"steps": 4}) == training_inputs(data, "m", "m@1", {"steps": 5})
+    False
+    """
+    rows = [base_model, base_version, params, [asdict(e) for e in data["bi_encoder"]], data["bi_encoder_negatives"],
+            [asdict(e) for e in data["cross_encoder"]]]
+    return hashlib.sha256(json.dumps(rows, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def kept_encoders(registry, model_version: str | None, inputs: str) -> str | None:
+    """The live index's encoder version where an earlier ``train`` made it from ``inputs``, else None.
+
+    Training is deterministic on CPU (two full Home Depot runs gave the same bi-encoder), so a second
+    run on the same judgments would spend its encoder steps and a reindex (17-21 minutes on 2 cores)
+    to serve the same weights again; it keeps them and trains the ranker on the live index instead.
+    A new judgment, click, product text, parameter or starting model changes ``inputs``.
+    """
+    if not model_version:
+        return None
+    version = model_version.split("@")[0]
+    try:
+        entry = registry.load(version)
+    except RegistryError:  # a packaged model, or a version this registry does not hold
+        return None
+    if (entry.get("data") or {}).get("inputs") != inputs or "cross-encoder" not in entry.get("parts", ()):
+        return None
+    return version
 
 
 def starting_model(registry, model: str, model_version: str | None) -> tuple[str, str | None]:
@@ -126,6 +180,8 @@ def prepare_reranker(settings, registry, version: str) -> dict:
 
 def reindex_candidate(run) -> dict:
     """The ``reindex`` step: the catalogue encoded with the new bi-encoder into a verified version, not live."""
+    if run.parts.get("kept_encoders"):
+        return {"skipped": "the live index already serves these encoders", "live": live_index(run.client, run.catalogue)}
     model = run.registry.resolve(run.parts["encoder_version"], "bi-encoder")
     result = build_index(run.settings, run.catalogue, model=str(model), swap=False, client=run.client, runner=run.runner)
     run.parts["index"] = result["index"]
@@ -145,6 +201,9 @@ def swap_in(run, gate: dict) -> dict:
 
 def gate_rerank(run) -> dict:
     """The ``rerank_gate`` step: int8 against fp32 for the cross-encoder now live; the card records which serves."""
+    if run.parts.get("kept_encoders"):
+        return {"skipped": "the live cross-encoder was kept: its serving variant stands (shopsearch models onnx "
+                           "--part cross-encoder --variant int8 gates it again)"}
     if not (run.steps.get("promote") or {}).get("promoted"):
         return {"skipped": "the candidate was not swapped in: its cross-encoder does not serve"}
     if run.steps["encoders"]["rerank_serving"]["backend"] != "onnx":
@@ -159,7 +218,7 @@ def gate_query_encoder(run) -> dict:
     """The ``query_gate`` step: int8 against fp32 query vectors for the bi-encoder now live; its card records which
     serves. Without ``encoders`` the live bi-encoder stays, and is gated only where it has no decision yet."""
     valid = {q: run.judgments[q] for q in run.parts["valid"]}
-    if not run.params["encoders"]:
+    if not run.params["encoders"] or run.parts.get("kept_encoders"):
         return gate_undecided_query_encoder(run.client, run.settings, run.catalogue, valid,
                                             run.steps["split"]["valid_judgments"], run.params["gate_queries"], run.echo)
     if not (run.steps.get("promote") or {}).get("promoted"):
