@@ -42,7 +42,7 @@ from shopsearch.workers.dispatch import runner as celery_runner
                    "catalogue with the new bi-encoder (a candidate index: the ranker is fitted and gated on it); "
                    "live encoders trained from the same examples and parameters are kept instead. "
                    "--no-encoders trains the ranker alone on the live index (Home Depot on 2 CPU cores: about 5 "
-                   "minutes against 23-28).")
+                   "minutes against 23-35).")
 @click.option("--lora-rank", type=int, help="Train the encoders as LoRA adapters of this rank (the setting lora_rank; "
               "0: every weight); alpha, dropout, target modules and rate from the lora_* settings; merged for serving.")
 @click.option("--bi-encoder-max-steps", type=int, default=BI_ENCODER_MAX_STEPS, show_default=True,

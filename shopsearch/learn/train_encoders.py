@@ -54,9 +54,9 @@ from shopsearch.learn.reindex import reindex as build_index
 from shopsearch.query.rerank import cached_reranker
 
 # On this 2-core machine a bi-encoder step (32 rows with a hard negative) takes 1.2-1.6 s and a
-# cross-encoder step (16 rows) 0.3-0.5 s: at these caps the encoders take 14-18 minutes of the 23-28
+# cross-encoder step (16 rows) 0.3-0.5 s: at these caps the encoders take 14-23 minutes of the 23-35
 # a Home Depot `shopsearch train` takes on CPU, inside its 45-minute budget (docs/ARCHITECTURE.md,
-# "Encoders from judgments").
+# "Encoders from judgments"; the 35 with a test run sharing the cores).
 BI_ENCODER_MAX_STEPS = 400
 CROSS_ENCODER_MAX_STEPS = 900
 CROSS_ENCODER_PARAMS = {"lr": 5e-5, "head_lr": 1e-2, "random_negatives": 1}  # the click loop's rates
