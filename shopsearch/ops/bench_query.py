@@ -31,7 +31,9 @@ Redis) are reported beside the latencies, the proxy's resident memory after the 
 ``ratios``: the issue's five figures from this one run (a skipped mode: null, with its reason in
 ``ratios_skipped``). The proxy runs under gunicorn, as in production, started by the benchmark on
 a free port with the serving settings (``plugin/serving.py``) or the workers / threads / intra-op
-threads given.
+threads given. No mode is timed before the machine is idle (``query_load.wait_for_quiet``: the
+proxy workers prepare their ranker's product text for some seconds after their first answers);
+the wait and its outcome are printed and kept as ``settled``.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ import requests
 from shopsearch.cluster import connect
 from shopsearch.index.profiles import put_profile
 from shopsearch.index.vectors import COPY_FIELD, with_vectors
-from shopsearch.ops.query_load import run_in_turn, run_mode
+from shopsearch.ops.query_load import run_in_turn, run_mode, wait_for_quiet
 from shopsearch.ops.services.process import wait_until
 from shopsearch.query.build import plain_bm25_body
 from shopsearch.query.caches import KEY_PREFIX, shared_cache_url
@@ -238,6 +240,7 @@ def bench_query(settings: Settings, catalogue: str, clients: int = 16, seconds: 
     direct = settings.opensearch_url.rstrip("/")
     phases: dict = {"no_repeat": {}, "one_client": {}}
     memory: dict = {}
+    settled: dict = {}
     try:
         wait_until(lambda: requests.get(f"{proxy}/healthz", timeout=2).ok, 180, "bench proxy", alive=lambda: server.poll() is None)
         workers = len(psutil.Process(server.pid).children())
@@ -267,6 +270,9 @@ def bench_query(settings: Settings, catalogue: str, clients: int = 16, seconds: 
                                          timeout=120).json())
             if why:
                 skipped["proxy_learned"] = {"skipped": why}
+        settled = wait_for_quiet()  # the workers' background warm-up done before any mode is timed
+        echo(f"machine {'idle' if settled['quiet'] else 'still busy'} after {settled['waited_s']} s "
+             f"({settled['cores']} cores in use)")
         runs = [("no_repeat", m, clients, seconds) for m in MODES]
         replay = zipf_replay(counts, ZIPF_DRAWS)
         if zipf:
@@ -309,5 +315,5 @@ def bench_query(settings: Settings, catalogue: str, clients: int = 16, seconds: 
         echo(f"one client: the learned ranker's stage (LearnedRank) p50 {stage} ms in the proxy's answers")
     echo(f"proxy resident memory: {memory.get('total_mib')} MiB ({memory.get('workers_mib')} per worker); errors: {errors}")
     return {"catalogue": catalogue, "clients": clients, "seconds": seconds, "phases": phases, "ratios": found,
-            "ratios_skipped": why, "proxy_memory": memory, "errors": errors,
+            "ratios_skipped": why, "proxy_memory": memory, "errors": errors, "settled": settled,
             "serving": {"workers": proxy_workers, "threads": proxy_threads, "intra_threads": intra_threads}}

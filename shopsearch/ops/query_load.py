@@ -7,7 +7,9 @@ import contextlib
 import threading
 import time
 from collections import Counter
+from typing import Callable
 
+import psutil
 import requests
 
 from shopsearch.evaluation.metrics import percentile
@@ -109,3 +111,35 @@ def run_in_turn(sends: dict, queries: dict[str, list[str]], seconds: float) -> d
                 continue
             tallies[mode].send(sends[mode], session, q)
     return {mode: t.summary(t.busy_s) for mode, t in tallies.items()}
+
+
+QUIET_CORES = 0.15  # the machine's CPU in use, in cores, under which it counts as idle (idle services: 0.02-0.06)
+
+
+def machine_busy(seconds: float) -> float:
+    """Cores of this machine in use over the next ``seconds`` (every process: the proxy's workers,
+    OpenSearch, the Celery workers)."""
+    return psutil.cpu_percent(interval=seconds) / 100.0 * (psutil.cpu_count() or 1)
+
+
+def wait_for_quiet(busy: Callable[[float], float] = machine_busy, *, below: float = QUIET_CORES, rounds: int = 2,
+                   interval: float = 1.0, most: int = 180) -> dict:
+    """Sample ``busy(interval)`` until ``rounds`` samples in a row are under ``below`` cores, at most
+    ``most`` samples. A freshly started proxy worker prepares its ranker's product text for some
+    seconds after its first answers (``LiveRankers``), and OpenSearch may still merge; a mode timed
+    meanwhile shares the cores with them (direct BM25, timed first, read 211-584 QPS that way
+    against 800-1,160 on an idle machine). ``{"quiet": bool, "waited_s": ..., "cores": last sample}``.
+
+    >>> samples = iter([1.4, 0.9, 0.05, 0.3, 0.04, 0.02, 0.9])
+    >>> wait_for_quiet(lambda s: next(samples))
+    {'quiet': True, 'waited_s': 6.0, 'cores': 0.02}
+    >>> wait_for_quiet(lambda s: 1.0, most=3)
+    {'quiet': False, 'waited_s': 3.0, 'cores': 1.0}
+    """
+    calm = taken = 0
+    cores = 0.0
+    while taken < most and calm < rounds:
+        cores = busy(interval)
+        taken += 1
+        calm = calm + 1 if cores < below else 0
+    return {"quiet": calm >= rounds, "waited_s": round(taken * interval, 1), "cores": round(cores, 3)}
