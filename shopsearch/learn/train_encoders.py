@@ -127,7 +127,7 @@ def kept_encoders(registry, model_version: str | None, inputs: str) -> str | Non
     """The live index's encoder version where an earlier ``train`` made it from ``inputs``, else None.
 
     Training is deterministic on CPU (two full Home Depot runs gave the same bi-encoder), so a second
-    run on the same judgments would spend its encoder steps and a reindex (17-21 minutes on 2 cores)
+    run on the same judgments would spend its encoder steps and a reindex (17-27 minutes on 2 cores)
     to serve the same weights again; it keeps them and trains the ranker on the live index instead.
     A new judgment, click, product text, parameter or starting model changes ``inputs``.
     """
