@@ -2,15 +2,18 @@
 load (``ops/query_load.py``) against a real HTTP server; the benchmark itself prints figures, it is
 not a test."""
 
+import subprocess
+import sys
 import threading
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+import psutil
 import pytest
 
-from shopsearch.ops.bench_query import RATIOS, judged_counts, ratios, replay_shape, zipf_replay
-from shopsearch.ops.query_load import run_in_turn, run_mode
+from shopsearch.ops.bench_query import RATIOS, cpu_bounds, judged_counts, ratios, replay_shape, zipf_replay
+from shopsearch.ops.query_load import CpuMeter, cpu_per_request, run_in_turn, run_mode
 from shopsearch.settings import load_settings
 
 
@@ -93,3 +96,52 @@ def test_many_clients_send_each_query_of_a_mode_once(recording_server):
     out = run_mode(send("a"), texts, clients=4, seconds=30)
     assert sorted(q for _, q in seen) == sorted(texts) and out["requests"] == 40 and out["errors"] == 0
     assert out["p50_ms"] > 0 and out["stage_ms_p50"]["Retrieve"] == 5.0
+
+
+BUSY = """
+import sys, time
+while time.process_time() < 0.6:
+    pass
+print("done", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_the_cpu_meter_charges_a_busy_process_to_its_group_and_the_rest_to_other():
+    """A real process that burns 0.6 s of CPU: its group is charged at least that, the machine at
+    least as much as all groups, and the idle group nothing."""
+    busy = subprocess.Popen([sys.executable, "-c", BUSY], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    idle = subprocess.Popen([sys.executable, "-c", "import sys; print('ready', flush=True); sys.stdin.read()"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        meter = CpuMeter({"busy": lambda: [psutil.Process(busy.pid)], "idle": lambda: [psutil.Process(idle.pid)]})
+        assert idle.stdout.readline().strip() == "ready"  # started: from here on it waits
+        before = meter.read()
+        assert busy.stdout.readline().strip() == "done"
+        after = meter.read()
+    finally:
+        for p in (busy, idle):
+            p.communicate("", timeout=10)
+    per = cpu_per_request(before, after, requests=100, wall_s=1.0)
+    # 0.6 s over 100 requests is 6 ms a request (the kernel counts CPU in 10 ms ticks)
+    assert per["busy"] >= 5.8 - before["busy"] * 10
+    assert per["idle"] < 0.5
+    assert per["total"] >= per["busy"] and per["other"] >= 0
+    assert set(per) == {"busy", "idle", "other", "total", "cores_in_use"}
+
+
+def test_a_process_that_is_gone_counts_no_cpu():
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    process = psutil.Process(child.pid)
+    child.wait(timeout=10)
+    assert CpuMeter({"gone": lambda: [process]}).read()["gone"] == 0.0
+
+
+def test_the_cpu_bounds_are_the_inverse_ratios_of_cpu_a_request_and_null_for_a_mode_not_measured():
+    many = {"direct_bm25": {"cpu_ms": {"proxy": 0.0, "opensearch": 1.5, "client": 0.8, "other": 0.0, "total": 2.3}},
+            "proxy_hybrid_personalised": {"cpu_ms": {"proxy": 5.8, "opensearch": 6.1, "client": 1.1, "other": 0.5,
+                                                     "total": 13.5}},
+            "proxy_hybrid": {"skipped": "not run"}}
+    bounds = cpu_bounds(many)
+    assert bounds["personalised_qps_vs_direct"] == {"with_client": 0.17, "servers_only": 0.126, "free_proxy": 0.299}
+    assert bounds["hybrid_qps_vs_direct"] is None and bounds["rerank_qps_vs_hybrid"] is None

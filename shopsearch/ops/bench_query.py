@@ -34,6 +34,12 @@ a free port with the serving settings (``plugin/serving.py``) or the workers / t
 threads given. No mode is timed before the machine is idle (``query_load.wait_for_quiet``: the
 proxy workers prepare their ranker's product text for some seconds after their first answers);
 the wait and its outcome are printed and kept as ``settled``.
+
+Each mode at ``clients`` also reports where its CPU went (``cpu_ms``: milliseconds a request of
+the proxy, of OpenSearch, of this load client and of the rest of the machine, and the cores in
+use), and ``cpu_bounds`` turns them into the QPS ratios the CPU allows: on a saturated machine a
+mode's QPS is its cores over its CPU a request, so a ratio cannot pass the inverse ratio of the
+two modes' CPU, whatever the scheduling.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ import random
 import socket
 import subprocess
 import sys
+import time
 from collections import Counter
 
 import numpy as np
@@ -54,7 +61,9 @@ import requests
 from shopsearch.cluster import connect
 from shopsearch.index.profiles import put_profile
 from shopsearch.index.vectors import COPY_FIELD, with_vectors
-from shopsearch.ops.query_load import run_in_turn, run_mode, wait_for_quiet
+from shopsearch.ops.query_load import CpuMeter, cpu_per_request, run_in_turn, run_mode, wait_for_quiet
+from shopsearch.ops.services import opensearch as opensearch_service
+from shopsearch.ops.services.process import read_pid
 from shopsearch.ops.services.process import wait_until
 from shopsearch.query.build import plain_bm25_body
 from shopsearch.query.caches import KEY_PREFIX, shared_cache_url
@@ -63,6 +72,9 @@ from shopsearch.settings import Settings
 MODES = ("direct_bm25", "proxy_passthrough", "proxy_hybrid", "proxy_hybrid_personalised", "proxy_hybrid_rerank",
          "proxy_learned")
 ZIPF_MODES = ("proxy_hybrid", "proxy_hybrid_personalised")
+CPU_BOUNDS = {"hybrid_qps_vs_direct": ("proxy_hybrid", "direct_bm25"),
+              "personalised_qps_vs_direct": ("proxy_hybrid_personalised", "direct_bm25"),
+              "rerank_qps_vs_hybrid": ("proxy_hybrid_rerank", "proxy_hybrid")}
 RATIOS = ("passthrough_p50_vs_direct", "hybrid_qps_vs_direct", "personalised_qps_vs_direct", "rerank_qps_vs_hybrid",
           "hybrid_p50_minus_direct_ms_1client", "learned_p50_minus_hybrid_ms_1client")
 BENCH_USERS = 20
@@ -209,6 +221,58 @@ def ratios(phases: dict) -> tuple[dict, dict]:
     return out, skipped
 
 
+def cpu_bounds(many: dict) -> dict:
+    """The QPS ratios the CPU allows: on a machine its clients keep saturated, a mode's QPS is its
+    cores over its CPU a request, so the ratio of two modes can reach at most the inverse ratio of
+    their CPU a request (``with_client``: the whole machine, this load client included, as in the
+    measured ratio; ``servers_only``: the proxy's and OpenSearch's CPU alone, as with the shoppers'
+    clients elsewhere; ``free_proxy``: the whole machine as if the proxy cost nothing, the most any
+    proxy could reach in front of this OpenSearch). A mode with no CPU figure (skipped, not run): null.
+
+    >>> many = {"direct_bm25": {"cpu_ms": {"proxy": 0.0, "opensearch": 2.0, "client": 1.0, "total": 3.2}},
+    ...         "proxy_hybrid": {"cpu_ms": {"proxy": 5.0, "opensearch": 3.0, "client": 1.0, "total": 9.6}}}
+    >>> cpu_bounds(many)["hybrid_qps_vs_direct"]
+    {'with_client': 0.333, 'servers_only': 0.25, 'free_proxy': 0.696}
+    >>> cpu_bounds(many)["personalised_qps_vs_direct"] is None
+    True
+    """
+    def cpu(mode: str) -> dict | None:
+        return (many.get(mode) or {}).get("cpu_ms")
+
+    out: dict = {}
+    for name, (mode, base) in CPU_BOUNDS.items():
+        a, b = cpu(mode), cpu(base)
+        if not a or not b or not a["total"]:
+            out[name] = None
+            continue
+        servers = a.get("proxy", 0.0) + a.get("opensearch", 0.0)
+        unproxied = a["total"] - a.get("proxy", 0.0)
+        out[name] = {"with_client": round(b["total"] / a["total"], 3),
+                     "servers_only": round((b.get("proxy", 0.0) + b.get("opensearch", 0.0)) / servers, 3) if servers else None,
+                     "free_proxy": round((b["total"] - b.get("proxy", 0.0)) / unproxied, 3) if unproxied > 0 else None}
+    return out
+
+
+def cpu_meter(settings: Settings, proxy_pid: int) -> CpuMeter:
+    """The benchmark's process groups: the proxy (gunicorn master and workers), the project's own
+    OpenSearch node when it runs here (else its CPU is in ``other``), and this load client."""
+    def tree(pid: int | None) -> list[psutil.Process]:
+        try:
+            root = psutil.Process(pid)
+            return [root, *root.children(recursive=True)]
+        except (psutil.Error, ValueError, TypeError):
+            return []
+
+    groups = {"proxy": lambda: tree(proxy_pid)}
+    if opensearch_service.is_local(settings):
+        node = read_pid(opensearch_service.layout(settings).pidfile)
+        if node:
+            groups["opensearch"] = lambda: tree(node)
+    me = psutil.Process()
+    groups["client"] = lambda: [me]
+    return CpuMeter(groups)
+
+
 def start_proxy(settings: Settings, port: int, workers: int | None, threads: int | None,
                 intra_threads: int | None) -> subprocess.Popen:
     """gunicorn with the serving config (``plugin/serving.py``); the arguments override its settings."""
@@ -287,10 +351,22 @@ def bench_query(settings: Settings, catalogue: str, clients: int = 16, seconds: 
             echo(f"{phase:10} {mode:27} p50 {m['p50_ms']:7.1f} ms  p95 {m['p95_ms']:7.1f}  p99 {m['p99_ms']:7.1f}  "
                  f"{m['qps']:7.1f} QPS  {m['requests']} requests  {m['errors']} errors  {m.get('cache_hit_rate', '')}")
 
+        meter = cpu_meter(settings, server.pid)
         for phase, mode, n, secs in runs[:len(MODES)]:
             if mode in modes:
-                phases[phase][mode] = skipped.get(mode) or run_mode(send[mode], slices[(phase, mode)], n, secs)
+                if mode in skipped:
+                    phases[phase][mode] = skipped[mode]
+                else:
+                    before, started = meter.read(), time.monotonic()
+                    phases[phase][mode] = run_mode(send[mode], slices[(phase, mode)], n, secs)
+                    phases[phase][mode]["cpu_ms"] = cpu_per_request(before, meter.read(), phases[phase][mode]["requests"],
+                                                                    time.monotonic() - started)
                 show(phase, mode)
+                if "cpu_ms" in phases[phase][mode]:
+                    c = phases[phase][mode]["cpu_ms"]
+                    echo(f"{'':10} {'':27} CPU a request: " + ", ".join(f"{k} {v:.2f} ms" for k, v in c.items()
+                                                                           if k != "cores_in_use")
+                         + f"; {c['cores_in_use']} cores in use")
         in_turn = [m for m in MODES if m in modes and m not in skipped]
         phases["one_client"] = {m: skipped[m] for m in MODES if m in modes and m in skipped}
         phases["one_client"].update(run_in_turn({m: send[m] for m in in_turn},
@@ -308,12 +384,14 @@ def bench_query(settings: Settings, catalogue: str, clients: int = 16, seconds: 
         server.terminate()
         server.wait(timeout=30)
     found, why = ratios(phases)
+    bounds = cpu_bounds(phases["no_repeat"])
     errors = sum(m.get("errors", 0) for phase in phases.values() for m in phase.values() if isinstance(m, dict))
     echo(f"ratios: {found}" + (f"  (null: {why})" if why else ""))
+    echo(f"the QPS ratios the CPU a request allows at {clients} clients: {bounds}")
     stage = (phases["one_client"].get("proxy_learned") or {}).get("stage_ms_p50", {}).get("LearnedRank")
     if stage is not None:
         echo(f"one client: the learned ranker's stage (LearnedRank) p50 {stage} ms in the proxy's answers")
     echo(f"proxy resident memory: {memory.get('total_mib')} MiB ({memory.get('workers_mib')} per worker); errors: {errors}")
     return {"catalogue": catalogue, "clients": clients, "seconds": seconds, "phases": phases, "ratios": found,
-            "ratios_skipped": why, "proxy_memory": memory, "errors": errors, "settled": settled,
+            "ratios_skipped": why, "cpu_bounds": bounds, "proxy_memory": memory, "errors": errors, "settled": settled,
             "serving": {"workers": proxy_workers, "threads": proxy_threads, "intra_threads": intra_threads}}

@@ -143,3 +143,53 @@ def wait_for_quiet(busy: Callable[[float], float] = machine_busy, *, below: floa
         taken += 1
         calm = calm + 1 if cores < below else 0
     return {"quiet": calm >= rounds, "waited_s": round(taken * interval, 1), "cores": round(cores, 3)}
+
+
+def cpu_seconds(processes: list[psutil.Process]) -> float:
+    """User + system CPU seconds the processes have used so far (one that is gone counts 0)."""
+    total = 0.0
+    for p in processes:
+        try:
+            t = p.cpu_times()
+        except psutil.Error:
+            continue
+        total += t.user + t.system
+    return total
+
+
+def machine_cpu_seconds() -> float:
+    """CPU seconds every core of this machine has spent outside idle and I/O wait so far."""
+    t = psutil.cpu_times()
+    return sum(t) - t.idle - getattr(t, "iowait", 0.0)
+
+
+class CpuMeter:
+    """Where the CPU of a mode goes: each named group of processes (the proxy's, OpenSearch's, this
+    load client's), the rest of the machine as ``other``. ``groups`` maps a name to a function
+    giving that group's processes now (the proxy's workers are looked up at each reading)."""
+
+    def __init__(self, groups: dict[str, Callable[[], list[psutil.Process]]]):
+        self.groups = groups
+
+    def read(self) -> dict[str, float]:
+        found = {name: cpu_seconds(processes()) for name, processes in self.groups.items()}
+        found["machine"] = machine_cpu_seconds()
+        return found
+
+
+def cpu_per_request(before: dict[str, float], after: dict[str, float], requests: int, wall_s: float) -> dict:
+    """Milliseconds of CPU a request for each group between two readings, ``other`` for the rest
+    of the machine, ``total`` for all of it, and the cores the whole machine kept busy (pure).
+
+    >>> cpu_per_request({"proxy": 1.0, "opensearch": 5.0, "machine": 10.0},
+    ...                 {"proxy": 1.5, "opensearch": 5.8, "machine": 11.6}, 100, 1.0)
+    {'proxy': 5.0, 'opensearch': 8.0, 'other': 3.0, 'total': 16.0, 'cores_in_use': 1.6}
+    """
+    n = max(requests, 1)
+    spent = {name: max(after[name] - before[name], 0.0) for name in before if name != "machine"}
+    machine = max(after["machine"] - before["machine"], 0.0)
+    out = {name: round(s * 1000 / n, 3) for name, s in spent.items()}
+    out["other"] = round(max(machine - sum(spent.values()), 0.0) * 1000 / n, 3)
+    out["total"] = round(machine * 1000 / n, 3)
+    out["cores_in_use"] = round(machine / max(wall_s, 1e-9), 2)
+    return out
