@@ -139,6 +139,7 @@ SETTINGS: tuple[Setting, ...] = (
     # click logs and profiles
     Setting("ubi_queries_index", "ubi_queries", "Index of recorded shopper queries and the impressions served (UBI shape)."),
     Setting("ubi_events_index", "ubi_events", "Index of click, add-to-cart and purchase events (UBI shape)."),
+    Setting("ubi_queries_refresh_seconds", 30.0, "How often OpenSearch makes newly recorded shopper queries searchable (the ubi_queries index's refresh_interval; 0: only when a reader refreshes). Readers that need the latest refresh first (training data); query suggestions and the speller's query counts may lag this much. A refresh every second cost about 0.3 ms of OpenSearch CPU a shopper search at 16 clients (bench query)."),
     Setting("pseudonym_salt", "", "Secret salt of the HMAC that turns shopper ids into the pseudonyms stored in events and profiles (at least 16 characters). Empty: the install's own, from <home>/secrets.toml (made by shopsearch secrets init, the demo and the tests); the proxy refuses to start without one."),
     Setting("event_flush_seconds", 1.0, "How often the middleware's buffered writer sends recorded queries and events to OpenSearch."),
     Setting("events_require_token", True, "POST /events needs the X-Event-Token a search or recommendation for that shopper returned (event_token), so nobody can post events for another shopper; the admin credential (a shop's own backend) may post for anyone."),

@@ -316,3 +316,26 @@ def test_a_search_record_is_written_at_once_and_fsynced_at_the_next_send_an_even
     buffer.close()
     assert buffer.pending() == 2  # OpenSearch never answered: both wait, and both stay on disk
     assert sum(len(p.read_text().splitlines()) for p in buffer.spill_dir.glob("journal-*.jsonl")) == 2
+
+
+def test_the_query_log_refreshes_at_its_own_pace_and_an_older_index_takes_it(services, settings, client):
+    """``ubi_queries`` is searched by batch readers that refresh first, so it need not refresh every
+    second (each refresh is a segment to write and merge on the search path's cores)."""
+    from shopsearch.index.ubi import ensure_ubi_indices
+
+    s = settings.replace(ubi_queries_index=f"test_ubi_queries_{RUN}", ubi_events_index=f"test_ubi_events_{RUN}")
+
+    def interval() -> str:
+        found = client.indices.get_settings(index=s.ubi_queries_index, name="index.refresh_interval")
+        return found[s.ubi_queries_index]["settings"]["index"]["refresh_interval"]
+
+    try:
+        client.indices.create(index=s.ubi_queries_index, body={"settings": {"index": {"refresh_interval": "1s"}}})
+        ensure_ubi_indices(client, s)  # an index an earlier version made
+        assert interval() == "30s"
+        client.indices.delete(index=s.ubi_queries_index)
+        ensure_ubi_indices(client, s.replace(ubi_queries_refresh_seconds=0))  # made anew: only on request
+        assert interval() == "-1"
+        assert client.indices.get_mapping(index=s.ubi_queries_index)[s.ubi_queries_index]["mappings"]["dynamic"] == "strict"
+    finally:
+        client.indices.delete(index=[s.ubi_queries_index, s.ubi_events_index], ignore_unavailable=True)

@@ -29,14 +29,30 @@ def ensure_ubi_indices(client: OpenSearch, settings: Settings) -> None:
     client.ingest.put_pipeline(id=STORED_AT_PIPELINE, body={
         "description": "shopsearch: when OpenSearch stored the event",
         "processors": [{"set": {"field": "stored_at", "value": "{{_ingest.timestamp}}"}}]})
+    params = {"number_of_replicas": settings.number_of_replicas,
+              "refresh_interval": refresh_interval(settings.ubi_queries_refresh_seconds)}
     for template, name in (("ubi_queries", settings.ubi_queries_index), ("ubi_events", settings.ubi_events_index)):
-        body = render(load_template(template), {"number_of_replicas": settings.number_of_replicas})
+        body = render(load_template(template), params)
         if not client.indices.exists(index=name):
             client.indices.create(index=name, body=body)
         else:  # mappings only grow: a newer version's fields are added to the live index
             client.indices.put_mapping(index=name, body=body["mappings"])
+    # an index made by an earlier version refreshed every second: it takes the setting too
+    client.indices.put_settings(index=settings.ubi_queries_index,
+                                body={"index": {"refresh_interval": params["refresh_interval"]}})
     client.indices.put_settings(index=settings.ubi_events_index,
                                 body={"index": {"default_pipeline": STORED_AT_PIPELINE}})
+
+
+def refresh_interval(seconds: float) -> str:
+    """OpenSearch's ``refresh_interval`` for a number of seconds (0 or less: only on request).
+
+    >>> refresh_interval(30.0), refresh_interval(0.5), refresh_interval(0)
+    ('30s', '500ms', '-1')
+    """
+    if seconds <= 0:
+        return "-1"
+    return f"{seconds:g}s" if seconds == int(seconds) else f"{round(seconds * 1000)}ms"
 
 
 def query_document(query_id: str, user: str | None, catalogue: str, result: dict) -> dict:
