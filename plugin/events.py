@@ -40,12 +40,21 @@ def init_app(app: Flask) -> None:
     """The buffered event writer over the app's client, and ``POST /events``."""
     settings = app.config["SHOPSEARCH"]
     client = cluster_client(app)
+
+    def click_logs() -> None:
+        left = ensure_ubi_indices(client, settings)
+        if left:  # a face's user on a secured cluster: the workers' user sets these at their start
+            log.info("%s left to the workers (this OpenSearch user may not set it)", " and ".join(left))
+
+    prepare = None
     try:
-        ensure_ubi_indices(client, settings)
-    except OpenSearchException:  # the cluster may be down at start: the writer retries, searches go on
-        pass
+        click_logs()
+    except ClusterUnreachable:  # the cluster is down at start: searches go on, the writer makes them first
+        prepare = click_logs
+    except OpenSearchException as e:  # searches and events go on; the workers make them at their start
+        log.warning("the click-log indices could not be made: %s", e)
     app.extensions[EXTENSION] = BulkBuffer(client, settings.home_path / "events-spill", settings.event_flush_seconds,
-                                           max_pending=settings.event_buffer_max)
+                                           max_pending=settings.event_buffer_max, prepare=prepare)
     # query ids this process answered recently -> catalogue (their documents may still be buffered)
     app.extensions[EXTENSION + ".recent"] = LRU(100_000)
     app.extensions[EXTENSION + ".rate"] = TTLCache(100_000, 120.0)  # client address -> (allowance, when)

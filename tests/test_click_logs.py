@@ -281,6 +281,9 @@ def test_a_full_buffer_answers_503_with_retry_after_and_keeps_what_it_holds(serv
 
 
 def test_events_posted_while_opensearch_is_down_are_stored_once_it_is_back(services, settings, client, store):
+    """The events a running middleware accepted during an outage; and those of a middleware that
+    started during it, which makes the click-log indices, with their mappings, before its first
+    send (a write to an index that does not exist would make one with guessed mappings)."""
     from shopsearch.ops.services import opensearch
     app = create_app(settings.replace(event_flush_seconds=0.2, result_cache_seconds=0), face="public")
     web = app.test_client()
@@ -288,15 +291,29 @@ def test_events_posted_while_opensearch_is_down_are_stored_once_it_is_back(servi
     answer = web.get(f"/shop/{store}/search", query_string={"q": "shoes", "user": who}).get_json()
     events = [{"user_id": who, "action_name": "click", "query_id": answer["query_id"], "object_id": str(i),
                "position": i + 1} for i in range(30)]
+    late = settings.replace(ubi_queries_index=f"test_ubi_queries_late_{RUN}", ubi_events_index=f"test_ubi_events_late_{RUN}",
+                            admin_token=TOKEN, event_flush_seconds=0.2)
     opensearch.stop(settings)
     try:
         assert web.get(f"/shop/{store}/search", query_string={"q": "shoes"}).status_code == 503
         accepted = web.post("/events", json=events, headers={"X-Event-Token": answer["event_token"]})
         assert accepted.status_code == 202 and accepted.get_json()["accepted"] == 30
+        started_late = create_app(late, face="internal")
+        posted = started_late.test_client().post("/events", headers=BACKEND, json=[
+            {"user_id": who, "action_name": "purchase", "object_id": "7", "event_id": f"late-{RUN}"}])
+        assert posted.status_code == 202
     finally:
         opensearch.start(settings)
     wait_until(lambda: len(stored_events(client, settings, who)) == 30, 120, "the events posted during the outage")
     assert sorted(e["object_id"] for e in stored_events(client, settings, who)) == sorted(str(i) for i in range(30))
+    try:
+        wait_until(lambda: len(stored_events(client, late, who)) == 1, 120, "the late middleware's event")
+        made = client.indices.get_mapping(index=late.ubi_events_index)[late.ubi_events_index]["mappings"]
+        assert made["dynamic"] == "strict" and made["properties"]["action_name"]["type"] == "keyword"
+        assert client.indices.exists(index=late.ubi_queries_index)
+    finally:
+        started_late.extensions["shopsearch.events"].close()
+        client.indices.delete(index=[late.ubi_queries_index, late.ubi_events_index], ignore_unavailable=True)
     app.extensions["shopsearch.events"].close()
 
 

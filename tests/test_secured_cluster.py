@@ -14,9 +14,11 @@ from pathlib import Path
 import pytest
 
 from shopsearch.cluster import connect
+from shopsearch.index.ubi import ensure_ubi_indices
 from shopsearch.ingest.in_process import InProcessRunner
 from shopsearch.ingest.pipeline import run_ingest
 from shopsearch.plugin.app import create_app
+from shopsearch.workers.tasks import ensure_click_logs
 
 from . import secured_node
 from .conftest import DATA
@@ -74,7 +76,16 @@ def test_no_project_user_can_change_cluster_settings_scripts_or_snapshots(node, 
     assert node.request("GET", "/.opendistro_security/_search", user)[0] == 403
 
 
-def test_the_public_user_reads_catalogues_and_writes_events_but_cannot_touch_a_catalogue(node, shop):
+@pytest.fixture(scope="module")
+def click_logs(settings, node):
+    """The public face started on the fresh node, before anything wrote to the click logs."""
+    assert node.request("GET", "/ubi_queries")[0] == 404 and node.request("GET", "/ubi_events")[0] == 404
+    app = create_app(_as(settings, node, "shopsearch-public").replace(event_flush_seconds=0.2), face="public")
+    app.extensions["shopsearch.events"].close()
+    return app
+
+
+def test_the_public_user_reads_catalogues_and_writes_events_but_cannot_touch_a_catalogue(node, shop, click_logs):
     user = "shopsearch-public"
     assert node.request("GET", f"/{shop}/_search?q=shirt", user)[0] == 200
     assert node.request("POST", "/ubi_events/_doc", user, b'{"action_name": "click"}')[0] == 201
@@ -131,3 +142,33 @@ def test_the_internal_face_forwards_the_callers_credentials_and_never_lends_its_
     # so a secured cluster asks for them)
     assert web.get(f"/{shop}/_count").status_code == 401
     assert web.get(f"/{shop}/_count", headers=basic("shopsearch-public")).get_json()["count"] == 50
+
+
+def test_the_click_log_indices_get_their_mappings_from_the_faces_and_their_pipeline_from_the_workers(
+        settings, node, click_logs):
+    """The faces' users may create the click-log indices but not put an ingest pipeline or change
+    index settings; the workers' user may, and does at each worker's start. So the indices have
+    their strict mappings before any search is recorded, and then the events' ``stored_at``
+    pipeline and the query log's refresh interval."""
+    def mapping(index: str) -> dict:
+        status, body = node.request("GET", f"/{index}/_mapping")
+        assert status == 200, body
+        return json.loads(body)[index]["mappings"]
+
+    def index_settings(index: str) -> dict:
+        return json.loads(node.request("GET", f"/{index}/_settings")[1])[index]["settings"]["index"]
+
+    assert mapping("ubi_queries")["dynamic"] == "strict" and mapping("ubi_events")["dynamic"] == "strict"
+    assert mapping("ubi_queries")["properties"]["impressions"]["type"] == "nested"
+    assert index_settings("ubi_queries")["refresh_interval"] == "30s"  # given when the face made it
+    public = connect(_as(settings, node, "shopsearch-public"), timeout=30)
+    assert ensure_ubi_indices(public, settings) == ["the events' stored_at pipeline", "the query log's refresh interval"]
+    assert "default_pipeline" not in index_settings("ubi_events")
+
+    assert ensure_click_logs(_as(settings, node, "shopsearch-worker")) == []  # what a worker does at its start
+    assert index_settings("ubi_events")["default_pipeline"] == "shopsearch_stored_at"
+    status, body = node.request("POST", "/ubi_events/_doc?refresh=true", "shopsearch-public",
+                                json.dumps({"action_name": "click", "event_id": "stamped"}).encode())
+    assert status == 201, body
+    stored = json.loads(node.request("GET", f"/ubi_events/_doc/{json.loads(body)['_id']}")[1])["_source"]
+    assert stored["stored_at"]  # stamped by the cluster's clock, whoever wrote it

@@ -10,20 +10,23 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 from functools import lru_cache, wraps
 
 from celery.result import allow_join_result
+from celery.signals import worker_ready
 from opensearchpy.exceptions import ConnectionError as OSConnectionError
-from opensearchpy.exceptions import ConnectionTimeout, TransportError
+from opensearchpy.exceptions import ConnectionTimeout, OpenSearchException, TransportError
 
 from shopsearch.cluster import connect
+from shopsearch.index.ubi import ensure_ubi_indices
 from shopsearch.ingest.encode import encode_chunk, fit_projection
 from shopsearch.ingest.write import write_chunk
 from shopsearch.learn.popularity import update_popularity
 from shopsearch.learn.profile_update import recent_catalogues, update_profiles
 from shopsearch.learn.reindex import check_coordinator_queues
-from shopsearch.settings import load_settings
+from shopsearch.settings import Settings, load_settings
 from shopsearch.workers.app import app
 from shopsearch.workers.dispatch import reindex, run_loop
 
@@ -50,6 +53,28 @@ def timed(fn):
         finally:
             log.info("task %s took %.2fs", fn.__name__, time.perf_counter() - start)
     return wrapper
+
+
+def ensure_click_logs(settings: Settings) -> list[str]:
+    """The click-log indices with their mappings, the events' ``stored_at`` pipeline and the query
+    log's refresh interval (``index/ubi.py``), as far as this worker's OpenSearch user may set them;
+    answers what it may not. On a secured cluster only the workers' user may put the pipeline and
+    the settings, so each worker does this at its start."""
+    return ensure_ubi_indices(connect(settings, timeout=30), settings)
+
+
+@worker_ready.connect
+def _click_logs_at_start(**_) -> None:
+    def run() -> None:
+        try:
+            left = ensure_click_logs(_settings())
+        except (OpenSearchException, OSError) as e:  # the middleware's writer makes them before its first send
+            log.warning("click-log indices not checked at this worker's start: %s", e)
+            return
+        if left:
+            log.warning("this worker's OpenSearch user may not set %s", " and ".join(left))
+    # on a thread: a cluster that is slow to answer must not hold the worker back from its tasks
+    threading.Thread(target=run, name="click-logs", daemon=True).start()
 
 
 @app.task(name="shopsearch.ping")

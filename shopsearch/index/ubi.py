@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 from opensearchpy import OpenSearch, helpers
+from opensearchpy.exceptions import AuthorizationException, RequestError
 
 from shopsearch.index.mapping import load_template, render
 from shopsearch.settings import Settings
@@ -18,30 +19,49 @@ from shopsearch.settings import Settings
 STORED_AT_PIPELINE = "shopsearch_stored_at"
 
 
-def ensure_ubi_indices(client: OpenSearch, settings: Settings) -> None:
-    """Create the click-log indices, or add a newer version's fields; every event is stamped ``stored_at``.
+def ensure_ubi_indices(client: OpenSearch, settings: Settings) -> list[str]:
+    """Create the click-log indices, or add a newer version's fields; stamp every event ``stored_at``
+    and set the query log's refresh interval. Answers what this client's user may not do (``[]``:
+    everything done).
 
     ``stored_at`` is OpenSearch's own clock when it took the event in (an ingest pipeline's ``set``
     of ``_ingest.timestamp``, the events index's ``default_pipeline``), whoever writes it: profile
     builds follow it, not the shopper's ``timestamp`` or the middleware's ``received_at`` (an event
     journaled through an outage is stored after a build that ran meanwhile, and still reaches the next).
+
+    On a secured cluster the proxy's faces may create the two indices and add fields to them, but
+    not put an ingest pipeline or change an index's settings (``docker/security/roles.yml``); the
+    workers' user may, and each worker does this at its start (``workers/tasks.py``). So the indices
+    always have their mappings before the first search is recorded, whichever process starts
+    first, and the rest follows from the first worker (events stored before it have no
+    ``stored_at``; profile builds read their ``received_at``).
     """
-    client.ingest.put_pipeline(id=STORED_AT_PIPELINE, body={
-        "description": "shopsearch: when OpenSearch stored the event",
-        "processors": [{"set": {"field": "stored_at", "value": "{{_ingest.timestamp}}"}}]})
     params = {"number_of_replicas": settings.number_of_replicas,
               "refresh_interval": refresh_interval(settings.ubi_queries_refresh_seconds)}
     for template, name in (("ubi_queries", settings.ubi_queries_index), ("ubi_events", settings.ubi_events_index)):
         body = render(load_template(template), params)
-        if not client.indices.exists(index=name):
+        try:
             client.indices.create(index=name, body=body)
-        else:  # mappings only grow: a newer version's fields are added to the live index
+        except RequestError as e:
+            if e.error != "resource_already_exists_exception":
+                raise
+            # mappings only grow: a newer version's fields are added to the index (or another process made it)
             client.indices.put_mapping(index=name, body=body["mappings"])
-    # an index made by an earlier version refreshed every second: it takes the setting too
-    client.indices.put_settings(index=settings.ubi_queries_index,
-                                body={"index": {"refresh_interval": params["refresh_interval"]}})
-    client.indices.put_settings(index=settings.ubi_events_index,
-                                body={"index": {"default_pipeline": STORED_AT_PIPELINE}})
+    left = []
+    try:
+        client.ingest.put_pipeline(id=STORED_AT_PIPELINE, body={
+            "description": "shopsearch: when OpenSearch stored the event",
+            "processors": [{"set": {"field": "stored_at", "value": "{{_ingest.timestamp}}"}}]})
+        client.indices.put_settings(index=settings.ubi_events_index,
+                                    body={"index": {"default_pipeline": STORED_AT_PIPELINE}})
+    except AuthorizationException:
+        left.append("the events' stored_at pipeline")
+    try:  # an index an earlier version made refreshed every second: it takes the setting too
+        client.indices.put_settings(index=settings.ubi_queries_index,
+                                    body={"index": {"refresh_interval": params["refresh_interval"]}})
+    except AuthorizationException:
+        left.append("the query log's refresh interval")
+    return left
 
 
 def refresh_interval(seconds: float) -> str:

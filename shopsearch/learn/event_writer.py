@@ -31,6 +31,7 @@ import time
 import uuid
 from datetime import datetime
 from pathlib import Path
+from typing import Callable
 
 from opensearchpy import OpenSearch, helpers
 from opensearchpy.exceptions import ConnectionError as ClusterUnreachable
@@ -100,8 +101,12 @@ def owned_by_live_process(path: Path) -> bool:
 
 class BulkBuffer:
     def __init__(self, client: OpenSearch, spill_dir: Path, interval: float = 1.0, max_batch: int = 500,
-                 max_pending: int = 100_000):
+                 max_pending: int = 100_000, prepare: Callable[[], object] | None = None):
+        """``prepare``: called before the first send until it succeeds once (the middleware's
+        creation of the click-log indices, when the cluster was down at its start: a write to an
+        index that does not exist would make one without its mapping)."""
         self.client, self.spill_dir = client, Path(spill_dir)
+        self._prepare = prepare
         self.interval, self.max_batch, self.max_pending = interval, max_batch, max_pending
         self.rejected = 0
         self._docs: list[dict] = []
@@ -157,6 +162,7 @@ class BulkBuffer:
             retry, stored = [], 0
             by_id = {(d["_index"], d["_id"]): d for d in batch}
             try:
+                self._prepared()
                 for ok, item in helpers.streaming_bulk(self.client, batch, raise_on_error=False, raise_on_exception=False,
                                                        max_retries=2, initial_backoff=0.5, chunk_size=500):
                     info = item.get("index", {})
@@ -215,6 +221,19 @@ class BulkBuffer:
             log.warning("%d event documents not stored yet; they stay in the journal in %s", left, self.spill_dir)
 
     # --- internals ---------------------------------------------------------------------------
+    def _prepared(self) -> None:
+        """Run ``prepare`` once; the cluster still unreachable: raise (the batch waits for the next
+        try); any other failure is logged and the documents go as they are."""
+        if self._prepare is None:
+            return
+        try:
+            self._prepare()
+        except ClusterUnreachable:
+            raise
+        except Exception:  # noqa: BLE001 - never let the preparation hold the events back for good
+            log.exception("preparing the event indices failed; sending the events all the same")
+        self._prepare = None
+
     def _run(self) -> None:
         while not self._stop.is_set():
             self._wake.wait(self.interval)
