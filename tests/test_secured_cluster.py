@@ -172,3 +172,23 @@ def test_the_click_log_indices_get_their_mappings_from_the_faces_and_their_pipel
     assert status == 201, body
     stored = json.loads(node.request("GET", f"/ubi_events/_doc/{json.loads(body)['_id']}")[1])["_source"]
     assert stored["stored_at"]  # stamped by the cluster's clock, whoever wrote it
+
+
+def test_the_internal_face_forgets_a_shopper_as_its_own_user(settings, node, shop, click_logs):
+    """``DELETE /admin/users/<id>`` (a shopper's right to be forgotten) on the secured cluster: the
+    internal face's user finds and deletes the shopper's events, recorded queries and profile."""
+    public = create_app(_as(settings, node, "shopsearch-public").replace(event_flush_seconds=0.2), face="public")
+    web = public.test_client()
+    answer = web.get(f"/shop/{shop}/search", query_string={"q": "shirt", "user": "wendy"}).get_json()
+    click = {"user_id": "wendy", "action_name": "click", "query_id": answer["query_id"],
+             "object_id": answer["hits"][0]["id"], "position": 1, "event_id": f"forget-{uuid.uuid4().hex}"}
+    assert web.post("/events", json=[click], headers={"X-Event-Token": answer["event_token"]}).status_code == 202
+    public.extensions["shopsearch.events"].close()
+    internal = create_app(_as(settings, node, "shopsearch-internal"), face="internal")
+    try:
+        gone = internal.test_client().delete("/admin/users/wendy", headers={"X-Admin-Token": ADMIN_TOKEN})
+        assert gone.status_code == 200, gone.get_json()
+        assert gone.get_json()["deleted"]["ubi_events"] == 1 and gone.get_json()["deleted"]["ubi_queries"] == 1
+    finally:
+        internal.extensions["shopsearch.events"].close()
+    assert node.request("GET", f"/ubi_events/_doc/{click['event_id']}")[0] == 404

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 from opensearchpy import OpenSearch, helpers
-from opensearchpy.exceptions import AuthorizationException, RequestError
+from opensearchpy.exceptions import AuthorizationException, NotFoundError, RequestError
 
 from shopsearch.index.mapping import load_template, render
 from shopsearch.settings import Settings
@@ -113,16 +113,22 @@ def user_events(client: OpenSearch, settings: Settings, user: str, catalogue: st
 
 
 def forget_user(client: OpenSearch, settings: Settings, user: str) -> dict[str, int]:
-    """Delete every event, query and profile of one (pseudonymous) shopper; returns the counts."""
+    """Delete every event, query and profile of one (pseudonymous) shopper; returns the counts.
+
+    Each index is refreshed first, so what was written a moment ago is found too (the query log
+    refreshes only every ``ubi_queries_refresh_seconds``), then emptied of the shopper by one
+    ``delete_by_query``: the permissions the internal face's user holds on a secured cluster
+    (``docker/security/roles.yml``: refresh and delete-by-query on these three indices).
+    """
     counts = {}
     for index in (settings.ubi_events_index, settings.ubi_queries_index, settings.profiles_index):
-        if not client.indices.exists(index=index):
+        field = "user_id" if index != settings.profiles_index else "user"
+        try:
+            client.indices.refresh(index=index)
+        except NotFoundError:  # nothing was ever stored there
             counts[index] = 0
             continue
-        client.indices.refresh(index=index)  # what was just written must be found and deleted too
-        hits = helpers.scan(client, index=index, query={"query": {"term": {"user_id" if index != settings.profiles_index else "user": user}}},
-                            _source=False)
-        actions = [{"_op_type": "delete", "_index": index, "_id": h["_id"]} for h in hits]
-        helpers.bulk(client, actions, refresh=True, raise_on_error=False)
-        counts[index] = len(actions)
+        done = client.delete_by_query(index=index, body={"query": {"term": {field: user}}}, refresh=True,
+                                      conflicts="proceed")
+        counts[index] = int(done.get("deleted", 0))
     return counts
