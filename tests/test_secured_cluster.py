@@ -17,6 +17,7 @@ from shopsearch.cluster import connect
 from shopsearch.index.ubi import ensure_ubi_indices
 from shopsearch.ingest.in_process import InProcessRunner
 from shopsearch.ingest.pipeline import run_ingest
+from shopsearch.learn.reindex import reindex
 from shopsearch.plugin.app import create_app
 from shopsearch.workers.tasks import ensure_click_logs
 
@@ -192,3 +193,24 @@ def test_the_internal_face_forgets_a_shopper_as_its_own_user(settings, node, sho
     finally:
         internal.extensions["shopsearch.events"].close()
     assert node.request("GET", f"/ubi_events/_doc/{click['event_id']}")[0] == 404
+
+
+def test_the_internal_face_promotes_and_rolls_back_as_its_own_user(settings, node, shop):
+    """``/admin`` promote and rollback on the secured cluster, as the internal face's user: a second
+    version (made by the workers' user) goes behind the alias, then the first comes back."""
+    worker = _as(settings, node, "shopsearch-worker")
+    built = reindex(worker, shop, runner=InProcessRunner(worker, connect(worker, timeout=120)), swap=False)
+    assert (built["index"], built["step"]) == (f"{shop}-v2", "verified"), built
+    internal = create_app(_as(settings, node, "shopsearch-internal"), face="internal")
+    web, admin = internal.test_client(), {"X-Admin-Token": ADMIN_TOKEN}
+    try:
+        promoted = web.post(f"/admin/catalogues/{shop}/promote", headers=admin, json={"index": f"{shop}-v2"})
+        assert promoted.status_code == 200, promoted.get_json()
+        assert (promoted.get_json()["index"], promoted.get_json()["previous"]) == (f"{shop}-v2", f"{shop}-v1")
+        back = web.post(f"/admin/catalogues/{shop}/rollback", headers=admin, json={})
+        assert back.status_code == 200, back.get_json()
+        assert back.get_json()["index"] == f"{shop}-v1"
+    finally:
+        internal.extensions["shopsearch.events"].close()
+    aliased = json.loads(node.request("GET", f"/_alias/{shop}")[1])
+    assert list(aliased) == [f"{shop}-v1"]
