@@ -2,8 +2,9 @@
 files the compose deployment uses (``tests/secured_node.py``: docker/security/init.sh's
 certificates and users, its roles and the compose file's ``plugins.security.*`` settings).
 Each project user can do its job over TLS and nothing more; the proxy's faces work as their
-least-privilege users; the internal face's pass-through forwards the caller's own credentials
-and never lends its own."""
+least-privilege users (searches, events, the click-log indices, forgetting a shopper, promote and
+rollback); the workers learn from the click logs as theirs; the internal face's pass-through
+forwards the caller's own credentials and never lends its own."""
 
 import json
 import os
@@ -17,8 +18,12 @@ from shopsearch.cluster import connect
 from shopsearch.index.ubi import ensure_ubi_indices
 from shopsearch.ingest.in_process import InProcessRunner
 from shopsearch.ingest.pipeline import run_ingest
+from shopsearch.learn.popularity import update_popularity
+from shopsearch.learn.profile_update import recent_catalogues, update_profiles
 from shopsearch.learn.reindex import reindex
+from shopsearch.learn.training_data import collect
 from shopsearch.plugin.app import create_app
+from shopsearch.privacy import pseudonym
 from shopsearch.workers.tasks import ensure_click_logs
 
 from . import secured_node
@@ -214,3 +219,25 @@ def test_the_internal_face_promotes_and_rolls_back_as_its_own_user(settings, nod
         internal.extensions["shopsearch.events"].close()
     aliased = json.loads(node.request("GET", f"/_alias/{shop}")[1])
     assert list(aliased) == [f"{shop}-v1"]
+
+
+def test_the_workers_learn_from_the_click_logs_as_their_own_user(settings, node, shop, click_logs):
+    """A shopper's purchase through the public face, then what the workers' tasks make of the click
+    logs, as the workers' user: the periodic run finds the catalogue, the shopper's profile, the
+    catalogue's popularity, the training data of ``shopsearch train --clicks-since``."""
+    public = create_app(_as(settings, node, "shopsearch-public").replace(event_flush_seconds=0.2), face="public")
+    web = public.test_client()
+    answer = web.get(f"/shop/{shop}/search", query_string={"q": "shirt", "user": "pam"}).get_json()
+    bought = answer["hits"][0]["id"]
+    purchase = {"user_id": "pam", "action_name": "purchase", "query_id": answer["query_id"], "object_id": bought,
+                "position": 1}
+    assert web.post("/events", json=[purchase], headers={"X-Event-Token": answer["event_token"]}).status_code == 202
+    public.extensions["shopsearch.events"].close()
+    worker = _as(settings, node, "shopsearch-worker")
+    client = connect(worker, timeout=60)
+    assert shop in recent_catalogues(client, worker, "2000-01-01T00:00:00Z")
+    profiles = update_profiles(client, worker, shop, users=[pseudonym("pam", worker.pseudonym_salt)])
+    assert profiles["profiles_updated"] == 1
+    assert update_popularity(client, worker, shop)["products_updated"] >= 1
+    data = collect(client, worker, shop, since="2000-01-01T00:00:00Z")
+    assert bought in {e.positive_id for e in data.train + data.valid}
