@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from shopsearch.cluster import connect
+from shopsearch.index.api_keys import create_key
 from shopsearch.index.ubi import ensure_ubi_indices
 from shopsearch.ingest.in_process import InProcessRunner
 from shopsearch.ingest.pipeline import run_ingest
@@ -241,3 +242,18 @@ def test_the_workers_learn_from_the_click_logs_as_their_own_user(settings, node,
     assert update_popularity(client, worker, shop)["products_updated"] >= 1
     data = collect(client, worker, shop, since="2000-01-01T00:00:00Z")
     assert bought in {e.positive_id for e in data.train + data.valid}
+
+
+def test_an_admin_api_key_opens_admin_on_the_secured_cluster(settings, node, shop):
+    """The internal face looks API keys up as its own user (``shopsearch-keys``, hashes only): an
+    operator's admin key opens ``/admin``, a key nobody made is refused, neither is a 500."""
+    operators = _as(settings, node, "admin")
+    _, secret = create_key(connect(operators, timeout=60), operators, f"ops-{uuid.uuid4().hex[:6]}", "admin")
+    internal = create_app(_as(settings, node, "shopsearch-internal"), face="internal")
+    web = internal.test_client()
+    try:
+        assert web.get("/admin/status", headers={"X-Api-Key": secret}).status_code == 200
+        forged = secret[:-4] + ("AAAA" if not secret.endswith("AAAA") else "BBBB")
+        assert web.get("/admin/status", headers={"X-Api-Key": forged}).status_code == 401
+    finally:
+        internal.extensions["shopsearch.events"].close()
