@@ -63,8 +63,7 @@ from shopsearch.index.profiles import put_profile
 from shopsearch.index.vectors import COPY_FIELD, with_vectors
 from shopsearch.ops.query_load import CpuMeter, cpu_per_request, run_in_turn, run_mode, wait_for_quiet
 from shopsearch.ops.services import opensearch as opensearch_service
-from shopsearch.ops.services.process import read_pid
-from shopsearch.ops.services.process import wait_until
+from shopsearch.ops.services.process import read_pid, wait_until
 from shopsearch.query.build import plain_bm25_body
 from shopsearch.query.caches import KEY_PREFIX, shared_cache_url
 from shopsearch.settings import Settings

@@ -158,9 +158,11 @@ def cpu_seconds(processes: list[psutil.Process]) -> float:
 
 
 def machine_cpu_seconds() -> float:
-    """CPU seconds every core of this machine has spent outside idle and I/O wait so far."""
+    """CPU seconds every core of this machine has spent on its own work so far: not idle, not
+    waiting for I/O, not taken by the hypervisor (steal); guests' time is already in user time."""
     t = psutil.cpu_times()
-    return sum(t) - t.idle - getattr(t, "iowait", 0.0)
+    left_out = ("idle", "iowait", "steal", "guest", "guest_nice")
+    return sum(t) - sum(getattr(t, name, 0.0) for name in left_out)
 
 
 class CpuMeter:
