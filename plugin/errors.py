@@ -105,6 +105,11 @@ ERRORS: tuple[Rule, ...] = (
     Rule(opensearchpy.ConnectionTimeout, 504, "opensearch_timeout", "OpenSearch did not answer in time."),
     Rule(opensearchpy.ConnectionError, 503, "opensearch_unavailable",
          "OpenSearch cannot be reached; the service will recover when it is back."),
+    # the cluster's security refused this service's own OpenSearch user: a role that lacks an action
+    # (the warning logged names it), a deployment to mend, not the caller's fault
+    Rule(opensearchpy.AuthorizationException, 502, "opensearch_refused",
+         "The cluster refused this service's OpenSearch user an action it needs: its role in the cluster's "
+         "security configuration lacks it (the service's log names the action)."),
     # the app's one requests session is the pass-through's, to OpenSearch (passthrough.py)
     # a node that is starting answers 503 itself (no shard copy allocated yet): the same outage
     Rule(opensearchpy.TransportError, 503, "opensearch_unavailable",

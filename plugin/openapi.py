@@ -30,7 +30,7 @@ _STATUS_TEXT = {200: "OK", 202: "Accepted: the work runs on a Celery worker.", 4
                 401: "No or wrong admin token.", 403: "Refused (admin disabled, or denied pass-through path).",
                 404: "The catalogue or item does not exist.", 409: "The operation conflicts with the current state.",
                 413: "The body is larger than max_body_bytes.", 500: "A bug; quote the request id.",
-                502: "OpenSearch rejected the query.", 503: "A dependency is down; retry later.",
+                502: "OpenSearch rejected the query, or refused this service's own user an action.", 503: "A dependency is down; retry later.",
                 504: "A dependency did not answer in time."}
 _ARGUMENT = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 

@@ -257,3 +257,16 @@ def test_an_admin_api_key_opens_admin_on_the_secured_cluster(settings, node, sho
         assert web.get("/admin/status", headers={"X-Api-Key": forged}).status_code == 401
     finally:
         internal.extensions["shopsearch.events"].close()
+
+
+def test_a_face_whose_user_lacks_a_right_says_so_with_a_502_not_a_500(settings, node, shop):
+    """A misconfigured deployment: the internal face run with the public face's user. An admin route
+    that user may not serve answers 502 ``opensearch_refused``, telling the operator where to look."""
+    wrong = create_app(_as(settings, node, "shopsearch-public"), face="internal")
+    try:
+        answer = wrong.test_client().post(f"/admin/catalogues/{shop}/promote", headers={"X-Admin-Token": ADMIN_TOKEN},
+                                          json={"index": f"{shop}-v1"})
+        assert answer.status_code == 502 and answer.get_json()["error"] == "opensearch_refused", answer.get_json()
+        assert "role" in answer.get_json()["message"]
+    finally:
+        wrong.extensions["shopsearch.events"].close()
