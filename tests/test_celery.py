@@ -35,3 +35,23 @@ def test_every_task_goes_to_its_queue_by_the_apps_routes_alone():
     assert routed["shopsearch.encode.chunk"] == "encode"
     assert all(q in {"celery", "ingest", "encode", "rollout"} for q in routed.values()), routed
     assert not [name for name in ours if getattr(app.tasks[name], "queue", None)]
+
+
+def test_a_worker_at_its_start_sets_up_the_click_logs(services, settings, client):
+    """What only the workers' user may do on a secured cluster (``ensure_click_logs``): a worker's
+    start puts back the query log's refresh interval and the events' ``stored_at`` pipeline."""
+    from shopsearch.index.ubi import STORED_AT_PIPELINE, ensure_ubi_indices
+    from shopsearch.ops.services.process import wait_until
+
+    ensure_ubi_indices(client, settings)
+    client.indices.put_settings(index=settings.ubi_queries_index, body={"index": {"refresh_interval": "1s"}})
+
+    def interval() -> str:
+        found = client.indices.get_settings(index=settings.ubi_queries_index, name="index.refresh_interval")
+        return found[settings.ubi_queries_index]["settings"]["index"]["refresh_interval"]
+
+    assert interval() == "1s"
+    assert worker.kill(settings, "rollout"), "no rollout worker was running"
+    worker.start(settings)
+    wait_until(lambda: interval() == "30s", 120, "the restarted worker's click-log set-up")
+    assert STORED_AT_PIPELINE in client.ingest.get_pipeline(id=STORED_AT_PIPELINE)
