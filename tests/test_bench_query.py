@@ -126,7 +126,8 @@ def test_the_cpu_meter_charges_a_busy_process_to_its_group_and_the_rest_to_other
     # 0.6 s over 100 requests is 6 ms a request (the kernel counts CPU in 10 ms ticks)
     assert per["busy"] >= 5.8 - before["busy"] * 10
     assert per["idle"] < 0.5
-    assert per["total"] >= per["busy"] and per["other"] >= 0
+    # the machine's counters and a process's are read apart, each in 10 ms ticks: 0.02 s over 100 requests
+    assert per["total"] >= per["busy"] - 0.2 and per["other"] >= 0
     assert set(per) == {"busy", "idle", "other", "total", "cores_in_use"}
 
 
