@@ -225,7 +225,8 @@ def test_the_internal_face_promotes_and_rolls_back_as_its_own_user(settings, nod
 def test_the_workers_learn_from_the_click_logs_as_their_own_user(settings, node, shop, click_logs):
     """A shopper's purchase through the public face, then what the workers' tasks make of the click
     logs, as the workers' user: the periodic run finds the catalogue, the shopper's profile, the
-    catalogue's popularity, the training data of ``shopsearch train --clicks-since``."""
+    catalogue's popularity, the training data of ``shopsearch train --clicks-since``, and the public
+    face's "for you" from that profile."""
     public = create_app(_as(settings, node, "shopsearch-public").replace(event_flush_seconds=0.2), face="public")
     web = public.test_client()
     answer = web.get(f"/shop/{shop}/search", query_string={"q": "shirt", "user": "pam"}).get_json()
@@ -242,6 +243,13 @@ def test_the_workers_learn_from_the_click_logs_as_their_own_user(settings, node,
     assert update_popularity(client, worker, shop)["products_updated"] >= 1
     data = collect(client, worker, shop, since="2000-01-01T00:00:00Z")
     assert bought in {e.positive_id for e in data.train + data.valid}
+    public = create_app(_as(settings, node, "shopsearch-public"), face="public")  # and the shopper's profile serves
+    try:
+        for_you = public.test_client().get(f"/shop/{shop}/recommend/for-you", query_string={"user": "pam"})
+        assert for_you.status_code == 200 and for_you.get_json()["hits"], for_you.get_json()
+        assert for_you.get_json()["strategy"] == "profile-knn"  # from the profile, not the cold-start fallback
+    finally:
+        public.extensions["shopsearch.events"].close()
 
 
 def test_an_admin_api_key_opens_admin_on_the_secured_cluster(settings, node, shop):
