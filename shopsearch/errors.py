@@ -74,8 +74,9 @@ class MappingError(ShopsearchError, ValueError):
 
 
 class ConcurrentChange(ShopsearchError, RuntimeError):
-    """Another writer changed the state this operation read (an alias moved, a lock stayed held):
-    nothing was changed; read the state again and retry."""
+    """Another writer changed the state this operation read (an alias moved, a lock stayed held, a
+    document changed while it was deleted): read the state again and retry; the message says what
+    was done, if anything."""
 
     status, code = 409, "concurrent_change"
 

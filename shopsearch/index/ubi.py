@@ -12,11 +12,13 @@ import time
 from opensearchpy import OpenSearch, helpers
 from opensearchpy.exceptions import AuthorizationException, NotFoundError, RequestError
 
+from shopsearch.errors import ConcurrentChange
 from shopsearch.index.mapping import load_template, render
 from shopsearch.settings import Settings
 
 
 STORED_AT_PIPELINE = "shopsearch_stored_at"
+FORGET_ROUNDS = 5  # delete-by-query passes over an index while the shopper's documents change under it
 
 
 def ensure_ubi_indices(client: OpenSearch, settings: Settings) -> list[str]:
@@ -116,9 +118,12 @@ def forget_user(client: OpenSearch, settings: Settings, user: str) -> dict[str, 
     """Delete every event, query and profile of one (pseudonymous) shopper; returns the counts.
 
     Each index is refreshed first, so what was written a moment ago is found too (the query log
-    refreshes only every ``ubi_queries_refresh_seconds``), then emptied of the shopper by one
+    refreshes only every ``ubi_queries_refresh_seconds``), then emptied of the shopper by
     ``delete_by_query``: the permissions the internal face's user holds on a secured cluster
-    (``docker/security/roles.yml``: refresh and delete-by-query on these three indices).
+    (``docker/security/roles.yml``: refresh and delete-by-query on these three indices). A document
+    changed while it was being deleted (a profile rewritten meanwhile) is a version conflict that
+    the pass skips, so the pass runs again until none is left (at most ``FORGET_ROUNDS``, then
+    :class:`ConcurrentChange`, a 409 saying to forget the shopper again).
     """
     counts = {}
     for index in (settings.ubi_events_index, settings.ubi_queries_index, settings.profiles_index):
@@ -128,7 +133,14 @@ def forget_user(client: OpenSearch, settings: Settings, user: str) -> dict[str, 
         except NotFoundError:  # nothing was ever stored there
             counts[index] = 0
             continue
-        done = client.delete_by_query(index=index, body={"query": {"term": {field: user}}}, refresh=True,
-                                      conflicts="proceed")
-        counts[index] = int(done.get("deleted", 0))
+        counts[index] = 0
+        for _ in range(FORGET_ROUNDS):  # a document changed meanwhile (a profile rewritten) is a conflict: again
+            done = client.delete_by_query(index=index, body={"query": {"term": {field: user}}}, refresh=True,
+                                          conflicts="proceed")
+            counts[index] += int(done.get("deleted", 0))
+            if not done.get("version_conflicts"):
+                break
+        else:
+            raise ConcurrentChange(f"{index}: the shopper's documents kept changing while they were deleted "
+                                   f"({counts[index]} deleted so far); forget the shopper again for the rest")
     return counts
