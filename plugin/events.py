@@ -13,6 +13,7 @@ import logging
 import math
 import time
 import uuid
+from datetime import datetime, timezone
 
 from flask import Blueprint, Flask, current_app, jsonify, request
 
@@ -140,7 +141,9 @@ def post_events():
         checked = True
     except ClusterUnreachable:  # the cluster is down (or timed out): the events still go to the journal
         checked = False
-    received = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    # milliseconds, as OpenSearch keeps a date: a profile build's cursor over events that have no
+    # stored_at reads this (index/ubi.py stored_since), and a second would hide the rest of its second
+    received = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     flagged, queued = [], []
     for event in events:
         event = pseudonymise_event(event, settings.pseudonym_salt)  # also re-derives content-based ids

@@ -146,3 +146,32 @@ def test_a_late_event_reaches_the_profile_at_the_next_build(client, settings, ca
     profile = get_profile(client, settings, catalogue, who)
     assert profile["events"] == 2
     assert set(profile["items"]) == set(ids)
+
+
+def test_an_event_stored_before_the_stamp_existed_reaches_the_profile_once(client, settings, catalogue):
+    """Events a middleware wrote before any worker set up the ``stored_at`` pipeline (or into an
+    events index a face made again) carry only the middleware's ``received_at``: a profile that
+    was built before them still takes each of them in, and only once."""
+    summary = run_ingest(settings, PRODUCTS, catalogue, mapping="homedepot", limit=5)
+    ids = [h["_id"] for h in client.search(index=summary.index, body={"size": 3})["hits"]["hits"]]
+    ensure_ubi_indices(client, settings)
+    who = f"shopper_{uuid.uuid4().hex[:8]}"
+
+    def purchase(object_id, **unstamped):
+        at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        client.index(index=settings.ubi_events_index, refresh=True, **unstamped, body={
+            "event_id": uuid.uuid4().hex, "user_id": who, "catalogue": catalogue, "action_name": "purchase",
+            "object_id": object_id, "timestamp": at, "received_at": at})
+
+    purchase(ids[0])  # stamped by the events index's default pipeline
+    assert update_profiles(client, settings, catalogue, users=[who])["profiles_updated"] == 1
+    time.sleep(0.01)
+    purchase(ids[1], pipeline="_none")  # no stamp: as before the first worker's set-up
+    assert update_profiles(client, settings, catalogue, users=[who])["profiles_updated"] == 1
+    assert get_profile(client, settings, catalogue, who)["events"] == 2
+    assert update_profiles(client, settings, catalogue, users=[who])["profiles_updated"] == 0  # nothing new
+    time.sleep(0.01)
+    purchase(ids[2])
+    update_profiles(client, settings, catalogue, users=[who])
+    profile = get_profile(client, settings, catalogue, who)
+    assert profile["events"] == 3 and set(profile["items"]) == set(ids)

@@ -99,17 +99,37 @@ def recorded_queries(client: OpenSearch, settings: Settings, ids: list[str]) -> 
     return {d["_id"]: d["_source"].get("catalogue") for d in found["docs"] if d.get("found")}
 
 
+def stored_since(since: str) -> dict:
+    """The query for events OpenSearch took in after ``since``: by their ``stored_at``, and an event
+    written before the stamp existed (no ``stored_at``) by the middleware's ``received_at``."""
+    return {"bool": {"should": [{"range": {"stored_at": {"gt": since}}},
+                                {"bool": {"must_not": {"exists": {"field": "stored_at"}},
+                                          "filter": {"range": {"received_at": {"gt": since}}}}}],
+                     "minimum_should_match": 1}}
+
+
+def stored_mark(event: dict) -> str | None:
+    """When an event was taken in, as :func:`stored_since` reads it: ``stored_at``, else ``received_at``.
+
+    >>> stored_mark({"stored_at": "2024-05-02T10:00:00Z", "received_at": "2024-05-02T09:59:59Z"})
+    '2024-05-02T10:00:00Z'
+    >>> stored_mark({"received_at": "2024-05-02T09:59:59Z"})
+    '2024-05-02T09:59:59Z'
+    """
+    return event.get("stored_at") or event.get("received_at")
+
+
 def user_events(client: OpenSearch, settings: Settings, user: str, catalogue: str | None = None,
                 since: str | None = None, stored_after: str | None = None) -> list[dict]:
     """Every stored event of one (pseudonymous) shopper, oldest first; ``since``: with a ``timestamp``
-    after it; ``stored_after``: stored (``stored_at``) after it."""
+    after it; ``stored_after``: taken in after it (:func:`stored_since`)."""
     filters = [{"term": {"user_id": user}}]
     if catalogue:
         filters.append({"term": {"catalogue": catalogue}})
     if since:
         filters.append({"range": {"timestamp": {"gt": since}}})
     if stored_after:
-        filters.append({"range": {"stored_at": {"gt": stored_after}}})
+        filters.append(stored_since(stored_after))
     query = {"query": {"bool": {"filter": filters}}, "sort": [{"timestamp": "asc"}]}
     return [h["_source"] for h in helpers.scan(client, index=settings.ubi_events_index, query=query, preserve_order=True)]
 

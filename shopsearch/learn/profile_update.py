@@ -12,15 +12,11 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-
-def _utc(when: str) -> datetime:
-    return datetime.fromisoformat(when.replace("Z", "+00:00"))
-
 from opensearchpy import OpenSearch
 
 from shopsearch.index.catalogue import live_meta
 from shopsearch.index.profiles import get_profile, put_profile
-from shopsearch.index.ubi import user_events
+from shopsearch.index.ubi import stored_mark, stored_since, user_events
 from shopsearch.index.vectors import read_with_vectors
 from shopsearch.index.versions import live_index
 from shopsearch.learn.events import ACTION_WEIGHTS
@@ -34,19 +30,11 @@ ITEMS_KEPT = 500
 ITEM_FLOOR = 0.3
 
 
-def stored_after(since: str) -> dict:
-    """Events OpenSearch stored after ``since`` (``stored_at``; events written before it was stamped: ``received_at``)."""
-    return {"bool": {"should": [{"range": {"stored_at": {"gt": since}}},
-                                {"bool": {"must_not": {"exists": {"field": "stored_at"}},
-                                          "filter": {"range": {"received_at": {"gt": since}}}}}],
-                     "minimum_should_match": 1}}
-
-
 def users_with_events(client: OpenSearch, settings: Settings, catalogue: str, since: str | None) -> list[str]:
     """Pseudonyms of shoppers with events in ``catalogue`` stored after ``since``."""
     filters = [{"term": {"catalogue": catalogue}}]
     if since:
-        filters.append(stored_after(since))
+        filters.append(stored_since(since))
     users, after = [], None
     while True:
         comp = {"size": 500, "sources": [{"u": {"terms": {"field": "user_id"}}}]}
@@ -67,7 +55,7 @@ def recent_catalogues(client: OpenSearch, settings: Settings, since: str) -> lis
         return []
     client.indices.refresh(index=settings.ubi_events_index)
     res = client.search(index=settings.ubi_events_index, body={
-        "size": 0, "query": stored_after(since),
+        "size": 0, "query": stored_since(since),
         "aggs": {"c": {"terms": {"field": "catalogue", "size": 1000}}}})
     return [b["key"] for b in res["aggregations"]["c"]["buckets"] if live_index(client, b["key"])]
 
@@ -123,9 +111,14 @@ def update_profiles(client: OpenSearch, settings: Settings, catalogue: str, user
         profile["items"] = {k: round(ITEM_FLOOR + (1 - ITEM_FLOOR) * v / top, 6) for k, v in affinities.items()}
         profile["purchases"] = build_purchases(events, items, (previous or {}).get("purchases"))
         profile["model_version"] = model_version
-        stored = [e["stored_at"] for e in events if e.get("stored_at")]
-        profile["stored_until"] = max(stored, key=_utc) if stored else (previous or {}).get("stored_until") or now.isoformat()
+        # the cursor: the last event taken in, by the mark the next build's query reads (stored_since)
+        marks = [m for m in map(stored_mark, events) if m]
+        profile["stored_until"] = max(marks, key=_utc) if marks else (previous or {}).get("stored_until") or now.isoformat()
         put_profile(client, settings, catalogue, who, profile, pseudonymous=True)
         updated += 1
     client.indices.refresh(index=settings.profiles_index) if updated else None
     return {"catalogue": catalogue, "users_seen": len(users), "profiles_updated": updated}
+
+
+def _utc(when: str) -> datetime:
+    return datetime.fromisoformat(when.replace("Z", "+00:00"))
