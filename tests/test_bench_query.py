@@ -13,7 +13,8 @@ import psutil
 import pytest
 
 from shopsearch.ops.bench_query import RATIOS, cpu_bounds, judged_counts, ratios, replay_shape, zipf_replay
-from shopsearch.ops.query_load import CpuMeter, cpu_per_request, run_in_turn, run_mode
+from shopsearch.ops.cpu import CpuMeter, cpu_per_request
+from shopsearch.ops.query_load import run_in_turn, run_mode
 from shopsearch.settings import load_settings
 
 

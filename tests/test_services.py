@@ -50,11 +50,12 @@ def test_a_port_already_taken_gives_a_clear_error(services, settings, tmp_path, 
 
 
 def test_bench_ingest_counts_the_cpu_of_each_service_the_pipeline_runs_on(services, settings):
-    from shopsearch.ops.bench_ingest import cpu_seconds, service_pids
+    from shopsearch.ops.bench_ingest import service_pids
+    from shopsearch.ops.cpu import family_cpu_seconds
     from shopsearch.ops.services import worker
     pids, not_here = service_pids(settings)
     assert not_here == []
     assert set(pids) == {"opensearch", *(f"worker {g}" for g in worker.groups(settings))}
     assert pids["opensearch"] == int(opensearch.layout(settings).pidfile.read_text())
-    assert all(cpu_seconds(pid) > 0 for pid in pids.values())  # a started JVM and Python workers have run
-    assert cpu_seconds(2 ** 22 + 1) is None  # above Linux's largest pid: no such process
+    assert all(family_cpu_seconds(pid) > 0 for pid in pids.values())  # a started JVM and Python workers have run
+    assert family_cpu_seconds(2 ** 22 + 1) is None  # above Linux's largest pid: no such process

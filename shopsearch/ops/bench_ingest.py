@@ -40,6 +40,7 @@ from shopsearch.encoders.text import item_text, text_encoder
 from shopsearch.index.catalogue import create_catalogue_version
 from shopsearch.ingest.in_process import InProcessRunner
 from shopsearch.ingest.pipeline import Summary, plan, run_ingest
+from shopsearch.ops.cpu import family_cpu_seconds, process_cpu
 from shopsearch.ops.services import opensearch as opensearch_service
 from shopsearch.ops.services import worker as worker_service
 from shopsearch.settings import Settings
@@ -54,30 +55,9 @@ RUNNERS = ("celery", "in-process")
 def _raw_items_per_s(encoder, texts: list[str]) -> tuple[float, float]:
     """Items per second of one ``encode`` call over ``texts``, and the CPU seconds this process spent on it."""
     me = psutil.Process()
-    cpu, start = _cpu(me), time.perf_counter()
+    cpu, start = process_cpu(me), time.perf_counter()
     encoder.encode(texts)
-    return len(texts) / (time.perf_counter() - start), _cpu(me) - cpu
-
-
-def _cpu(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return times.user + times.system
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds of a process and its living descendants, each counted once; None when it is gone."""
-    try:
-        root = psutil.Process(pid)
-        family = {root.pid: root, **{c.pid: c for c in root.children(recursive=True)}}
-    except psutil.Error:
-        return None
-    total = 0.0
-    for process in family.values():
-        try:
-            total += _cpu(process)
-        except psutil.Error:  # a pool child that exited meanwhile
-            continue
-    return total
+    return len(texts) / (time.perf_counter() - start), process_cpu(me) - cpu
 
 
 def service_pids(settings: Settings) -> tuple[dict[str, int], list[str]]:
@@ -130,9 +110,9 @@ def bench_ingest(settings: Settings, catalogue: str, limit: int | None = None, k
     pids, not_here = service_pids(settings)
     try:
         me = psutil.Process()
-        cpu_before = {"coordinator (this process)": _cpu(me), **{n: cpu_seconds(p) for n, p in pids.items()}}
+        cpu_before = {"coordinator (this process)": process_cpu(me), **{n: family_cpu_seconds(p) for n, p in pids.items()}}
         first = run_ingest(settings, path, catalogue, mapping, image_dir, limit, index=index, runner=chunks)
-        cpu_after = {"coordinator (this process)": _cpu(me), **{n: cpu_seconds(p) for n, p in pids.items()}}
+        cpu_after = {"coordinator (this process)": process_cpu(me), **{n: family_cpu_seconds(p) for n, p in pids.items()}}
         pipeline = first.indexed / first.seconds
         echo(f"pipeline ({runner} + OpenSearch, file to searchable index): {first.indexed} items in {first.seconds}s,"
              f" {pipeline:.1f} items/s [{_phases(first)}]")

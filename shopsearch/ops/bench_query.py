@@ -31,7 +31,7 @@ Redis) are reported beside the latencies, the proxy's resident memory after the 
 ``ratios``: the issue's five figures from this one run (a skipped mode: null, with its reason in
 ``ratios_skipped``). The proxy runs under gunicorn, as in production, started by the benchmark on
 a free port with the serving settings (``plugin/serving.py``) or the workers / threads / intra-op
-threads given. No mode is timed before the machine is idle (``query_load.wait_for_quiet``: the
+threads given. No mode is timed before the machine is idle (``cpu.wait_for_quiet``: the
 proxy workers prepare their ranker's product text for some seconds after their first answers);
 the wait and its outcome are printed and kept as ``settled``.
 
@@ -61,7 +61,8 @@ import requests
 from shopsearch.cluster import connect
 from shopsearch.index.profiles import put_profile
 from shopsearch.index.vectors import COPY_FIELD, with_vectors
-from shopsearch.ops.query_load import CpuMeter, cpu_per_request, run_in_turn, run_mode, wait_for_quiet
+from shopsearch.ops.cpu import CpuMeter, cpu_per_request, family, wait_for_quiet
+from shopsearch.ops.query_load import run_in_turn, run_mode
 from shopsearch.ops.services import opensearch as opensearch_service
 from shopsearch.ops.services.process import read_pid, wait_until
 from shopsearch.query.build import plain_bm25_body
@@ -255,18 +256,11 @@ def cpu_bounds(many: dict) -> dict:
 def cpu_meter(settings: Settings, proxy_pid: int) -> CpuMeter:
     """The benchmark's process groups: the proxy (gunicorn master and workers), the project's own
     OpenSearch node when it runs here (else its CPU is in ``other``), and this load client."""
-    def tree(pid: int | None) -> list[psutil.Process]:
-        try:
-            root = psutil.Process(pid)
-            return [root, *root.children(recursive=True)]
-        except (psutil.Error, ValueError, TypeError):
-            return []
-
-    groups = {"proxy": lambda: tree(proxy_pid)}
+    groups = {"proxy": lambda: family(proxy_pid) or []}
     if opensearch_service.is_local(settings):
         node = read_pid(opensearch_service.layout(settings).pidfile)
         if node:
-            groups["opensearch"] = lambda: tree(node)
+            groups["opensearch"] = lambda: family(node) or []
     me = psutil.Process()
     groups["client"] = lambda: [me]
     return CpuMeter(groups)
