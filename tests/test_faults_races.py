@@ -7,11 +7,12 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from opensearchpy import NotFoundError, helpers
 
 from shopsearch.errors import ConcurrentChange
 from shopsearch.index import meta as meta_mod
 from shopsearch.index.profiles import get_profile
-from shopsearch.index.ubi import ensure_ubi_indices
+from shopsearch.index.ubi import ensure_ubi_indices, forget_user
 from shopsearch.index.versions import create_version, live_index, switch_alias
 from shopsearch.learn import popularity
 from shopsearch.learn.profile_update import update_profiles
@@ -123,6 +124,53 @@ def test_a_resumed_reindex_turns_refresh_back_on(client, settings, catalogue):
     with pytest.raises(RolloutInterrupted):
         reindex(settings, catalogue, stop_before="swap")
     assert _refresh_interval(client, target) != "-1"
+
+
+# --- forgetting a shopper ---------------------------------------------------------------------------
+
+def test_forgetting_a_shopper_deletes_again_what_changed_while_it_was_deleting(client, settings, caplog):
+    """A shopper's event rewritten while ``delete_by_query`` works through their 20,000 events is a
+    version conflict that the pass skips: the next pass deletes it, so nothing of the shopper is left."""
+    ensure_ubi_indices(client, settings)
+    who = f"forgotten_{uuid.uuid4().hex[:8]}"
+    ids = [f"{who}-{i}" for i in range(20_000)]
+    at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    helpers.bulk(client, ({"_index": settings.ubi_events_index, "_id": i, "_source": {
+        "event_id": i, "user_id": who, "catalogue": "forget-race", "action_name": "impression", "object_id": "p",
+        "timestamp": at, "received_at": at}} for i in ids), chunk_size=2_000, refresh=True)
+    done: dict = {}
+
+    def forget():
+        try:
+            done["counts"] = forget_user(client, settings, who)
+        except ConcurrentChange as e:  # what five passes in a row with a conflict would say
+            done["error"] = e
+
+    forgetting = threading.Thread(target=forget)
+    caplog.set_level("INFO", logger="shopsearch.index.ubi")
+    forgetting.start()
+    changed = 0
+    while forgetting.is_alive() and not changed:  # once the pass is under way: rewrite events it has not reached
+        tasks = client.tasks.list(actions="*delete/byquery", detailed=True)["nodes"]
+        status = [task["status"] for node in tasks.values() for task in node["tasks"].values()]
+        if any(s.get("deleted", 0) >= 1_000 for s in status):
+            left = [d["_id"] for d in client.mget(index=settings.ubi_events_index, body={"ids": ids[-2_000:]},
+                                                   _source=False)["docs"] if d.get("found")]
+            for i in left[-50:]:
+                try:
+                    client.update(index=settings.ubi_events_index, id=i, body={"doc": {"object_id": "q"},
+                                                                               "detect_noop": False})
+                    changed += 1
+                except NotFoundError:  # deleted meanwhile
+                    continue
+        time.sleep(0.002)
+    forgetting.join(timeout=120)
+    assert changed, "the delete finished before any event could be rewritten under it"
+    assert "error" not in done, done
+    assert done["counts"][settings.ubi_events_index] == len(ids)
+    assert "changed while they were deleted; deleting them again" in caplog.text
+    client.indices.refresh(index=settings.ubi_events_index)
+    assert client.count(index=settings.ubi_events_index, body={"query": {"term": {"user_id": who}}})["count"] == 0
 
 
 # --- profiles ---------------------------------------------------------------------------------------

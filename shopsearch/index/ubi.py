@@ -7,6 +7,7 @@ search path never waits on it). Shopper ids are stored only as pseudonyms
 
 from __future__ import annotations
 
+import logging
 import time
 
 from opensearchpy import OpenSearch, helpers
@@ -16,6 +17,7 @@ from shopsearch.errors import ConcurrentChange
 from shopsearch.index.mapping import load_template, render
 from shopsearch.settings import Settings
 
+log = logging.getLogger(__name__)
 
 STORED_AT_PIPELINE = "shopsearch_stored_at"
 FORGET_ROUNDS = 5  # delete-by-query passes over an index while the shopper's documents change under it
@@ -160,6 +162,8 @@ def forget_user(client: OpenSearch, settings: Settings, user: str) -> dict[str, 
             counts[index] += int(done.get("deleted", 0))
             if not done.get("version_conflicts"):
                 break
+            log.info("%s: %d of the shopper's documents changed while they were deleted; deleting them again",
+                     index, done["version_conflicts"])
         else:
             raise ConcurrentChange(f"{index}: the shopper's documents kept changing while they were deleted "
                                    f"({counts[index]} deleted so far); forget the shopper again for the rest")
