@@ -14,7 +14,7 @@ import pytest
 from .conftest import ROOT
 
 LAYERS = [
-    {"shopsearch", "settings", "errors", "hooks", "files", "privacy", "local_secrets", "cluster"},  # base (and the package)
+    {"shopsearch", "settings", "errors", "hooks", "files", "privacy", "local_secrets", "cluster", "clock"},  # base (and the package)
     {"encoders"},
     {"index"},
     {"ingest"},

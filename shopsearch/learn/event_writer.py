@@ -29,7 +29,6 @@ import os
 import threading
 import time
 import uuid
-from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
@@ -37,6 +36,7 @@ from opensearchpy import OpenSearch, helpers
 from opensearchpy.exceptions import ConnectionError as ClusterUnreachable
 from opensearchpy.exceptions import TransportError
 
+from shopsearch.clock import parse_time
 from shopsearch.errors import Overloaded
 from shopsearch.files import pid_alive
 
@@ -296,7 +296,7 @@ def _made_at(action: dict) -> float:
     for key in ("received_at", "timestamp"):
         if source.get(key):
             try:
-                return datetime.fromisoformat(str(source[key]).replace("Z", "+00:00")).timestamp()
+                return parse_time(str(source[key])).timestamp()
             except ValueError:
                 continue
     return 0.0

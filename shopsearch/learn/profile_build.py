@@ -18,6 +18,7 @@ from collections import Counter, defaultdict
 from datetime import datetime, timezone
 from itertools import combinations
 
+from shopsearch.clock import parse_time
 from shopsearch.learn.events import ACTION_WEIGHTS
 
 PRICE_SAMPLES = 200  # the price band looks at the most recent weighted samples only
@@ -32,12 +33,6 @@ def decay_weight(age_days: float, half_life_days: float) -> float:
     (1.0, 0.5, 0.25)
     """
     return 0.5 ** (age_days / half_life_days)
-
-
-def _utc(when: datetime | str) -> datetime:
-    if isinstance(when, str):
-        when = datetime.fromisoformat(when)
-    return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when
 
 
 def _days(delta) -> float:
@@ -80,7 +75,7 @@ def _starting_point(previous: dict | None, now: datetime, half_life_days: float)
     """``(stats, weight, events, since)``: empty, or ``previous`` decayed to ``now``."""
     if not previous:
         return _empty_stats(half_life_days), 0.0, 0, None
-    since = _utc(previous["updated_at"])
+    since = parse_time(previous["updated_at"])
     if now < since:
         raise ValueError(f"now ({now.isoformat()}) is before the previous profile's updated_at")
     stats = previous["stats"]
@@ -132,13 +127,13 @@ def build_profile(events: list[dict], items: dict[str, dict], now: datetime,
     """
     if half_life_days <= 0:
         raise ValueError(f"half_life_days must be > 0, got {half_life_days}")
-    now = _utc(now)
+    now = parse_time(now)
     stats, total, count, since = _starting_point(previous, now, half_life_days)
     since = since if new_only else None
     new_prices = []
-    for event in sorted(events, key=lambda e: _utc(e["timestamp"])):  # stable: ties keep input order
+    for event in sorted(events, key=lambda e: parse_time(e["timestamp"])):  # stable: ties keep input order
         action_weight = ACTION_WEIGHTS.get(event["action_name"])
-        when = _utc(event["timestamp"])
+        when = parse_time(event["timestamp"])
         if action_weight is None or when > now or (since is not None and when <= since):
             continue
         w = action_weight * decay_weight(_days(now - when), half_life_days)

@@ -27,18 +27,14 @@ are added; an event of the order seen last (same ``order_id``) joins that order.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 
+from shopsearch.clock import parse_time
 from shopsearch.query.shopper_features import title_words
 
 ITEMS_TOP = 500
 WORDS_TOP = 300
 RECENT = 8
-
-
-def _utc(when: str) -> datetime:
-    found = datetime.fromisoformat(when.replace("Z", "+00:00"))
-    return found.replace(tzinfo=timezone.utc) if found.tzinfo is None else found
 
 
 def _order_key(event: dict) -> str:
@@ -116,10 +112,10 @@ def build_purchases(events: list[dict], items: dict[str, dict], previous: dict |
     (2, {'dairy': 2}, 2, 4.0, 2)
     """
     stats = _copy(previous) if previous else empty_purchases()
-    cutoff = _utc(since) if since else None
+    cutoff = parse_time(since) if since else None
     purchases = [e for e in events if e.get("action_name") == "purchase" and e.get("object_id")]
-    for event in sorted(purchases, key=lambda e: _utc(e["timestamp"])):  # stable: a cart keeps its order
-        when = _utc(event["timestamp"])
+    for event in sorted(purchases, key=lambda e: parse_time(e["timestamp"])):  # stable: a cart keeps its order
+        when = parse_time(event["timestamp"])
         if cutoff is not None and when <= cutoff:
             continue
         key = _order_key(event)

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 
 from opensearchpy import OpenSearch
 
+from shopsearch.clock import parse_time
 from shopsearch.index.catalogue import live_meta
 from shopsearch.index.profiles import get_profile, put_profile
 from shopsearch.index.ubi import stored_mark, stored_since, user_events
@@ -74,13 +75,13 @@ def item_affinities(previous: dict | None, events: list[dict], now: datetime, ha
     """Decayed, action-weighted interaction per product, scaled to [0, 1] (pure; the "buy again" signal)."""
     weights: dict[str, float] = {}
     if previous and previous.get("stats", {}).get("items"):
-        then = datetime.fromisoformat(previous["updated_at"].replace("Z", "+00:00"))
+        then = parse_time(previous["updated_at"])
         factor = decay_weight((now - then).total_seconds() / 86400, half_life)
         weights = {k: v * factor for k, v in previous["stats"]["items"].items()}
     for e in events:
         w = ACTION_WEIGHTS.get(e["action_name"])
         if w and e.get("object_id"):
-            age = (now - datetime.fromisoformat(e["timestamp"].replace("Z", "+00:00"))).total_seconds() / 86400
+            age = (now - parse_time(e["timestamp"])).total_seconds() / 86400
             weights[e["object_id"]] = weights.get(e["object_id"], 0.0) + w * decay_weight(max(age, 0.0), half_life)
     return dict(sorted(weights.items(), key=lambda kv: -kv[1])[:ITEMS_KEPT])
 
@@ -113,12 +114,8 @@ def update_profiles(client: OpenSearch, settings: Settings, catalogue: str, user
         profile["model_version"] = model_version
         # the cursor: the last event taken in, by the mark the next build's query reads (stored_since)
         marks = [m for m in map(stored_mark, events) if m]
-        profile["stored_until"] = max(marks, key=_utc) if marks else (previous or {}).get("stored_until") or now.isoformat()
+        profile["stored_until"] = max(marks, key=parse_time) if marks else (previous or {}).get("stored_until") or now.isoformat()
         put_profile(client, settings, catalogue, who, profile, pseudonymous=True)
         updated += 1
     client.indices.refresh(index=settings.profiles_index) if updated else None
     return {"catalogue": catalogue, "users_seen": len(users), "profiles_updated": updated}
-
-
-def _utc(when: str) -> datetime:
-    return datetime.fromisoformat(when.replace("Z", "+00:00"))

@@ -19,11 +19,12 @@ from the live index (and, for also-bought, the events index):
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime, timezone
+from datetime import timezone
 from typing import Any, Iterable
 
 from opensearchpy import NotFoundError, OpenSearch, RequestError
 
+from shopsearch.clock import parse_time
 from shopsearch.errors import SearchError
 from shopsearch.index.vectors import SOURCE_WITHOUT_VECTORS, read_with_vectors, without_vectors
 from shopsearch.learn.profile_build import co_occurrence, diversify
@@ -121,9 +122,7 @@ def utc_day(timestamp: str) -> str:
     >>> utc_day("2024-05-01T23:30:00-02:00"), utc_day("2024-05-01T12:00:00.000Z")
     ('2024-05-02', '2024-05-01')
     """
-    when = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
-    when = when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
-    return when.date().isoformat()
+    return parse_time(timestamp).astimezone(timezone.utc).date().isoformat()
 
 
 def orders_from_purchases(purchases: list[dict]) -> list[list[str]]:

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 import lightgbm
 import numpy as np
 
+from shopsearch.clock import parse_time
 from shopsearch.errors import InputError
 from shopsearch.files import write_json_atomic
 from shopsearch.ingest.normalise import apply_scale, fit_popularity_scale
@@ -116,7 +116,7 @@ def _groups_of(user: str, orders: list[list[dict]], k: int, catalogue: Catalogue
     history = [e for order in orders[:k] for e in order]
     purchases = build_purchases(history, {d: {"category": catalogue.category_of.get(d), "title": catalogue.titles.get(d)}
                                           for d in {e["object_id"] for e in history}})
-    now = _utc(orders[k][0]["timestamp"])
+    now = parse_time(orders[k][0]["timestamp"])
     later = Counter(e["object_id"] for order in orders[k:counted] for e in order)
     counts = {d: catalogue.counts.get(d, 0.0) - ACTION_WEIGHTS["purchase"] * later.get(d, 0) for d in later}
     popularity = {**catalogue.base, **catalogue.popularity(counts)}
@@ -138,11 +138,6 @@ def _groups_of(user: str, orders: list[list[dict]], k: int, catalogue: Catalogue
         out.append(Group(user, k, category, ids, rows, [int(d in wanted) for d in ids],
                          missed=len(wanted - set(ids))))
     return out
-
-
-def _utc(when: str) -> datetime:
-    found = datetime.fromisoformat(when.replace("Z", "+00:00"))
-    return found.replace(tzinfo=timezone.utc) if found.tzinfo is None else found
 
 
 def _dataset(groups: list[Group], reference: lightgbm.Dataset | None = None) -> lightgbm.Dataset:

@@ -32,12 +32,12 @@ import hashlib
 import json
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Iterable
 
 from opensearchpy import helpers
 
+from shopsearch.clock import parse_time
 from shopsearch.encoders.text import item_text
 from shopsearch.errors import Missing
 from shopsearch.files import write_json_atomic, write_text_atomic
@@ -303,7 +303,7 @@ def collect(client, settings, catalogue: str, since: str | None = None, until: s
     q_filter = [{"term": {"catalogue": catalogue}}, *_window("timestamp", since, until)]
     queries = list(_scan(helpers, client, settings.ubi_queries_index, {"query": {"bool": {"filter": q_filter}}},
                          ["query_id", "user_id", "user_query", "timestamp", "impressions"]))
-    early = (datetime.fromisoformat(since.replace("Z", "+00:00")) - MAX_FUTURE).isoformat() if since else None
+    early = (parse_time(since) - MAX_FUTURE).isoformat() if since else None
     e_filter = [{"term": {"catalogue": catalogue}}, {"terms": {"action_name": sorted(ACTION_WEIGHTS)}},
                 *_window("timestamp", early, None)]
     events = _scan(helpers, client, settings.ubi_events_index, {"query": {"bool": {"filter": e_filter}}},

@@ -24,6 +24,8 @@ import math
 import re
 from datetime import datetime, timezone
 
+from shopsearch.clock import parse_time
+
 NAN = float("nan")
 DECAY = 0.7  # per order, for decayed_orders: a purchase two orders back counts about half
 WORD = re.compile(r"[^\W\d_]{3,}")
@@ -67,13 +69,8 @@ FEATURES = (
 )
 
 
-def _parse(when: str) -> datetime:
-    found = datetime.fromisoformat(when.replace("Z", "+00:00"))
-    return found.replace(tzinfo=timezone.utc) if found.tzinfo is None else found
-
-
 def _days(later: datetime, earlier: str) -> float:
-    return (later - _parse(earlier)).total_seconds() / 86400.0
+    return (later - parse_time(earlier)).total_seconds() / 86400.0
 
 
 def _ratio(a: float, b: float) -> float:
@@ -88,7 +85,7 @@ def _item_features(item: dict | None, orders: int, lines: int, now: datetime) ->
     since_orders = float(orders - item["last"])
     interval_orders = (item["last"] - item["first"]) / (n - 1) if n > 1 else NAN
     since_days = _days(now, item["last_at"])
-    interval_days = _days(_parse(item["last_at"]), item["first_at"]) / (n - 1) if n > 1 else NAN
+    interval_days = _days(parse_time(item["last_at"]), item["first_at"]) / (n - 1) if n > 1 else NAN
     cart = item["cart"] / item["carts"] if item.get("carts") else NAN
     basket = lines / orders if orders else NAN
     hour = (item["hour"] / n) if n else NAN
