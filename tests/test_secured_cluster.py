@@ -2,10 +2,11 @@
 files the compose deployment uses (``tests/secured_node.py``: docker/security/init.sh's
 certificates and users, its roles and the compose file's ``plugins.security.*`` settings).
 Each project user can do its job over TLS and nothing more; the proxy's faces work as their
-least-privilege users (searches, events, the click-log indices, forgetting a shopper, promote and
-rollback); the workers learn from the click logs as theirs; the internal face's pass-through
+least-privilege users (searches, search by photo, events, the click-log indices, forgetting a
+shopper, promote and rollback); the workers learn from the click logs as theirs; the internal face's pass-through
 forwards the caller's own credentials and never lends its own."""
 
+import io
 import json
 import os
 import socket
@@ -54,11 +55,11 @@ def _as(settings, node, user: str):
 
 @pytest.fixture(scope="module")
 def shop(settings, node):
-    """50 real products ingested over TLS by the workers' user, through the ingest pipeline."""
+    """50 real products with their pictures ingested over TLS by the workers' user, through the ingest pipeline."""
     worker = _as(settings, node, "shopsearch-worker")
     client = connect(worker, timeout=120)
     summary = run_ingest(worker, DATA / "fashion" / "products.tsv", "secshop", mapping="fashion", limit=50,
-                         runner=InProcessRunner(worker, client))
+                         images=DATA / "fashion", runner=InProcessRunner(worker, client))
     assert summary.indexed == 50
     return "secshop"
 
@@ -124,6 +125,24 @@ def test_the_public_face_serves_shoppers_over_tls_as_its_least_privilege_user(se
     status, body = node.request("GET", f"/ubi_events/_doc/{click['event_id']}")
     assert status == 200 and json.loads(body)["found"]
     app.extensions["shopsearch.events"].close()
+
+
+def test_the_public_face_searches_by_photo_as_its_least_privilege_user(settings, node, shop):
+    """Search by photo reads what a text search does not: the version's ``_meta`` (the image
+    projection's file), k-NN on ``image_vector`` and the facet counts, all as the public user."""
+    ingested = [line.split("\t")[0] for line in (DATA / "fashion" / "products.tsv").read_text().splitlines()[1:51]]
+    pictured = [item for item in ingested if (DATA / "fashion" / "images" / f"{item}.jpg").exists()]
+    app = create_app(_as(settings, node, "shopsearch-public").replace(event_flush_seconds=0.2), face="public")
+    try:
+        picture = (DATA / "fashion" / "images" / f"{pictured[0]}.jpg").read_bytes()
+        answer = app.test_client().post(f"/storefront/api/{shop}/photo", data={"image": (io.BytesIO(picture), "photo.jpg"),
+                                                                               "user": "pia"})
+        assert answer.status_code == 200, answer.get_json()
+        body = answer.get_json()
+        assert body["strategy"] == "photo" and body["query_id"] and body["event_token"]
+        assert pictured[0] in [h["id"] for h in body["hits"][:3]]
+    finally:
+        app.extensions["shopsearch.events"].close()
 
 
 def test_the_internal_face_forwards_the_callers_credentials_and_never_lends_its_own(settings, node, shop):
