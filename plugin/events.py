@@ -22,7 +22,7 @@ from opensearchpy import ConnectionError as ClusterUnreachable, OpenSearchExcept
 from shopsearch.errors import Overloaded
 from shopsearch.index.ubi import ensure_ubi_indices, query_document, recorded_queries
 from shopsearch.learn.event_writer import BulkBuffer
-from shopsearch.learn.events import drop_duplicates, pseudonymise_event, validate_batch
+from shopsearch.learn.events import drop_duplicates, format_timestamp, pseudonymise_event, validate_batch
 from shopsearch.plugin.cluster import cluster_client
 from shopsearch.plugin.errors import BadRequest, Forbidden, TooManyRequests, Unauthorized
 from shopsearch.plugin.json_body import parse_json_body
@@ -141,9 +141,9 @@ def post_events():
         checked = True
     except ClusterUnreachable:  # the cluster is down (or timed out): the events still go to the journal
         checked = False
-    # milliseconds, as OpenSearch keeps a date: a profile build's cursor over events that have no
+    # in milliseconds (the stored events' form): a profile build's cursor over events that have no
     # stored_at reads this (index/ubi.py stored_since), and a second would hide the rest of its second
-    received = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    received = format_timestamp(datetime.now(timezone.utc))
     flagged, queued = [], []
     for event in events:
         event = pseudonymise_event(event, settings.pseudonym_salt)  # also re-derives content-based ids
