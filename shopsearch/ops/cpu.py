@@ -16,6 +16,17 @@ def process_cpu(process: psutil.Process) -> float:
     return times.user + times.system
 
 
+def cpu_seconds(processes: list[psutil.Process]) -> float:
+    """User + system CPU seconds the processes have used so far (one that is gone counts 0)."""
+    total = 0.0
+    for p in processes:
+        try:
+            total += process_cpu(p)
+        except psutil.Error:  # gone meanwhile (a pool child that exited)
+            continue
+    return total
+
+
 def family(pid: int) -> list[psutil.Process] | None:
     """A process and its living descendants, each once; None when it is gone.
 
@@ -34,49 +45,6 @@ def family_cpu_seconds(pid: int) -> float | None:
     """CPU seconds of a process and its living descendants (a Celery worker and its pool); None when it is gone."""
     found = family(pid)
     return None if found is None else cpu_seconds(found)
-
-
-QUIET_CORES = 0.15  # the machine's CPU in use, in cores, under which it counts as idle (idle services: 0.02-0.06)
-
-
-def machine_busy(seconds: float) -> float:
-    """Cores of this machine in use over the next ``seconds`` (every process: the proxy's workers,
-    OpenSearch, the Celery workers)."""
-    return psutil.cpu_percent(interval=seconds) / 100.0 * (psutil.cpu_count() or 1)
-
-
-def wait_for_quiet(busy: Callable[[float], float] = machine_busy, *, below: float = QUIET_CORES, rounds: int = 2,
-                   interval: float = 1.0, most: int = 180) -> dict:
-    """Sample ``busy(interval)`` until ``rounds`` samples in a row are under ``below`` cores, at most
-    ``most`` samples. A freshly started proxy worker prepares its ranker's product text for some
-    seconds after its first answers (``LiveRankers``), and OpenSearch may still merge; a mode timed
-    meanwhile shares the cores with them (direct BM25, timed first, read 211-584 QPS that way
-    against 800-1,160 on an idle machine). ``{"quiet": bool, "waited_s": ..., "cores": last sample}``.
-
-    >>> samples = iter([1.4, 0.9, 0.05, 0.3, 0.04, 0.02, 0.9])
-    >>> wait_for_quiet(lambda s: next(samples))
-    {'quiet': True, 'waited_s': 6.0, 'cores': 0.02}
-    >>> wait_for_quiet(lambda s: 1.0, most=3)
-    {'quiet': False, 'waited_s': 3.0, 'cores': 1.0}
-    """
-    calm = taken = 0
-    cores = 0.0
-    while taken < most and calm < rounds:
-        cores = busy(interval)
-        taken += 1
-        calm = calm + 1 if cores < below else 0
-    return {"quiet": calm >= rounds, "waited_s": round(taken * interval, 1), "cores": round(cores, 3)}
-
-
-def cpu_seconds(processes: list[psutil.Process]) -> float:
-    """User + system CPU seconds the processes have used so far (one that is gone counts 0)."""
-    total = 0.0
-    for p in processes:
-        try:
-            total += process_cpu(p)
-        except psutil.Error:  # gone meanwhile (a pool child that exited)
-            continue
-    return total
 
 
 def machine_cpu_seconds() -> float:
@@ -117,3 +85,35 @@ def cpu_per_request(before: dict[str, float], after: dict[str, float], requests:
     out["total"] = round(machine * 1000 / n, 3)
     out["cores_in_use"] = round(machine / max(wall_s, 1e-9), 2)
     return out
+
+
+QUIET_CORES = 0.15  # the machine's CPU in use, in cores, under which it counts as idle (idle services: 0.02-0.06)
+
+
+def machine_busy(seconds: float) -> float:
+    """Cores of this machine in use over the next ``seconds`` (every process: the proxy's workers,
+    OpenSearch, the Celery workers)."""
+    return psutil.cpu_percent(interval=seconds) / 100.0 * (psutil.cpu_count() or 1)
+
+
+def wait_for_quiet(busy: Callable[[float], float] = machine_busy, *, below: float = QUIET_CORES, rounds: int = 2,
+                   interval: float = 1.0, most: int = 180) -> dict:
+    """Sample ``busy(interval)`` until ``rounds`` samples in a row are under ``below`` cores, at most
+    ``most`` samples. A freshly started proxy worker prepares its ranker's product text for some
+    seconds after its first answers (``LiveRankers``), and OpenSearch may still merge; a mode timed
+    meanwhile shares the cores with them (direct BM25, timed first, read 211-584 QPS that way
+    against 800-1,160 on an idle machine). ``{"quiet": bool, "waited_s": ..., "cores": last sample}``.
+
+    >>> samples = iter([1.4, 0.9, 0.05, 0.3, 0.04, 0.02, 0.9])
+    >>> wait_for_quiet(lambda s: next(samples))
+    {'quiet': True, 'waited_s': 6.0, 'cores': 0.02}
+    >>> wait_for_quiet(lambda s: 1.0, most=3)
+    {'quiet': False, 'waited_s': 3.0, 'cores': 1.0}
+    """
+    calm = taken = 0
+    cores = 0.0
+    while taken < most and calm < rounds:
+        cores = busy(interval)
+        taken += 1
+        calm = calm + 1 if cores < below else 0
+    return {"quiet": calm >= rounds, "waited_s": round(taken * interval, 1), "cores": round(cores, 3)}
