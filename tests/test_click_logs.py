@@ -205,6 +205,28 @@ def test_the_periodic_run_updates_profiles_of_shoppers_with_new_events(web, app,
     assert profile and item in profile["items"]
 
 
+def test_an_event_naming_no_catalogue_is_refused_and_one_stored_anyway_does_not_stop_the_periodic_run(
+        web, app, store, client, settings):
+    """``POST /events`` refuses a catalogue that is no catalogue's name (400, naming the field); one
+    written straight to the index all the same is skipped by the periodic run, which still finds
+    the catalogues with new events."""
+    from shopsearch.learn.profile_update import recent_catalogues
+    since = "2000-01-01T00:00:00Z"
+    bad = {"user_id": shopper("nameless"), "action_name": "click", "object_id": "p", "catalogue": "Not-A-Catalogue"}
+    refused = web.post("/events", json=bad, headers=BACKEND)
+    assert refused.status_code == 400 and refused.get_json()["field"] == "events[0].catalogue", refused.get_json()
+    assert web.post("/events", json={**bad, "catalogue": store}, headers=BACKEND).status_code == 202
+    flush(app)
+    at = "2026-01-01T00:00:00.000Z"
+    written = client.index(index=settings.ubi_events_index, refresh=True, body={
+        **bad, "event_id": uuid.uuid4().hex, "timestamp": at, "received_at": at})
+    try:
+        found = recent_catalogues(client, settings, since)
+        assert store in found and "Not-A-Catalogue" not in found
+    finally:
+        client.delete(index=settings.ubi_events_index, id=written["_id"], refresh=True)
+
+
 def test_a_killed_middleware_loses_no_accepted_event(services, settings, client, store, tmp_path):
     """A 202 means on disk: SIGKILL before any flush, and the next middleware stores them all; a
     search's query record (written without waiting for an fsync) survives the kill too."""

@@ -69,6 +69,7 @@ def test_actions_and_aliases_map_to_canonical_names(given, canonical):
     pytest.param({**CLICK, "price": "9.99"}, "price", id="price-string"),
     pytest.param({**CLICK, "price": float("inf")}, "price", id="price-infinite"),
     pytest.param({**CLICK, "catalogue": 1.5}, "catalogue", id="catalogue-float"),
+    pytest.param({**CLICK, "catalogue": "Fashion-Shop"}, "catalogue", id="catalogue-not-a-name"),
     pytest.param({**CLICK, "event_attributes": "x"}, "event_attributes", id="attributes-not-object"),
     pytest.param({**CLICK, "event_id": ""}, "event_id", id="empty-event-id"),
     pytest.param({**CLICK, "sessionid": "s"}, "sessionid", id="unknown-key"),
@@ -86,7 +87,7 @@ def test_a_non_object_event_is_rejected():
 
 
 @pytest.mark.parametrize("extra", [
-    {"client_id": "c1"}, {"catalogue": "shop-a"}, {"quantity": 2}, {"price": 0}, {"price": 19.5},
+    {"client_id": "c1"}, {"catalogue": "shop_a"}, {"quantity": 2}, {"price": 0}, {"price": 19.5},
     {"event_attributes": {"object": {"object_id_field": "sku"}}}, {"query_id": None}, {"position": None},
 ])
 def test_optional_fields_are_accepted(extra):

@@ -136,7 +136,7 @@ def test_forgetting_a_shopper_deletes_again_what_changed_while_it_was_deleting(c
     ids = [f"{who}-{i}" for i in range(20_000)]
     at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     helpers.bulk(client, ({"_index": settings.ubi_events_index, "_id": i, "_source": {
-        "event_id": i, "user_id": who, "catalogue": "forget-race", "action_name": "impression", "object_id": "p",
+        "event_id": i, "user_id": who, "catalogue": "forget_race", "action_name": "impression", "object_id": "p",
         "timestamp": at, "received_at": at}} for i in ids), chunk_size=2_000, refresh=True)
     done: dict = {}
 

@@ -33,7 +33,8 @@ from typing import Annotated, Any
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo,
                       field_validator, model_validator)
 
-from shopsearch.errors import EventError
+from shopsearch.errors import EventError, IndexVersionError
+from shopsearch.index.versions import check_catalogue_name
 from shopsearch.privacy import pseudonym
 
 ACTIONS = ("impression", "click", "add_to_cart", "purchase")
@@ -61,6 +62,15 @@ def _canonical_action(value: str) -> str:
     if action not in ACTIONS:
         raise EventError(f"unknown action {value!r}; expected one of {', '.join(ACTIONS)}", "action_name")
     return action
+
+
+def _catalogue_name(value: str) -> str:
+    """A catalogue's name as the index layer takes it: an event that names anything else could be
+    joined to no catalogue, and the periodic profile run would have to skip it."""
+    try:
+        return check_catalogue_name(value)
+    except IndexVersionError as e:
+        raise EventError(e.message, "catalogue") from None
 
 
 # What the ubi_events mapping accepts (mappings/ubi_events.json): an event the index would refuse
@@ -103,7 +113,7 @@ class Event(BaseModel):
     timestamp: Any = Field(None, description="ISO 8601 (naive is UTC) or epoch seconds/milliseconds; default now.",
                            validate_default=True,  # an absent timestamp becomes now, through the validator
                            json_schema_extra={"type": ["string", "number", "null"]})
-    catalogue: Identifier | None = None
+    catalogue: Annotated[Identifier, AfterValidator(_catalogue_name)] | None = None
     quantity: Count | None = None
     price: Annotated[float, Field(strict=True, ge=0, le=MAX_FLOAT32, allow_inf_nan=False)] | None = None
     event_attributes: Annotated[dict, Field(strict=True)] | None = Field(

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from opensearchpy import OpenSearch
 
 from shopsearch.clock import parse_time
+from shopsearch.errors import IndexVersionError
 from shopsearch.index.catalogue import live_meta
 from shopsearch.index.profiles import get_profile, put_profile
 from shopsearch.index.ubi import stored_mark, stored_since, user_events
@@ -58,7 +59,16 @@ def recent_catalogues(client: OpenSearch, settings: Settings, since: str) -> lis
     res = client.search(index=settings.ubi_events_index, body={
         "size": 0, "query": stored_since(since),
         "aggs": {"c": {"terms": {"field": "catalogue", "size": 1000}}}})
-    return [b["key"] for b in res["aggregations"]["c"]["buckets"] if live_index(client, b["key"])]
+    return [b["key"] for b in res["aggregations"]["c"]["buckets"] if _live(client, b["key"])]
+
+
+def _live(client: OpenSearch, catalogue: str) -> bool:
+    """Whether a catalogue named in stored events has a live index; a name that is no catalogue's
+    (an event written straight to the index, or before ``POST /events`` checked it) has none."""
+    try:
+        return live_index(client, catalogue) is not None
+    except IndexVersionError:
+        return False
 
 
 def item_features(client: OpenSearch, index: str, ids: list[str]) -> dict[str, dict]:
